@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need when it is missing, then runs them.
+#   - apt: gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm (cross-compiler, C
+#     library and the Cortex-M emulator used by `nas verify` and its tests)
+#   - rustup: the thumbv7em-none-eabihf target for building the generated no_std Rust kernel
+# Tests read the real datasets from ../shared/data (override with NAS_SHARED_DATA).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi)
+[ -e /usr/lib/arm-none-eabi/newlib ] || [ -e /usr/lib/arm-none-eabi/lib ] || need_apt+=(libnewlib-arm-none-eabi)
+command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing: ${need_apt[*]}"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -q thumbv7em-none-eabihf; then
+    rustup target add thumbv7em-none-eabihf || echo "warning: could not install the thumbv7em-none-eabihf target"
+fi
+
+# Release profile: training through burn is far too slow unoptimised; the main job uses the
+# same profile, so dependencies are built once.
+cargo test --release "$@"

@@ -1,0 +1,486 @@
+//! Architecture: [`NetSpec`], the one source of truth for a network.
+//!
+//! A network is `1..=max_depth` convolution blocks, then global average pooling and a dense
+//! softmax head. This module owns the spec's data types (serialisable to JSON), shape inference
+//! with the operator semantics the trainer and the generated kernels use (Keras-compatible
+//! `same` padding, pooling with stride = size and 'valid' semantics, i.e. lengths round *down*),
+//! validation of specs read from files, and the seed's shape-correction rules that turn any
+//! block list into a valid spec.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Convolution padding, with Keras semantics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// Output length `ceil(L / s)`; the total padding `max((out-1)·s + k − L, 0)` is split with
+    /// the smaller half on the left (Keras/TensorFlow convention).
+    Same,
+    /// No padding: output length `floor((L − k) / s) + 1`, requires `L ≥ k`.
+    Valid,
+}
+
+/// Pooling operator kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolKind {
+    Max,
+    Avg,
+}
+
+/// A pooling layer after a block's activation: window = stride = `size`, 'valid' (the tail
+/// that does not fill a window is dropped, as Keras and burn compute it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Pool {
+    pub kind: PoolKind,
+    pub size: usize,
+}
+
+/// One block: Conv1D → (BatchNorm) → ReLU → (pool) → dropout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    pub filters: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: Padding,
+    #[serde(default)]
+    pub batch_norm: bool,
+    #[serde(default)]
+    pub pool: Option<Pool>,
+    /// Dropout rate applied in training only (no effect on the deployed kernel).
+    #[serde(default)]
+    pub dropout: f32,
+}
+
+/// The classifier head. Only one is supported today: global average pooling over the
+/// sequence, then a dense layer to the class logits (softmax is applied by the loss / argmax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    #[default]
+    GapDense,
+}
+
+/// A network architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetSpec {
+    /// Input sequence length (bytes per sample).
+    pub input_len: usize,
+    /// Input channels (1 for byte sequences).
+    #[serde(default = "one")]
+    pub input_channels: usize,
+    pub classes: usize,
+    pub blocks: Vec<Block>,
+    #[serde(default)]
+    pub head: Head,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Search-space limits used by the correction rules and random generation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchSpace {
+    pub max_depth: usize,
+    pub filters: (usize, usize),
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub pool_sizes: Vec<usize>,
+    /// No pooling once the sequence is shorter than this (the seed's 32).
+    pub min_len_for_pool: usize,
+    /// Dropout rises linearly with depth between these two rates.
+    pub dropout: (f32, f32),
+}
+
+impl Default for SearchSpace {
+    fn default() -> Self {
+        // The seed's ranges.
+        SearchSpace {
+            max_depth: 5,
+            filters: (4, 128),
+            kernel: (2, 8),
+            stride: (1, 6),
+            pool_sizes: vec![2, 3],
+            min_len_for_pool: 32,
+            dropout: (0.1, 0.5),
+        }
+    }
+}
+
+/// Output length of a convolution, or `None` when the configuration produces nothing
+/// (zero kernel/stride, or 'valid' with the kernel longer than the input).
+pub fn conv_out_len(len: usize, kernel: usize, stride: usize, padding: Padding) -> Option<usize> {
+    if len == 0 || kernel == 0 || stride == 0 {
+        return None;
+    }
+    match padding {
+        Padding::Same => Some(len.div_ceil(stride)),
+        Padding::Valid => (len >= kernel).then(|| (len - kernel) / stride + 1),
+    }
+}
+
+/// `(left, right)` zero padding of a convolution with Keras semantics.
+pub fn conv_padding(len: usize, kernel: usize, stride: usize, padding: Padding) -> (usize, usize) {
+    match padding {
+        Padding::Valid => (0, 0),
+        Padding::Same => {
+            let out = len.div_ceil(stride);
+            let total = ((out.saturating_sub(1)) * stride + kernel).saturating_sub(len);
+            (total / 2, total - total / 2)
+        }
+    }
+}
+
+/// Output length of a pooling layer (window = stride = size, 'valid').
+pub fn pool_out_len(len: usize, size: usize) -> Option<usize> {
+    (size >= 1 && len >= size).then_some(len / size)
+}
+
+/// Shapes of one block as executed: lengths before and after the conv and the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BlockShape {
+    pub in_len: usize,
+    pub in_channels: usize,
+    pub conv_len: usize,
+    pub pad_left: usize,
+    pub pad_right: usize,
+    pub out_len: usize,
+    pub out_channels: usize,
+}
+
+/// A spec that is not a valid network, with the block it concerns.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error("network: {0}")]
+    Net(String),
+    #[error("block {index}: {msg}")]
+    Block { index: usize, msg: String },
+}
+
+impl NetSpec {
+    /// Infer every block's shapes, or say which block is invalid and why.
+    pub fn shapes(&self) -> Result<Vec<BlockShape>, SpecError> {
+        self.validate_top()?;
+        let mut len = self.input_len;
+        let mut ch = self.input_channels;
+        let mut out = Vec::with_capacity(self.blocks.len());
+        for (index, b) in self.blocks.iter().enumerate() {
+            let err = |msg: String| SpecError::Block { index, msg };
+            if b.filters == 0 {
+                return Err(err("filters must be at least 1".into()));
+            }
+            if b.kernel == 0 {
+                return Err(err("kernel must be at least 1".into()));
+            }
+            if b.stride == 0 {
+                return Err(err("stride must be at least 1".into()));
+            }
+            if !(0.0..1.0).contains(&b.dropout) {
+                return Err(err(format!("dropout {} is outside [0, 1)", b.dropout)));
+            }
+            let conv_len = conv_out_len(len, b.kernel, b.stride, b.padding).ok_or_else(|| {
+                err(format!(
+                    "kernel {} is longer than its input (length {len}) with 'valid' padding",
+                    b.kernel
+                ))
+            })?;
+            let (pad_left, pad_right) = conv_padding(len, b.kernel, b.stride, b.padding);
+            let out_len = match b.pool {
+                None => conv_len,
+                Some(p) => {
+                    if p.size < 2 {
+                        return Err(err(format!("pool size {} must be at least 2", p.size)));
+                    }
+                    pool_out_len(conv_len, p.size).ok_or_else(|| {
+                        err(format!(
+                            "pool size {} is larger than the conv output (length {conv_len})",
+                            p.size
+                        ))
+                    })?
+                }
+            };
+            out.push(BlockShape {
+                in_len: len,
+                in_channels: ch,
+                conv_len,
+                pad_left,
+                pad_right,
+                out_len,
+                out_channels: b.filters,
+            });
+            len = out_len;
+            ch = b.filters;
+        }
+        Ok(out)
+    }
+
+    fn validate_top(&self) -> Result<(), SpecError> {
+        if self.input_len == 0 {
+            return Err(SpecError::Net("input_len must be at least 1".into()));
+        }
+        if self.input_channels == 0 {
+            return Err(SpecError::Net("input_channels must be at least 1".into()));
+        }
+        if self.classes < 2 {
+            return Err(SpecError::Net(format!(
+                "classes must be at least 2, got {}",
+                self.classes
+            )));
+        }
+        if self.classes > 256 {
+            return Err(SpecError::Net(format!(
+                "classes must be at most 256 (labels are bytes), got {}",
+                self.classes
+            )));
+        }
+        if self.blocks.is_empty() {
+            return Err(SpecError::Net("a network needs at least one block".into()));
+        }
+        Ok(())
+    }
+
+    /// Check the spec is a network the whole tool chain can handle.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.shapes().map(|_| ())
+    }
+
+    /// Channels entering the head (the last block's filters).
+    pub fn head_channels(&self) -> usize {
+        self.blocks
+            .last()
+            .map_or(self.input_channels, |b| b.filters)
+    }
+
+    /// Parse a spec from JSON and validate it.
+    pub fn from_json(text: &str) -> anyhow::Result<NetSpec> {
+        let spec: NetSpec = serde_json::from_str(text)?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("NetSpec serialises")
+    }
+
+    /// The seed's 'smart start' parent: [27 filters, k3, s4, same] then
+    /// [114 filters, k4, s4, same, BN, avg-pool 3].
+    pub fn smart_start(input_len: usize, classes: usize) -> NetSpec {
+        let mut spec = NetSpec {
+            input_len,
+            input_channels: 1,
+            classes,
+            blocks: vec![
+                Block {
+                    filters: 27,
+                    kernel: 3,
+                    stride: 4,
+                    padding: Padding::Same,
+                    batch_norm: false,
+                    pool: None,
+                    dropout: 0.0,
+                },
+                Block {
+                    filters: 114,
+                    kernel: 4,
+                    stride: 4,
+                    padding: Padding::Same,
+                    batch_norm: true,
+                    pool: Some(Pool {
+                        kind: PoolKind::Avg,
+                        size: 3,
+                    }),
+                    dropout: 0.0,
+                },
+            ],
+            head: Head::GapDense,
+        };
+        spec.correct(&SearchSpace::default());
+        spec
+    }
+
+    /// Apply the seed's correction rules in place so that the spec is valid:
+    /// depth clamped to `1..=max_depth`; no batch norm and no pooling in the first block, batch
+    /// norm in every other block; kernel ≤ input length; 'valid' padding only where it fits;
+    /// pooling only where the conv output is at least the pool size and the input length is at
+    /// least `min_len_for_pool`; dropout rising linearly with depth. Zero fields are raised to 1.
+    pub fn correct(&mut self, space: &SearchSpace) {
+        self.input_len = self.input_len.max(1);
+        self.input_channels = self.input_channels.max(1);
+        if self.blocks.is_empty() {
+            self.blocks.push(Block {
+                filters: space.filters.0.max(1),
+                kernel: space.kernel.0.max(1),
+                stride: 1,
+                padding: Padding::Same,
+                batch_norm: false,
+                pool: None,
+                dropout: 0.0,
+            });
+        }
+        self.blocks.truncate(space.max_depth.max(1));
+        let n = self.blocks.len();
+        let mut len = self.input_len;
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            b.filters = b.filters.max(1);
+            b.stride = b.stride.max(1);
+            b.kernel = b.kernel.clamp(1, len);
+            b.batch_norm = i > 0;
+            if b.padding == Padding::Valid && b.kernel > len {
+                b.padding = Padding::Same;
+            }
+            let conv_len = conv_out_len(len, b.kernel, b.stride, b.padding).unwrap_or(1);
+            if let Some(p) = b.pool {
+                let ok =
+                    i > 0 && len >= space.min_len_for_pool && p.size >= 2 && conv_len >= p.size;
+                if !ok {
+                    b.pool = None;
+                }
+            }
+            b.dropout = dropout_for_depth(i, n, space.dropout);
+            len = match b.pool {
+                Some(p) => conv_len / p.size,
+                None => conv_len,
+            };
+        }
+    }
+
+    /// A one-line human summary, e.g. `784 → [27k3s4 same] → [114k4s4 same bn avg3] → 12`.
+    pub fn summary(&self) -> String {
+        let mut s = format!("{}", self.input_len);
+        for b in &self.blocks {
+            s.push_str(&format!(" → [{b}]"));
+        }
+        s.push_str(&format!(" → gap → dense {}", self.classes));
+        s
+    }
+}
+
+impl fmt::Display for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pad = match self.padding {
+            Padding::Same => "same",
+            Padding::Valid => "valid",
+        };
+        write!(f, "{}k{}s{} {pad}", self.filters, self.kernel, self.stride)?;
+        if self.batch_norm {
+            write!(f, " bn")?;
+        }
+        if let Some(p) = self.pool {
+            let k = match p.kind {
+                PoolKind::Max => "max",
+                PoolKind::Avg => "avg",
+            };
+            write!(f, " {k}{}", p.size)?;
+        }
+        Ok(())
+    }
+}
+
+/// Dropout for block `i` of `n`: linear from `range.0` (first) to `range.1` (last).
+pub fn dropout_for_depth(i: usize, n: usize, range: (f32, f32)) -> f32 {
+    if n <= 1 {
+        return range.0;
+    }
+    let t = i as f32 / (n - 1) as f32;
+    let r = range.0 + (range.1 - range.0) * t;
+    (r * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_matches_keras() {
+        // L=784, k=3, s=4: out 196, total pad (195·4+3−784) = −1 → 0.
+        assert_eq!(conv_out_len(784, 3, 4, Padding::Same), Some(196));
+        assert_eq!(conv_padding(784, 3, 4, Padding::Same), (0, 0));
+        // L=10, k=4, s=1: out 10, total 3 → left 1, right 2 (TensorFlow puts the extra right).
+        assert_eq!(conv_padding(10, 4, 1, Padding::Same), (1, 2));
+        // L=7, k=5, s=2: out 4, total (3·2+5−7)=4 → (2, 2).
+        assert_eq!(conv_padding(7, 5, 2, Padding::Same), (2, 2));
+        assert_eq!(conv_out_len(7, 8, 1, Padding::Valid), None);
+        assert_eq!(conv_out_len(10, 3, 3, Padding::Valid), Some(3));
+    }
+
+    #[test]
+    fn pooling_rounds_down() {
+        // The seed's size formula rounds up (ceil(49/3) = 17); Keras and burn give floor = 16.
+        assert_eq!(pool_out_len(49, 3), Some(16));
+        assert_eq!(pool_out_len(2, 3), None);
+    }
+
+    #[test]
+    fn smart_start_shapes() {
+        let s = NetSpec::smart_start(784, 12);
+        let sh = s.shapes().unwrap();
+        assert_eq!(sh[0].conv_len, 196);
+        assert_eq!(sh[1].conv_len, 49);
+        assert_eq!(sh[1].out_len, 16);
+        assert!(!s.blocks[0].batch_norm && s.blocks[1].batch_norm);
+        assert_eq!(s.blocks[0].dropout, 0.1);
+        assert_eq!(s.blocks[1].dropout, 0.5);
+    }
+
+    #[test]
+    fn invalid_spec_names_the_block() {
+        let mut s = NetSpec::smart_start(784, 12);
+        s.blocks[1].kernel = 500;
+        s.blocks[1].padding = Padding::Valid;
+        let e = s.validate().unwrap_err();
+        assert!(matches!(e, SpecError::Block { index: 1, .. }), "{e}");
+        assert!(e.to_string().contains("block 1"));
+
+        let mut s = NetSpec::smart_start(784, 12);
+        s.blocks[0].stride = 0;
+        assert!(s.validate().unwrap_err().to_string().starts_with("block 0"));
+
+        let bad = r#"{"input_len": 784, "classes": 12, "blocks": [{"filters": 8, "kernel": 3}]}"#;
+        assert!(NetSpec::from_json(bad).is_err());
+        let bad = r#"{"input_len": 784, "classes": 1, "blocks": []}"#;
+        assert!(NetSpec::from_json(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("classes"));
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let s = NetSpec::smart_start(784, 12);
+        let back = NetSpec::from_json(&s.to_json()).unwrap();
+        assert_eq!(s, back);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn correction_makes_any_block_list_valid(
+            input_len in 1usize..2000,
+            blocks in proptest::collection::vec(
+                (0usize..300, 0usize..40, 0usize..10, proptest::bool::ANY,
+                 proptest::option::of((proptest::bool::ANY, 0usize..6))), 0..9),
+        ) {
+            let space = SearchSpace::default();
+            let mut spec = NetSpec {
+                input_len,
+                input_channels: 1,
+                classes: 12,
+                blocks: blocks.into_iter().map(|(f, k, s, valid, pool)| Block {
+                    filters: f, kernel: k, stride: s,
+                    padding: if valid { Padding::Valid } else { Padding::Same },
+                    batch_norm: false,
+                    pool: pool.map(|(max, size)| Pool {
+                        kind: if max { PoolKind::Max } else { PoolKind::Avg }, size }),
+                    dropout: 0.9,
+                }).collect(),
+                head: Head::GapDense,
+            };
+            spec.correct(&space);
+            proptest::prop_assert!(spec.validate().is_ok(), "{:?}", spec);
+            proptest::prop_assert!(spec.blocks.len() <= space.max_depth);
+            proptest::prop_assert!(spec.blocks[0].pool.is_none() && !spec.blocks[0].batch_norm);
+        }
+    }
+}

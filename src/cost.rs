@@ -1,0 +1,444 @@
+//! Cost model: parameters, MACs, FLOPs, largest tensor, RAM and flash of a [`Plan`], checked
+//! against a target's budgets.
+//!
+//! Conventions:
+//! - `params` counts as Keras does (`model.count_params()`): conv and dense weights and biases,
+//!   and all four BatchNorm vectors (γ, β and the two running statistics). The seed's parameter
+//!   budget is in this unit. `trainable_params` leaves out the running statistics;
+//!   `deployed_params` is what the kernel stores once BatchNorm is folded into the conv.
+//! - `macs`: every kernel tap of every conv output (padding included), plus dense `in × out`.
+//!   `flops = 2 × macs`, the convention of the paper's budgets. `executed_macs` is what the
+//!   generated kernel really runs (padded taps skipped, pooled-away tails never computed).
+//! - `max_tensor`: the largest intermediate activation as the training framework sees it (conv
+//!   outputs before pooling included, the input excluded), in elements: the seed's budget.
+//! - `arena_bytes`: the plan's static arena; `ram_bytes` adds the inference's stack estimate.
+//! - `flash_bytes`: deployed weights as float32 plus the target's code-size model.
+
+use crate::plan::{Op, Plan, ELEM_BYTES};
+use crate::target::{Limits, Target};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Stack the inference functions use on top of the arena (a few saved registers and locals per
+/// call level; measured with `-fstack-usage` on the generated C, rounded up).
+pub const INFER_STACK_BYTES: u64 = 128;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerCost {
+    pub name: String,
+    /// e.g. `conv 27×k3/s4 +relu` or `dense 114→12`.
+    pub desc: String,
+    pub in_shape: (usize, usize),
+    pub out_shape: (usize, usize),
+    pub params: u64,
+    pub deployed_params: u64,
+    pub macs: u64,
+    pub executed_macs: u64,
+    /// Largest tensor this layer produces in the training graph (pre-pool conv output).
+    pub max_tensor: u64,
+    pub arena_offset: Option<usize>,
+    pub out_bytes: usize,
+}
+
+/// A budget a candidate exceeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    /// `params`, `flops`, `max_tensor`, `flash_bytes` or `ram_bytes`.
+    pub budget: String,
+    pub value: u64,
+    pub limit: u64,
+    pub over_by: u64,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} exceeds the budget {} by {} ({:.1} %)",
+            self.budget,
+            self.value,
+            self.limit,
+            self.over_by,
+            100.0 * self.over_by as f64 / self.limit.max(1) as f64
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cost {
+    pub params: u64,
+    pub trainable_params: u64,
+    pub deployed_params: u64,
+    pub macs: u64,
+    pub executed_macs: u64,
+    pub flops: u64,
+    pub max_tensor: u64,
+    pub arena_bytes: u64,
+    /// One buffer per intermediate tensor, for comparison.
+    pub naive_arena_bytes: u64,
+    /// The seed's RAM estimate, 4 B × largest tensor, for comparison.
+    pub seed_ram_bytes: u64,
+    pub ram_bytes: u64,
+    pub weights_bytes: u64,
+    pub code_bytes: u64,
+    pub flash_bytes: u64,
+    pub fits: bool,
+    pub violations: Vec<Violation>,
+    pub limits: Limits,
+    pub layers: Vec<LayerCost>,
+}
+
+/// Cost a plan for a target under the given limits (usually `target.limits()`, possibly with
+/// user overrides).
+pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
+    let mut layers = Vec::new();
+    for l in &plan.layers {
+        let (w, b) = l.deployed_params();
+        let deployed = (w + b) as u64;
+        let (desc, in_shape, out_shape, params, max_tensor) = match &l.op {
+            Op::Conv(c) => {
+                let bn = if c.batch_norm { " +bn" } else { "" };
+                let pool = match c.pool {
+                    Some((k, s)) => format!(
+                        " +{}pool{s}",
+                        if k == crate::arch::PoolKind::Max {
+                            "max"
+                        } else {
+                            "avg"
+                        }
+                    ),
+                    None => String::new(),
+                };
+                let keras = deployed
+                    + if c.batch_norm {
+                        4 * c.out_channels as u64
+                    } else {
+                        0
+                    };
+                (
+                    format!(
+                        "conv {}×k{}/s{}{bn} +relu{pool}",
+                        c.out_channels, c.kernel, c.stride
+                    ),
+                    (c.in_len, c.in_channels),
+                    (c.out_len, c.out_channels),
+                    keras,
+                    (c.conv_len * c.out_channels) as u64,
+                )
+            }
+            Op::GlobalAvgPool { len, channels } => (
+                "global avg pool".to_string(),
+                (*len, *channels),
+                (1, *channels),
+                0,
+                *channels as u64,
+            ),
+            Op::Dense { inputs, outputs } => (
+                format!("dense {inputs}→{outputs}"),
+                (1, *inputs),
+                (1, *outputs),
+                deployed,
+                *outputs as u64,
+            ),
+        };
+        layers.push(LayerCost {
+            name: l.name.clone(),
+            desc,
+            in_shape,
+            out_shape,
+            params,
+            deployed_params: deployed,
+            macs: l.macs(),
+            executed_macs: l.executed_macs(),
+            max_tensor,
+            arena_offset: l.output.arena_range().map(|r| r.start),
+            out_bytes: l.output.elements() * ELEM_BYTES,
+        });
+    }
+    let bn_stats: u64 = plan
+        .layers
+        .iter()
+        .map(|l| match &l.op {
+            Op::Conv(c) if c.batch_norm => 2 * c.out_channels as u64,
+            _ => 0,
+        })
+        .sum();
+    let params: u64 = layers.iter().map(|l| l.params).sum();
+    let deployed_params: u64 = layers.iter().map(|l| l.deployed_params).sum();
+    let macs: u64 = layers.iter().map(|l| l.macs).sum();
+    let executed_macs: u64 = layers.iter().map(|l| l.executed_macs).sum();
+    let max_tensor = layers.iter().map(|l| l.max_tensor).max().unwrap_or(0);
+    let arena_bytes = plan.arena_bytes as u64;
+    let weights_bytes = deployed_params * ELEM_BYTES as u64;
+    let code_bytes =
+        target.code_size.base_bytes + target.code_size.per_layer_bytes * plan.layers.len() as u64;
+    let flash_bytes = weights_bytes + code_bytes;
+    let ram_bytes = arena_bytes + INFER_STACK_BYTES;
+    let flops = 2 * macs;
+
+    let mut violations = Vec::new();
+    for (budget, value, limit) in [
+        ("params", params, limits.max_params),
+        ("flops", flops, limits.max_flops),
+        ("max_tensor", max_tensor, limits.max_tensor),
+        ("flash_bytes", flash_bytes, limits.max_flash_bytes),
+        ("ram_bytes", ram_bytes, limits.max_ram_bytes),
+    ] {
+        if value > limit {
+            violations.push(Violation {
+                budget: budget.to_string(),
+                value,
+                limit,
+                over_by: value - limit,
+            });
+        }
+    }
+    Cost {
+        params,
+        trainable_params: params - bn_stats,
+        deployed_params,
+        macs,
+        executed_macs,
+        flops,
+        max_tensor,
+        arena_bytes,
+        naive_arena_bytes: plan.naive_arena_bytes() as u64,
+        seed_ram_bytes: 4 * max_tensor,
+        ram_bytes,
+        weights_bytes,
+        code_bytes,
+        flash_bytes,
+        fits: violations.is_empty(),
+        violations,
+        limits: *limits,
+        layers,
+    }
+}
+
+impl Cost {
+    /// A per-layer table and the totals against the budget, for terminals.
+    pub fn table(&self, target_name: &str) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<6} {:<30} {:>11} {:>11} {:>9} {:>11} {:>11} {:>10}",
+            "layer", "operator", "in", "out", "params", "MACs", "max tensor", "arena@"
+        );
+        for l in &self.layers {
+            let shape = |(a, b): (usize, usize)| format!("{a}×{b}");
+            let off = l
+                .arena_offset
+                .map_or("logits".to_string(), |o| o.to_string());
+            let _ = writeln!(
+                s,
+                "{:<6} {:<30} {:>11} {:>11} {:>9} {:>11} {:>11} {:>10}",
+                l.name,
+                l.desc,
+                shape(l.in_shape),
+                shape(l.out_shape),
+                l.params,
+                l.macs,
+                l.max_tensor,
+                off
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "totals for {target_name}:");
+        let lim = &self.limits;
+        let row = |s: &mut String, name: &str, v: u64, limit: Option<u64>, note: String| {
+            let (lim, pct, mark) = match limit {
+                Some(l) => (
+                    l.to_string(),
+                    format!("{:.1} %", 100.0 * v as f64 / l.max(1) as f64),
+                    if v > l { "OVER" } else { "ok" },
+                ),
+                None => (String::new(), String::new(), ""),
+            };
+            let _ = writeln!(
+                s,
+                "  {name:<16} {v:>12} {lim:>12} {pct:>8} {mark:<4} {note}"
+            );
+        };
+        let _ = writeln!(
+            s,
+            "  {:<16} {:>12} {:>12} {:>8}",
+            "", "value", "budget", "used"
+        );
+        row(
+            &mut s,
+            "params",
+            self.params,
+            Some(lim.max_params),
+            format!(
+                "({} trainable, {} deployed)",
+                self.trainable_params, self.deployed_params
+            ),
+        );
+        row(
+            &mut s,
+            "flops",
+            self.flops,
+            Some(lim.max_flops),
+            format!("(2 × {} MACs; {} executed)", self.macs, self.executed_macs),
+        );
+        row(
+            &mut s,
+            "max_tensor",
+            self.max_tensor,
+            Some(lim.max_tensor),
+            "(elements)".into(),
+        );
+        row(
+            &mut s,
+            "ram_bytes",
+            self.ram_bytes,
+            Some(lim.max_ram_bytes),
+            format!("(arena {} + stack {})", self.arena_bytes, INFER_STACK_BYTES),
+        );
+        row(
+            &mut s,
+            "flash_bytes",
+            self.flash_bytes,
+            Some(lim.max_flash_bytes),
+            format!(
+                "(weights {} + code {}, estimate)",
+                self.weights_bytes, self.code_bytes
+            ),
+        );
+        row(
+            &mut s,
+            "naive arena",
+            self.naive_arena_bytes,
+            None,
+            "(one buffer per tensor, for comparison)".into(),
+        );
+        row(
+            &mut s,
+            "seed RAM",
+            self.seed_ram_bytes,
+            None,
+            "(4 B × largest tensor, the seed's estimate)".into(),
+        );
+        let _ = writeln!(s);
+        if self.fits {
+            let _ = writeln!(s, "fits: yes");
+        } else {
+            let _ = writeln!(s, "fits: NO");
+            for v in &self.violations {
+                let _ = writeln!(s, "  - {v}");
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{Block, Head, NetSpec, Padding, Pool, PoolKind};
+    use crate::plan::lower;
+
+    fn f401() -> Target {
+        crate::target::resolve("stm32f401re").unwrap()
+    }
+
+    fn cost_of(spec: &NetSpec) -> Cost {
+        let t = f401();
+        cost(&lower(spec).unwrap(), &t, &t.limits())
+    }
+
+    #[test]
+    fn smart_start_by_hand() {
+        let c = cost_of(&NetSpec::smart_start(784, 12));
+        // conv0: 3·1·27 + 27                      =    108 params
+        // conv1: 4·27·114 + 114 = 12,426; BN 4·114 = 456
+        // dense: 114·12 + 12                      =  1,380
+        // total 108 + 12,426 + 456 + 1,380        = 14,370 (Keras count)
+        assert_eq!(c.params, 14_370);
+        assert_eq!(c.trainable_params, 14_370 - 228);
+        assert_eq!(c.deployed_params, 108 + 12_426 + 1_380);
+        // conv0: L 784, s4, same → 196 outputs; 196·27·3·1 = 15,876 MACs
+        // conv1: 196 → 49 outputs;    49·114·4·27        = 603,288 MACs
+        // dense: 114·12                                  =   1,368 MACs
+        assert_eq!(c.macs, 15_876 + 603_288 + 1_368);
+        assert_eq!(c.flops, 2 * 620_532);
+        // Neither conv pads (totals −1 and 0); avg-pool 3 keeps 48 of conv1's 49 outputs.
+        assert_eq!(c.executed_macs, 15_876 + 48 * 114 * 4 * 27 + 1_368);
+        // Largest tensor: conv1's output before pooling, 49×114 = 5,586 (conv0's is 196×27 = 5,292).
+        assert_eq!(c.max_tensor, 5_586);
+        assert_eq!(c.arena_bytes, (5_292 + 1_824) * 4);
+        assert!(c.fits);
+    }
+
+    /// A network of the paper's size (≈90 K params, ≈5 M MACs), with padding on every layer.
+    #[test]
+    fn paper_sized_net_by_hand() {
+        let b = |filters, kernel, stride, pool: Option<usize>| Block {
+            filters,
+            kernel,
+            stride,
+            padding: Padding::Same,
+            batch_norm: true,
+            pool: pool.map(|size| Pool {
+                kind: PoolKind::Max,
+                size,
+            }),
+            dropout: 0.0,
+        };
+        let mut first = b(32, 5, 2, None);
+        first.batch_norm = false;
+        let spec = NetSpec {
+            input_len: 784,
+            input_channels: 1,
+            classes: 12,
+            blocks: vec![
+                first,
+                b(64, 5, 4, Some(2)),
+                b(128, 5, 1, None),
+                b(128, 2, 1, Some(2)),
+            ],
+            head: Head::GapDense,
+        };
+        let c = cost_of(&spec);
+        // Lengths: 784 →(k5 s2) 392 →(k5 s4) 98 →(pool 2) 49 →(k5 s1) 49 →(k2 s1) 49 →(pool 2) 24.
+        // params: conv0 5·1·32 + 32    =    192
+        //         conv1 5·32·64 + 64   = 10,304, BN 4·64  = 256
+        //         conv2 5·64·128 + 128 = 41,088, BN 4·128 = 512
+        //         conv3 2·128·128 + 128= 32,896, BN 4·128 = 512
+        //         dense 128·12 + 12    =  1,548
+        assert_eq!(
+            c.params,
+            192 + 10_304 + 256 + 41_088 + 512 + 32_896 + 512 + 1_548
+        );
+        assert_eq!(c.params, 87_308);
+        // MACs:   conv0 392·32·5·1   =    62,720
+        //         conv1  98·64·5·32  = 1,003,520
+        //         conv2  49·128·5·64 = 2,007,040
+        //         conv3  49·128·2·128= 1,605,632
+        //         dense 128·12       =     1,536
+        assert_eq!(c.macs, 62_720 + 1_003_520 + 2_007_040 + 1_605_632 + 1_536);
+        assert_eq!(c.macs, 4_680_448);
+        // Largest tensor: conv0's 392×32 = 12,544 elements.
+        assert_eq!(c.max_tensor, 12_544);
+        // Arena: live pairs (floats) 12,544+3,136, 3,136+6,272, 6,272+3,072, 3,072+128.
+        assert_eq!(c.arena_bytes, (12_544 + 3_136) * 4);
+        assert!(c.fits, "{:?}", c.violations);
+        // conv0 pads: total (391·2 + 5 − 784) = 3 → left 1, right 2: the first output loses one
+        // tap, the last (starting at 781) two.
+        assert_eq!(c.layers[0].executed_macs, (392 * 5 - 3) * 32);
+    }
+
+    #[test]
+    fn violations_name_the_budget() {
+        let t = f401();
+        let mut limits = t.limits();
+        limits.max_params = 10;
+        let c = cost(&lower(&NetSpec::smart_start(784, 12)).unwrap(), &t, &limits);
+        assert!(!c.fits);
+        assert_eq!(c.violations[0].budget, "params");
+        assert_eq!(c.violations[0].over_by, 14_360);
+        assert!(c.violations[0]
+            .to_string()
+            .contains("params 14370 exceeds the budget 10"));
+    }
+}

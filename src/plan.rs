@@ -1,0 +1,346 @@
+//! Lowering: [`NetSpec`] → [`Plan`], the layer sequence the generated kernel executes.
+//!
+//! The plan is shared by the cost model and the code generator, so the RAM the search believes
+//! in is by construction the arena the generated code declares. Lowering folds BatchNorm into
+//! the convolution, fuses ReLU and pooling into it (a conv with pooling computes each pooled
+//! output straight from the conv windows, so the un-pooled tensor never exists), and places every
+//! intermediate buffer at a byte offset in one static arena.
+//!
+//! Arena placement: a layer's input and output are alive at the same time, nothing else is. In
+//! a chain that makes `max_i(size_i + size_{i+1})` a lower bound on the arena, and placing the
+//! even-numbered buffers at offset 0 and the odd-numbered ones flush against the end reaches it.
+//!
+//! Tensor layout in the kernel is channels-last (`[len][channels]`), so a conv window over all
+//! input channels is one contiguous run. Conv weights are `[out][kernel][in]`, dense `[out][in]`.
+
+use crate::arch::{NetSpec, PoolKind, SpecError};
+use serde::Serialize;
+
+/// Bytes per activation and weight element (float32 kernels).
+pub const ELEM_BYTES: usize = 4;
+
+/// Where a layer reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Buffer {
+    /// The caller's input array (`u8` or `f32`), not in the arena.
+    Input { elements: usize },
+    /// A region of the static arena.
+    Arena { offset: usize, elements: usize },
+    /// The caller's logits array, not in the arena.
+    Logits { elements: usize },
+}
+
+impl Buffer {
+    pub fn elements(&self) -> usize {
+        match *self {
+            Buffer::Input { elements }
+            | Buffer::Arena { elements, .. }
+            | Buffer::Logits { elements } => elements,
+        }
+    }
+    /// Byte range in the arena, if the buffer lives there.
+    pub fn arena_range(&self) -> Option<std::ops::Range<usize>> {
+        match *self {
+            Buffer::Arena { offset, elements } => Some(offset..offset + elements * ELEM_BYTES),
+            _ => None,
+        }
+    }
+}
+
+/// A fused convolution: conv (BN folded) → ReLU → optional pooling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConvOp {
+    /// Index of the block in the spec.
+    pub block: usize,
+    pub in_len: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad_left: usize,
+    /// Length of the conv output (before pooling).
+    pub conv_len: usize,
+    /// Pooling fused into the conv, if any: kind and window (= stride).
+    pub pool: Option<(PoolKind, usize)>,
+    /// Length written to the output buffer (after pooling).
+    pub out_len: usize,
+    /// Whether a BatchNorm is folded into the weights.
+    pub batch_norm: bool,
+}
+
+/// One executed layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Conv(ConvOp),
+    /// Mean over the sequence: `[len][channels]` → `[channels]`.
+    GlobalAvgPool {
+        len: usize,
+        channels: usize,
+    },
+    /// `[inputs]` → `[outputs]` logits.
+    Dense {
+        inputs: usize,
+        outputs: usize,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layer {
+    /// Identifier-safe name, e.g. `conv0`, `gap`, `dense`.
+    pub name: String,
+    pub op: Op,
+    pub input: Buffer,
+    pub output: Buffer,
+}
+
+/// The lowered network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub input_len: usize,
+    pub input_channels: usize,
+    pub classes: usize,
+    pub layers: Vec<Layer>,
+    /// Size of the one static arena, in bytes.
+    pub arena_bytes: usize,
+}
+
+impl Layer {
+    /// Weights and biases this layer holds once deployed (BN folded away).
+    pub fn deployed_params(&self) -> (usize, usize) {
+        match &self.op {
+            Op::Conv(c) => (c.out_channels * c.kernel * c.in_channels, c.out_channels),
+            Op::GlobalAvgPool { .. } => (0, 0),
+            Op::Dense { inputs, outputs } => (inputs * outputs, *outputs),
+        }
+    }
+
+    /// Multiply-accumulates by the usual convention: every kernel tap of every conv output,
+    /// padded taps included; `inputs × outputs` for dense.
+    pub fn macs(&self) -> u64 {
+        match &self.op {
+            Op::Conv(c) => (c.conv_len * c.out_channels * c.kernel * c.in_channels) as u64,
+            Op::GlobalAvgPool { .. } => 0,
+            Op::Dense { inputs, outputs } => (inputs * outputs) as u64,
+        }
+    }
+
+    /// Multiply-accumulates the generated kernel really executes: padded taps are skipped and
+    /// conv outputs that fall in the tail a pooling window drops are never computed.
+    pub fn executed_macs(&self) -> u64 {
+        match &self.op {
+            Op::Conv(c) => {
+                let computed = match c.pool {
+                    Some((_, size)) => c.out_len * size,
+                    None => c.conv_len,
+                };
+                let taps: usize = (0..computed)
+                    .map(|o| {
+                        let start = (o * c.stride) as isize - c.pad_left as isize;
+                        (0..c.kernel as isize)
+                            .filter(|j| {
+                                let p = start + j;
+                                p >= 0 && (p as usize) < c.in_len
+                            })
+                            .count()
+                    })
+                    .sum();
+                (taps * c.in_channels * c.out_channels) as u64
+            }
+            Op::GlobalAvgPool { .. } => 0,
+            Op::Dense { inputs, outputs } => (inputs * outputs) as u64,
+        }
+    }
+}
+
+/// Lower a spec into a plan. Fails only for an invalid spec.
+pub fn lower(spec: &NetSpec) -> Result<Plan, SpecError> {
+    let shapes = spec.shapes()?;
+    // Operators first, with element counts of their outputs; then place the buffers.
+    let mut ops = Vec::new();
+    for (i, (b, s)) in spec.blocks.iter().zip(&shapes).enumerate() {
+        ops.push((
+            format!("conv{i}"),
+            Op::Conv(ConvOp {
+                block: i,
+                in_len: s.in_len,
+                in_channels: s.in_channels,
+                out_channels: s.out_channels,
+                kernel: b.kernel,
+                stride: b.stride,
+                pad_left: s.pad_left,
+                conv_len: s.conv_len,
+                pool: b.pool.map(|p| (p.kind, p.size)),
+                out_len: s.out_len,
+                batch_norm: b.batch_norm,
+            }),
+            s.out_len * s.out_channels,
+        ));
+    }
+    let last = shapes.last().expect("a valid spec has at least one block");
+    ops.push((
+        "gap".to_string(),
+        Op::GlobalAvgPool {
+            len: last.out_len,
+            channels: last.out_channels,
+        },
+        last.out_channels,
+    ));
+    ops.push((
+        "dense".to_string(),
+        Op::Dense {
+            inputs: last.out_channels,
+            outputs: spec.classes,
+        },
+        spec.classes,
+    ));
+
+    // Intermediate buffers are the outputs of every layer but the last (which writes logits).
+    let sizes: Vec<usize> = ops[..ops.len() - 1]
+        .iter()
+        .map(|o| o.2 * ELEM_BYTES)
+        .collect();
+    let arena_bytes = (0..sizes.len())
+        .map(|i| sizes[i] + sizes.get(i + 1).copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let place = |i: usize| -> Buffer {
+        let offset = if i % 2 == 0 {
+            0
+        } else {
+            arena_bytes - sizes[i]
+        };
+        Buffer::Arena {
+            offset,
+            elements: sizes[i] / ELEM_BYTES,
+        }
+    };
+
+    let n = ops.len();
+    let layers = ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, op, out_elems))| Layer {
+            name,
+            op,
+            input: if i == 0 {
+                Buffer::Input {
+                    elements: spec.input_len * spec.input_channels,
+                }
+            } else {
+                place(i - 1)
+            },
+            output: if i + 1 == n {
+                Buffer::Logits {
+                    elements: out_elems,
+                }
+            } else {
+                place(i)
+            },
+        })
+        .collect();
+    Ok(Plan {
+        input_len: spec.input_len,
+        input_channels: spec.input_channels,
+        classes: spec.classes,
+        layers,
+        arena_bytes,
+    })
+}
+
+impl Plan {
+    /// The naive arena: one buffer per intermediate tensor, none shared.
+    pub fn naive_arena_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .filter_map(|l| l.output.arena_range())
+            .map(|r| r.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{Block, Head, Padding, Pool, SearchSpace};
+    use proptest::prelude::*;
+
+    #[test]
+    fn smart_start_plan() {
+        let p = lower(&NetSpec::smart_start(784, 12)).unwrap();
+        let names: Vec<_> = p.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["conv0", "conv1", "gap", "dense"]);
+        // conv0 out 196×27 = 5292 floats, conv1 (pooled) 16×114 = 1824, gap 114.
+        // Live pairs: 5292+1824 = 7116, 1824+114 = 1938 → arena 7116 floats = 28,464 bytes.
+        assert_eq!(p.arena_bytes, 7116 * 4);
+        assert_eq!(p.naive_arena_bytes(), (5292 + 1824 + 114) * 4);
+    }
+
+    fn arb_spec() -> impl Strategy<Value = NetSpec> {
+        (
+            8usize..1200,
+            2usize..20,
+            proptest::collection::vec(
+                (
+                    1usize..64,
+                    1usize..9,
+                    1usize..7,
+                    any::<bool>(),
+                    proptest::option::of((any::<bool>(), 2usize..4)),
+                ),
+                1..6,
+            ),
+        )
+            .prop_map(|(input_len, classes, blocks)| {
+                let mut spec = NetSpec {
+                    input_len,
+                    input_channels: 1,
+                    classes,
+                    blocks: blocks
+                        .into_iter()
+                        .map(|(filters, kernel, stride, valid, pool)| Block {
+                            filters,
+                            kernel,
+                            stride,
+                            padding: if valid { Padding::Valid } else { Padding::Same },
+                            batch_norm: false,
+                            pool: pool.map(|(max, size)| Pool {
+                                kind: if max { PoolKind::Max } else { PoolKind::Avg },
+                                size,
+                            }),
+                            dropout: 0.0,
+                        })
+                        .collect(),
+                    head: Head::GapDense,
+                };
+                spec.correct(&SearchSpace::default());
+                spec
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn live_buffers_never_overlap(spec in arb_spec()) {
+            let p = lower(&spec).unwrap();
+            for l in &p.layers {
+                // Every arena buffer fits in the arena …
+                for b in [l.input, l.output] {
+                    if let Some(r) = b.arena_range() {
+                        prop_assert!(r.end <= p.arena_bytes, "{:?} beyond arena {}", r, p.arena_bytes);
+                        prop_assert_eq!(r.start % ELEM_BYTES, 0);
+                    }
+                }
+                // … and a layer's input and output, alive together, are disjoint.
+                if let (Some(a), Some(b)) = (l.input.arena_range(), l.output.arena_range()) {
+                    prop_assert!(a.end <= b.start || b.end <= a.start, "{} overlaps: {:?} {:?}", l.name, a, b);
+                }
+            }
+            // Consecutive layers agree on the buffer between them.
+            for w in p.layers.windows(2) {
+                prop_assert_eq!(w[0].output, w[1].input);
+            }
+            prop_assert!(p.arena_bytes <= p.naive_arena_bytes());
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! MCU targets: the profiles that give a search its budgets and the firmware its memory map.
+//!
+//! Profiles are TOML data files. The ones in the repository's `targets/` folder are embedded in
+//! the binary; `--target` also takes the path of a user's own profile file.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The profiles shipped with the tool (`targets/*.toml`).
+const BUILTIN: &[(&str, &str)] = &[
+    ("stm32f401re", include_str!("../targets/stm32f401re.toml")),
+    ("stm32f746ng", include_str!("../targets/stm32f746ng.toml")),
+    ("stm32l476rg", include_str!("../targets/stm32l476rg.toml")),
+    ("stm32h743zi", include_str!("../targets/stm32h743zi.toml")),
+    ("stm32g071rb", include_str!("../targets/stm32g071rb.toml")),
+    ("nrf52840", include_str!("../targets/nrf52840.toml")),
+];
+
+/// An MCU profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// GCC's `-mcpu` name: cortex-m0plus, cortex-m3, cortex-m4, cortex-m7, ...
+    pub core: String,
+    /// Whether the core has a single-precision FPU (float is soft-float otherwise).
+    pub fpu: bool,
+    pub clock_hz: u64,
+    pub memory: Memory,
+    #[serde(default)]
+    pub reserve: Reserve,
+    pub budget: Budget,
+    pub toolchain: Toolchain,
+    #[serde(default)]
+    pub emulator: Option<Emulator>,
+    /// Code-size model for the flash estimate, calibrated against real ELFs (`nas verify`).
+    #[serde(default)]
+    pub code_size: CodeSize,
+}
+
+/// Flash taken by the generated kernel's code and constant tables, apart from the weights:
+/// `base_bytes + per_layer_bytes × layers`. The defaults are replaced by figures measured from
+/// cross-compiled ELFs for each shipped profile.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeSize {
+    pub base_bytes: u64,
+    pub per_layer_bytes: u64,
+}
+
+impl Default for CodeSize {
+    fn default() -> Self {
+        CodeSize {
+            base_bytes: 1024,
+            per_layer_bytes: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Memory {
+    pub flash_origin: u64,
+    pub flash_bytes: u64,
+    pub ram_origin: u64,
+    pub ram_bytes: u64,
+}
+
+/// Memory kept back for the application around the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reserve {
+    pub flash_bytes: u64,
+    pub ram_bytes: u64,
+}
+
+/// Search budgets. Flash and RAM budgets default to the memory minus the reserve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub max_params: u64,
+    /// FLOPs as 2 × MACs (see `cost`).
+    pub max_flops: u64,
+    /// Largest intermediate tensor, in elements.
+    pub max_tensor: u64,
+    #[serde(default)]
+    pub max_flash_bytes: Option<u64>,
+    #[serde(default)]
+    pub max_ram_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toolchain {
+    /// Flags for arm-none-eabi-gcc that select the core and float ABI.
+    pub cflags: Vec<String>,
+    /// The rustc target triple for the no_std kernel.
+    pub rust_target: String,
+    /// Stack reserved by the firmware's linker script.
+    pub stack_bytes: u64,
+}
+
+/// How to run firmware for this target under QEMU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Emulator {
+    /// `qemu-system-arm -M` machine.
+    pub machine: String,
+    /// Where the emulated machine has code memory, when it differs from the chip's flash.
+    #[serde(default)]
+    pub flash_origin: Option<u64>,
+    /// Where the emulated machine has data memory, when it differs from the chip's RAM.
+    #[serde(default)]
+    pub ram_origin: Option<u64>,
+}
+
+/// The budgets a candidate must meet, all filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_params: u64,
+    pub max_flops: u64,
+    pub max_tensor: u64,
+    pub max_flash_bytes: u64,
+    pub max_ram_bytes: u64,
+}
+
+impl Target {
+    /// Parse and check a profile.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Target> {
+        let t: Target =
+            toml::from_str(text).with_context(|| format!("malformed target profile {origin}"))?;
+        t.check()
+            .with_context(|| format!("invalid target profile {origin}"))?;
+        Ok(t)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.name.trim().is_empty() {
+            bail!("name is empty");
+        }
+        let m = &self.memory;
+        if m.flash_bytes == 0 || m.ram_bytes == 0 {
+            bail!("flash_bytes and ram_bytes must be positive");
+        }
+        if self.reserve.flash_bytes >= m.flash_bytes || self.reserve.ram_bytes >= m.ram_bytes {
+            bail!("the reserve leaves no flash or RAM for the model");
+        }
+        if self.toolchain.stack_bytes == 0 || self.toolchain.stack_bytes % 8 != 0 {
+            bail!("toolchain.stack_bytes must be a positive multiple of 8");
+        }
+        if self.toolchain.cflags.is_empty() {
+            bail!("toolchain.cflags is empty: name at least -mcpu and the float ABI");
+        }
+        if self.clock_hz == 0 {
+            bail!("clock_hz must be positive");
+        }
+        Ok(())
+    }
+
+    /// Budgets with flash/RAM defaults filled in from memory minus reserve.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_params: self.budget.max_params,
+            max_flops: self.budget.max_flops,
+            max_tensor: self.budget.max_tensor,
+            max_flash_bytes: self
+                .budget
+                .max_flash_bytes
+                .unwrap_or(self.memory.flash_bytes - self.reserve.flash_bytes),
+            max_ram_bytes: self
+                .budget
+                .max_ram_bytes
+                .unwrap_or(self.memory.ram_bytes - self.reserve.ram_bytes),
+        }
+    }
+
+    /// Whether `name` is this target's name or one of its aliases (case-insensitive).
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+}
+
+/// All built-in profiles.
+pub fn builtin() -> Vec<Target> {
+    BUILTIN
+        .iter()
+        .map(|(name, text)| {
+            Target::from_toml(text, &format!("targets/{name}.toml"))
+                .expect("built-in profiles are checked by the tests")
+        })
+        .collect()
+}
+
+/// Resolve `--target`: a built-in name or alias, or the path of a TOML profile.
+pub fn resolve(name_or_path: &str) -> Result<Target> {
+    if let Some(t) = builtin().into_iter().find(|t| t.answers_to(name_or_path)) {
+        return Ok(t);
+    }
+    let path = Path::new(name_or_path);
+    if path.extension().is_some_and(|e| e == "toml") || path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read target profile {}", path.display()))?;
+        return Target::from_toml(&text, &path.display().to_string());
+    }
+    let known: Vec<String> = builtin()
+        .iter()
+        .map(|t| {
+            if t.aliases.is_empty() {
+                t.name.clone()
+            } else {
+                format!("{} ({})", t.name, t.aliases.join(", "))
+            }
+        })
+        .collect();
+    bail!(
+        "unknown target '{name_or_path}'. Known targets: {}. A path to a TOML profile also works (see `nas targets`).",
+        known.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_parse_and_seed_budgets() {
+        let all = builtin();
+        assert_eq!(all.len(), 6);
+        let t = resolve("stm32").unwrap();
+        assert_eq!(t.name, "stm32f401re");
+        let l = t.limits();
+        assert_eq!(l.max_params, 120_000);
+        assert_eq!(l.max_flops, 11_000_000);
+        assert_eq!(l.max_tensor, 22_000);
+        assert_eq!(l.max_flash_bytes, 480 * 1024);
+        assert_eq!(l.max_ram_bytes, 88 * 1024);
+        assert!(resolve("STM32G071RB").is_ok());
+    }
+
+    #[test]
+    fn unknown_target_lists_known_ones() {
+        let e = resolve("esp32").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown target 'esp32'") && e.contains("stm32f401re"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn malformed_profile_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mine.toml");
+        std::fs::write(&p, "name = \"x\"\ncore = 4\n").unwrap();
+        let e = format!("{:#}", resolve(p.to_str().unwrap()).unwrap_err());
+        assert!(e.contains("malformed target profile"), "{e}");
+
+        // Parses, but the reserve swallows all RAM.
+        let text = include_str!("../targets/stm32f401re.toml")
+            .replace("ram_bytes = 8_192", "ram_bytes = 98_304");
+        std::fs::write(&p, text).unwrap();
+        let e = format!("{:#}", resolve(p.to_str().unwrap()).unwrap_err());
+        assert!(e.contains("reserve"), "{e}");
+    }
+
+    #[test]
+    fn user_profile_from_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("board.toml");
+        let text = include_str!("../targets/stm32f401re.toml")
+            .replace("name = \"stm32f401re\"", "name = \"myboard\"");
+        std::fs::write(&p, text).unwrap();
+        assert_eq!(resolve(p.to_str().unwrap()).unwrap().name, "myboard");
+    }
+}

@@ -1,0 +1,255 @@
+//! Training: one candidate network trained with burn on a dataset split.
+//!
+//! Adam with Keras's defaults (lr 1e-3, ε 1e-7), softmax cross-entropy, shuffled mini-batches
+//! under the candidate's seed, early stopping on the validation loss (restoring the best
+//! epoch's weights) and reduce-LR-on-plateau. Proxy training (one split) and k-fold training are
+//! built on [`train`] by the search.
+
+use crate::arch::NetSpec;
+use crate::data::Dataset;
+use crate::metrics::{self, Metrics};
+use crate::model::{self, Net};
+use crate::weights::Weights;
+use anyhow::{bail, Result};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Training hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Stop after this many epochs without a better validation loss.
+    pub early_stop_patience: usize,
+    /// Multiply the learning rate by `lr_factor` after this many epochs without improvement.
+    pub lr_patience: usize,
+    pub lr_factor: f64,
+    pub min_learning_rate: f64,
+    /// Stop an epoch after this many steps (tests and quick proxies); `None` = whole epoch.
+    #[serde(default)]
+    pub max_steps_per_epoch: Option<usize>,
+}
+
+impl TrainConfig {
+    /// The seed's proxy training during search: plateau factor 0.6 / patience 12, early stop 20.
+    pub fn proxy() -> TrainConfig {
+        TrainConfig {
+            epochs: 100,
+            batch_size: 256,
+            learning_rate: 1e-3,
+            early_stop_patience: 20,
+            lr_patience: 12,
+            lr_factor: 0.6,
+            min_learning_rate: 1e-6,
+            max_steps_per_epoch: None,
+        }
+    }
+
+    /// The seed's full training: plateau factor 0.7 / patience 5, early stop 12.
+    pub fn full() -> TrainConfig {
+        TrainConfig {
+            early_stop_patience: 12,
+            lr_patience: 5,
+            lr_factor: 0.7,
+            ..TrainConfig::proxy()
+        }
+    }
+}
+
+/// One epoch's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub learning_rate: f64,
+    pub seconds: f64,
+}
+
+/// What training produced: the best epoch's weights and their validation metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainOutcome {
+    #[serde(skip)]
+    pub weights: Weights,
+    pub val: Metrics,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub history: Vec<EpochLog>,
+    pub seconds: f64,
+    /// Training throughput over all epochs (samples per second, forward + backward + update).
+    pub train_samples_per_sec: f64,
+}
+
+/// Keras-style initial weights for a spec: Xavier-uniform kernels, zero biases, BatchNorm
+/// γ = 1, β = 0, running mean 0 and variance 1.
+pub fn initial_weights(spec: &NetSpec, seed: u64) -> Weights {
+    use rand::Rng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut w = Weights::default();
+    for (name, shape) in crate::weights::expected_shapes(spec) {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = if name.ends_with(".weight") {
+            let (fan_in, fan_out) = if name.starts_with("dense") {
+                (shape[0], shape[1])
+            } else {
+                (shape[1] * shape[2], shape[0] * shape[2])
+            };
+            let a = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+            (0..n).map(|_| rng.random_range(-a..a)).collect()
+        } else if name.ends_with(".gamma") || name.ends_with(".var") {
+            vec![1.0; n]
+        } else {
+            vec![0.0; n]
+        };
+        w.insert(name, shape, data);
+    }
+    w
+}
+
+/// Evaluate weights on a dataset in inference mode.
+pub fn evaluate(spec: &NetSpec, weights: &Weights, data: &Dataset) -> Result<Metrics> {
+    let logits = model::infer_logits(spec, weights, &data.samples, data.n())?;
+    Ok(metrics::from_logits(&logits, &data.labels, spec.classes))
+}
+
+/// Train `spec` from `init` on `train`, selecting the epoch by the loss on `val`.
+/// `progress` is called after every step with (steps done, steps planned) for progress bars.
+pub fn train(
+    spec: &NetSpec,
+    init: &Weights,
+    train: &Dataset,
+    val: &Dataset,
+    cfg: &TrainConfig,
+    seed: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<TrainOutcome> {
+    if train.len != spec.input_len || val.len != spec.input_len {
+        bail!(
+            "the network expects samples of length {}, the data has {} (train) / {} (validation)",
+            spec.input_len,
+            train.len,
+            val.len
+        );
+    }
+    if train.n() == 0 || val.n() == 0 {
+        bail!("training needs non-empty training and validation sets");
+    }
+    if let Some(&bad) = train
+        .labels
+        .iter()
+        .chain(&val.labels)
+        .find(|&&l| l as usize >= spec.classes)
+    {
+        bail!(
+            "label {bad} is out of range for a network with {} classes",
+            spec.classes
+        );
+    }
+    let start = Instant::now();
+    let plain = model::default_device();
+    let dev = plain.clone().autodiff();
+    dev.seed(seed);
+    let mut net = Net::from_weights(spec, init, &dev)?;
+    let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&dev);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a);
+
+    let len = spec.input_len;
+    let bs = cfg.batch_size.max(1);
+    let steps_per_epoch = {
+        let full = train.n().div_ceil(bs);
+        cfg.max_steps_per_epoch.map_or(full, |m| m.min(full)).max(1)
+    };
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let mut lr = cfg.learning_rate;
+    let mut best: Option<(f64, usize, Weights, Metrics)> = None;
+    let mut since_best = 0usize;
+    let mut since_lr = 0usize;
+    let mut history = Vec::new();
+    let mut trained_samples = 0usize;
+    let mut order: Vec<usize> = (0..train.n()).collect();
+    let mut x_buf = Vec::with_capacity(bs * len);
+
+    for epoch in 0..cfg.epochs {
+        let epoch_start = Instant::now();
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        for step in 0..steps_per_epoch {
+            let idx = &order[step * bs..((step + 1) * bs).min(order.len())];
+            x_buf.clear();
+            for &i in idx {
+                x_buf.extend(train.sample(i).iter().map(|&b| b as f32 * (1.0 / 255.0)));
+            }
+            let y: Vec<i64> = idx.iter().map(|&i| train.labels[i] as i64).collect();
+            let x = Tensor::<3>::from_data(
+                TensorData::new(x_buf.clone(), vec![idx.len(), 1, len]),
+                &dev,
+            );
+            let y = Tensor::<1, Int>::from_data(TensorData::new(y, vec![idx.len()]), &dev);
+            let logits = net.forward(x, Some(&mut rng));
+            let loss = loss_fn.forward(logits, y);
+            loss_sum += loss.clone().into_scalar::<f32>() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(lr, net, grads);
+            trained_samples += idx.len();
+            progress(epoch * steps_per_epoch + step + 1, total_steps);
+        }
+        let weights = net.valid().to_weights();
+        let val_metrics = evaluate(spec, &weights, val)?;
+        let val_loss = val_metrics.loss.unwrap_or(f64::INFINITY);
+        history.push(EpochLog {
+            epoch,
+            train_loss: loss_sum / steps_per_epoch as f64,
+            val_loss,
+            val_accuracy: val_metrics.accuracy,
+            learning_rate: lr,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        });
+        if !val_loss.is_finite() {
+            bail!("training diverged: the validation loss is {val_loss} after epoch {epoch}");
+        }
+        let improved = best.as_ref().is_none_or(|b| val_loss < b.0);
+        if improved {
+            best = Some((val_loss, epoch, weights, val_metrics));
+            since_best = 0;
+            since_lr = 0;
+        } else {
+            since_best += 1;
+            since_lr += 1;
+            if since_lr >= cfg.lr_patience {
+                lr = (lr * cfg.lr_factor).max(cfg.min_learning_rate);
+                since_lr = 0;
+            }
+            if since_best >= cfg.early_stop_patience {
+                break;
+            }
+        }
+    }
+    let (_, best_epoch, weights, val) = best.expect("at least one epoch ran");
+    let seconds = start.elapsed().as_secs_f64();
+    let train_secs: f64 = history.iter().map(|h| h.seconds).sum();
+    Ok(TrainOutcome {
+        weights,
+        val,
+        best_epoch,
+        epochs_run: history.len(),
+        history,
+        seconds,
+        train_samples_per_sec: trained_samples as f64 / train_secs.max(1e-9),
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {}
+
+pub fn bench(_a: BenchArgs) -> Result<()> {
+    Err(crate::NotYetImplemented("bench").into())
+}
