@@ -42,7 +42,7 @@ pub enum Command {
     #[command(subcommand)]
     Data(DataCommand),
     /// Measure training and inference throughput on the reference networks
-    Bench(crate::train::BenchArgs),
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -87,7 +87,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cost(a) => cost_cmd(a),
         Command::Targets(a) => targets_cmd(a),
         Command::Data(DataCommand::Inspect { dir, json }) => inspect_cmd(&dir, json),
-        Command::Bench(a) => crate::train::bench(a),
+        Command::Bench(a) => crate::bench::run(a),
     }
 }
 

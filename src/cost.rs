@@ -16,14 +16,14 @@
 
 use crate::plan::{Op, Plan, ELEM_BYTES};
 use crate::target::{Limits, Target};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 /// Stack the inference functions use on top of the arena (a few saved registers and locals per
 /// call level; measured with `-fstack-usage` on the generated C, rounded up).
 pub const INFER_STACK_BYTES: u64 = 128;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerCost {
     pub name: String,
     /// e.g. `conv 27×k3/s4 +relu` or `dense 114→12`.
@@ -41,7 +41,7 @@ pub struct LayerCost {
 }
 
 /// A budget a candidate exceeds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
     /// `params`, `flops`, `max_tensor`, `flash_bytes` or `ram_bytes`.
     pub budget: String,
@@ -64,7 +64,7 @@ impl std::fmt::Display for Violation {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
     pub params: u64,
     pub trainable_params: u64,
@@ -221,7 +221,7 @@ impl Cost {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<6} {:<30} {:>11} {:>11} {:>9} {:>11} {:>11} {:>10}",
+            "{:<6} {:<36} {:>11} {:>11} {:>9} {:>11} {:>11} {:>10}",
             "layer", "operator", "in", "out", "params", "MACs", "max tensor", "arena@"
         );
         for l in &self.layers {
@@ -231,7 +231,7 @@ impl Cost {
                 .map_or("logits".to_string(), |o| o.to_string());
             let _ = writeln!(
                 s,
-                "{:<6} {:<30} {:>11} {:>11} {:>9} {:>11} {:>11} {:>10}",
+                "{:<6} {:<36} {:>11} {:>11} {:>9} {:>11} {:>11} {:>10}",
                 l.name,
                 l.desc,
                 shape(l.in_shape),

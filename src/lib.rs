@@ -8,6 +8,7 @@
 //! - [`weights`]: trained parameters as plain named tensors.
 
 pub mod arch;
+pub mod bench;
 pub mod cli;
 pub mod codegen;
 pub mod cost;

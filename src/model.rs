@@ -273,7 +273,7 @@ mod tests {
             &dev,
         );
         let conv = net.blocks[0].conv.forward(x);
-        let got = conv.into_data().to_vec::<f32>().unwrap();
+        let got = conv.into_data().try_to_vec::<f32>().unwrap();
         // Padded input: [0, 1, 2, 3, 4, 5, 0, 0]; output o = Σ_j x[o + j] · w[j].
         let expect = [
             0.0 + 10.0 * 1.0 + 100.0 * 2.0 + 1000.0 * 3.0,

@@ -1,0 +1,278 @@
+//! End-to-end tests of `nas search` / `nas eval` on a small real subset of ISCX VPN-nonVPN,
+//! through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn iscx() -> PathBuf {
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/iscx-vpn2016-12class-sessionl7");
+    assert!(
+        p.is_dir(),
+        "the real datasets are needed at {} (../shared/data beside the checkout)",
+        p.display()
+    );
+    p
+}
+
+/// Quick-training arguments: 20 samples per class, 1 epoch of 3 steps per candidate.
+fn quick(out: &Path) -> Vec<String> {
+    [
+        "search",
+        "--target",
+        "stm32f401re",
+        "--data",
+        iscx().to_str().unwrap(),
+        "--limit-per-class",
+        "20",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn nas(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(args)
+        .output()
+        .expect("run nas")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "nas failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn candidate_events(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "candidate")
+        .collect()
+}
+
+fn specs(run: &Path) -> Vec<(String, serde_json::Value)> {
+    let mut v: Vec<_> = candidate_events(run)
+        .into_iter()
+        .map(|e| {
+            (
+                e["record"]["id"].as_str().unwrap().to_string(),
+                e["record"]["spec"].clone(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn two_generation_search_writes_a_complete_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = quick(&run);
+    args.extend(["--generations", "2", "--children", "2", "--json"].map(String::from));
+    let out = ok(nas(&args));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
+    assert_eq!(summary["complete"], true);
+    assert_eq!(summary["candidates"], 5);
+    assert_eq!(summary["cost"]["fits"], true);
+    let test = &summary["test"];
+    assert_eq!(
+        test["samples"], 3244,
+        "the winner is evaluated on the whole test split"
+    );
+
+    for f in [
+        "config.json",
+        "log.txt",
+        "events.jsonl",
+        "summary.json",
+        "summary.txt",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    for f in [
+        "spec.json",
+        "weights.safetensors",
+        "record.json",
+        "cost.json",
+        "test.json",
+    ] {
+        assert!(run.join("best").join(f).is_file(), "best/{f} missing");
+    }
+    for id in ["g000-c00", "g001-c00", "g001-c01", "g002-c00", "g002-c01"] {
+        let d = run.join("candidates").join(id);
+        for f in [
+            "spec.json",
+            "weights.safetensors",
+            "record.json",
+            "cost.json",
+        ] {
+            assert!(d.join(f).is_file(), "{id}/{f} missing");
+        }
+    }
+    // The winner fits the target's budgets.
+    let cost: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best/cost.json")).unwrap())
+            .unwrap();
+    assert_eq!(cost["fits"], true);
+    assert!(cost["params"].as_u64().unwrap() <= 120_000);
+
+    // `nas eval` reproduces the winner's test metrics.
+    let out = ok(nas(
+        &["eval", "--run", run.to_str().unwrap(), "--json"].map(String::from)
+    ));
+    let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(eval["test"]["accuracy"], test["accuracy"]);
+    assert_eq!(eval["test"]["confusion"], test["confusion"]);
+}
+
+#[test]
+fn killed_search_resumes_without_retraining() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = quick(&run);
+    args.extend(["--generations", "2", "--children", "3"].map(String::from));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 once generation 1 is under way (two candidates finished).
+    let start = Instant::now();
+    while candidate_events_count(&run) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "search made no progress"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("search ended before it could be killed: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before: Vec<String> = specs(&run).into_iter().map(|(id, _)| id).collect();
+    assert!(before.len() >= 2 && before.len() < 7, "{before:?}");
+
+    let out = ok(nas(&[
+        "search",
+        "--resume",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--json",
+    ]
+    .map(String::from)));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["complete"], true);
+    assert_eq!(summary["candidates"], 7);
+    // Every candidate was trained exactly once across the two sessions.
+    let ids: Vec<String> = specs(&run).into_iter().map(|(id, _)| id).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids, unique, "a finished candidate was retrained");
+    assert_eq!(ids.len(), 7);
+    assert_eq!(
+        summary["trained_this_session"].as_u64().unwrap() as usize,
+        7 - before.len()
+    );
+}
+
+fn candidate_events_count(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("events.jsonl"))
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.contains("\"event\":\"candidate\""))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn same_seed_gives_same_architectures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let run = tmp.path().join(n);
+            let mut args = quick(&run);
+            // One child per generation in a random walk: the sequence of parents, and so of
+            // architectures, depends on the seed alone.
+            args.extend(
+                [
+                    "--generations",
+                    "3",
+                    "--children",
+                    "1",
+                    "--random-walk",
+                    "--seed",
+                    "7",
+                ]
+                .map(String::from),
+            );
+            ok(nas(&args));
+            specs(&run)
+        })
+        .collect();
+    assert_eq!(runs[0].len(), 4);
+    assert_eq!(runs[0], runs[1]);
+    let distinct: std::collections::HashSet<String> =
+        runs[0].iter().map(|(_, s)| s.to_string()).collect();
+    assert!(
+        distinct.len() > 1,
+        "the search never changed the architecture"
+    );
+}
+
+#[test]
+fn impossible_budget_fails_fast_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = quick(&tmp.path().join("run"));
+    args.extend(["--max-params", "10"].map(String::from));
+    let start = Instant::now();
+    let out = nas(&args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("infeasible budgets") && err.contains("params") && err.contains("budget 10"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = quick(&tmp.path().join("run"));
+    let t = args.iter().position(|a| a == "stm32f401re").unwrap();
+    args[t] = "esp32".into();
+    let out = nas(&args);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown target 'esp32'"));
+
+    let out = nas(&["search", "--resume", tmp.path().to_str().unwrap()].map(String::from));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a run directory"));
+}
