@@ -233,6 +233,9 @@ pub struct Record {
     pub inherited_blocks: usize,
     pub train_seconds: f64,
     pub train_samples_per_sec: f64,
+    /// Per-epoch losses and validation accuracy (of the best fold for full training).
+    #[serde(default)]
+    pub history: Vec<train::EpochLog>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -711,6 +714,18 @@ fn build_config(a: &SearchArgs) -> Result<RunConfig> {
     })
 }
 
+/// What training one candidate produced.
+struct Trained {
+    weights: Weights,
+    /// Validation metrics, averaged over folds for full training.
+    val: Metrics,
+    epochs_run: usize,
+    best_epoch: usize,
+    seconds: f64,
+    samples_per_sec: f64,
+    history: Vec<train::EpochLog>,
+}
+
 /// Train one candidate according to the run's training mode.
 fn train_candidate(
     spec: &NetSpec,
@@ -720,7 +735,7 @@ fn train_candidate(
     cfg: &RunConfig,
     seed: u64,
     bar: &ProgressBar,
-) -> Result<(Weights, Metrics, usize, usize, f64, f64)> {
+) -> Result<Trained> {
     let fold_count = match cfg.training {
         Training::Proxy => 1,
         Training::Full => folds.len(),
@@ -778,14 +793,15 @@ fn train_candidate(
         .expect("at least one fold");
     let seconds = results.iter().map(|r| r.seconds).sum();
     let sps = results.iter().map(|r| r.train_samples_per_sec).sum::<f64>() / n;
-    Ok((
-        best.weights.clone(),
+    Ok(Trained {
+        weights: best.weights.clone(),
         val,
-        best.epochs_run,
-        best.best_epoch,
+        epochs_run: best.epochs_run,
+        best_epoch: best.best_epoch,
         seconds,
-        sps,
-    ))
+        samples_per_sec: sps,
+        history: best.history.clone(),
+    })
 }
 
 struct Session<'a> {
@@ -837,7 +853,7 @@ impl Session<'_> {
         };
         self.steps.reset();
         self.steps.set_message(format!("{id} {}", spec.summary()));
-        let (w, val, epochs_run, best_epoch, secs, sps) = train_candidate(
+        let t = train_candidate(
             spec,
             &init,
             &self.train_set,
@@ -858,15 +874,16 @@ impl Session<'_> {
             max_tensor: c.max_tensor,
             ram_bytes: c.ram_bytes,
             flash_bytes: c.flash_bytes,
-            score: cfg.metric.of(&val),
-            val,
-            epochs_run,
-            best_epoch,
+            score: cfg.metric.of(&t.val),
+            val: t.val,
+            epochs_run: t.epochs_run,
+            best_epoch: t.best_epoch,
             inherited_blocks: inherited,
-            train_seconds: secs,
-            train_samples_per_sec: sps,
+            train_seconds: t.seconds,
+            train_samples_per_sec: t.samples_per_sec,
+            history: t.history,
         };
-        self.run.save_candidate(&rec, &w, c)?;
+        self.run.save_candidate(&rec, &t.weights, c)?;
         self.run
             .event(serde_json::json!({"event": "candidate", "record": &rec}))?;
         self.overall.inc(1);
@@ -879,11 +896,11 @@ impl Session<'_> {
                 rec.flops,
                 rec.ram_bytes,
                 rec.val.brief(),
-                secs
+                rec.train_seconds
             ))
         })?;
-        self.consider_best(&rec, &w, c)?;
-        Ok(Some((rec, w)))
+        self.consider_best(&rec, &t.weights, c)?;
+        Ok(Some((rec, t.weights)))
     }
 
     fn consider_best(&mut self, rec: &Record, w: &Weights, c: &Cost) -> Result<()> {
