@@ -114,24 +114,13 @@ fn targets_cmd(a: TargetsArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<12} {:<14} {:>4} {:>5} {:>8} {:>8} {:>9} {:>9} {:>8} {:>7} {:<12} {}",
-        "name",
-        "core",
-        "fpu",
-        "MHz",
-        "flash",
-        "RAM",
-        "params≤",
-        "FLOPs≤",
-        "tensor≤",
-        "",
-        "qemu",
-        "aliases"
+        "{:<12} {:<14} {:>4} {:>5} {:>7} {:>6} | {:>8} {:>10} {:>8} {:>7} {:>6} | {:<13} {}",
+        "name", "core", "fpu", "MHz", "flash", "RAM", "params", "FLOPs", "tensor", "flash", "RAM", "qemu", "aliases"
     );
     for t in &all {
         let l = t.limits();
         println!(
-            "{:<12} {:<14} {:>4} {:>5} {:>7}K {:>7}K {:>9} {:>9} {:>8} {:>7} {:<12} {}",
+            "{:<12} {:<14} {:>4} {:>5} {:>6}K {:>5}K | {:>8} {:>10} {:>8} {:>6}K {:>5}K | {:<13} {}",
             t.name,
             t.core,
             if t.fpu { "yes" } else { "no" },
@@ -141,12 +130,13 @@ fn targets_cmd(a: TargetsArgs) -> Result<()> {
             l.max_params,
             l.max_flops,
             l.max_tensor,
-            format!("{}K/{}K", l.max_flash_bytes / 1024, l.max_ram_bytes / 1024),
+            l.max_flash_bytes / 1024,
+            l.max_ram_bytes / 1024,
             t.emulator.as_ref().map_or("-", |e| e.machine.as_str()),
             t.aliases.join(", ")
         );
     }
-    println!("\nflash/RAM columns are the chip's; the budget for the model (after the application reserve) is the K/K column.");
+    println!("\nLeft: the chip. Middle: the model's budgets (flash and RAM after the application's reserve).");
     println!("Use --target NAME, an alias, or a path to your own TOML profile (see targets/ in the repository).");
     Ok(())
 }
