@@ -44,10 +44,23 @@ void nas_fault_handler(void)
     nas_exit(3);
 }
 
-void nas_systick_handler(void)
-{
-    nas_systick_wraps++;
-}
+/* nas_systick_wraps++ in exactly 5 instructions, a count the host subtracts per reload. */
+__asm__(".pushsection .text.nas_systick_handler,\"ax\",%progbits\n"
+        ".syntax unified\n"
+        ".thumb\n"
+        ".balign 2\n"
+        ".global nas_systick_handler\n"
+        ".thumb_func\n"
+        ".type nas_systick_handler, %function\n"
+        "nas_systick_handler:\n"
+        "   ldr r1, =nas_systick_wraps\n"
+        "   ldr r0, [r1]\n"
+        "   adds r0, r0, #1\n"
+        "   str r0, [r1]\n"
+        "   bx lr\n"
+        ".ltorg\n"
+        ".size nas_systick_handler, . - nas_systick_handler\n"
+        ".popsection\n");
 
 typedef void (*nas_vector)(void);
 

@@ -88,7 +88,7 @@ pub fn run_qemu(elf: &Path, machine: &str, timeout: Duration, workdir: &Path) ->
     let command = format!("{QEMU} {}", args.join(" "));
     let start = Instant::now();
     let mut child = Command::new(QEMU)
-        .args(&args)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -117,12 +117,33 @@ pub fn run_qemu(elf: &Path, machine: &str, timeout: Duration, workdir: &Path) ->
     })
 }
 
+/// Instructions of the firmware's SysTick handler, run once per timer reload.
+pub const SYSTICK_HANDLER_INSTRUCTIONS: u64 = 5;
+
+/// Two timer readings around a measured piece of code: ticks since the timer started, the
+/// reloads in bits 24 and up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Span {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Span {
+    pub fn ticks(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+    /// SysTick reloads (handler runs) inside the span.
+    pub fn reloads(&self) -> u64 {
+        (self.end >> 24).saturating_sub(self.start >> 24)
+    }
+}
+
 /// One inference as the firmware reported it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Inference {
     pub index: usize,
-    /// SysTick ticks between the timer reads around the call.
-    pub ticks: u64,
+    /// Timer readings around the call.
+    pub span: Span,
     /// Bit patterns of the logits.
     pub logits: Vec<u32>,
 }
@@ -130,24 +151,32 @@ pub struct Inference {
 /// The calibration the firmware measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Calibration {
+    /// `spin(n1)`: 2 × n1 instructions in the loop.
     pub n1: u64,
-    pub ticks1: u64,
+    pub spin1: Span,
     pub n2: u64,
-    pub ticks2: u64,
-    /// Ticks of an empty bracket (reading the timer twice).
-    pub empty_ticks: u64,
+    pub spin2: Span,
+    /// Reading the timer twice.
+    pub empty: Span,
 }
 
 impl Calibration {
-    /// SysTick ticks per executed instruction (the loop runs 2 instructions per iteration).
+    /// SysTick ticks per executed instruction: the two spins differ by 2 × (n2 − n1) loop
+    /// instructions (and by the handler's instructions, should a reload fall in one of them).
     pub fn ticks_per_instruction(&self) -> f64 {
-        (self.ticks2 as f64 - self.ticks1 as f64) / (2.0 * (self.n2 as f64 - self.n1 as f64))
+        let handler = SYSTICK_HANDLER_INSTRUCTIONS as f64;
+        let dt = self.spin2.ticks() as f64 - self.spin1.ticks() as f64;
+        let di = 2.0 * (self.n2 as f64 - self.n1 as f64)
+            + handler * (self.spin2.reloads() as f64 - self.spin1.reloads() as f64);
+        dt / di
     }
 
-    /// Instructions executed inside a bracket that measured `ticks`, the timer reads excluded.
-    pub fn instructions(&self, ticks: u64) -> u64 {
-        let t = ticks.saturating_sub(self.empty_ticks) as f64;
-        (t / self.ticks_per_instruction()).round() as u64
+    /// Instructions executed inside `span`, without the timer reads and the SysTick handler.
+    pub fn instructions(&self, span: Span) -> u64 {
+        let r = self.ticks_per_instruction();
+        let handler = SYSTICK_HANDLER_INSTRUCTIONS as f64;
+        let own = |s: Span| s.ticks() as f64 / r - handler * s.reloads() as f64;
+        (own(span) - own(self.empty)).round().max(0.0) as u64
     }
 }
 
@@ -209,27 +238,42 @@ pub fn parse(run: &QemuRun) -> Result<Report> {
             }
             "cal" => {
                 let mut v = Vec::new();
-                for _ in 0..8 {
+                for _ in 0..14 {
                     v.push(hex(t.next(), "calibration").with_context(ctx)?);
                 }
+                let w = |i: usize| (v[i] << 32) | v[i + 1];
                 cal = Some(Calibration {
                     n1: v[0],
-                    ticks1: (v[1] << 32) | v[2],
-                    n2: v[3],
-                    ticks2: (v[4] << 32) | v[5],
-                    empty_ticks: (v[6] << 32) | v[7],
+                    spin1: Span {
+                        start: w(1),
+                        end: w(3),
+                    },
+                    n2: v[5],
+                    spin2: Span {
+                        start: w(6),
+                        end: w(8),
+                    },
+                    empty: Span {
+                        start: w(10),
+                        end: w(12),
+                    },
                 });
             }
             "out" => {
                 let index = hex(t.next(), "index").with_context(ctx)? as usize;
-                let hi = hex(t.next(), "ticks").with_context(ctx)?;
-                let lo = hex(t.next(), "ticks").with_context(ctx)?;
+                let mut w = [0u64; 4];
+                for x in &mut w {
+                    *x = hex(t.next(), "timer reading").with_context(ctx)?;
+                }
                 let logits = t
                     .map(|x| u32::from_str_radix(x, 16).with_context(ctx))
                     .collect::<Result<Vec<u32>>>()?;
                 inferences.push(Inference {
                     index,
-                    ticks: (hi << 32) | lo,
+                    span: Span {
+                        start: (w[0] << 32) | w[1],
+                        end: (w[2] << 32) | w[3],
+                    },
                     logits,
                 });
             }
@@ -283,10 +327,12 @@ mod tests {
         }
     }
 
+    // Readings from netduinoplus2 (168 MHz SysTick, 64 ns per instruction): 10.752 ticks per
+    // instruction; the second inference spans a reload at 2^24.
     const GOOD: &str = "@nas start 00000002 00000310 00000002\n\
-        @nas cal 000003e8 00000000 000054e2 00018a88 00000000 002124e1 00000000 000000c2\n\
-        @nas out 00000000 00000000 000a312b 3f800000 00000000\n\
-        @nas out 00000001 00000000 000a312a 00000000 bf800000\n\
+        @nas cal 000003e8 00000000 00000010 00000000 000054f2 00018a88 00000000 00005500 00000000 002179e1 00000000 002179f0 00000000 00217ab2\n\
+        @nas out 00000000 00000000 00300000 00000000 003a312b 3f800000 00000000\n\
+        @nas out 00000001 00000000 00ff0000 00000000 0109312b 00000000 bf800000\n\
         @nas predict 00000000\n@nas stack 00000014\n@nas end\n";
 
     #[test]
@@ -295,12 +341,22 @@ mod tests {
         assert_eq!((r.samples, r.input_len, r.classes), (2, 784, 2));
         assert_eq!(r.inferences[1].logits, vec![0, 0xbf80_0000]);
         assert_eq!(r.stack_peak_bytes, Some(20));
-        // 200,000 instructions took 2,150,399 ticks: 10.752 per instruction (64 ns at 168 MHz).
-        let tpi = r.calibration.ticks_per_instruction();
+        let c = r.calibration;
+        // 200,000 instructions took 2,150,399 ticks: 10.752 per instruction.
+        let tpi = c.ticks_per_instruction();
         assert!((tpi - 10.752).abs() < 1e-3, "{tpi}");
+        assert_eq!(c.empty.ticks(), 0xc2);
+        assert_eq!(r.inferences[0].span.reloads(), 0);
         assert_eq!(
-            r.calibration.instructions(0xa312b),
+            c.instructions(r.inferences[0].span),
             ((0xa312b - 0xc2) as f64 / tpi).round() as u64
+        );
+        // Across a reload the handler's 5 instructions are not the kernel's.
+        let s = r.inferences[1].span;
+        assert_eq!((s.ticks(), s.reloads()), (0xa312b, 1));
+        assert_eq!(
+            c.instructions(s),
+            ((0xa312b - 0xc2) as f64 / tpi - 5.0).round() as u64
         );
     }
 

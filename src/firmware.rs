@@ -622,67 +622,66 @@ fn pct(estimate: u64, measured: u64) -> f64 {
     100.0 * (estimate as f64 - measured as f64) / measured.max(1) as f64
 }
 
-/// Cross-compile `spec` with `weights` for `target`, measure the ELF, and (when asked and the
-/// profile has an emulator) run it under QEMU against the host reference. A model that does not
-/// fit is a report with `fits == false`; errors are reserved for the tools failing.
-pub fn verify(
+/// The compiled objects of one firmware.
+struct Compiled {
+    /// Object files, relative to the build directory.
+    objects: Vec<String>,
+    /// Symbols the kernel's object file defines.
+    kernel_symbols: BTreeSet<String>,
+    /// The flags every object was compiled with.
+    cflags: Vec<String>,
+}
+
+/// Write the generated kernel, the harness and the samples to `d` and compile them: the kernel
+/// with the target's flags and [`COMMON_CFLAGS`] only, the harness with a few more.
+fn compile(
+    d: &Path,
     spec: &NetSpec,
     weights: &Weights,
     target: &Target,
-    opts: &Options,
-) -> Result<Report> {
-    let lowered = codegen::lower_weights(spec, weights)?;
-    let plan = &lowered.plan;
-    let estimate_cost: Cost = cost::cost(plan, target, &target.limits());
-    let input_len = spec.input_len * spec.input_channels;
-    ensure!(!opts.samples.inputs.is_empty(), "no samples to run");
-    for (i, x) in opts.samples.inputs.iter().enumerate() {
-        ensure!(
-            x.len() == input_len,
-            "sample {i} has {} bytes, the network reads {input_len}",
-            x.len()
-        );
-    }
-    check_toolchain()?;
-
-    let dir = BuildDir::new(opts.build_dir.as_deref())?;
-    let d = dir.path.as_path();
+    samples: &Samples,
+    estimate: &Cost,
+) -> Result<Compiled> {
     let note = Provenance {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         source: "nas verify".into(),
         target: Some(target.name.clone()),
-        footprint: Some(estimate_cost.clone()),
+        footprint: Some(estimate.clone()),
     };
     let files = codegen::generate_c(spec, weights, KERNEL_NAME, &note)?;
     codegen::write_files(&files, d)?;
     for (name, text) in HARNESS_SOURCES {
         write(d, name, text)?;
     }
+    let input_len = spec.input_len * spec.input_channels;
     write(
         d,
         "nas_config.h",
-        &config_header(target, spec, opts.samples.inputs.len())?,
+        &config_header(target, spec, samples.inputs.len())?,
     )?;
     write(
         d,
         "nas_harness_samples.c",
-        &samples_source(&opts.samples, input_len),
+        &samples_source(samples, input_len),
     )?;
 
-    // Compile: the kernel with the target's flags only, the harness with a few more.
-    let mut base: Vec<String> = target.toolchain.cflags.clone();
-    base.extend(COMMON_CFLAGS.iter().map(|s| s.to_string()));
-    let kernel_c = format!("{KERNEL_NAME}.c");
+    let mut cflags: Vec<String> = target.toolchain.cflags.clone();
+    cflags.extend(COMMON_CFLAGS.iter().map(|s| s.to_string()));
     let kernel_o = format!("{KERNEL_NAME}.o");
-    let mut kernel_args = base.clone();
-    kernel_args.extend(["-c".into(), kernel_c.clone(), "-o".into(), kernel_o.clone()]);
+    let mut kernel_args = cflags.clone();
+    kernel_args.extend([
+        "-c".into(),
+        format!("{KERNEL_NAME}.c"),
+        "-o".into(),
+        kernel_o.clone(),
+    ]);
     let harness_c = [
         "nas_harness_startup.c",
         "nas_harness_semihost.c",
         "nas_harness_main.c",
         "nas_harness_samples.c",
     ];
-    let mut harness_args = base.clone();
+    let mut harness_args = cflags.clone();
     harness_args.extend(HARNESS_CFLAGS.iter().map(|s| s.to_string()));
     harness_args.extend(["-I.".into(), "-c".into()]);
     harness_args.extend(harness_c.iter().map(|s| s.to_string()));
@@ -709,32 +708,40 @@ pub fn verify(
     objects.extend(harness_c.iter().map(|c| c.replace(".c", ".o")));
     let kernel_symbols = crate::elf::defined_symbols(&std::fs::read(d.join(&kernel_o))?)
         .context("reading the kernel's object file")?;
+    Ok(Compiled {
+        objects,
+        kernel_symbols,
+        cflags,
+    })
+}
 
-    // Link for the chip; if a region overflows, link again with room to measure by how much.
+/// Link for the chip's memory map. When a region overflows, link again with unbounded memory
+/// so that the image can still be measured, and return the overflows ld reported.
+fn link_for_chip(d: &Path, target: &Target, objects: &[String]) -> Result<(Linked, Vec<Overflow>)> {
     let m = &target.memory;
-    let chip_flash = Region {
+    let flash = Region {
         origin: m.flash_origin,
         length: m.flash_bytes,
     };
-    let chip_ram = Region {
+    let ram = Region {
         origin: m.ram_origin,
         length: m.ram_bytes,
     };
-    let (linked, overflows) = match link(
+    match link(
         d,
         target,
-        &objects,
+        objects,
         "chip",
         "the chip's memory map",
-        chip_flash,
-        chip_ram,
+        flash,
+        ram,
     )? {
-        Ok(l) => (l, Vec::new()),
+        Ok(l) => Ok((l, Vec::new())),
         Err((overflows, _)) => {
             let l = link(
                 d,
                 target,
-                &objects,
+                objects,
                 "unbounded",
                 "unbounded memory, to measure an image that overflows the chip",
                 unbounded(m.flash_origin, m.ram_origin),
@@ -743,96 +750,159 @@ pub fn verify(
             .map_err(|(_, e)| {
                 anyhow::anyhow!("linking with unbounded memory failed:\n{}", tail(&e, 20))
             })?;
-            (l, overflows)
+            Ok((l, overflows))
         }
-    };
-    let links_for_chip = overflows.is_empty();
-    let image = ElfImage::parse(&std::fs::read(&linked.elf)?, linked.flash, linked.ram)
-        .with_context(|| format!("reading {}", linked.elf.display()))?;
-    let bd = breakdown(&image, &kernel_symbols);
+    }
+}
 
-    // Emulate.
-    let mut emulation = None;
-    let mut emulation_skipped = None;
-    let mut emulation_error = None;
-    match (&target.emulator, opts.emulate, links_for_chip) {
-        (_, false, _) => emulation_skipped = Some("not requested (--no-emulate)".to_string()),
-        (None, _, _) => {
-            emulation_skipped = Some(format!(
+/// Run the firmware under the profile's emulator: the chip's image when the emulator has the
+/// chip's memory map, else the same objects relinked at the emulator's addresses (checked to
+/// have the same sizes). Returns the harness's report, the run and which image ran.
+fn run_emulator(
+    d: &Path,
+    target: &Target,
+    emu: &crate::target::Emulator,
+    objects: &[String],
+    chip: &Linked,
+    image: &ElfImage,
+    timeout: Duration,
+) -> Result<(emulate::Report, emulate::QemuRun, String)> {
+    emulate::check_qemu(&emu.machine)?;
+    let m = &target.memory;
+    let flash_origin = emu.flash_origin.unwrap_or(m.flash_origin);
+    let ram_origin = emu.ram_origin.unwrap_or(m.ram_origin);
+    let (elf, what) = if flash_origin == m.flash_origin && ram_origin == m.ram_origin {
+        (
+            chip.elf.clone(),
+            "the image linked for the chip".to_string(),
+        )
+    } else {
+        let flash = Region {
+            origin: flash_origin,
+            length: m.flash_bytes,
+        };
+        let ram = Region {
+            origin: ram_origin,
+            length: m.ram_bytes,
+        };
+        let l = link(
+            d,
+            target,
+            objects,
+            "emulator",
+            &format!("QEMU {}", emu.machine),
+            flash,
+            ram,
+        )?
+        .map_err(|(_, e)| anyhow::anyhow!("linking for the emulator failed:\n{}", tail(&e, 20)))?;
+        let emu_image = ElfImage::parse(&std::fs::read(&l.elf)?, l.flash, l.ram)?;
+        ensure!(
+            emu_image.flash_bytes == image.flash_bytes && emu_image.ram_bytes == image.ram_bytes,
+            "internal: the emulator's image ({} B flash, {} B RAM) differs in size from the chip's ({} B, {} B)",
+            emu_image.flash_bytes,
+            emu_image.ram_bytes,
+            image.flash_bytes,
+            image.ram_bytes
+        );
+        (
+            l.elf,
+            format!("relinked at flash {flash_origin:#x} / RAM {ram_origin:#x} (same objects and sizes)"),
+        )
+    };
+    let run = emulate::run_qemu(&elf, &emu.machine, timeout, d)?;
+    let report = emulate::parse(&run)?;
+    Ok((report, run, what))
+}
+
+/// Cross-compile `spec` with `weights` for `target`, measure the ELF, and (when asked and the
+/// profile has an emulator) run it under QEMU against the host reference. A model that does not
+/// fit is a report with `fits == false`; errors are reserved for the tools failing, and keep
+/// the build directory for inspection.
+pub fn verify(
+    spec: &NetSpec,
+    weights: &Weights,
+    target: &Target,
+    opts: &Options,
+) -> Result<Report> {
+    let lowered = codegen::lower_weights(spec, weights)?;
+    let input_len = spec.input_len * spec.input_channels;
+    ensure!(!opts.samples.inputs.is_empty(), "no samples to run");
+    for (i, x) in opts.samples.inputs.iter().enumerate() {
+        ensure!(
+            x.len() == input_len,
+            "sample {i} has {} bytes, the network reads {input_len}",
+            x.len()
+        );
+    }
+    check_toolchain()?;
+    let mut dir = BuildDir::new(opts.build_dir.as_deref())?;
+    match verify_in(&dir.path, spec, weights, &lowered, target, opts) {
+        Ok(mut report) => {
+            report.build_dir = dir.keep.then(|| dir.path.clone());
+            Ok(report)
+        }
+        Err(e) => {
+            dir.keep = true;
+            Err(e.context(format!("build files kept in {}", dir.path.display())))
+        }
+    }
+}
+
+fn verify_in(
+    d: &Path,
+    spec: &NetSpec,
+    weights: &Weights,
+    lowered: &codegen::Lowered,
+    target: &Target,
+    opts: &Options,
+) -> Result<Report> {
+    let plan = &lowered.plan;
+    let estimate: Cost = cost::cost(plan, target, &target.limits());
+    let compiled = compile(d, spec, weights, target, &opts.samples, &estimate)?;
+    let (chip, overflows) = link_for_chip(d, target, &compiled.objects)?;
+    let links_for_chip = overflows.is_empty();
+    let image = ElfImage::parse(&std::fs::read(&chip.elf)?, chip.flash, chip.ram)
+        .with_context(|| format!("reading {}", chip.elf.display()))?;
+    let bd = breakdown(&image, &compiled.kernel_symbols);
+
+    let (emulation, emulation_skipped) = match (&target.emulator, opts.emulate, links_for_chip) {
+        (_, false, _) => (None, Some("not requested (--no-emulate)".to_string())),
+        (None, _, _) => (
+            None,
+            Some(format!(
                 "the profile {} has no [emulator] section",
                 target.name
-            ))
-        }
-        (_, _, false) => emulation_skipped = Some("the image does not fit the chip".to_string()),
+            )),
+        ),
+        (_, _, false) => (None, Some("the image does not fit the chip".to_string())),
         (Some(emu), true, true) => {
-            emulate::check_qemu(&emu.machine)?;
-            let eflash = emu.flash_origin.unwrap_or(m.flash_origin);
-            let eram = emu.ram_origin.unwrap_or(m.ram_origin);
-            let (elf, what) = if eflash == m.flash_origin && eram == m.ram_origin {
-                (
-                    linked.elf.clone(),
-                    "the image linked for the chip".to_string(),
-                )
-            } else {
-                let l = link(
-                    d,
-                    target,
-                    &objects,
-                    "emulator",
-                    &format!("QEMU {}", emu.machine),
-                    Region {
-                        origin: eflash,
-                        length: m.flash_bytes,
-                    },
-                    Region {
-                        origin: eram,
-                        length: m.ram_bytes,
-                    },
-                )?
-                .map_err(|(_, e)| {
-                    anyhow::anyhow!("linking for the emulator failed:\n{}", tail(&e, 20))
-                })?;
-                let emu_image = ElfImage::parse(&std::fs::read(&l.elf)?, l.flash, l.ram)?;
-                ensure!(
-                    emu_image.flash_bytes == image.flash_bytes && emu_image.ram_bytes == image.ram_bytes,
-                    "internal: the emulator's image ({} B flash, {} B RAM) differs in size from the chip's ({} B, {} B)",
-                    emu_image.flash_bytes,
-                    emu_image.ram_bytes,
-                    image.flash_bytes,
-                    image.ram_bytes
-                );
-                (
-                    l.elf,
-                    format!(
-                        "relinked at flash {eflash:#x} / RAM {eram:#x} (same objects and sizes)"
-                    ),
-                )
-            };
-            let run = emulate::run_qemu(&elf, &emu.machine, opts.timeout, d)?;
-            match emulate::parse(&run) {
-                Ok(rep) => {
-                    emulation = Some(compare(
-                        &lowered,
-                        &opts.samples,
-                        &rep,
-                        &run,
-                        &emu.machine,
-                        what,
-                        plan,
-                    ))
-                }
-                Err(e) => emulation_error = Some(e),
-            }
+            let (rep, run, what) = run_emulator(
+                d,
+                target,
+                emu,
+                &compiled.objects,
+                &chip,
+                &image,
+                opts.timeout,
+            )
+            .context("running the firmware under QEMU")?;
+            (
+                Some(compare(
+                    lowered,
+                    &opts.samples,
+                    &rep,
+                    &run,
+                    &emu.machine,
+                    what,
+                    plan,
+                )),
+                None,
+            )
         }
-    }
-    if let Some(e) = emulation_error {
-        return Err(e.context(format!(
-            "running the firmware under QEMU (build files in {})",
-            d.display()
-        )));
-    }
+    };
 
     // The model's share, against the estimate and the budgets.
+    let m = &target.memory;
     let stack_peak = emulation.as_ref().and_then(|e| e.stack_peak_bytes);
     let stack_bytes = stack_peak.unwrap_or(cost::INFER_STACK_BYTES);
     let flash_bytes = image.flash_bytes - bd.harness_flash_bytes;
@@ -843,13 +913,13 @@ pub fn verify(
         code_bytes: flash_bytes - bd.weights_bytes,
         stack_bytes,
         stack_measured: stack_peak.is_some(),
-        flash_error_pct: pct(estimate_cost.flash_bytes, flash_bytes),
-        ram_error_pct: pct(estimate_cost.ram_bytes, ram_bytes),
+        flash_error_pct: pct(estimate.flash_bytes, flash_bytes),
+        ram_error_pct: pct(estimate.ram_bytes, ram_bytes),
     };
-    let limits = target.limits();
+    let budget = target.limits();
     let limits = Limits {
-        max_flash_bytes: limits.max_flash_bytes,
-        max_ram_bytes: limits.max_ram_bytes,
+        max_flash_bytes: budget.max_flash_bytes,
+        max_ram_bytes: budget.max_ram_bytes,
         chip_flash_bytes: m.flash_bytes,
         chip_ram_bytes: m.ram_bytes,
     };
@@ -861,8 +931,10 @@ pub fn verify(
             m.flash_bytes
         };
         violations.push(format!(
-            "region {} overflowed by {} bytes: the firmware image does not fit the chip's {} bytes of {} (ld)",
-            o.region, o.bytes, size, o.region
+            "region {} overflowed by {} bytes (ld): the firmware image needs {} bytes of the chip's {size}",
+            o.region,
+            o.bytes,
+            o.bytes + size
         ));
     }
     if flash_bytes > limits.max_flash_bytes {
@@ -890,16 +962,16 @@ pub fn verify(
         fpu: target.fpu,
         network: spec.summary(),
         layers: plan.layers.len(),
-        executed_macs: estimate_cost.executed_macs,
+        executed_macs: estimate.executed_macs,
         compiler: GCC.to_string(),
-        cflags: base,
-        build_dir: dir.keep.then(|| dir.path.clone()),
+        cflags: compiled.cflags,
+        build_dir: None,
         estimate: Estimate {
-            flash_bytes: estimate_cost.flash_bytes,
-            ram_bytes: estimate_cost.ram_bytes,
-            weights_bytes: estimate_cost.weights_bytes,
-            code_bytes: estimate_cost.code_bytes,
-            arena_bytes: estimate_cost.arena_bytes,
+            flash_bytes: estimate.flash_bytes,
+            ram_bytes: estimate.ram_bytes,
+            weights_bytes: estimate.weights_bytes,
+            code_bytes: estimate.code_bytes,
+            arena_bytes: estimate.arena_bytes,
             stack_bytes: cost::INFER_STACK_BYTES,
         },
         limits,
@@ -963,7 +1035,7 @@ fn compare(
     let instructions: Vec<u64> = rep
         .inferences
         .iter()
-        .map(|i| rep.calibration.instructions(i.ticks))
+        .map(|i| rep.calibration.instructions(i.span))
         .collect();
     let mut sorted = instructions.clone();
     sorted.sort_unstable();
@@ -1181,8 +1253,8 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  {:<14} {:>10} {:>10} {:>10}  {}",
-            "section", "address", "load", "size", "counts in"
+            "  {:<14} {:>10} {:>10} {:>10}  counts in",
+            "section", "address", "load", "size"
         );
         for sec in &self.image.sections {
             let counts = match (sec.in_flash, sec.in_ram) {

@@ -1280,13 +1280,13 @@ mod tests {
 
         // A budget the smart start breaks but small nets meet: the child search names it.
         let mut cfg2 = self::cfg();
-        cfg2.limits.max_flops = 40_000;
+        cfg2.limits.max_flops = 20_000;
         cfg2.max_tries = 50;
         let parent = NetSpec::smart_start(784, 12);
         let e = feasible_child(&parent, &mut rng_for(1, 1, 2), &cfg2)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("flops ≤ 40000"), "{e}");
+        assert!(e.contains("flops ≤ 20000"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,543 @@
+//! `nas verify` end to end: cross-compile generated kernels into firmware, measure the ELF, run
+//! it under QEMU. Needs `arm-none-eabi-gcc`, newlib and `qemu-system-arm`
+//! (`apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm`) and the
+//! real ISCX test samples in `../shared/data` (relative to the crate root).
+
+use nas::arch::{Block, Head, NetSpec, Padding, Pool, PoolKind, SearchSpace};
+use nas::firmware::{self, Options, Report, Samples};
+use nas::weights::Weights;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const HINT: &str = "`nas verify` tests need the Arm toolchain and QEMU: apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm";
+
+fn require_tools() {
+    for tool in ["arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"] {
+        let ok = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "{tool} is missing. {HINT}");
+    }
+}
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/iscx-vpn2016-12class-sessionl7")
+}
+
+/// A few real ISCX test samples from different parts of the t10k file.
+fn real_samples(n: usize) -> Samples {
+    let path = data_dir().join("t10k-images-idx3-ubyte.gz");
+    assert!(
+        path.is_file(),
+        "the ISCX test samples are missing: {} (see ../shared/data/README.md)",
+        path.display()
+    );
+    let (count, len, data) = nas::data::read_idx_images(&path).expect("read the ISCX t10k images");
+    let labels = nas::data::read_idx_labels(&data_dir().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let idx: Vec<usize> = (0..n).map(|i| i * (count / n) + 7).collect();
+    Samples {
+        source: format!("{n} ISCX t10k samples"),
+        inputs: idx
+            .iter()
+            .map(|&i| data[i * len..(i + 1) * len].to_vec())
+            .collect(),
+        labels: Some(idx.iter().map(|&i| labels[i]).collect()),
+    }
+}
+
+fn block(
+    filters: usize,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+    pool: Option<(PoolKind, usize)>,
+) -> Block {
+    Block {
+        filters,
+        kernel,
+        stride,
+        padding,
+        batch_norm: true,
+        pool: pool.map(|(kind, size)| Pool { kind, size }),
+        dropout: 0.0,
+    }
+}
+
+fn net(blocks: Vec<Block>) -> NetSpec {
+    let mut spec = NetSpec {
+        input_len: 784,
+        input_channels: 1,
+        classes: 12,
+        blocks,
+        head: Head::GapDense,
+    };
+    spec.correct(&SearchSpace::default());
+    spec.validate().unwrap();
+    spec
+}
+
+/// Three blocks, max pooling, 'valid' padding in the middle (≈ 46 K parameters).
+fn three_block() -> NetSpec {
+    net(vec![
+        block(16, 5, 2, Padding::Same, None),
+        block(48, 4, 2, Padding::Valid, Some((PoolKind::Max, 2))),
+        block(64, 3, 1, Padding::Same, Some((PoolKind::Avg, 2))),
+    ])
+}
+
+/// A paper-sized network: four blocks, ≈ 87 K parameters, 4.7 M MACs.
+fn paper_sized() -> NetSpec {
+    net(vec![
+        block(32, 5, 2, Padding::Same, None),
+        block(64, 5, 4, Padding::Same, Some((PoolKind::Max, 2))),
+        block(128, 5, 1, Padding::Same, None),
+        block(128, 2, 1, Padding::Same, Some((PoolKind::Max, 2))),
+    ])
+}
+
+/// A small net for the Cortex-M0+ (≈ 7 K parameters).
+fn small() -> NetSpec {
+    net(vec![
+        block(8, 6, 3, Padding::Same, None),
+        block(24, 4, 2, Padding::Valid, Some((PoolKind::Avg, 3))),
+        block(32, 3, 2, Padding::Same, None),
+        block(40, 3, 1, Padding::Valid, None),
+    ])
+}
+
+/// `arm-none-eabi-size` of an ELF: `-A` sections (name → size, address) and `-B` totals.
+/// (name, size, address) of each section.
+type SizeSections = Vec<(String, u64, u64)>;
+
+fn size_tool(elf: &Path) -> (SizeSections, (u64, u64, u64)) {
+    let a = Command::new("arm-none-eabi-size")
+        .arg("-A")
+        .arg("-d")
+        .arg(elf)
+        .output()
+        .unwrap();
+    assert!(a.status.success());
+    let sections = String::from_utf8_lossy(&a.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3 && f[0].starts_with('.')).then(|| {
+                (
+                    f[0].to_string(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                )
+            })
+        })
+        .collect();
+    let b = Command::new("arm-none-eabi-size")
+        .arg("-B")
+        .arg("-d")
+        .arg(elf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&b.stdout);
+    let f: Vec<u64> = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .take(3)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (sections, (f[0], f[1], f[2]))
+}
+
+/// Build, measure and run one network on one target, and check everything the issue asks for.
+/// Returns the report and the worst estimate error (percent, absolute).
+fn check(spec: &NetSpec, target: &str, seed: u64, samples: usize) -> (Report, f64) {
+    require_tools();
+    let target = nas::target::resolve(target).unwrap();
+    let weights = Weights::random(spec, seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(real_samples(samples));
+    opts.build_dir = Some(dir.path().to_path_buf());
+    let r = firmware::verify(spec, &weights, &target, &opts).unwrap();
+    let what = format!("{} on {}", spec.summary(), target.name);
+    assert!(
+        r.links_for_chip && r.fits,
+        "{what}: {:?}\n{}",
+        r.violations,
+        r.table()
+    );
+
+    // 1. The object crate's flash and RAM equal what arm-none-eabi-size reports.
+    let (sections, (text, data, bss)) = size_tool(&dir.path().join("chip.elf"));
+    for s in &r.image.sections {
+        let (_, size, addr) = sections
+            .iter()
+            .find(|(n, _, _)| *n == s.name)
+            .unwrap_or_else(|| panic!("{what}: size -A lacks section {}", s.name));
+        assert_eq!(
+            (*size, *addr),
+            (s.size, s.vma),
+            "{what}: section {}",
+            s.name
+        );
+    }
+    // Every allocated section of non-zero size is accounted for (the others are metadata).
+    let alloc: Vec<_> = sections
+        .iter()
+        .filter(|(n, size, _)| {
+            *size > 0
+                && !n.starts_with(".comment")
+                && !n.starts_with(".ARM.attributes")
+                && !n.starts_with(".debug")
+        })
+        .collect();
+    assert_eq!(
+        alloc.len(),
+        r.image.sections.len(),
+        "{what}: {sections:?} vs {:?}",
+        r.image.sections
+    );
+    let flash_from_size: u64 = sections
+        .iter()
+        .filter(|(n, _, _)| r.image.sections.iter().any(|s| s.in_flash && s.name == *n))
+        .map(|x| x.1)
+        .sum();
+    let ram_from_size: u64 = sections
+        .iter()
+        .filter(|(n, _, _)| r.image.sections.iter().any(|s| s.in_ram && s.name == *n))
+        .map(|x| x.1)
+        .sum();
+    assert_eq!(
+        r.image.flash_bytes, flash_from_size,
+        "{what}: flash vs size -A"
+    );
+    assert_eq!(r.image.ram_bytes, ram_from_size, "{what}: RAM vs size -A");
+    assert_eq!(
+        r.image.flash_bytes,
+        text + data,
+        "{what}: flash vs size -B text + data"
+    );
+    assert_eq!(
+        r.image.ram_bytes,
+        data + bss,
+        "{what}: RAM vs size -B data + bss"
+    );
+
+    // 2. The arena symbol is exactly the cost model's arena.
+    let cost = nas::cost::cost(&nas::plan::lower(spec).unwrap(), &target, &target.limits());
+    assert_eq!(r.breakdown.arena_bytes, cost.arena_bytes, "{what}: arena");
+    assert_eq!(
+        r.breakdown.weights_bytes, cost.weights_bytes,
+        "{what}: weights"
+    );
+
+    // 3. Estimates within 2 % of the model's share of the ELF.
+    let worst = r
+        .measured
+        .flash_error_pct
+        .abs()
+        .max(r.measured.ram_error_pct.abs());
+    assert!(
+        worst <= 2.0,
+        "{what}: estimate off by more than 2 %: flash {} vs {} ({:+.2} %), RAM {} vs {} ({:+.2} %)",
+        r.estimate.flash_bytes,
+        r.measured.flash_bytes,
+        r.measured.flash_error_pct,
+        r.estimate.ram_bytes,
+        r.measured.ram_bytes,
+        r.measured.ram_error_pct
+    );
+
+    // 4. QEMU's logits equal the host reference bit for bit on real test samples.
+    let em = r
+        .emulation
+        .as_ref()
+        .unwrap_or_else(|| panic!("{what}: not emulated: {:?}", r.emulation_skipped));
+    assert_eq!(em.samples, samples);
+    assert_eq!(em.bit_exact, samples, "{what}: {:?}", em.mismatches);
+    assert!(
+        em.predict_agrees,
+        "{what}: model_predict disagrees with the reference"
+    );
+    assert!(
+        em.stack_peak_bytes
+            .is_some_and(|s| s > 0 && s < target.toolchain.stack_bytes),
+        "{what}: stack {:?}",
+        em.stack_peak_bytes
+    );
+    assert!(
+        em.instructions_per_inference >= em.executed_macs,
+        "{what}: {} instructions",
+        em.instructions_per_inference
+    );
+    assert!(r.ok);
+    eprintln!(
+        "{what}: flash {} (est {}, {:+.2} %), RAM {} (est {}, {:+.2} %), code {}, {} instr/inference, {:.2}/MAC",
+        r.measured.flash_bytes,
+        r.estimate.flash_bytes,
+        r.measured.flash_error_pct,
+        r.measured.ram_bytes,
+        r.estimate.ram_bytes,
+        r.measured.ram_error_pct,
+        r.measured.code_bytes,
+        em.instructions_per_inference,
+        em.instructions_per_mac
+    );
+    (r, worst)
+}
+
+#[test]
+fn stm32f401re_smart_start_three_block_and_paper_sized() {
+    let mut worst: f64 = 0.0;
+    for (i, spec) in [NetSpec::smart_start(784, 12), three_block(), paper_sized()]
+        .iter()
+        .enumerate()
+    {
+        worst = worst.max(check(spec, "stm32f401re", 11 + i as u64, 3).1);
+    }
+    eprintln!("stm32f401re: worst estimate error {worst:.2} %");
+}
+
+#[test]
+fn stm32f746ng_relinked_for_the_emulator() {
+    let mut worst: f64 = 0.0;
+    for (i, spec) in [NetSpec::smart_start(784, 12), paper_sized()]
+        .iter()
+        .enumerate()
+    {
+        let (r, w) = check(spec, "stm32f746ng", 21 + i as u64, 3);
+        assert!(r.emulation.unwrap().image.starts_with("relinked"));
+        worst = worst.max(w);
+    }
+    eprintln!("stm32f746ng: worst estimate error {worst:.2} %");
+}
+
+#[test]
+fn stm32g071rb_soft_float() {
+    let mut worst: f64 = 0.0;
+    for (i, spec) in [NetSpec::smart_start(784, 12), small()].iter().enumerate() {
+        let (r, w) = check(spec, "stm32g071rb", 31 + i as u64, 2);
+        assert!(
+            r.breakdown.runtime_bytes > 0,
+            "soft-float routines expected on the M0+"
+        );
+        worst = worst.max(w);
+    }
+    eprintln!("stm32g071rb: worst estimate error {worst:.2} %");
+}
+
+fn write_run(dir: &Path, spec: &NetSpec, seed: u64) {
+    std::fs::create_dir_all(dir.join("best")).unwrap();
+    std::fs::write(dir.join("best/spec.json"), spec.to_json()).unwrap();
+    Weights::random(spec, seed)
+        .save(&dir.join("best/weights.safetensors"))
+        .unwrap();
+}
+
+fn nas() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nas"))
+}
+
+#[test]
+fn over_budget_model_fails_naming_region_and_overflow() {
+    require_tools();
+    // 64 filters at stride 1 over 784 bytes: a 200 KB activation, twice the F401's 96 KB RAM.
+    let spec = net(vec![
+        block(64, 3, 1, Padding::Same, None),
+        block(16, 3, 2, Padding::Same, None),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path(), &spec, 5);
+    let out = nas()
+        .args(["verify", "--run"])
+        .arg(dir.path())
+        .args(["--target", "stm32f401re", "--samples", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("does not fit stm32f401re"), "{stderr}");
+    assert!(stderr.contains("region RAM overflowed by"), "{stderr}");
+    let over: u64 = stderr
+        .split("region RAM overflowed by ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The overflow is the image's RAM over the chip's: arena + harness + stack reservation.
+    let arena = nas::plan::lower(&spec).unwrap().arena_bytes as u64;
+    assert!(
+        over > arena - 98_304 && over < arena - 98_304 + 8_192,
+        "{over} vs arena {arena}"
+    );
+    assert!(stdout.contains("fits stm32f401re: NO"), "{stdout}");
+
+    // Fits the chip's 96 KB but not the model's 88 KB budget (arena 92,512 bytes): it links and
+    // runs, and still fails, naming the budget.
+    let spec = net(vec![
+        block(28, 3, 1, Padding::Same, None),
+        block(6, 3, 4, Padding::Same, None),
+    ]);
+    let arena = nas::plan::lower(&spec).unwrap().arena_bytes as u64;
+    assert_eq!(arena, 92_512);
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path(), &spec, 6);
+    let out = nas()
+        .args([
+            "verify",
+            "--target",
+            "stm32f401re",
+            "--samples",
+            "1",
+            "--run",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1/1 samples bit-exact"), "{stdout}");
+    let over = stderr
+        .split("region RAM: the model takes ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let taken: u64 = over.split(' ').next().unwrap().parse().unwrap();
+    assert!(
+        over.contains(&format!(
+            "over its budget of 90112 bytes by {} bytes",
+            taken - 90_112
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("overflowed"), "{stderr}");
+}
+
+#[test]
+fn cli_json_for_a_run_directory() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = NetSpec::smart_start(784, 12);
+    write_run(dir.path(), &spec, 9);
+    let out = nas()
+        .args([
+            "verify",
+            "--json",
+            "--samples",
+            "2",
+            "--target",
+            "stm32f401re",
+            "--data",
+        ])
+        .arg(data_dir())
+        .arg("--run")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["target"], "stm32f401re");
+    assert_eq!(v["fits"], true);
+    assert_eq!(v["emulation"]["bit_exact"], 2);
+    assert_eq!(v["breakdown"]["arena_bytes"], 28_464);
+    assert!(v["emulation"]["samples_source"]
+        .as_str()
+        .unwrap()
+        .contains("test samples"));
+}
+
+#[test]
+fn missing_toolchain_names_the_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path(), &NetSpec::smart_start(784, 12), 1);
+    let out = nas()
+        .args(["verify", "--run"])
+        .arg(dir.path())
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
+            && stderr.contains("arm-none-eabi-gcc"),
+        "{stderr}"
+    );
+}
+
+/// Measure the kernel's code size (model flash − weights) for networks of 1 to 5 blocks on
+/// every shipped profile and print the least-squares `[code_size]` (base + per layer) for each.
+/// `cargo test --release --test verify -- --ignored calibrate --nocapture`
+#[test]
+#[ignore]
+fn calibrate_code_size() {
+    require_tools();
+    let shapes = [
+        block(16, 3, 2, Padding::Same, None),
+        block(24, 4, 2, Padding::Valid, Some((PoolKind::Max, 2))),
+        block(32, 3, 1, Padding::Same, Some((PoolKind::Avg, 3))),
+        block(32, 2, 1, Padding::Same, None),
+        block(40, 3, 1, Padding::Valid, Some((PoolKind::Max, 2))),
+    ];
+    for target in nas::target::builtin() {
+        let mut points = Vec::new();
+        for depth in 1..=shapes.len() {
+            for variant in 0..2 {
+                let mut blocks = shapes[..depth].to_vec();
+                if variant == 1 {
+                    blocks.rotate_left(depth.min(2) - 1);
+                }
+                let spec = net(blocks);
+                let weights = Weights::random(&spec, depth as u64);
+                let mut opts = Options::new(Samples::synthetic(1, 784));
+                opts.emulate = false;
+                let r = firmware::verify(&spec, &weights, &target, &opts).unwrap();
+                points.push((r.layers as f64, r.measured.code_bytes as f64));
+            }
+        }
+        // One-block networks are left out of the fit: with a single conv call GCC specialises
+        // the conv routine and the code is smaller, so the line over-estimates them (safe).
+        let fit: Vec<(f64, f64)> = points
+            .iter()
+            .copied()
+            .filter(|(layers, _)| *layers >= 4.0)
+            .collect();
+        let n = fit.len() as f64;
+        let (sx, sy) = fit.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+        let sxx: f64 = fit.iter().map(|(x, _)| x * x).sum();
+        let sxy: f64 = fit.iter().map(|(x, y)| x * y).sum();
+        let slope = ((n * sxy - sx * sy) / (n * sxx - sx * sx)).round();
+        // The smallest base that never under-estimates.
+        let base = fit
+            .iter()
+            .map(|(x, y)| y - slope * x)
+            .fold(f64::MIN, f64::max);
+        let worst = fit
+            .iter()
+            .map(|(x, y)| base + slope * x - y)
+            .fold(0.0, f64::max);
+        let one_block = points
+            .iter()
+            .filter(|(x, _)| *x == 3.0)
+            .map(|(x, y)| base + slope * x - y)
+            .fold(0.0, f64::max);
+        eprintln!(
+            "{:<12} {:<14} base_bytes = {:.0}, per_layer_bytes = {:.0} (over-estimate at most {:.0} B; {:.0} B for one block) from {:?}",
+            target.name,
+            target.core,
+            base,
+            slope,
+            worst,
+            one_block,
+            points.iter().map(|p| (p.0 as u32, p.1 as u32)).collect::<Vec<_>>()
+        );
+    }
+}
