@@ -167,6 +167,11 @@ pub struct SearchArgs {
     /// Mutation attempts per child before giving up on the budgets
     #[arg(long, default_value_t = 500)]
     pub max_tries: usize,
+    /// Cross-compile every candidate for the target before training it, record the flash and
+    /// RAM measured from its ELF, and reject candidates whose measured footprint breaks a budget
+    /// (needs arm-none-eabi-gcc; about half a second per candidate)
+    #[arg(long)]
+    pub verify: bool,
     /// Print the run summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -208,6 +213,9 @@ pub struct RunConfig {
     pub train: TrainConfig,
     pub inherit: bool,
     pub max_tries: usize,
+    /// Measure every candidate's footprint from a cross-compiled ELF (`--verify`).
+    #[serde(default)]
+    pub verify: bool,
 }
 
 /// The result of one candidate, saved as `record.json`.
@@ -233,6 +241,9 @@ pub struct Record {
     pub inherited_blocks: usize,
     pub train_seconds: f64,
     pub train_samples_per_sec: f64,
+    /// Flash and RAM measured from the cross-compiled ELF (`--verify` runs).
+    #[serde(default)]
+    pub measured: Option<MeasuredFootprint>,
     /// Per-epoch losses and validation accuracy (of the best fold for full training).
     #[serde(default)]
     pub history: Vec<train::EpochLog>,
@@ -252,6 +263,35 @@ pub struct Summary {
     pub seconds_this_session: f64,
     pub seconds_training_total: f64,
     pub complete: bool,
+}
+
+/// The model's footprint measured from a cross-compiled ELF (see `firmware`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredFootprint {
+    pub flash_bytes: u64,
+    pub ram_bytes: u64,
+    /// The linker fitted the image into the chip and the budgets hold.
+    pub fits: bool,
+}
+
+/// Cross-compile a spec (weights do not change sizes, so random ones serve) and measure it.
+pub fn measure(spec: &NetSpec, cfg: &RunConfig) -> Result<MeasuredFootprint> {
+    let weights = Weights::random(spec, 0);
+    let samples = crate::firmware::Samples::synthetic(1, spec.input_len * spec.input_channels);
+    let mut opts = crate::firmware::Options::new(samples);
+    opts.emulate = false;
+    let mut target = cfg.target.clone();
+    target.budget.max_params = cfg.limits.max_params;
+    target.budget.max_flops = cfg.limits.max_flops;
+    target.budget.max_tensor = cfg.limits.max_tensor;
+    target.budget.max_flash_bytes = Some(cfg.limits.max_flash_bytes);
+    target.budget.max_ram_bytes = Some(cfg.limits.max_ram_bytes);
+    let r = crate::firmware::verify(spec, &weights, &target, &opts)?;
+    Ok(MeasuredFootprint {
+        flash_bytes: r.measured.flash_bytes,
+        ram_bytes: r.measured.ram_bytes,
+        fits: r.fits,
+    })
 }
 
 pub fn candidate_id(generation: usize, index: usize) -> String {
@@ -358,6 +398,8 @@ pub fn mutate(spec: &NetSpec, rng: &mut ChaCha8Rng, space: &SearchSpace) -> NetS
 #[derive(Default)]
 struct Misses {
     tries: usize,
+    /// Children the cost model accepted but the measured ELF did not.
+    measured: usize,
     by_budget: std::collections::BTreeMap<String, (usize, u64, u64)>,
 }
 
@@ -383,6 +425,12 @@ impl Misses {
                     self.tries
                 )
             })
+            .chain((self.measured > 0).then(|| {
+                format!(
+                    "the measured ELF footprint broke a budget in {} of {} tries",
+                    self.measured, self.tries
+                )
+            }))
             .collect::<Vec<_>>()
             .join("; ")
     }
@@ -406,10 +454,16 @@ pub fn feasible_child(
             continue;
         }
         let c = cost_of(&child, &cfg.target, &cfg.limits)?;
-        if c.fits {
-            return Ok((child, c));
+        if !c.fits {
+            misses.add(&c);
+            continue;
         }
-        misses.add(&c);
+        if cfg.verify && !measure(&child, cfg)?.fits {
+            misses.measured += 1;
+            misses.tries += 1;
+            continue;
+        }
+        return Ok((child, c));
     }
     bail!(
         "no child of {} fits the budgets after {tries} mutation attempts: {}",
@@ -464,7 +518,7 @@ pub fn initial_parent(
     if !cfg.random_start {
         let smart = NetSpec::smart_start(input_len, classes);
         let c = cost_of(&smart, &cfg.target, &cfg.limits)?;
-        if c.fits {
+        if c.fits && (!cfg.verify || measure(&smart, cfg)?.fits) {
             return Ok((smart, c));
         }
     }
@@ -482,7 +536,7 @@ pub fn initial_parent(
         };
         s.correct(&cfg.space);
         let c = cost_of(&s, &cfg.target, &cfg.limits)?;
-        if c.fits {
+        if c.fits && (!cfg.verify || measure(&s, cfg)?.fits) {
             return Ok((s, c));
         }
     }
@@ -711,6 +765,7 @@ fn build_config(a: &SearchArgs) -> Result<RunConfig> {
         train,
         inherit: !a.no_inherit,
         max_tries: a.max_tries,
+        verify: a.verify,
     })
 }
 
@@ -845,6 +900,11 @@ impl Session<'_> {
                 return Ok(None);
             }
         }
+        let measured = if cfg.verify {
+            Some(measure(spec, cfg)?)
+        } else {
+            None
+        };
         let seed = rng_for(cfg.seed, generation, 3 + index as u64).random::<u64>();
         let mut init = train::initial_weights(spec, seed);
         let inherited = match parent {
@@ -881,6 +941,7 @@ impl Session<'_> {
             inherited_blocks: inherited,
             train_seconds: t.seconds,
             train_samples_per_sec: t.samples_per_sec,
+            measured,
             history: t.history,
         };
         self.run.save_candidate(&rec, &t.weights, c)?;
@@ -890,11 +951,16 @@ impl Session<'_> {
         self.trained += 1;
         self.overall.suspend(|| {
             self.run.log(&format!(
-                "{id}  {}  params {}  flops {}  ram {} B  val {}  ({:.1} s)",
+                "{id}  {}  params {}  flops {}  ram {} B  flash {} B{}  val {}  ({:.1} s)",
                 rec.summary,
                 rec.params,
                 rec.flops,
                 rec.ram_bytes,
+                rec.flash_bytes,
+                rec.measured.map_or(String::new(), |m| format!(
+                    " (ELF: ram {} B, flash {} B)",
+                    m.ram_bytes, m.flash_bytes
+                )),
                 rec.val.brief(),
                 rec.train_seconds
             ))

@@ -276,3 +276,21 @@ fn bad_inputs_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a run directory"));
 }
+
+#[test]
+fn verify_records_the_measured_footprint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = quick(&run);
+    args.extend(["--generations", "1", "--children", "1", "--verify"].map(String::from));
+    ok(nas(&args));
+    for e in candidate_events(&run) {
+        let r = &e["record"];
+        let m = &r["measured"];
+        assert_eq!(m["fits"], true, "{r}");
+        for (est, meas) in [("flash_bytes", "flash_bytes"), ("ram_bytes", "ram_bytes")] {
+            let (a, b) = (r[est].as_f64().unwrap(), m[meas].as_f64().unwrap());
+            assert!((a - b).abs() / b < 0.02, "{est}: estimate {a} vs ELF {b}");
+        }
+    }
+}
