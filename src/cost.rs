@@ -11,7 +11,8 @@
 //!   generated kernel really runs (padded taps skipped, pooled-away tails never computed).
 //! - `max_tensor`: the largest intermediate activation as the training framework sees it (conv
 //!   outputs before pooling included, the input excluded), in elements: the seed's budget.
-//! - `arena_bytes`: the plan's static arena; `ram_bytes` adds the inference's stack estimate.
+//! - `arena_bytes`: the plan's static arena; `ram_bytes` adds the stack one inference takes on
+//!   the target (measured under QEMU per profile, `[code_size] stack_bytes`).
 //! - `flash_bytes`: deployed weights as float32 plus the target's code-size model.
 
 use crate::plan::{Op, Plan, ELEM_BYTES};
@@ -19,9 +20,6 @@ use crate::target::{Limits, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
-/// Stack the inference functions use on top of the arena (a few saved registers and locals per
-/// call level; measured with `-fstack-usage` on the generated C, rounded up).
-pub const INFER_STACK_BYTES: u64 = 128;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerCost {
@@ -79,6 +77,8 @@ pub struct Cost {
     /// The seed's RAM estimate, 4 B × largest tensor, for comparison.
     pub seed_ram_bytes: u64,
     pub ram_bytes: u64,
+    /// The stack of one inference included in `ram_bytes`.
+    pub stack_bytes: u64,
     pub weights_bytes: u64,
     pub code_bytes: u64,
     pub flash_bytes: u64,
@@ -173,7 +173,7 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
     let code_bytes =
         target.code_size.base_bytes + target.code_size.per_layer_bytes * plan.layers.len() as u64;
     let flash_bytes = weights_bytes + code_bytes;
-    let ram_bytes = arena_bytes + INFER_STACK_BYTES;
+    let ram_bytes = arena_bytes + target.code_size.stack_bytes;
     let flops = 2 * macs;
 
     let mut violations = Vec::new();
@@ -205,6 +205,7 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
         naive_arena_bytes: plan.naive_arena_bytes() as u64,
         seed_ram_bytes: 4 * max_tensor,
         ram_bytes,
+        stack_bytes: target.code_size.stack_bytes,
         weights_bytes,
         code_bytes,
         flash_bytes,
@@ -293,7 +294,7 @@ impl Cost {
             "ram_bytes",
             self.ram_bytes,
             Some(lim.max_ram_bytes),
-            format!("(arena {} + stack {})", self.arena_bytes, INFER_STACK_BYTES),
+            format!("(arena {} + stack {})", self.arena_bytes, self.stack_bytes),
         );
         row(
             &mut s,

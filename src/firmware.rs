@@ -904,7 +904,7 @@ fn verify_in(
     // The model's share, against the estimate and the budgets.
     let m = &target.memory;
     let stack_peak = emulation.as_ref().and_then(|e| e.stack_peak_bytes);
-    let stack_bytes = stack_peak.unwrap_or(cost::INFER_STACK_BYTES);
+    let stack_bytes = stack_peak.unwrap_or(target.code_size.stack_bytes);
     let flash_bytes = image.flash_bytes - bd.harness_flash_bytes;
     let ram_bytes = image.ram_bytes - bd.harness_ram_bytes - bd.stack_reserved_bytes + stack_bytes;
     let measured = Measured {
@@ -972,7 +972,7 @@ fn verify_in(
             weights_bytes: estimate.weights_bytes,
             code_bytes: estimate.code_bytes,
             arena_bytes: estimate.arena_bytes,
-            stack_bytes: cost::INFER_STACK_BYTES,
+            stack_bytes: target.code_size.stack_bytes,
         },
         limits,
         links_for_chip,

@@ -43,14 +43,21 @@ pub struct Target {
     pub code_size: CodeSize,
 }
 
-/// Flash taken by the generated kernel's code and constant tables, apart from the weights:
-/// `base_bytes + per_layer_bytes × layers`. The defaults are replaced by figures measured from
-/// cross-compiled ELFs for each shipped profile.
+/// What the generated kernel costs beyond its weights and arena, measured from cross-compiled
+/// ELFs for each shipped profile (`nas verify` reports the figures for a new board): flash for
+/// code and constant tables, `base_bytes + per_layer_bytes × layers`, and the stack one
+/// inference uses.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CodeSize {
     pub base_bytes: u64,
     pub per_layer_bytes: u64,
+    #[serde(default = "default_stack")]
+    pub stack_bytes: u64,
+}
+
+fn default_stack() -> u64 {
+    128
 }
 
 impl Default for CodeSize {
@@ -58,6 +65,7 @@ impl Default for CodeSize {
         CodeSize {
             base_bytes: 1024,
             per_layer_bytes: 64,
+            stack_bytes: default_stack(),
         }
     }
 }
