@@ -980,7 +980,8 @@ impl Session<'_> {
 }
 
 fn progress_bars(quiet: bool, total: u64) -> (ProgressBar, ProgressBar) {
-    let visible = !quiet && std::io::stderr().is_terminal();
+    // Bars draw on stderr, and only for a person watching: not when either stream is redirected.
+    let visible = !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
     let mp = indicatif::MultiProgress::with_draw_target(if visible {
         ProgressDrawTarget::stderr()
     } else {

@@ -294,3 +294,34 @@ fn verify_records_the_measured_footprint() {
         }
     }
 }
+
+#[test]
+fn full_training_scores_over_all_folds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = quick(&run);
+    args.extend(
+        [
+            "--generations",
+            "0",
+            "--training",
+            "full",
+            "--folds",
+            "3",
+            "--json",
+        ]
+        .map(String::from),
+    );
+    let out = ok(nas(&args));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let val = &summary["winner"]["val"];
+    // Every training sample is validated once across the three folds: 12 classes × 20.
+    assert_eq!(val["samples"], 240);
+    let confusion_total: u64 = val["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(confusion_total, 240);
+}
