@@ -2,7 +2,8 @@
 # The project's test command: installs what the tests need when it is missing, then runs them.
 #   - apt: gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm (cross-compiler, C
 #     library and the Cortex-M emulator used by `nas verify` and its tests)
-#   - rustup: the thumbv7em-none-eabihf target for building the generated no_std Rust kernel
+#   - rustup: the thumbv7em-none-eabihf (Cortex-M4F/M7) and thumbv6m-none-eabi (Cortex-M0+)
+#     targets, to cross-build the generated no_std Rust kernel into firmware
 # Tests read the real datasets from ../shared/data (override with NAS_SHARED_DATA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +20,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
-if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -q thumbv7em-none-eabihf; then
-    rustup target add thumbv7em-none-eabihf || echo "warning: could not install the thumbv7em-none-eabihf target"
+if command -v rustup >/dev/null; then
+    for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+        rustup target list --installed 2>/dev/null | grep -qx "$t" ||
+            rustup target add "$t" || echo "warning: could not install the $t Rust target"
+    done
 fi
 
 # Release profile: training through burn is far too slow unoptimised; the main job uses the

@@ -248,6 +248,33 @@ pub fn defined_symbols(object_file: &[u8]) -> Result<BTreeSet<String>> {
     Ok(names)
 }
 
+/// One member of a static library (`.a`) and the function and data symbols it defines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveMember {
+    pub name: String,
+    pub symbols: BTreeSet<String>,
+}
+
+/// The members of a static library (a Rust `staticlib`, say) with the symbols each defines.
+/// Members that are not object files (Rust's `lib.rmeta`) are left out.
+pub fn archive_members(archive: &[u8]) -> Result<Vec<ArchiveMember>> {
+    let file = object::read::archive::ArchiveFile::parse(archive).context("not an archive")?;
+    let mut members = Vec::new();
+    for m in file.members() {
+        let m = m.context("malformed archive member")?;
+        let name = String::from_utf8_lossy(m.name()).into_owned();
+        let data = m.data(archive).context("malformed archive member")?;
+        if object::File::parse(data).is_err() {
+            continue;
+        }
+        members.push(ArchiveMember {
+            symbols: defined_symbols(data).with_context(|| format!("archive member {name}"))?,
+            name,
+        });
+    }
+    Ok(members)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +297,6 @@ mod tests {
         };
         assert!(ElfImage::parse(b"not an elf", r, r).is_err());
         assert!(defined_symbols(b"\x7fELF").is_err());
+        assert!(archive_members(b"!<arch>\nshort").is_err());
     }
 }

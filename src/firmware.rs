@@ -18,6 +18,14 @@
 //! The image is linked for the chip's memory map and measured there. When the profile's
 //! emulator has its memory elsewhere (`[emulator] flash_origin / ram_origin`), the same objects
 //! are linked a second time at those addresses to run under QEMU.
+//!
+//! The Rust kernel goes into the same harness: the generated `no_std` crate, wrapped in a
+//! generated staticlib (`firmware/rust/*.tera`) whose `#[no_mangle]` functions have the C
+//! kernel's names and signatures (`model_infer`, `model_predict`) and whose `model_arena`
+//! static is the arena, is built with `cargo build --release --target <toolchain.rust_target>`
+//! (`-C target-cpu=<core>`, opt-level "s", fat LTO, one codegen unit, panic = abort) and linked
+//! by arm-none-eabi-gcc in place of the C kernel's object. Its report has the same fields;
+//! [`verify_langs`] builds both kernels concurrently and puts them side by side.
 
 use crate::arch::NetSpec;
 use crate::codegen::{self, Provenance};
@@ -34,7 +42,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The cross compiler.
 pub const GCC: &str = "arm-none-eabi-gcc";
@@ -160,6 +169,38 @@ impl Samples {
 // Options and report
 // ---------------------------------------------------------------------------------------------
 
+/// The language of the kernel inside the firmware. The harness is C either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// The generated C kernel, compiled with arm-none-eabi-gcc.
+    C,
+    /// The generated no_std Rust crate, built by cargo as a staticlib behind C entry points.
+    Rust,
+}
+
+impl Lang {
+    pub fn label(self) -> &'static str {
+        match self {
+            Lang::C => "C",
+            Lang::Rust => "Rust",
+        }
+    }
+}
+
+/// Which kernels `nas verify` builds into firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LangChoice {
+    /// The C kernel only.
+    C,
+    /// The Rust kernel only (fails when the profile's `toolchain.rust_target` is not installed).
+    Rust,
+    /// Both, side by side; the C kernel only, with a note saying how to install the Rust target,
+    /// when that target is not installed.
+    #[default]
+    Both,
+}
+
 /// How to verify.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -170,6 +211,11 @@ pub struct Options {
     pub timeout: Duration,
     /// Build here and keep the files; otherwise a temporary directory, removed afterwards.
     pub build_dir: Option<PathBuf>,
+    /// The kernel to build into the firmware ([`verify`]; [`verify_langs`] sets it per kernel).
+    pub lang: Lang,
+    /// For [`Lang::Rust`]: a library built beforehand by [`build_rust_lib`] that holds this
+    /// network (found by its constants); otherwise one is built for the network alone.
+    pub rust_lib: Option<Arc<RustLib>>,
 }
 
 impl Options {
@@ -179,6 +225,8 @@ impl Options {
             emulate: true,
             timeout: Duration::from_secs(120),
             build_dir: None,
+            lang: Lang::C,
+            rust_lib: None,
         }
     }
 }
@@ -296,17 +344,24 @@ pub struct Emulation {
     pub wall_seconds: f64,
 }
 
-/// Everything `nas verify` found out.
+/// Everything `nas verify` found out about one kernel's firmware.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The kernel's language.
+    pub lang: Lang,
+    /// Its name: the prefix of its symbols (`NAME_infer`, `NAME_arena`).
+    pub kernel: String,
     pub target: String,
     pub core: String,
     pub fpu: bool,
     pub network: String,
     pub layers: usize,
     pub executed_macs: u64,
+    /// The C compiler (of the kernel and the harness, or of the harness alone).
     pub compiler: String,
     pub cflags: Vec<String>,
+    /// How the Rust kernel was built (Rust only).
+    pub rust: Option<RustBuild>,
     pub build_dir: Option<PathBuf>,
     pub estimate: Estimate,
     pub limits: Limits,
@@ -333,6 +388,7 @@ pub struct Report {
 // ---------------------------------------------------------------------------------------------
 
 /// A build directory: the caller's, kept, or a temporary one removed on drop.
+#[derive(Debug)]
 struct BuildDir {
     path: PathBuf,
     keep: bool,
@@ -406,6 +462,370 @@ fn run_tool(dir: &Path, args: &[String]) -> Result<std::result::Result<(), Strin
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The Rust kernel: a staticlib behind C entry points
+// ---------------------------------------------------------------------------------------------
+
+const RUST_CARGO_TEMPLATE: &str = include_str!("../firmware/rust/Cargo.toml.tera");
+const RUST_LIB_TEMPLATE: &str = include_str!("../firmware/rust/lib.rs.tera");
+/// The package of the generated staticlib (`lib<name>.a`).
+pub const RUST_LIB_CRATE: &str = "nas_fw_kernels";
+/// `[profile.release]` of the staticlib: what a firmware release build uses.
+pub const RUST_PROFILE: &[&str] = &[
+    "opt-level = \"s\"",
+    "panic = \"abort\"",
+    "lto = true",
+    "codegen-units = 1",
+    "debug = false",
+    "incremental = false",
+];
+
+/// How to get a Rust target's standard library.
+pub fn rust_install_hint(rust_target: &str) -> String {
+    format!("install it with `rustup target add {rust_target}`")
+}
+
+/// The Rust toolchain `nas verify` builds the Rust kernel with.
+#[derive(Debug, Clone)]
+pub struct RustTools {
+    /// `rustc --version`.
+    pub rustc: String,
+}
+
+fn rust_command(tool: &str) -> Command {
+    let mut c = Command::new(tool);
+    // Deterministic builds: the caller's flags, target and profile overrides do not apply.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k == "RUSTFLAGS"
+            || k == "CARGO_ENCODED_RUSTFLAGS"
+            || k == "CARGO_TARGET_DIR"
+            || k.starts_with("CARGO_BUILD_")
+            || k.starts_with("CARGO_PROFILE_")
+        {
+            c.env_remove(k.as_ref());
+        }
+    }
+    c
+}
+
+/// Check that cargo and rustc run and that the standard library of `rust_target` is installed.
+/// The error says how to install what is missing.
+pub fn check_rust(rust_target: &str) -> Result<RustTools> {
+    let no_rust = |e: String| {
+        anyhow::anyhow!(
+            "cannot build the Rust kernel: {e}; install Rust with rustup (https://rustup.rs), then {}",
+            rust_install_hint(rust_target)
+        )
+    };
+    let run = |tool: &str, args: &[&str]| -> Result<String> {
+        let out = rust_command(tool)
+            .args(args)
+            .output()
+            .map_err(|e| no_rust(format!("cannot run {tool} ({e})")))?;
+        if !out.status.success() {
+            return Err(no_rust(format!(
+                "`{tool} {}` failed: {}",
+                args.join(" "),
+                tail(&String::from_utf8_lossy(&out.stderr), 5)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    run("cargo", &["--version"])?;
+    let rustc = run("rustc", &["--version"])?;
+    let sysroot = PathBuf::from(run("rustc", &["--print", "sysroot"])?);
+    let lib = sysroot.join("lib/rustlib").join(rust_target).join("lib");
+    let has_core = std::fs::read_dir(&lib).is_ok_and(|d| {
+        d.flatten().any(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("libcore-") && n.ends_with(".rlib")
+        })
+    });
+    ensure!(
+        has_core,
+        "the Rust target {rust_target} is not installed for {rustc} (no core library in {}): {}",
+        lib.display(),
+        rust_install_hint(rust_target)
+    );
+    Ok(RustTools { rustc })
+}
+
+/// rustc's code-generation flags for a profile: `-C target-cpu=` the profile's core (GCC's
+/// `-mcpu` names are LLVM's for Cortex-M), so that the Rust kernel is tuned for the core the C
+/// kernel is compiled for. (LLVM's cortex-m7 also assumes a double-precision FPU; the kernel
+/// does single-precision arithmetic only, so that changes no instruction on an FPv5-SP core.)
+pub fn rustflags(target: &Target) -> Vec<String> {
+    vec!["-C".to_string(), format!("target-cpu={}", target.core)]
+}
+
+/// How the Rust kernel of a report was built.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RustBuild {
+    pub rust_target: String,
+    /// `rustc --version`.
+    pub rustc: String,
+    pub rustflags: Vec<String>,
+    /// The staticlib's `[profile.release]`.
+    pub profile: Vec<String>,
+    pub library: PathBuf,
+    /// Kernels in the library (one unless it was shared between verifications).
+    pub kernels_in_library: usize,
+    /// Wall time of `cargo build`.
+    pub build_seconds: f64,
+}
+
+/// A network to build into a Rust firmware library.
+#[derive(Debug, Clone, Copy)]
+pub struct RustKernel<'a> {
+    /// Crate name and symbol prefix (`NAME_infer`, `NAME_arena`); sanitised.
+    pub name: &'a str,
+    pub spec: &'a NetSpec,
+    pub weights: &'a Weights,
+}
+
+/// A built Rust firmware library: one staticlib holding one or more generated kernels, each
+/// behind C entry points named like the C kernel's. Linked into the C harness by [`verify`].
+#[derive(Debug)]
+pub struct RustLib {
+    /// The target profile it was built for.
+    pub target: String,
+    pub build: RustBuild,
+    /// (name, fingerprint of the network's constants) of each kernel.
+    kernels: Vec<(String, u64)>,
+    /// Symbols the library's own code defines (not `compiler_builtins`).
+    kernel_symbols: BTreeSet<String>,
+    /// Keeps a temporary build directory alive as long as the library.
+    _dir: BuildDir,
+}
+
+impl RustLib {
+    /// Names of the kernels it holds.
+    pub fn kernel_names(&self) -> Vec<&str> {
+        self.kernels.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The kernel built from exactly these constants.
+    fn find(&self, lowered: &codegen::Lowered) -> Option<&str> {
+        let f = fingerprint(lowered);
+        self.kernels
+            .iter()
+            .find(|(_, g)| *g == f)
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+/// A hash of a lowered network: plan and constants, bit for bit.
+fn fingerprint(lowered: &codegen::Lowered) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{:?}", lowered.plan).hash(&mut h);
+    for l in &lowered.layers {
+        for v in l.weights.iter().chain(&l.bias) {
+            v.to_bits().hash(&mut h);
+        }
+        l.weights.len().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Generate the kernels' crates and the staticlib wrapping them in `dir` (a temporary
+/// directory when `None`), and build it with `cargo build --release --target` for the
+/// profile's `toolchain.rust_target`. The cargo target directory is `dir/target`.
+pub fn build_rust_lib(
+    target: &Target,
+    kernels: &[RustKernel],
+    dir: Option<&Path>,
+) -> Result<RustLib> {
+    ensure!(!kernels.is_empty(), "no kernels to build");
+    let rust_target = target.toolchain.rust_target.clone();
+    let tools = check_rust(&rust_target)?;
+    let mut dir = BuildDir::new(dir)?;
+    match build_rust_lib_in(&dir.path, target, kernels, &tools) {
+        Ok((build, names, kernel_symbols)) => Ok(RustLib {
+            target: target.name.clone(),
+            build,
+            kernels: names,
+            kernel_symbols,
+            _dir: dir,
+        }),
+        Err(e) => {
+            dir.keep = true;
+            Err(e.context(format!("build files kept in {}", dir.path.display())))
+        }
+    }
+}
+
+type BuiltLib = (RustBuild, Vec<(String, u64)>, BTreeSet<String>);
+
+fn build_rust_lib_in(
+    d: &Path,
+    target: &Target,
+    kernels: &[RustKernel],
+    tools: &RustTools,
+) -> Result<BuiltLib> {
+    let rust_target = &target.toolchain.rust_target;
+    let mut names: Vec<(String, u64)> = Vec::new();
+    let mut ctx_kernels = Vec::new();
+    for k in kernels {
+        let name = codegen::sanitize_identifier(k.name)?;
+        ensure!(
+            name != RUST_LIB_CRATE && !names.iter().any(|(n, _)| *n == name),
+            "kernel name {name} is used twice"
+        );
+        let lowered = codegen::lower_weights(k.spec, k.weights)?;
+        let estimate = cost::cost(&lowered.plan, target, &target.limits());
+        let note = Provenance {
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            source: "nas verify".into(),
+            target: Some(target.name.clone()),
+            footprint: Some(estimate.clone()),
+        };
+        let files = codegen::generate_rust(k.spec, k.weights, &name, &note)?;
+        codegen::write_files(&files, &d.join(&name))?;
+        let mut c = BTreeMap::new();
+        c.insert("name", name.clone());
+        c.insert("crate_name", name.clone());
+        c.insert("arena_bytes", estimate.arena_bytes.to_string());
+        ctx_kernels.push(c);
+        names.push((name, fingerprint(&lowered)));
+    }
+    let mut ctx = tera::Context::new();
+    ctx.insert("target", &target.name);
+    ctx.insert("rust_target", rust_target);
+    ctx.insert("crate_name", RUST_LIB_CRATE);
+    ctx.insert("kernels", &ctx_kernels);
+    ctx.insert("profile", RUST_PROFILE);
+    write(
+        d,
+        "Cargo.toml",
+        &tera::Tera::one_off(RUST_CARGO_TEMPLATE, &ctx, false)
+            .context("internal: rendering firmware/rust/Cargo.toml.tera")?,
+    )?;
+    write(
+        d,
+        "lib.rs",
+        &tera::Tera::one_off(RUST_LIB_TEMPLATE, &ctx, false)
+            .context("internal: rendering firmware/rust/lib.rs.tera")?,
+    )?;
+
+    let flags = rustflags(target);
+    let d = std::path::absolute(d).with_context(|| format!("resolving {}", d.display()))?;
+    let target_dir = d.join("target");
+    let manifest = d.join("Cargo.toml");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "build".as_ref(),
+        "--release".as_ref(),
+        "--offline".as_ref(),
+        "--quiet".as_ref(),
+        "--target".as_ref(),
+        rust_target.as_ref(),
+        "--manifest-path".as_ref(),
+        manifest.as_ref(),
+        "--target-dir".as_ref(),
+        target_dir.as_ref(),
+    ];
+    // Run from this process's directory, as `check_rust` did: rustup picks the same toolchain.
+    let start = Instant::now();
+    let out = rust_command("cargo")
+        .args(&args)
+        .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"))
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run cargo ({e})"))?;
+    let build_seconds = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "building the Rust kernel failed (cargo {} with rustflags {}):\n{}",
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            flags.join(" "),
+            tail(&String::from_utf8_lossy(&out.stderr), 30)
+        );
+    }
+    let library = target_dir
+        .join(rust_target)
+        .join("release")
+        .join(format!("lib{RUST_LIB_CRATE}.a"));
+    let data = std::fs::read(&library)
+        .with_context(|| format!("cargo built no library {}", library.display()))?;
+    let members = crate::elf::archive_members(&data)
+        .with_context(|| format!("reading {}", library.display()))?;
+    let kernel_symbols: BTreeSet<String> = members
+        .into_iter()
+        .filter(|m| !m.name.starts_with("compiler_builtins"))
+        .flat_map(|m| m.symbols)
+        .collect();
+    for (name, _) in &names {
+        ensure!(
+            kernel_symbols.contains(&format!("{name}_infer"))
+                && kernel_symbols.contains(&format!("{name}_arena")),
+            "internal: {} does not define {name}_infer and {name}_arena",
+            library.display()
+        );
+    }
+    let build = RustBuild {
+        rust_target: rust_target.clone(),
+        rustc: tools.rustc.clone(),
+        rustflags: flags,
+        profile: RUST_PROFILE.iter().map(|s| s.to_string()).collect(),
+        library,
+        kernels_in_library: names.len(),
+        build_seconds,
+    };
+    Ok((build, names, kernel_symbols))
+}
+
+/// Whether a symbol of a Rust kernel crate `krate` is one of its weight tables: a static of its
+/// `weights` module (the mangled path holds `<len>krate` and `7weights`, legacy and v0 alike).
+fn is_rust_weight(symbol: &str, krate: &str) -> bool {
+    symbol.contains(&format!("{}{krate}", krate.len())) && symbol.contains("7weights")
+}
+
+/// A readable name for a mangled Rust symbol (legacy `_ZN…E` mangling: the path without the
+/// hash); other names unchanged.
+pub fn demangle(symbol: &str) -> String {
+    let Some(mut rest) = symbol.strip_prefix("_ZN") else {
+        return symbol.to_string();
+    };
+    let mut parts: Vec<String> = Vec::new();
+    while let Some(c) = rest.chars().next() {
+        if c == 'E' {
+            break;
+        }
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let Ok(n) = digits.parse::<usize>() else {
+            return symbol.to_string();
+        };
+        rest = &rest[digits.len()..];
+        if rest.len() < n {
+            return symbol.to_string();
+        }
+        let part = &rest[..n];
+        rest = &rest[n..];
+        let is_hash = part.len() == 17
+            && part.starts_with('h')
+            && part[1..].chars().all(|c| c.is_ascii_hexdigit());
+        if !is_hash {
+            parts.push(
+                part.replace("$LT$", "<")
+                    .replace("$GT$", ">")
+                    .replace("$u20$", " ")
+                    .replace("$RF$", "&")
+                    .replace("$C$", ",")
+                    .replace("..", "::"),
+            );
+        }
+    }
+    if parts.is_empty() {
+        symbol.to_string()
+    } else {
+        parts.join("::")
+    }
+}
+
 /// Render the linker script for a memory map.
 pub fn linker_script(target: &Target, purpose: &str, flash: Region, ram: Region) -> Result<String> {
     let mut ctx = tera::Context::new();
@@ -420,12 +840,27 @@ pub fn linker_script(target: &Target, purpose: &str, flash: Region, ram: Region)
         .context("internal: rendering firmware/link.ld.tera")
 }
 
-fn config_header(target: &Target, spec: &NetSpec, samples: usize) -> Result<String> {
+/// The harness's configuration: the kernel's entry points (`NAME_infer`, `NAME_predict`), from
+/// the generated C header or declared for the Rust staticlib.
+fn config_header(
+    target: &Target,
+    spec: &NetSpec,
+    samples: usize,
+    lang: Lang,
+    kernel: &str,
+) -> Result<String> {
     let mut ctx = tera::Context::new();
     ctx.insert("target", &target.name);
-    ctx.insert("model_header", &format!("{KERNEL_NAME}.h"));
-    ctx.insert("infer_fn", &format!("{KERNEL_NAME}_infer"));
-    ctx.insert("predict_fn", &format!("{KERNEL_NAME}_predict"));
+    ctx.insert("kernel_lang", lang.label());
+    ctx.insert(
+        "model_header",
+        &match lang {
+            Lang::C => format!("{kernel}.h"),
+            Lang::Rust => String::new(),
+        },
+    );
+    ctx.insert("infer_fn", &format!("{kernel}_infer"));
+    ctx.insert("predict_fn", &format!("{kernel}_predict"));
     ctx.insert("input_len", &(spec.input_len * spec.input_channels));
     ctx.insert("classes", &spec.classes);
     ctx.insert("samples", &samples);
@@ -548,11 +983,17 @@ fn unbounded(origin: u64, other: u64) -> Region {
     }
 }
 
-/// Symbol-level breakdown of an image.
-fn breakdown(image: &ElfImage, kernel_symbols: &BTreeSet<String>) -> Breakdown {
-    let arena_name = format!("{KERNEL_NAME}_arena");
-    let is_weight = |n: &str| {
-        n.starts_with(&format!("{KERNEL_NAME}_")) && (n.ends_with("_w") || n.ends_with("_b"))
+/// Symbol-level breakdown of an image whose kernel is `kernel` in `lang`.
+fn breakdown(
+    image: &ElfImage,
+    kernel_symbols: &BTreeSet<String>,
+    lang: Lang,
+    kernel: &str,
+) -> Breakdown {
+    let arena_name = format!("{kernel}_arena");
+    let is_weight = |n: &str| match lang {
+        Lang::C => n.starts_with(&format!("{kernel}_")) && (n.ends_with("_w") || n.ends_with("_b")),
+        Lang::Rust => is_rust_weight(n, kernel),
     };
     let harness_sections: Vec<&str> = HARNESS_FLASH_SECTIONS
         .iter()
@@ -583,7 +1024,7 @@ fn breakdown(image: &ElfImage, kernel_symbols: &BTreeSet<String>) -> Breakdown {
         }
         let in_flash = image.symbol_in_flash(s);
         let entry = SymbolSize {
-            name: s.name.clone(),
+            name: demangle(&s.name),
             bytes: s.size,
         };
         if s.name == arena_name {
@@ -624,32 +1065,73 @@ fn pct(estimate: u64, measured: u64) -> f64 {
 
 /// The compiled objects of one firmware.
 struct Compiled {
-    /// Object files, relative to the build directory.
+    /// Object files (and the Rust staticlib), relative to the build directory or absolute.
     objects: Vec<String>,
-    /// Symbols the kernel's object file defines.
+    /// Symbols the kernel's object file (or the Rust library's own code) defines.
     kernel_symbols: BTreeSet<String>,
-    /// The flags every object was compiled with.
+    /// The flags every C object was compiled with.
     cflags: Vec<String>,
+    /// The kernel's name, the prefix of its symbols.
+    kernel: String,
+    rust: Option<RustBuild>,
 }
 
-/// Write the generated kernel, the harness and the samples to `d` and compile them: the kernel
-/// with the target's flags and [`COMMON_CFLAGS`] only, the harness with a few more.
+/// Write the harness and the samples to `d` and compile them, with the kernel: the generated C
+/// kernel, compiled with the target's flags and [`COMMON_CFLAGS`] only (the harness gets a few
+/// more), or the Rust staticlib (from `opts.rust_lib`, else built here in `d/rust-lib`).
 fn compile(
     d: &Path,
     spec: &NetSpec,
     weights: &Weights,
+    lowered: &codegen::Lowered,
     target: &Target,
-    samples: &Samples,
+    opts: &Options,
     estimate: &Cost,
 ) -> Result<Compiled> {
-    let note = Provenance {
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        source: "nas verify".into(),
-        target: Some(target.name.clone()),
-        footprint: Some(estimate.clone()),
+    let samples = &opts.samples;
+    let (kernel, rust_lib) = match opts.lang {
+        Lang::C => {
+            let note = Provenance {
+                tool_version: env!("CARGO_PKG_VERSION").to_string(),
+                source: "nas verify".into(),
+                target: Some(target.name.clone()),
+                footprint: Some(estimate.clone()),
+            };
+            let files = codegen::generate_c(spec, weights, KERNEL_NAME, &note)?;
+            codegen::write_files(&files, d)?;
+            (KERNEL_NAME.to_string(), None)
+        }
+        Lang::Rust => {
+            let lib = match &opts.rust_lib {
+                Some(lib) => {
+                    ensure!(
+                        lib.target == target.name,
+                        "the Rust library was built for {}, not {}",
+                        lib.target,
+                        target.name
+                    );
+                    lib.clone()
+                }
+                None => Arc::new(build_rust_lib(
+                    target,
+                    &[RustKernel {
+                        name: KERNEL_NAME,
+                        spec,
+                        weights,
+                    }],
+                    Some(&d.join("rust-lib")),
+                )?),
+            };
+            let name = lib.find(lowered).with_context(|| {
+                format!(
+                    "the Rust library {} holds no kernel with these weights (it has {})",
+                    lib.build.library.display(),
+                    lib.kernel_names().join(", ")
+                )
+            })?;
+            (name.to_string(), Some(lib))
+        }
     };
-    let files = codegen::generate_c(spec, weights, KERNEL_NAME, &note)?;
-    codegen::write_files(&files, d)?;
     for (name, text) in HARNESS_SOURCES {
         write(d, name, text)?;
     }
@@ -657,7 +1139,7 @@ fn compile(
     write(
         d,
         "nas_config.h",
-        &config_header(target, spec, samples.inputs.len())?,
+        &config_header(target, spec, samples.inputs.len(), opts.lang, &kernel)?,
     )?;
     write(
         d,
@@ -667,11 +1149,11 @@ fn compile(
 
     let mut cflags: Vec<String> = target.toolchain.cflags.clone();
     cflags.extend(COMMON_CFLAGS.iter().map(|s| s.to_string()));
-    let kernel_o = format!("{KERNEL_NAME}.o");
+    let kernel_o = format!("{kernel}.o");
     let mut kernel_args = cflags.clone();
     kernel_args.extend([
         "-c".into(),
-        format!("{KERNEL_NAME}.c"),
+        format!("{kernel}.c"),
         "-o".into(),
         kernel_o.clone(),
     ]);
@@ -686,11 +1168,11 @@ fn compile(
     harness_args.extend(["-I.".into(), "-c".into()]);
     harness_args.extend(harness_c.iter().map(|s| s.to_string()));
     let (k, h) = std::thread::scope(|s| {
-        let k = s.spawn(|| run_tool(d, &kernel_args));
+        let k = (opts.lang == Lang::C).then(|| s.spawn(|| run_tool(d, &kernel_args)));
         let h = run_tool(d, &harness_args);
-        (k.join().expect("compiler thread"), h)
+        (k.map(|k| k.join().expect("compiler thread")), h)
     });
-    if let Err(e) = k? {
+    if let Some(Err(e)) = k.transpose()? {
         bail!(
             "compiling the generated kernel failed ({GCC} {}):\n{}",
             kernel_args.join(" "),
@@ -704,14 +1186,31 @@ fn compile(
             tail(&e, 20)
         );
     }
-    let mut objects = vec![kernel_o.clone()];
-    objects.extend(harness_c.iter().map(|c| c.replace(".c", ".o")));
-    let kernel_symbols = crate::elf::defined_symbols(&std::fs::read(d.join(&kernel_o))?)
-        .context("reading the kernel's object file")?;
+    let mut objects: Vec<String> = harness_c.iter().map(|c| c.replace(".c", ".o")).collect();
+    let (kernel_symbols, rust) = match &rust_lib {
+        None => {
+            objects.insert(0, kernel_o.clone());
+            let symbols = crate::elf::defined_symbols(&std::fs::read(d.join(&kernel_o))?)
+                .context("reading the kernel's object file")?;
+            (symbols, None)
+        }
+        Some(lib) => {
+            let a = lib.build.library.to_str().with_context(|| {
+                format!(
+                    "the Rust library's path {} is not UTF-8",
+                    lib.build.library.display()
+                )
+            })?;
+            objects.push(a.to_string());
+            (lib.kernel_symbols.clone(), Some(lib.build.clone()))
+        }
+    };
     Ok(Compiled {
         objects,
         kernel_symbols,
         cflags,
+        kernel,
+        rust,
     })
 }
 
@@ -814,8 +1313,9 @@ fn run_emulator(
     Ok((report, run, what))
 }
 
-/// Cross-compile `spec` with `weights` for `target`, measure the ELF, and (when asked and the
-/// profile has an emulator) run it under QEMU against the host reference. A model that does not
+/// Cross-compile `spec` with `weights` for `target` (the kernel in `opts.lang`), measure the
+/// ELF, and (when asked and the profile has an emulator) run it under QEMU against the host
+/// reference. A model that does not
 /// fit is a report with `fits == false`; errors are reserved for the tools failing, and keep
 /// the build directory for inspection.
 pub fn verify(
@@ -858,12 +1358,17 @@ fn verify_in(
 ) -> Result<Report> {
     let plan = &lowered.plan;
     let estimate: Cost = cost::cost(plan, target, &target.limits());
-    let compiled = compile(d, spec, weights, target, &opts.samples, &estimate)?;
+    let compiled = compile(d, spec, weights, lowered, target, opts, &estimate)?;
     let (chip, overflows) = link_for_chip(d, target, &compiled.objects)?;
     let links_for_chip = overflows.is_empty();
     let image = ElfImage::parse(&std::fs::read(&chip.elf)?, chip.flash, chip.ram)
         .with_context(|| format!("reading {}", chip.elf.display()))?;
-    let bd = breakdown(&image, &compiled.kernel_symbols);
+    let bd = breakdown(
+        &image,
+        &compiled.kernel_symbols,
+        opts.lang,
+        &compiled.kernel,
+    );
 
     let (emulation, emulation_skipped) = match (&target.emulator, opts.emulate, links_for_chip) {
         (_, false, _) => (None, Some("not requested (--no-emulate)".to_string())),
@@ -957,6 +1462,8 @@ fn verify_in(
             .as_ref()
             .is_none_or(|e| e.bit_exact == e.samples && e.predict_agrees);
     Ok(Report {
+        lang: opts.lang,
+        kernel: compiled.kernel,
         target: target.name.clone(),
         core: target.core.clone(),
         fpu: target.fpu,
@@ -965,6 +1472,7 @@ fn verify_in(
         executed_macs: estimate.executed_macs,
         compiler: GCC.to_string(),
         cflags: compiled.cflags,
+        rust: compiled.rust,
         build_dir: None,
         estimate: Estimate {
             flash_bytes: estimate.flash_bytes,
@@ -1084,18 +1592,41 @@ impl Report {
         let n = thousands;
         let _ = writeln!(
             s,
-            "nas verify on {} ({}, {}): {}",
+            "nas verify on {} ({}, {}), {} kernel: {}",
             self.target,
             self.core,
             if self.fpu { "FPU" } else { "soft-float" },
+            self.lang.label(),
             self.network
         );
-        let _ = writeln!(
-            s,
-            "compiled with {} {}",
-            self.compiler,
-            self.cflags.join(" ")
-        );
+        match &self.rust {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "compiled with {} {}",
+                    self.compiler,
+                    self.cflags.join(" ")
+                );
+            }
+            Some(r) => {
+                let _ = writeln!(
+                    s,
+                    "kernel built with {} for {} ({}; {}), {:.1} s; staticlib {}",
+                    r.rustc,
+                    r.rust_target,
+                    r.rustflags.join(" "),
+                    r.profile.join(", ").replace('"', ""),
+                    r.build_seconds,
+                    r.library.display()
+                );
+                let _ = writeln!(
+                    s,
+                    "harness compiled and linked with {} {}",
+                    self.compiler,
+                    self.cflags.join(" ")
+                );
+            }
+        }
         if let Some(d) = &self.build_dir {
             let _ = writeln!(s, "build files kept in {}", d.display());
         }
@@ -1189,8 +1720,12 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  kernel constants  {:>10}  (layer descriptors)",
-            n(b.kernel_const_bytes)
+            "  kernel constants  {:>10}  ({})",
+            n(b.kernel_const_bytes),
+            match self.lang {
+                Lang::C => "layer descriptors",
+                Lang::Rust => "named read-only data besides the weights",
+            }
         );
         let _ = writeln!(
             s,
@@ -1200,8 +1735,12 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  padding           {:>10}",
-            n(b.unattributed_flash_bytes)
+            "  padding           {:>10}{}",
+            n(b.unattributed_flash_bytes),
+            match self.lang {
+                Lang::C => "",
+                Lang::Rust => "  (and constants without a symbol)",
+            }
         );
         let _ = writeln!(
             s,
@@ -1216,8 +1755,9 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "  arena (RAM)       {:>10}  {KERNEL_NAME}_arena {arena_check} ({})",
+            "  arena (RAM)       {:>10}  {}_arena {arena_check} ({})",
             n(b.arena_bytes),
+            self.kernel,
             n(e.arena_bytes)
         );
         if b.kernel_ram_bytes > 0 {
@@ -1337,15 +1877,177 @@ impl Report {
 }
 
 // ---------------------------------------------------------------------------------------------
+// C and Rust side by side
+// ---------------------------------------------------------------------------------------------
+
+/// The outcome of [`verify_langs`]: the primary kernel's report (C, unless only Rust was asked
+/// for) and, when built, the Rust kernel's. In JSON the primary report's fields are at the top
+/// level (`lang` says which kernel it is), the Rust kernel's report under `rust`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    #[serde(flatten)]
+    pub primary: Report,
+    /// The Rust kernel's report, next to the C kernel's.
+    #[serde(rename = "rust")]
+    pub rust_report: Option<Report>,
+    /// Why a kernel that was asked for was not built (a Rust target that is not installed).
+    pub notes: Vec<String>,
+}
+
+impl Verification {
+    /// The reports, primary first.
+    pub fn reports(&self) -> Vec<&Report> {
+        std::iter::once(&self.primary)
+            .chain(self.rust_report.as_ref())
+            .collect()
+    }
+
+    /// Every kernel fits and computes what the host computes.
+    pub fn ok(&self) -> bool {
+        self.reports().iter().all(|r| r.ok)
+    }
+
+    pub fn table(&self) -> String {
+        let mut s = self.primary.table();
+        if let Some(r) = &self.rust_report {
+            let _ = writeln!(s, "\n{}\n", "─".repeat(100));
+            s.push_str(&r.table());
+            let _ = writeln!(s, "\n{}\n", "─".repeat(100));
+            s.push_str(&side_by_side(&self.reports()));
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "\nNOTE: {n}");
+        }
+        s
+    }
+}
+
+/// The model's share of each firmware, one column per kernel.
+pub fn side_by_side(reports: &[&Report]) -> String {
+    let mut s = String::new();
+    let Some(first) = reports.first() else {
+        return s;
+    };
+    let _ = writeln!(
+        s,
+        "kernels side by side on {} (the model's share of each firmware; same harness):",
+        first.target
+    );
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |name: &str, f: &dyn Fn(&Report) -> String| {
+        rows.push((name.to_string(), reports.iter().map(|r| f(r)).collect()));
+    };
+    let n = thousands;
+    row("", &|r| r.lang.label().to_string());
+    row("flash (B)", &|r| n(r.measured.flash_bytes));
+    row("  weights", &|r| n(r.breakdown.weights_bytes));
+    row("  code", &|r| n(r.measured.code_bytes));
+    row("RAM (B)", &|r| n(r.measured.ram_bytes));
+    row("  arena", &|r| {
+        let mark = if r.breakdown.arena_bytes == r.estimate.arena_bytes {
+            " (= plan)"
+        } else {
+            " (≠ PLAN)"
+        };
+        format!("{}{mark}", n(r.breakdown.arena_bytes))
+    });
+    row("  stack", &|r| n(r.measured.stack_bytes));
+    let em = |r: &Report, f: &dyn Fn(&Emulation) -> String| {
+        r.emulation.as_ref().map_or("-".to_string(), f)
+    };
+    row("instructions/inference", &|r| {
+        em(r, &|e| n(e.instructions_per_inference))
+    });
+    row("instructions/MAC", &|r| {
+        em(r, &|e| format!("{:.2}", e.instructions_per_mac))
+    });
+    row("bit-exact samples", &|r| {
+        em(r, &|e| format!("{}/{}", e.bit_exact, e.samples))
+    });
+    row("fits", &|r| if r.fits { "yes" } else { "NO" }.to_string());
+    for (name, cells) in rows {
+        let _ = write!(s, "  {name:<24}");
+        for c in cells {
+            let _ = write!(s, " {c:>18}");
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+/// Verify the kernels `which` asks for: the C kernel and the Rust kernel are built and run
+/// concurrently, each in a directory of its own (with `opts.build_dir`: the C firmware in it,
+/// the Rust firmware in its `rust/`). [`LangChoice::Both`] without the profile's Rust target
+/// installed verifies the C kernel and says in `notes` how to install it; [`LangChoice::Rust`]
+/// fails then.
+pub fn verify_langs(
+    spec: &NetSpec,
+    weights: &Weights,
+    target: &Target,
+    opts: &Options,
+    which: LangChoice,
+) -> Result<Verification> {
+    let mut notes = Vec::new();
+    let want_rust = which != LangChoice::C;
+    let rust_ok = if want_rust {
+        match check_rust(&target.toolchain.rust_target) {
+            Ok(_) => true,
+            Err(e) if which == LangChoice::Both => {
+                notes.push(format!(
+                    "the Rust kernel was not built, only the C kernel: {e:#}"
+                ));
+                false
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        false
+    };
+    let with = |lang: Lang, sub: Option<&str>| {
+        let mut o = opts.clone();
+        o.lang = lang;
+        if let (Some(d), Some(sub)) = (&opts.build_dir, sub) {
+            o.build_dir = Some(d.join(sub));
+        }
+        o
+    };
+    let (primary, rust_report) = match (which, rust_ok) {
+        (LangChoice::Rust, _) => (
+            verify(spec, weights, target, &with(Lang::Rust, None))?,
+            None,
+        ),
+        (_, false) => (verify(spec, weights, target, &with(Lang::C, None))?, None),
+        (_, true) => {
+            let c_opts = with(Lang::C, None);
+            let rust_opts = with(Lang::Rust, Some("rust"));
+            let (c, r) = std::thread::scope(|s| {
+                let r = s.spawn(|| verify(spec, weights, target, &rust_opts));
+                let c = verify(spec, weights, target, &c_opts);
+                (c, r.join().expect("Rust verification thread"))
+            });
+            (c?, Some(r.context("the Rust kernel")?))
+        }
+    };
+    Ok(Verification {
+        primary,
+        rust_report,
+        notes,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // `nas verify`
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  nas verify --run runs/r1 --target stm32f401re --data ../shared/data/iscx-vpn2016-12class-sessionl7\n  \
-    nas verify --net spec.json --weights w.safetensors --target stm32g071rb --json\n\n\
+    nas verify --net spec.json --weights w.safetensors --target stm32g071rb --json\n  \
+    nas verify --run runs/r1 --lang c\n\n\
     Needs arm-none-eabi-gcc, newlib and qemu-system-arm: \
-    apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+    apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm\n\
+    The Rust kernel (--lang rust|both) needs cargo and the profile's toolchain.rust_target: \
+    rustup target add thumbv7em-none-eabihf (the Cortex-M4F/M7F profiles), thumbv6m-none-eabi (the Cortex-M0+)"
 )]
 pub struct VerifyArgs {
     /// Run directory of `nas search`: verifies its winner (best/spec.json, best/weights.safetensors)
@@ -1375,7 +2077,13 @@ pub struct VerifyArgs {
     /// Build in this directory and keep the files (firmware sources, linker scripts, ELFs, maps)
     #[arg(long)]
     pub keep: Option<PathBuf>,
-    /// Print a JSON object instead of the table
+    /// Kernels to build into firmware: `both` builds the Rust kernel next to the C kernel when
+    /// the profile's `toolchain.rust_target` is installed (`rustup target add …`) and says so
+    /// when it is not
+    #[arg(long, value_enum, default_value_t = LangChoice::Both)]
+    pub lang: LangChoice,
+    /// Print a JSON object instead of the table: the primary kernel's report (C unless
+    /// --lang rust) at the top level, the Rust kernel's under "rust", and "notes"
     #[arg(long)]
     pub json: bool,
 }
@@ -1447,33 +2155,49 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         emulate: !a.no_emulate,
         timeout: Duration::from_secs(a.timeout),
         build_dir: a.keep.clone(),
+        lang: Lang::C,
+        rust_lib: None,
     };
-    let report = verify(&spec, &weights, &target, &opts)?;
+    let v = verify_langs(&spec, &weights, &target, &opts, a.lang)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", report.table());
+        print!("{}", v.table());
     }
-    if !report.fits {
-        bail!(
-            "the model does not fit {}: {}",
-            report.target,
-            report.violations.join("; ")
-        );
+    for n in &v.notes {
+        eprintln!("note: {n}");
     }
-    if let Some(em) = &report.emulation {
-        if em.bit_exact != em.samples || !em.predict_agrees {
-            bail!(
-                "the firmware's outputs differ from the host reference on {} of {} samples{}",
-                em.samples - em.bit_exact,
-                em.samples,
-                if em.predict_agrees {
-                    ""
-                } else {
-                    ", and model_predict disagrees"
-                }
-            );
+    let mut failures = Vec::new();
+    for report in v.reports() {
+        let which = if v.rust_report.is_some() {
+            format!(" ({} kernel)", report.lang.label())
+        } else {
+            String::new()
+        };
+        if !report.fits {
+            failures.push(format!(
+                "the model{which} does not fit {}: {}",
+                report.target,
+                report.violations.join("; ")
+            ));
         }
+        if let Some(em) = &report.emulation {
+            if em.bit_exact != em.samples || !em.predict_agrees {
+                failures.push(format!(
+                    "the firmware's outputs{which} differ from the host reference on {} of {} samples{}",
+                    em.samples - em.bit_exact,
+                    em.samples,
+                    if em.predict_agrees {
+                        ""
+                    } else {
+                        ", and model_predict disagrees"
+                    }
+                ));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
     }
     Ok(())
 }
@@ -1526,6 +2250,57 @@ mod tests {
         assert_ne!(a.inputs[0], a.inputs[4]);
         let c = samples_source(&a, 784);
         assert!(c.starts_with("/*") && c.contains("nas_samples[5][784]"));
+    }
+
+    #[test]
+    fn rust_symbols_are_read() {
+        assert_eq!(
+            demangle("_ZN5model7weights7CONV0_W17h0123456789abcdefE"),
+            "model::weights::CONV0_W"
+        );
+        assert_eq!(
+            demangle("_ZN51_$LT$core..iter..StepBy$LT$I$GT$$u20$as$u20$Foo$GT$8try_fold17h0123456789abcdefE"),
+            "_<core::iter::StepBy<I> as Foo>::try_fold"
+        );
+        assert_eq!(demangle("model_infer"), "model_infer");
+        assert_eq!(demangle("_ZN3abc"), "abc");
+        assert_eq!(demangle("_ZN99x"), "_ZN99x");
+        assert!(is_rust_weight(
+            "_ZN5model7weights7CONV0_W17h0123456789abcdefE",
+            "model"
+        ));
+        assert!(is_rust_weight("_RNvNtCs1a2b_2k07weights6DENSE_W", "k0"));
+        assert!(!is_rust_weight(
+            "_ZN5model7weights7CONV0_W17h0123456789abcdefE",
+            "k0"
+        ));
+        assert!(!is_rust_weight(
+            "_ZN5model6conv1d17h0123456789abcdefE",
+            "model"
+        ));
+    }
+
+    #[test]
+    fn rust_build_settings_come_from_the_profile() {
+        let t = crate::target::resolve("stm32g071rb").unwrap();
+        assert_eq!(rustflags(&t), ["-C", "target-cpu=cortex-m0plus"]);
+        let spec = NetSpec::smart_start(784, 12);
+        let h = config_header(&t, &spec, 3, Lang::Rust, "k1").unwrap();
+        assert!(!h.contains("#include \"k1.h\""), "{h}");
+        assert!(
+            h.contains("void k1_infer(const uint8_t *input, float *logits);"),
+            "{h}"
+        );
+        assert!(h.contains("#define NAS_PREDICT k1_predict"), "{h}");
+        let h = config_header(&t, &spec, 3, Lang::C, "model").unwrap();
+        assert!(h.contains("#include \"model.h\""), "{h}");
+        let e = check_rust("thumbv7em-nas-missing-eabihf")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rustup target add thumbv7em-nas-missing-eabihf"),
+            "{e}"
+        );
     }
 
     #[test]

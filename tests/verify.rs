@@ -1,13 +1,16 @@
 //! `nas verify` end to end: cross-compile generated kernels into firmware, measure the ELF, run
 //! it under QEMU. Needs `arm-none-eabi-gcc`, newlib and `qemu-system-arm`
-//! (`apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm`) and the
-//! real ISCX test samples in `../shared/data` (relative to the crate root).
+//! (`apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm`), the real
+//! ISCX test samples in `../shared/data` (relative to the crate root) and, for the Rust kernel,
+//! the profiles' Rust targets (`rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi`;
+//! a test tries that once itself and fails with the command when it does not work).
 
 use nas::arch::{Block, Head, NetSpec, Padding, Pool, PoolKind, SearchSpace};
-use nas::firmware::{self, Options, Report, Samples};
+use nas::firmware::{self, Lang, Options, Report, RustKernel, RustLib, Samples};
 use nas::weights::Weights;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 const HINT: &str = "`nas verify` tests need the Arm toolchain and QEMU: apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm";
 
@@ -152,14 +155,38 @@ fn size_tool(elf: &Path) -> (SizeSections, (u64, u64, u64)) {
 /// Build, measure and run one network on one target, and check everything the issue asks for.
 /// Returns the report and the worst estimate error (percent, absolute).
 fn check(spec: &NetSpec, target: &str, seed: u64, samples: usize) -> (Report, f64) {
+    check_kernel(spec, target, seed, samples, None)
+}
+
+/// [`check`] for the C kernel (`rust_lib` `None`) or the Rust kernel of a library that holds
+/// `spec` with the weights of `seed`. The cost model's estimate is calibrated for the C kernel:
+/// its 2 % bound is checked for C only.
+fn check_kernel(
+    spec: &NetSpec,
+    target: &str,
+    seed: u64,
+    samples: usize,
+    rust_lib: Option<Arc<RustLib>>,
+) -> (Report, f64) {
     require_tools();
     let target = nas::target::resolve(target).unwrap();
     let weights = Weights::random(spec, seed);
     let dir = tempfile::tempdir().unwrap();
     let mut opts = Options::new(real_samples(samples));
     opts.build_dir = Some(dir.path().to_path_buf());
+    if let Some(lib) = rust_lib {
+        opts.lang = Lang::Rust;
+        opts.rust_lib = Some(lib);
+    }
+    let lang = opts.lang;
     let r = firmware::verify(spec, &weights, &target, &opts).unwrap();
-    let what = format!("{} on {}", spec.summary(), target.name);
+    assert_eq!(r.lang, lang);
+    let what = format!(
+        "{} kernel {} on {}",
+        lang.label(),
+        spec.summary(),
+        target.name
+    );
     assert!(
         r.links_for_chip && r.fits,
         "{what}: {:?}\n{}",
@@ -238,7 +265,7 @@ fn check(spec: &NetSpec, target: &str, seed: u64, samples: usize) -> (Report, f6
         .abs()
         .max(r.measured.ram_error_pct.abs());
     assert!(
-        worst <= 2.0,
+        worst <= 2.0 || lang == Lang::Rust,
         "{what}: estimate off by more than 2 %: flash {} vs {} ({:+.2} %), RAM {} vs {} ({:+.2} %)",
         r.estimate.flash_bytes,
         r.measured.flash_bytes,
@@ -445,6 +472,7 @@ fn cli_json_for_a_run_directory() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["target"], "stm32f401re");
+    assert_eq!(v["lang"], "c");
     assert_eq!(v["fits"], true);
     assert_eq!(v["emulation"]["bit_exact"], 2);
     assert_eq!(v["breakdown"]["arena_bytes"], 28_464);
@@ -452,6 +480,52 @@ fn cli_json_for_a_run_directory() {
         .as_str()
         .unwrap()
         .contains("test samples"));
+    // By default the Rust kernel is verified next to the C kernel (the target is installed:
+    // the Rust kernel tests fail otherwise).
+    let rust = &v["rust"];
+    assert_eq!(rust["lang"], "rust", "{v}");
+    assert_eq!(rust["fits"], true);
+    assert_eq!(rust["emulation"]["bit_exact"], 2);
+    assert_eq!(rust["breakdown"]["arena_bytes"], 28_464);
+    assert_eq!(rust["rust"]["rust_target"], "thumbv7em-none-eabihf");
+    assert_eq!(v["notes"], serde_json::json!([]));
+
+    // The table, with the build files kept: C in the directory, Rust in its rust/.
+    let keep = dir.path().join("keep");
+    let out = nas()
+        .args([
+            "verify",
+            "--samples",
+            "1",
+            "--target",
+            "stm32f401re",
+            "--keep",
+        ])
+        .arg(&keep)
+        .arg("--run")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(keep.join("chip.elf").is_file() && keep.join("rust/chip.elf").is_file());
+    let side = stdout
+        .split("kernels side by side on stm32f401re")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    for row in [
+        "flash (B)",
+        "RAM (B)",
+        "instructions/inference",
+        "instructions/MAC",
+    ] {
+        assert!(side.contains(row), "{side}");
+    }
+    assert!(
+        side.contains("28,464 (= plan)    28,464 (= plan)"),
+        "{side}"
+    );
+    assert!(side.contains("1/1                1/1"), "{side}");
 }
 
 #[test]
@@ -473,71 +547,182 @@ fn missing_toolchain_names_the_packages() {
     );
 }
 
-/// Measure the kernel's code size (model flash − weights) for networks of 1 to 5 blocks on
-/// every shipped profile and print the least-squares `[code_size]` (base + per layer) for each.
-/// `cargo test --release --test verify -- --ignored calibrate --nocapture`
-#[test]
-#[ignore]
-fn calibrate_code_size() {
+// ---------------------------------------------------------------------------------------------
+// The Rust kernel in the same harness
+// ---------------------------------------------------------------------------------------------
+
+/// Fail, with the command that installs it, when the Rust target is missing (after trying that
+/// command once).
+fn require_rust_target(rust_target: &str) {
+    if firmware::check_rust(rust_target).is_err() {
+        let _ = Command::new("rustup")
+            .args(["target", "add", rust_target])
+            .status();
+    }
+    if let Err(e) = firmware::check_rust(rust_target) {
+        panic!("the Rust kernel tests need the Rust target {rust_target}: {e:#}");
+    }
+}
+
+/// Build one staticlib holding every `(spec, seed)` of a target as kernels `k0`, `k1`, … (one
+/// cargo build for all of them), then verify each one's firmware as [`check_kernel`] does, and
+/// check that it computes what the C kernel computes, bit for bit.
+fn check_rust(target: &str, nets: &[(NetSpec, u64)], samples: usize) -> Vec<Report> {
     require_tools();
-    let shapes = [
-        block(16, 3, 2, Padding::Same, None),
-        block(24, 4, 2, Padding::Valid, Some((PoolKind::Max, 2))),
-        block(32, 3, 1, Padding::Same, Some((PoolKind::Avg, 3))),
-        block(32, 2, 1, Padding::Same, None),
-        block(40, 3, 1, Padding::Valid, Some((PoolKind::Max, 2))),
-    ];
-    for target in nas::target::builtin() {
-        let mut points = Vec::new();
-        for depth in 1..=shapes.len() {
-            for variant in 0..2 {
-                let mut blocks = shapes[..depth].to_vec();
-                if variant == 1 {
-                    blocks.rotate_left(depth.min(2) - 1);
-                }
-                let spec = net(blocks);
-                let weights = Weights::random(&spec, depth as u64);
-                let mut opts = Options::new(Samples::synthetic(1, 784));
-                opts.emulate = false;
-                let r = firmware::verify(&spec, &weights, &target, &opts).unwrap();
-                points.push((r.layers as f64, r.measured.code_bytes as f64));
+    let t = nas::target::resolve(target).unwrap();
+    require_rust_target(&t.toolchain.rust_target);
+    let weights: Vec<Weights> = nets
+        .iter()
+        .map(|(s, seed)| Weights::random(s, *seed))
+        .collect();
+    let names: Vec<String> = (0..nets.len()).map(|i| format!("k{i}")).collect();
+    let kernels: Vec<RustKernel> = nets
+        .iter()
+        .zip(&weights)
+        .zip(&names)
+        .map(|(((spec, _), weights), name)| RustKernel {
+            name,
+            spec,
+            weights,
+        })
+        .collect();
+    let lib = Arc::new(firmware::build_rust_lib(&t, &kernels, None).unwrap());
+    assert_eq!(lib.kernel_names(), names);
+    assert_eq!(lib.build.rust_target, t.toolchain.rust_target);
+    nets.iter()
+        .zip(&names)
+        .map(|((spec, seed), name)| {
+            let (r, _) = check_kernel(spec, target, *seed, samples, Some(lib.clone()));
+            let what = format!("Rust kernel {} on {target}", spec.summary());
+            assert_eq!(&r.kernel, name);
+            assert_eq!(r.rust.as_ref().unwrap().kernels_in_library, nets.len());
+            // The arena symbol is the crate's `ARENA_BYTES`, the plan's arena.
+            let arena = nas::plan::lower(spec).unwrap().arena_bytes as u64;
+            let sym = r.image.symbol(&format!("{name}_arena")).unwrap();
+            assert_eq!(
+                (sym.size, r.breakdown.arena_bytes),
+                (arena, arena),
+                "{what}"
+            );
+            assert!(r.image.symbol_in_ram(sym), "{what}: arena not in RAM");
+            // No other kernel of the library reached the image.
+            for other in names.iter().filter(|n| *n != name) {
+                assert!(
+                    r.image.symbol(&format!("{other}_infer")).is_none(),
+                    "{what}: {other} linked in too"
+                );
             }
-        }
-        // One-block networks are left out of the fit: with a single conv call GCC specialises
-        // the conv routine and the code is smaller, so the line over-estimates them (safe).
-        let fit: Vec<(f64, f64)> = points
-            .iter()
-            .copied()
-            .filter(|(layers, _)| *layers >= 4.0)
-            .collect();
-        let n = fit.len() as f64;
-        let (sx, sy) = fit.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
-        let sxx: f64 = fit.iter().map(|(x, _)| x * x).sum();
-        let sxy: f64 = fit.iter().map(|(x, y)| x * y).sum();
-        let slope = ((n * sxy - sx * sy) / (n * sxx - sx * sx)).round();
-        // The smallest base that never under-estimates.
-        let base = fit
-            .iter()
-            .map(|(x, y)| y - slope * x)
-            .fold(f64::MIN, f64::max);
-        let worst = fit
-            .iter()
-            .map(|(x, y)| base + slope * x - y)
-            .fold(0.0, f64::max);
-        let one_block = points
-            .iter()
-            .filter(|(x, _)| *x == 3.0)
-            .map(|(x, y)| base + slope * x - y)
-            .fold(0.0, f64::max);
-        eprintln!(
-            "{:<12} {:<14} base_bytes = {:.0}, per_layer_bytes = {:.0} (over-estimate at most {:.0} B; {:.0} B for one block) from {:?}",
-            target.name,
-            target.core,
-            base,
-            slope,
-            worst,
-            one_block,
-            points.iter().map(|p| (p.0 as u32, p.1 as u32)).collect::<Vec<_>>()
+            assert!(r.breakdown.kernel_code_bytes > 0, "{what}");
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn rust_kernel_stm32f401re_smart_start_and_three_block() {
+    let reports = check_rust(
+        "stm32f401re",
+        &[(NetSpec::smart_start(784, 12), 41), (three_block(), 42)],
+        3,
+    );
+    for r in &reports {
+        assert!(r
+            .rust
+            .as_ref()
+            .unwrap()
+            .rustflags
+            .join(" ")
+            .contains("target-cpu=cortex-m4"));
+    }
+    // The same network in C: as bit-exact with the host reference, hence with the Rust
+    // kernel, and the same weight tables.
+    let (c, _) = check(&NetSpec::smart_start(784, 12), "stm32f401re", 41, 3);
+    assert_eq!(c.emulation.unwrap().bit_exact, 3);
+    assert_eq!(
+        c.breakdown.weights_bytes,
+        reports[0].breakdown.weights_bytes
+    );
+}
+
+#[test]
+fn rust_kernel_stm32g071rb_soft_float() {
+    let reports = check_rust(
+        "stm32g071rb",
+        &[(NetSpec::smart_start(784, 12), 51), (small(), 52)],
+        2,
+    );
+    for r in &reports {
+        // Soft-float from Rust's compiler_builtins: counted as runtime, not kernel code.
+        assert!(
+            r.breakdown
+                .runtime_functions
+                .iter()
+                .any(|f| f.name.starts_with("__aeabi_f")),
+            "{:?}",
+            r.breakdown.runtime_functions
         );
     }
+}
+
+#[test]
+fn rust_kernel_stm32f746ng_relinked_for_the_emulator() {
+    let reports = check_rust("stm32f746ng", &[(paper_sized(), 61)], 2);
+    assert!(reports[0]
+        .emulation
+        .as_ref()
+        .unwrap()
+        .image
+        .starts_with("relinked"));
+}
+
+#[test]
+fn missing_rust_target_is_a_note_with_both_and_an_error_with_rust() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path(), &NetSpec::smart_start(784, 12), 3);
+    // A profile whose Rust target no toolchain has.
+    let profile = nas::target::builtin()
+        .into_iter()
+        .find(|t| t.name == "stm32f401re")
+        .unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/stm32f401re.toml"),
+    )
+    .unwrap()
+    .replace(
+        &format!("rust_target = \"{}\"", profile.toolchain.rust_target),
+        "rust_target = \"thumbv7em-nas-missing-eabihf\"",
+    );
+    assert!(text.contains("thumbv7em-nas-missing-eabihf"));
+    let toml = dir.path().join("board.toml");
+    std::fs::write(&toml, text).unwrap();
+    let verify = |lang: &str| {
+        nas()
+            .args(["verify", "--samples", "1", "--lang", lang, "--target"])
+            .arg(&toml)
+            .arg("--run")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let hint = "rustup target add thumbv7em-nas-missing-eabihf";
+    let out = verify("both");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("C kernel") && !stdout.contains("Rust kernel:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("NOTE: the Rust kernel was not built") && stdout.contains(hint),
+        "{stdout}"
+    );
+    assert!(stderr.contains(hint), "{stderr}");
+    let out = verify("rust");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(hint), "{stderr}");
 }

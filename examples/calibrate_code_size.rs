@@ -1,0 +1,152 @@
+//! Measure the generated kernel's code size (model flash − weights) with `nas verify`'s ELF
+//! analysis for networks of 1 to 5 blocks on every shipped profile, and print for each the
+//! least-squares `[code_size]` line (`base_bytes + per_layer_bytes × layers`) that never
+//! under-estimates the 2-5-block networks: the figures in `targets/*.toml`.
+//!
+//! ```text
+//! cargo run --release --example calibrate_code_size                    # C kernel, every profile
+//! cargo run --release --example calibrate_code_size -- --lang rust stm32f401re stm32g071rb
+//! ```
+//!
+//! Needs `arm-none-eabi-gcc` and newlib (`apt-get install -y gcc-arm-none-eabi
+//! libnewlib-arm-none-eabi`) and, with `--lang rust`, each profile's Rust target
+//! (`rustup target add …`). Nothing runs under QEMU.
+
+use anyhow::{bail, Context, Result};
+use nas::arch::{Block, Head, NetSpec, Padding, Pool, PoolKind, SearchSpace};
+use nas::firmware::{self, Lang, Options, Samples};
+use nas::weights::Weights;
+
+fn block(
+    filters: usize,
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+    pool: Option<(PoolKind, usize)>,
+) -> Block {
+    Block {
+        filters,
+        kernel,
+        stride,
+        padding,
+        batch_norm: true,
+        pool: pool.map(|(kind, size)| Pool { kind, size }),
+        dropout: 0.0,
+    }
+}
+
+fn net(blocks: Vec<Block>) -> Result<NetSpec> {
+    let mut spec = NetSpec {
+        input_len: 784,
+        input_channels: 1,
+        classes: 12,
+        blocks,
+        head: Head::GapDense,
+    };
+    spec.correct(&SearchSpace::default());
+    spec.validate()?;
+    Ok(spec)
+}
+
+fn main() -> Result<()> {
+    let mut lang = Lang::C;
+    let mut names = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--lang" => {
+                lang = match args.next().as_deref() {
+                    Some("c") => Lang::C,
+                    Some("rust") => Lang::Rust,
+                    other => bail!("--lang takes c or rust, not {other:?}"),
+                }
+            }
+            "-h" | "--help" => {
+                println!("usage: calibrate_code_size [--lang c|rust] [TARGET...]");
+                return Ok(());
+            }
+            _ => names.push(a),
+        }
+    }
+    let targets = if names.is_empty() {
+        nas::target::builtin()
+    } else {
+        names
+            .iter()
+            .map(|n| nas::target::resolve(n))
+            .collect::<Result<Vec<_>>>()?
+    };
+    firmware::check_toolchain()?;
+
+    let shapes = [
+        block(16, 3, 2, Padding::Same, None),
+        block(24, 4, 2, Padding::Valid, Some((PoolKind::Max, 2))),
+        block(32, 3, 1, Padding::Same, Some((PoolKind::Avg, 3))),
+        block(32, 2, 1, Padding::Same, None),
+        block(40, 3, 1, Padding::Valid, Some((PoolKind::Max, 2))),
+    ];
+    println!(
+        "{} kernel: [code_size] per profile (bytes of model flash − weights; layers = blocks + 2)",
+        lang.label()
+    );
+    for target in targets {
+        let mut points = Vec::new();
+        for depth in 1..=shapes.len() {
+            for variant in 0..2 {
+                let mut blocks = shapes[..depth].to_vec();
+                if variant == 1 {
+                    blocks.rotate_left(depth.min(2) - 1);
+                }
+                let spec = net(blocks)?;
+                let weights = Weights::random(&spec, depth as u64);
+                let mut opts = Options::new(Samples::synthetic(1, 784));
+                opts.emulate = false;
+                opts.lang = lang;
+                let r = firmware::verify(&spec, &weights, &target, &opts)
+                    .with_context(|| format!("{} on {}", spec.summary(), target.name))?;
+                points.push((r.layers as f64, r.measured.code_bytes as f64));
+            }
+        }
+        // One-block networks are left out of the fit: with a single conv call the compiler
+        // specialises the conv routine and the code is smaller, so the line over-estimates
+        // them (safe).
+        let fit: Vec<(f64, f64)> = points
+            .iter()
+            .copied()
+            .filter(|(layers, _)| *layers >= 4.0)
+            .collect();
+        let n = fit.len() as f64;
+        let (sx, sy) = fit.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+        let sxx: f64 = fit.iter().map(|(x, _)| x * x).sum();
+        let sxy: f64 = fit.iter().map(|(x, y)| x * y).sum();
+        let slope = ((n * sxy - sx * sy) / (n * sxx - sx * sx)).round();
+        // The smallest base that never under-estimates.
+        let base = fit
+            .iter()
+            .map(|(x, y)| y - slope * x)
+            .fold(f64::MIN, f64::max);
+        let worst = fit
+            .iter()
+            .map(|(x, y)| base + slope * x - y)
+            .fold(0.0, f64::max);
+        let one_block = points
+            .iter()
+            .filter(|(x, _)| *x == 3.0)
+            .map(|(x, y)| base + slope * x - y)
+            .fold(0.0, f64::max);
+        println!(
+            "{:<12} {:<14} base_bytes = {:.0}, per_layer_bytes = {:.0} (over-estimate at most {:.0} B; {:.0} B for one block) from {:?}",
+            target.name,
+            target.core,
+            base,
+            slope,
+            worst,
+            one_block,
+            points
+                .iter()
+                .map(|p| (p.0 as u32, p.1 as u32))
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
