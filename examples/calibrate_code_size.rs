@@ -13,7 +13,7 @@
 //! (`rustup target add …`). Nothing runs under QEMU.
 
 use anyhow::{bail, Context, Result};
-use nas::arch::{Block, Head, NetSpec, Padding, Pool, PoolKind, SearchSpace};
+use nas::arch::{Block, Head, NetSpec, Padding, PoolKind, SearchSpace};
 use nas::firmware::{self, Lang, Options, Samples};
 use nas::weights::Weights;
 
@@ -24,14 +24,10 @@ fn block(
     padding: Padding,
     pool: Option<(PoolKind, usize)>,
 ) -> Block {
-    Block {
-        filters,
-        kernel,
-        stride,
-        padding,
-        batch_norm: true,
-        pool: pool.map(|(kind, size)| Pool { kind, size }),
-        dropout: 0.0,
+    let b = Block::new(filters, kernel, stride, padding);
+    match pool {
+        Some((kind, size)) => b.with_pool(kind, size),
+        None => b,
     }
 }
 

@@ -53,6 +53,30 @@ pub struct Block {
     pub dropout: f32,
 }
 
+impl Block {
+    /// A block with BatchNorm, no pooling and no dropout; [`NetSpec::correct`] sets batch norm
+    /// and dropout by position.
+    pub fn new(filters: usize, kernel: usize, stride: usize, padding: Padding) -> Block {
+        Block {
+            filters,
+            kernel,
+            stride,
+            padding,
+            batch_norm: true,
+            pool: None,
+            dropout: 0.0,
+        }
+    }
+
+    /// The same block followed by pooling.
+    pub fn with_pool(self, kind: PoolKind, size: usize) -> Block {
+        Block {
+            pool: Some(Pool { kind, size }),
+            ..self
+        }
+    }
+}
+
 /// The classifier head. Only one is supported today: global average pooling over the
 /// sequence, then a dense layer to the class logits (softmax is applied by the loss / argmax).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

@@ -1112,7 +1112,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{Block, Head, Padding, Pool, SearchSpace};
+    use crate::arch::{Block, Head, Padding, SearchSpace};
 
     #[test]
     fn identifiers_are_sanitised() {
@@ -1224,14 +1224,9 @@ mod tests {
     }
 
     fn mixed_spec() -> NetSpec {
-        let b = |filters, kernel, stride, padding, pool: Option<(PoolKind, usize)>| Block {
-            filters,
-            kernel,
-            stride,
-            padding,
-            batch_norm: true,
-            pool: pool.map(|(kind, size)| Pool { kind, size }),
-            dropout: 0.0,
+        let b = |filters, kernel, stride, padding, pool: Option<(PoolKind, usize)>| {
+            let b = Block::new(filters, kernel, stride, padding);
+            pool.map_or(b.clone(), |(kind, size)| b.with_pool(kind, size))
         };
         let mut spec = NetSpec {
             input_len: 300,

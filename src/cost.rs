@@ -20,7 +20,6 @@ use crate::target::{Limits, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerCost {
     pub name: String,
@@ -336,7 +335,7 @@ impl Cost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{Block, Head, NetSpec, Padding, Pool, PoolKind};
+    use crate::arch::{Block, Head, NetSpec, Padding, PoolKind};
     use crate::plan::lower;
 
     fn f401() -> Target {
@@ -374,17 +373,9 @@ mod tests {
     /// A network of the paper's size (≈90 K params, ≈5 M MACs), with padding on every layer.
     #[test]
     fn paper_sized_net_by_hand() {
-        let b = |filters, kernel, stride, pool: Option<usize>| Block {
-            filters,
-            kernel,
-            stride,
-            padding: Padding::Same,
-            batch_norm: true,
-            pool: pool.map(|size| Pool {
-                kind: PoolKind::Max,
-                size,
-            }),
-            dropout: 0.0,
+        let b = |filters, kernel, stride, pool: Option<usize>| {
+            let b = Block::new(filters, kernel, stride, Padding::Same);
+            pool.map_or(b.clone(), |size| b.with_pool(PoolKind::Max, size))
         };
         let mut first = b(32, 5, 2, None);
         first.batch_norm = false;

@@ -6,7 +6,7 @@
 //! tests, `arm-none-eabi-gcc` and the `thumbv7em-none-eabihf` Rust target. Each test says how to
 //! get what it misses instead of skipping.
 
-use nas::arch::{Block, Head, NetSpec, Padding, Pool, PoolKind, SearchSpace};
+use nas::arch::{Block, Head, NetSpec, Padding, PoolKind, SearchSpace};
 use nas::codegen::{
     argmax, generate_c, generate_rust, lower_weights, reference_logits, reference_logits_f32,
     sanitize_identifier, write_files, Lowered, Provenance,
@@ -67,14 +67,10 @@ fn block(
     padding: Padding,
     pool: Option<(PoolKind, usize)>,
 ) -> Block {
-    Block {
-        filters,
-        kernel,
-        stride,
-        padding,
-        batch_norm: true,
-        pool: pool.map(|(kind, size)| Pool { kind, size }),
-        dropout: 0.0,
+    let b = Block::new(filters, kernel, stride, padding);
+    match pool {
+        Some((kind, size)) => b.with_pool(kind, size),
+        None => b,
     }
 }
 

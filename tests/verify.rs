@@ -5,7 +5,7 @@
 //! the profiles' Rust targets (`rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi`;
 //! a test tries that once itself and fails with the command when it does not work).
 
-use nas::arch::{Block, Head, NetSpec, Padding, Pool, PoolKind, SearchSpace};
+use nas::arch::{Block, Head, NetSpec, Padding, PoolKind, SearchSpace};
 use nas::firmware::{self, Lang, Options, Report, RustKernel, RustLib, Samples};
 use nas::weights::Weights;
 use std::path::{Path, PathBuf};
@@ -56,14 +56,10 @@ fn block(
     padding: Padding,
     pool: Option<(PoolKind, usize)>,
 ) -> Block {
-    Block {
-        filters,
-        kernel,
-        stride,
-        padding,
-        batch_norm: true,
-        pool: pool.map(|(kind, size)| Pool { kind, size }),
-        dropout: 0.0,
+    let b = Block::new(filters, kernel, stride, padding);
+    match pool {
+        Some((kind, size)) => b.with_pool(kind, size),
+        None => b,
     }
 }
 
