@@ -17,20 +17,6 @@ use nas::arch::{Block, Head, NetSpec, Padding, PoolKind, SearchSpace};
 use nas::firmware::{self, Lang, Options, Samples};
 use nas::weights::Weights;
 
-fn block(
-    filters: usize,
-    kernel: usize,
-    stride: usize,
-    padding: Padding,
-    pool: Option<(PoolKind, usize)>,
-) -> Block {
-    let b = Block::new(filters, kernel, stride, padding);
-    match pool {
-        Some((kind, size)) => b.with_pool(kind, size),
-        None => b,
-    }
-}
-
 fn net(blocks: Vec<Block>) -> Result<NetSpec> {
     let mut spec = NetSpec {
         input_len: 784,
@@ -75,11 +61,11 @@ fn main() -> Result<()> {
     firmware::check_toolchain()?;
 
     let shapes = [
-        block(16, 3, 2, Padding::Same, None),
-        block(24, 4, 2, Padding::Valid, Some((PoolKind::Max, 2))),
-        block(32, 3, 1, Padding::Same, Some((PoolKind::Avg, 3))),
-        block(32, 2, 1, Padding::Same, None),
-        block(40, 3, 1, Padding::Valid, Some((PoolKind::Max, 2))),
+        Block::new(16, 3, 2, Padding::Same),
+        Block::new(24, 4, 2, Padding::Valid).with_pool(PoolKind::Max, 2),
+        Block::new(32, 3, 1, Padding::Same).with_pool(PoolKind::Avg, 3),
+        Block::new(32, 2, 1, Padding::Same),
+        Block::new(40, 3, 1, Padding::Valid).with_pool(PoolKind::Max, 2),
     ];
     println!(
         "{} kernel: [code_size] per profile (bytes of model flash − weights; layers = blocks + 2)",

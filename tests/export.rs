@@ -60,20 +60,6 @@ fn compare_samples() -> (Vec<u8>, usize) {
     (out, n)
 }
 
-fn block(
-    filters: usize,
-    kernel: usize,
-    stride: usize,
-    padding: Padding,
-    pool: Option<(PoolKind, usize)>,
-) -> Block {
-    let b = Block::new(filters, kernel, stride, padding);
-    match pool {
-        Some((kind, size)) => b.with_pool(kind, size),
-        None => b,
-    }
-}
-
 /// Five blocks mixing valid/same padding, strides 1, 2, 3, 4 and 6, max and average pooling:
 /// 784 →(k7 s1 valid) 778 →(k5 s2 same) 389 →max2 194 →(k3 s3 valid) 64 →avg3 21 →(k4 s4 same) 6
 /// →(k2 s6 valid) 1.
@@ -83,11 +69,11 @@ fn five_block() -> NetSpec {
         input_channels: 1,
         classes: 12,
         blocks: vec![
-            block(16, 7, 1, Padding::Valid, None),
-            block(24, 5, 2, Padding::Same, Some((PoolKind::Max, 2))),
-            block(32, 3, 3, Padding::Valid, Some((PoolKind::Avg, 3))),
-            block(24, 4, 4, Padding::Same, None),
-            block(16, 2, 6, Padding::Valid, None),
+            Block::new(16, 7, 1, Padding::Valid),
+            Block::new(24, 5, 2, Padding::Same).with_pool(PoolKind::Max, 2),
+            Block::new(32, 3, 3, Padding::Valid).with_pool(PoolKind::Avg, 3),
+            Block::new(24, 4, 4, Padding::Same),
+            Block::new(16, 2, 6, Padding::Valid),
         ],
         head: Head::GapDense,
     };
@@ -115,13 +101,16 @@ fn random_spec(seed: u64) -> NetSpec {
             } else {
                 Padding::Same
             };
-            block(
+            let b = Block::new(
                 rng.random_range(4..=24),
                 rng.random_range(2..=8),
                 rng.random_range(1..=6),
                 padding,
-                pool,
-            )
+            );
+            match pool {
+                Some((kind, size)) => b.with_pool(kind, size),
+                None => b,
+            }
         })
         .collect();
     let mut spec = NetSpec {

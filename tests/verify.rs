@@ -49,20 +49,6 @@ fn real_samples(n: usize) -> Samples {
     }
 }
 
-fn block(
-    filters: usize,
-    kernel: usize,
-    stride: usize,
-    padding: Padding,
-    pool: Option<(PoolKind, usize)>,
-) -> Block {
-    let b = Block::new(filters, kernel, stride, padding);
-    match pool {
-        Some((kind, size)) => b.with_pool(kind, size),
-        None => b,
-    }
-}
-
 fn net(blocks: Vec<Block>) -> NetSpec {
     let mut spec = NetSpec {
         input_len: 784,
@@ -79,29 +65,29 @@ fn net(blocks: Vec<Block>) -> NetSpec {
 /// Three blocks, max pooling, 'valid' padding in the middle (≈ 46 K parameters).
 fn three_block() -> NetSpec {
     net(vec![
-        block(16, 5, 2, Padding::Same, None),
-        block(48, 4, 2, Padding::Valid, Some((PoolKind::Max, 2))),
-        block(64, 3, 1, Padding::Same, Some((PoolKind::Avg, 2))),
+        Block::new(16, 5, 2, Padding::Same),
+        Block::new(48, 4, 2, Padding::Valid).with_pool(PoolKind::Max, 2),
+        Block::new(64, 3, 1, Padding::Same).with_pool(PoolKind::Avg, 2),
     ])
 }
 
 /// A paper-sized network: four blocks, ≈ 87 K parameters, 4.7 M MACs.
 fn paper_sized() -> NetSpec {
     net(vec![
-        block(32, 5, 2, Padding::Same, None),
-        block(64, 5, 4, Padding::Same, Some((PoolKind::Max, 2))),
-        block(128, 5, 1, Padding::Same, None),
-        block(128, 2, 1, Padding::Same, Some((PoolKind::Max, 2))),
+        Block::new(32, 5, 2, Padding::Same),
+        Block::new(64, 5, 4, Padding::Same).with_pool(PoolKind::Max, 2),
+        Block::new(128, 5, 1, Padding::Same),
+        Block::new(128, 2, 1, Padding::Same).with_pool(PoolKind::Max, 2),
     ])
 }
 
 /// A small net for the Cortex-M0+ (≈ 7 K parameters).
 fn small() -> NetSpec {
     net(vec![
-        block(8, 6, 3, Padding::Same, None),
-        block(24, 4, 2, Padding::Valid, Some((PoolKind::Avg, 3))),
-        block(32, 3, 2, Padding::Same, None),
-        block(40, 3, 1, Padding::Valid, None),
+        Block::new(8, 6, 3, Padding::Same),
+        Block::new(24, 4, 2, Padding::Valid).with_pool(PoolKind::Avg, 3),
+        Block::new(32, 3, 2, Padding::Same),
+        Block::new(40, 3, 1, Padding::Valid),
     ])
 }
 
@@ -366,8 +352,8 @@ fn over_budget_model_fails_naming_region_and_overflow() {
     require_tools();
     // 64 filters at stride 1 over 784 bytes: a 200 KB activation, twice the F401's 96 KB RAM.
     let spec = net(vec![
-        block(64, 3, 1, Padding::Same, None),
-        block(16, 3, 2, Padding::Same, None),
+        Block::new(64, 3, 1, Padding::Same),
+        Block::new(16, 3, 2, Padding::Same),
     ]);
     let dir = tempfile::tempdir().unwrap();
     write_run(dir.path(), &spec, 5);
@@ -402,8 +388,8 @@ fn over_budget_model_fails_naming_region_and_overflow() {
     // Fits the chip's 96 KB but not the model's 88 KB budget (arena 92,512 bytes): it links and
     // runs, and still fails, naming the budget.
     let spec = net(vec![
-        block(28, 3, 1, Padding::Same, None),
-        block(6, 3, 4, Padding::Same, None),
+        Block::new(28, 3, 1, Padding::Same),
+        Block::new(6, 3, 4, Padding::Same),
     ]);
     let arena = nas::plan::lower(&spec).unwrap().arena_bytes as u64;
     assert_eq!(arena, 92_512);
