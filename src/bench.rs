@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// Epochs of the proxy evaluation (0 skips it).
     #[arg(long, default_value_t = 3)]
     pub proxy_epochs: usize,
+    /// Cut each timed epoch to this many steps (quick checks only: Keras still runs whole
+    /// epochs, so ratios are then only indicative).
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Skip the inference measurement.
     #[arg(long)]
     pub no_infer: bool,
@@ -367,12 +371,15 @@ fn measure_ours(
     };
     let cfg = TrainConfig {
         epochs: a.epochs,
+        max_steps_per_epoch: a.steps,
         ..base
     };
     // The test split serves as the "validation" set only to report the final model's test
     // metrics (one epoch: nothing is selected by it).
     let out = train::train(spec, &init, tr, te, &cfg, a.seed, &mut |_, _| {})?;
-    let train_s = tr.n() as f64 * a.epochs as f64 / out.train_samples_per_sec;
+    let steps = tr.n().div_ceil(BATCH).min(a.steps.unwrap_or(usize::MAX));
+    let samples = (steps * BATCH).min(tr.n());
+    let train_s = samples as f64 * a.epochs as f64 / out.train_samples_per_sec;
     let weights = &out.weights;
     let infer_sps = if a.no_infer {
         None
