@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Evolve and train networks that fit a target; writes a resumable run directory
-    Search(crate::search::SearchArgs),
+    Search(Box<crate::search::SearchArgs>),
     /// Evaluate a run's winner on the test split: metrics and confusion matrix
     Eval(crate::search::EvalArgs),
     /// Render a run's winner (or a spec + weights) as a C or no_std Rust inference kernel
@@ -80,7 +80,7 @@ pub enum DataCommand {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Search(a) => crate::search::run(a),
+        Command::Search(a) => crate::search::run(*a),
         Command::Eval(a) => crate::search::eval(a),
         Command::Export(a) => crate::codegen::run(a),
         Command::Verify(a) => crate::firmware::run(a),
@@ -114,8 +114,19 @@ fn targets_cmd(a: TargetsArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<12} {:<14} {:>4} {:>5} {:>7} {:>6} | {:>8} {:>10} {:>8} {:>7} {:>6} | {:<13} {}",
-        "name", "core", "fpu", "MHz", "flash", "RAM", "params", "FLOPs", "tensor", "flash", "RAM", "qemu", "aliases"
+        "{:<12} {:<14} {:>4} {:>5} {:>7} {:>6} | {:>8} {:>10} {:>8} {:>7} {:>6} | {:<13} aliases",
+        "name",
+        "core",
+        "fpu",
+        "MHz",
+        "flash",
+        "RAM",
+        "params",
+        "FLOPs",
+        "tensor",
+        "flash",
+        "RAM",
+        "qemu"
     );
     for t in &all {
         let l = t.limits();

@@ -34,9 +34,9 @@ pub fn from_predictions(truth: &[u8], pred: &[u8], classes: usize) -> Metrics {
     let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
     let (mut wp, mut wr, mut wf, mut mf) = (0.0, 0.0, 0.0, 0.0);
     let mut present = 0usize;
-    for c in 0..classes {
-        let tp = confusion[c][c] as f64;
-        let support: usize = confusion[c].iter().sum();
+    for (c, row) in confusion.iter().enumerate() {
+        let tp = row[c] as f64;
+        let support: usize = row.iter().sum();
         let predicted: usize = (0..classes).map(|r| confusion[r][c]).sum();
         // scikit-learn's zero_division=0 convention.
         let precision = if predicted > 0 {

@@ -135,7 +135,7 @@ impl Misses {
     }
     fn explain(&self) -> String {
         let mut v: Vec<_> = self.by_budget.iter().collect();
-        v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+        v.sort_by_key(|(_, (count, _, _))| std::cmp::Reverse(*count));
         v.iter()
             .map(|(name, (count, best, limit))| {
                 format!(
