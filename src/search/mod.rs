@@ -47,6 +47,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -420,6 +421,9 @@ struct Session<'a> {
     overall: ProgressBar,
     steps: ProgressBar,
     best: Option<(Record, Weights)>,
+    /// Architectures evaluated so far (spec JSON → candidate id), so that a mutation that
+    /// recreates an earlier network reuses its result instead of training it again.
+    seen: HashMap<String, String>,
 }
 
 impl Session<'_> {
@@ -442,9 +446,15 @@ impl Session<'_> {
                     self.run.dir.display()
                 );
             }
+            self.seen.entry(spec.to_json()).or_insert(id);
             self.overall.inc(1);
             self.consider_best(&rec, &w, c)?;
             return Ok(Some((rec, w)));
+        }
+        if let Some(earlier) = self.seen.get(&spec.to_json()).cloned() {
+            return self
+                .reuse(&earlier, id, generation, index, parent, c)
+                .map(Some);
         }
         if let Some(budget) = self.time_budget {
             if self.started.elapsed() >= budget {
@@ -493,9 +503,11 @@ impl Session<'_> {
             train_seconds: t.seconds,
             train_samples_per_sec: t.samples_per_sec,
             measured,
+            duplicate_of: None,
             history: t.history,
         };
         self.run.save_candidate(&rec, &t.weights, c)?;
+        self.seen.insert(spec.to_json(), rec.id.clone());
         self.run
             .event(serde_json::json!({"event": "candidate", "record": &rec}))?;
         self.overall.inc(1);
@@ -518,6 +530,49 @@ impl Session<'_> {
         })?;
         self.consider_best(&rec, &t.weights, c)?;
         Ok(Some((rec, t.weights)))
+    }
+
+    /// Record candidate `id` as the same architecture as the earlier candidate `earlier`: its
+    /// trained weights and validation result are taken over, nothing is trained.
+    fn reuse(
+        &mut self,
+        earlier: &str,
+        id: String,
+        generation: usize,
+        index: usize,
+        parent: Option<&(Record, Weights)>,
+        c: &Cost,
+    ) -> Result<(Record, Weights)> {
+        let (orig, w) = self.run.load_candidate(earlier).with_context(|| {
+            format!(
+                "candidate {earlier} is missing from {}",
+                self.run.dir.display()
+            )
+        })?;
+        let rec = Record {
+            id,
+            generation,
+            index,
+            parent: parent.map(|p| p.0.id.clone()),
+            duplicate_of: Some(orig.duplicate_of.clone().unwrap_or(orig.id.clone())),
+            train_seconds: 0.0,
+            inherited_blocks: 0,
+            ..orig
+        };
+        self.run.save_candidate(&rec, &w, c)?;
+        self.run
+            .event(serde_json::json!({"event": "candidate", "record": &rec}))?;
+        self.overall.inc(1);
+        self.overall.suspend(|| {
+            self.run.log(&format!(
+                "{}  {}  same architecture as {}: its result is reused, nothing trained",
+                rec.id,
+                rec.summary,
+                rec.duplicate_of.as_deref().unwrap_or("?")
+            ))
+        })?;
+        self.consider_best(&rec, &w, c)?;
+        Ok((rec, w))
     }
 
     fn consider_best(&mut self, rec: &Record, w: &Weights, c: &Cost) -> Result<()> {
@@ -641,6 +696,7 @@ pub fn search(run: &Run, resumed: bool, time_budget: Option<Duration>) -> Result
         overall,
         steps,
         best: None,
+        seen: HashMap::new(),
     };
 
     let (spec0, cost0) = initial_parent(input_len, classes, cfg)?;

@@ -29,6 +29,10 @@ pub struct Record {
     /// Flash and RAM measured from the cross-compiled ELF (`--verify` runs).
     #[serde(default)]
     pub measured: Option<MeasuredFootprint>,
+    /// Set when this candidate's architecture was evaluated before (the first candidate with
+    /// it): its result was reused and nothing was trained.
+    #[serde(default)]
+    pub duplicate_of: Option<String>,
     /// Per-epoch losses and validation accuracy (of the best fold for full training).
     #[serde(default)]
     pub history: Vec<train::EpochLog>,
