@@ -357,3 +357,35 @@ fn recreated_architectures_are_not_retrained() {
         assert_eq!(d["train_seconds"], 0.0);
     }
 }
+
+#[test]
+fn a_torn_event_line_costs_only_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = quick(&run);
+    args.extend(["--generations", "1", "--children", "1"].map(String::from));
+    ok(nas(&args));
+    // Simulate a kill in the middle of an append, then resume (nothing left to train).
+    let events = run.join("events.jsonl");
+    let mut text = std::fs::read_to_string(&events).unwrap();
+    text.push_str("{\"event\":\"candid");
+    std::fs::write(&events, text).unwrap();
+    ok(nas(&[
+        "search",
+        "--resume",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]
+    .map(String::from)));
+    let lines: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let bad: Vec<&String> = lines
+        .iter()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .collect();
+    assert_eq!(bad, [&"{\"event\":\"candid".to_string()]);
+    assert!(lines.last().unwrap().contains("finished"));
+}

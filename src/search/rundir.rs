@@ -2,6 +2,7 @@
 //! written atomically so that an interrupted run can be resumed.
 
 use super::*;
+use std::io::{Read, Seek};
 
 /// The result of one candidate, saved as `record.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,11 +96,27 @@ impl Run {
     }
 
     pub(super) fn event(&self, value: serde_json::Value) -> Result<()> {
+        let path = self.dir.join("events.jsonl");
+        // A run killed in the middle of an append leaves a torn last line: start a new one so
+        // that the torn line stays the only one lost.
         let mut f = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
-            .open(self.dir.join("events.jsonl"))?;
-        let mut line = serde_json::to_string(&value)?;
+            .open(&path)?;
+        let len = f.metadata()?.len();
+        let torn = len > 0 && {
+            let mut last = [0u8];
+            f.seek(std::io::SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            last[0] != b'\n'
+        };
+        let mut line = if torn {
+            "\n".to_string()
+        } else {
+            String::new()
+        };
+        line.push_str(&serde_json::to_string(&value)?);
         line.push('\n');
         f.write_all(line.as_bytes())?;
         f.sync_data()?;
