@@ -17,6 +17,13 @@
 //! - global average pooling sums over the sequence and multiplies by `1/len`;
 //! - dense = `Σ x·w + b`.
 //!
+//! Within the contract the kernels are free in how they schedule the work, not in how they
+//! round: they loop over output position, pooling window, then filters four at a time (each
+//! input loaded once for four dot products; a window's geometry worked out once for all
+//! filters), and keep a pooled output's running max or sum in the output buffer between windows.
+//! Every sum still has one accumulator of its own, fed in the order above: no partial sums, no
+//! reassociation.
+//!
 //! Templates (`templates/c`, `templates/rust`, embedded in the binary) hold no decisions: every
 //! size, offset, loop bound, identifier and literal is computed here and handed to tera as data.
 
