@@ -972,7 +972,7 @@ const FAMILY_PREFIXES: [&[u8]; 4] = [
     &[0x00, 0x00, 0x00],
 ];
 /// Number of byte alphabets that the classes' payload distributions are built from.
-const ALPHABET_POOL: usize = 3;
+const ALPHABET_POOL: usize = 12;
 /// Probability that a header byte of an instance is replaced by a random byte.
 const HEADER_NOISE: f64 = 0.2;
 /// Probability that an instance's payload follows another class's payload prototype.
@@ -981,8 +981,9 @@ const PAYLOAD_CONFUSION: f64 = 0.08;
 /// The byte-pattern prototype of one synthetic class.
 ///
 /// Classes come in sibling pairs (`2k`, `2k + 1`, like an application with and without a
-/// VPN) that share their header; payload alphabets are variations of a few shared ones. So
-/// neither the header nor the byte histogram alone identifies a class.
+/// VPN) that share their header; each payload favours a band of byte values (like text, or a
+/// field's typical range) with a few strays, at a rate that varies per instance. So neither the
+/// header nor the byte histogram alone identifies a class.
 struct ClassPrototype {
     /// Protocol-family prefix followed by application-specific header bytes.
     header: Vec<u8>,
@@ -1002,8 +1003,13 @@ impl ClassPrototype {
     fn draw_all(classes: usize, rng: &mut ChaCha8Rng) -> Vec<Self> {
         let pool: Vec<[u8; 16]> = (0..ALPHABET_POOL)
             .map(|_| {
+                // A band of byte values (like text, or a field's typical range) with a few
+                // strays, so that classes differ in how their payload bytes are distributed.
+                let base: u8 = rng.random_range(0..=240);
                 let mut a = [0u8; 16];
-                rng.fill(&mut a[..]);
+                for (i, b) in a.iter_mut().enumerate() {
+                    *b = base + i as u8;
+                }
                 a
             })
             .collect();
@@ -1027,8 +1033,8 @@ impl ClassPrototype {
                     marker: [header[0], rng.random(), rng.random()],
                     header,
                     alphabet,
-                    alphabet_p: rng.random_range(0.10..0.35),
-                    period: rng.random_range(48..=200),
+                    alphabet_p: rng.random_range(0.3..0.6),
+                    period: rng.random_range(24..=96),
                     mean_len: rng.random_range(0.3..0.95),
                 }
             })
@@ -1108,8 +1114,8 @@ fn render_instance(protos: &[ClassPrototype], class: usize, out: &mut [u8], rng:
 /// A deterministic dataset shaped like session bytes, named `"synthetic"`.
 ///
 /// Each class has a prototype: a protocol-family prefix and application header shared with
-/// a sibling class, then payload drawn from a class-specific byte distribution (a variation
-/// of a few shared alphabets) with periodic record markers, and zero padding after a
+/// a sibling class, then payload drawn from a class-specific byte distribution (a band of
+/// byte values mixed with uniform bytes) with periodic record markers, and zero padding after a
 /// class-dependent, randomly varying session length. Instances mutate header bytes, shift
 /// fields, vary lengths and alphabet rates, and a few borrow another class's payload, so a
 /// small CNN can learn the classes, but neither the header nor the byte histogram alone
