@@ -132,8 +132,10 @@ pub struct SearchArgs {
     /// Maximum training epochs per candidate (early stopping may end sooner)
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
+    /// Training mini-batch size
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
+    /// Adam's initial learning rate
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
     /// Early stopping patience in epochs (default: the seed's, 20 proxy / 12 full)
