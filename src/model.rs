@@ -617,13 +617,8 @@ mod tests {
 
     fn block(filters: usize, kernel: usize, stride: usize, padding: Padding) -> Block {
         Block {
-            filters,
-            kernel,
-            stride,
-            padding,
-            batch_norm: true,
-            pool: None,
             dropout: 0.3,
+            ..Block::new(filters, kernel, stride, padding)
         }
     }
 

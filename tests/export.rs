@@ -322,6 +322,17 @@ int main(int argc, char **argv)
 }
 
 /// Generate every case's C into `dir` and build one driver with the host `cc`.
+/// Host C flags: strict C99, and no FMA contraction so results are bit-exact with the reference.
+const HOST_CFLAGS: [&str; 7] = [
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-O2",
+    "-ffp-contract=off",
+];
+
 fn build_c(cases: &[Case], dir: &Path) -> PathBuf {
     let mut sources = Vec::new();
     for c in cases {
@@ -333,15 +344,7 @@ fn build_c(cases: &[Case], dir: &Path) -> PathBuf {
     let exe = dir.join("driver");
     run_ok(
         Command::new("cc")
-            .args([
-                "-std=c99",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-pedantic",
-                "-O2",
-                "-ffp-contract=off",
-            ])
+            .args(HOST_CFLAGS)
             .arg("-o")
             .arg(&exe)
             .arg(dir.join("driver.c"))
@@ -1006,16 +1009,8 @@ int main(int argc, char **argv)
     let bin = out.join("predict");
     run_ok(
         Command::new("cc")
-            .args([
-                "-std=c99",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-pedantic",
-                "-O2",
-                "-ffp-contract=off",
-                "-o",
-            ])
+            .args(HOST_CFLAGS)
+            .arg("-o")
             .arg(&bin)
             .arg(out.join("main.c"))
             .arg(out.join("model.c")),
