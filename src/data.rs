@@ -364,6 +364,15 @@ impl Default for LoadOptions {
 /// Accepts magic `0x00000802..=0x00000804` (count plus 1 to 3 sample dimensions; the usual
 /// `0x00000803` is count × rows × columns). Returns `(count, len, data)` where `len` is the
 /// product of the dimensions after the count and `data` holds `count × len` bytes.
+/// Where the project's tests and benchmarks find the shared real datasets (ISCX, USTC):
+/// `$NAS_SHARED_DATA` when set, else `../shared/data` beside the source checkout. It may not
+/// exist; callers that need it say so.
+pub fn shared_data_dir() -> PathBuf {
+    std::env::var_os("NAS_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
+}
+
 pub fn read_idx_images(path: &Path) -> Result<(usize, usize, Vec<u8>), DataError> {
     let (dims, data) = read_idx(path, 2..=4, IDX_IMAGES_MAGIC)?;
     let count = dims[0];
@@ -1227,6 +1236,16 @@ impl fmt::Display for Summary {
 
 #[cfg(test)]
 mod tests {
+    /// The shared real-data folder; the real-data tests must fail loudly, not pass, without it.
+    fn shared_data_dir() -> PathBuf {
+        let dir = super::shared_data_dir();
+        assert!(
+            dir.is_dir(),
+            "real datasets not found at {} (set NAS_SHARED_DATA to the shared data folder)",
+            dir.display()
+        );
+        dir
+    }
     use super::*;
     use flate2::write::GzEncoder;
     use flate2::Compression;
@@ -1237,22 +1256,6 @@ mod tests {
     const ISCX_TRAIN_COUNTS: [usize; 12] = [
         3139, 2068, 5400, 897, 1251, 5400, 3611, 262, 877, 402, 486, 5400,
     ];
-
-    /// The shared real-data folder: `$NAS_SHARED_DATA`, else `<crate>/../shared/data`.
-    /// Fails loudly when it is missing: the real-data tests must not pass silently.
-    fn shared_data_dir() -> PathBuf {
-        let dir = std::env::var_os("NAS_SHARED_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data"))
-            });
-        assert!(
-            dir.is_dir(),
-            "real datasets not found at {} (set NAS_SHARED_DATA to the shared data folder)",
-            dir.display()
-        );
-        dir
-    }
 
     // ----- crafted files -----
 

@@ -303,8 +303,7 @@ mod tests {
     use crate::data::{load_dir, LoadOptions};
 
     fn iscx() -> crate::data::Splits {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/data/iscx-vpn2016-12class-sessionl7");
+        let dir = crate::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7");
         load_dir(&dir, &LoadOptions::default())
             .unwrap_or_else(|e| panic!("the real datasets are needed at {}: {e}", dir.display()))
     }

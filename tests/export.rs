@@ -24,7 +24,7 @@ const TOL: f32 = 1e-4;
 const PER_CLASS: usize = 5;
 
 fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/iscx-vpn2016-12class-sessionl7")
+    nas::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7")
 }
 
 /// The ISCX test split: (samples, labels, len).

@@ -6,8 +6,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn iscx() -> PathBuf {
-    let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/iscx-vpn2016-12class-sessionl7");
+    let p = nas::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7");
     assert!(
         p.is_dir(),
         "the real datasets are needed at {} (../shared/data beside the checkout)",

@@ -25,7 +25,7 @@ fn require_tools() {
 }
 
 fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/iscx-vpn2016-12class-sessionl7")
+    nas::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7")
 }
 
 /// A few real ISCX test samples from different parts of the t10k file.
