@@ -13,19 +13,12 @@
 //! (`rustup target add …`). Nothing runs under QEMU.
 
 use anyhow::{bail, Context, Result};
-use nas::arch::{Block, Head, NetSpec, Padding, PoolKind, SearchSpace};
+use nas::arch::{Block, NetSpec, Padding, PoolKind};
 use nas::firmware::{self, Lang, Options, Samples};
 use nas::weights::Weights;
 
 fn net(blocks: Vec<Block>) -> Result<NetSpec> {
-    let mut spec = NetSpec {
-        input_len: 784,
-        input_channels: 1,
-        classes: 12,
-        blocks,
-        head: Head::GapDense,
-    };
-    spec.correct(&SearchSpace::default());
+    let spec = NetSpec::from_blocks(784, 12, blocks);
     spec.validate()?;
     Ok(spec)
 }

@@ -292,33 +292,24 @@ impl NetSpec {
     /// The seed's 'smart start' parent: [27 filters, k3, s4, same] then
     /// [114 filters, k4, s4, same, BN, avg-pool 3].
     pub fn smart_start(input_len: usize, classes: usize) -> NetSpec {
+        NetSpec::from_blocks(
+            input_len,
+            classes,
+            vec![
+                Block::new(27, 3, 4, Padding::Same),
+                Block::new(114, 4, 4, Padding::Same).with_pool(PoolKind::Avg, 3),
+            ],
+        )
+    }
+
+    /// A single-channel network of `blocks` with the standard head, after the correction
+    /// rules of the default search space (batch norm and dropout set by position).
+    pub fn from_blocks(input_len: usize, classes: usize, blocks: Vec<Block>) -> NetSpec {
         let mut spec = NetSpec {
             input_len,
             input_channels: 1,
             classes,
-            blocks: vec![
-                Block {
-                    filters: 27,
-                    kernel: 3,
-                    stride: 4,
-                    padding: Padding::Same,
-                    batch_norm: false,
-                    pool: None,
-                    dropout: 0.0,
-                },
-                Block {
-                    filters: 114,
-                    kernel: 4,
-                    stride: 4,
-                    padding: Padding::Same,
-                    batch_norm: true,
-                    pool: Some(Pool {
-                        kind: PoolKind::Avg,
-                        size: 3,
-                    }),
-                    dropout: 0.0,
-                },
-            ],
+            blocks,
             head: Head::GapDense,
         };
         spec.correct(&SearchSpace::default());

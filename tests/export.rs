@@ -6,7 +6,7 @@
 //! tests, `arm-none-eabi-gcc` and the `thumbv7em-none-eabihf` Rust target. Each test says how to
 //! get what it misses instead of skipping.
 
-use nas::arch::{Block, Head, NetSpec, Padding, PoolKind, SearchSpace};
+use nas::arch::{Block, NetSpec, Padding, PoolKind};
 use nas::codegen::{
     argmax, generate_c, generate_rust, lower_weights, reference_logits, reference_logits_f32,
     sanitize_identifier, write_files, Lowered, Provenance,
@@ -64,20 +64,17 @@ fn compare_samples() -> (Vec<u8>, usize) {
 /// 784 →(k7 s1 valid) 778 →(k5 s2 same) 389 →max2 194 →(k3 s3 valid) 64 →avg3 21 →(k4 s4 same) 6
 /// →(k2 s6 valid) 1.
 fn five_block() -> NetSpec {
-    let mut spec = NetSpec {
-        input_len: 784,
-        input_channels: 1,
-        classes: 12,
-        blocks: vec![
+    let spec = NetSpec::from_blocks(
+        784,
+        12,
+        vec![
             Block::new(16, 7, 1, Padding::Valid),
             Block::new(24, 5, 2, Padding::Same).with_pool(PoolKind::Max, 2),
             Block::new(32, 3, 3, Padding::Valid).with_pool(PoolKind::Avg, 3),
             Block::new(24, 4, 4, Padding::Same),
             Block::new(16, 2, 6, Padding::Valid),
         ],
-        head: Head::GapDense,
-    };
-    spec.correct(&SearchSpace::default());
+    );
     assert_eq!(spec.shapes().unwrap().last().unwrap().out_len, 1);
     spec
 }
@@ -113,14 +110,7 @@ fn random_spec(seed: u64) -> NetSpec {
             }
         })
         .collect();
-    let mut spec = NetSpec {
-        input_len: 784,
-        input_channels: 1,
-        classes: 12,
-        blocks,
-        head: Head::GapDense,
-    };
-    spec.correct(&SearchSpace::default());
+    let spec = NetSpec::from_blocks(784, 12, blocks);
     spec.validate().unwrap();
     spec
 }

@@ -5,7 +5,7 @@
 //! the profiles' Rust targets (`rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi`;
 //! a test tries that once itself and fails with the command when it does not work).
 
-use nas::arch::{Block, Head, NetSpec, Padding, PoolKind, SearchSpace};
+use nas::arch::{Block, NetSpec, Padding, PoolKind};
 use nas::firmware::{self, Lang, Options, Report, RustKernel, RustLib, Samples};
 use nas::weights::Weights;
 use std::path::{Path, PathBuf};
@@ -50,14 +50,7 @@ fn real_samples(n: usize) -> Samples {
 }
 
 fn net(blocks: Vec<Block>) -> NetSpec {
-    let mut spec = NetSpec {
-        input_len: 784,
-        input_channels: 1,
-        classes: 12,
-        blocks,
-        head: Head::GapDense,
-    };
-    spec.correct(&SearchSpace::default());
+    let spec = NetSpec::from_blocks(784, 12, blocks);
     spec.validate().unwrap();
     spec
 }
