@@ -57,6 +57,9 @@ pub enum Command {
     Cost(CostArgs),
     /// List the MCU profiles and their budgets
     Targets(TargetsArgs),
+    /// Train one candidate of a run from its task files (started by `search --jobs` and
+    /// `--executor slurm`; not needed by hand)
+    Worker(WorkerArgs),
     /// Dataset tools
     #[command(subcommand)]
     Data(DataCommand),
@@ -75,6 +78,19 @@ pub struct CostArgs {
     /// Print a JSON object instead of the table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The run directory
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The candidate to train (its candidates/ID/task.json)
+    #[arg(long, required_unless_present = "task_list")]
+    pub candidate: Option<String>,
+    /// A file of candidate ids, one per line: train line $SLURM_ARRAY_TASK_ID (Slurm arrays)
+    #[arg(long, conflicts_with = "candidate")]
+    pub task_list: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +117,14 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Search(a) => search::run(*a),
         Command::Train(a) => train::run(*a),
+        Command::Worker(a) => {
+            let id = match (&a.candidate, &a.task_list) {
+                (Some(id), _) => id.clone(),
+                (None, Some(list)) => crate::search::task_from_list(list)?,
+                (None, None) => bail!("give --candidate ID or --task-list FILE"),
+            };
+            crate::search::work(&a.run, &id)
+        }
         Command::Eval(a) => eval::run(a),
         Command::Export(a) => export::run(a),
         Command::Verify(a) => verify::run(a),

@@ -109,7 +109,10 @@ impl Session<'_> {
         let mut best: Option<Delivered> = None;
         for (k, rec) in picked.into_iter().enumerate() {
             let (fin, w) = match run.load_final(&rec.id) {
-                Some(done) => done,
+                Some(done) => {
+                    run.event_once(serde_json::json!({"event": "final", "record": &done.0}))?;
+                    done
+                }
                 None => {
                     if self.out_of_time() {
                         return Ok(None);
@@ -161,7 +164,7 @@ impl Session<'_> {
         fin.proxy_val = Some(rec.val.clone());
         fin.warm_start = cfg.final_warm_start;
         run.save_final(&rec.id, &fin, &w)?;
-        run.event(serde_json::json!({"event": "final", "record": &fin}))?;
+        run.event_once(serde_json::json!({"event": "final", "record": &fin}))?;
         self.overall.suspend(|| {
             run.log(&format!(
                 "final {}  {}  {} epochs (best {})  val {}  ({:.1} s)",

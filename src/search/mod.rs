@@ -39,7 +39,7 @@ use crate::train::metrics::Metrics;
 use crate::train::{self, TrainConfig};
 use crate::util::{read_json, write_atomic, write_json};
 use crate::weights::Weights;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{Rng, SeedableRng};
@@ -53,13 +53,30 @@ use std::time::{Duration, Instant};
 mod candidate;
 mod config;
 mod deliver;
+mod executor;
+mod task;
 
 use candidate::*;
 pub use config::*;
 pub use deliver::{finalists, train_final, Delivered, FinalRecord};
+use executor::{run_local, run_slurm};
+pub use executor::{task_from_list, Executor, SlurmOptions};
+use task::{failed_record, run_task, INIT, TASK};
+pub use task::{work, Task, FAIL_ENV};
+
+/// How one session of a run proceeds (not part of the run's identity: a resumed run may use
+/// other settings).
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    pub resumed: bool,
+    /// Stop cleanly before starting a training once this much time has passed.
+    pub time_budget: Option<Duration>,
+    pub executor: Executor,
+}
 
 /// Run (or continue) the search of an open run directory.
-pub fn search(run: &Run, resumed: bool, time_budget: Option<Duration>) -> Result<RunSummary> {
+pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
+    let (resumed, time_budget) = (opts.resumed, opts.time_budget);
     let cfg = &run.config;
     let splits = load_data(&cfg.data, cfg.seed)?;
     if splits.synthetic {
@@ -100,31 +117,45 @@ pub fn search(run: &Run, resumed: bool, time_budget: Option<Duration>) -> Result
         steps,
         best: None,
         seen: HashMap::new(),
+        executor: opts.executor.clone(),
     };
 
     let (spec0, cost0) = initial_parent(input_len, classes, cfg)?;
-    let Some(mut parent) = s.candidate(0, 0, &spec0, &cost0, None)? else {
+    let Some(first) = s.generation(0, &[(spec0, cost0)], None)? else {
         return stopped(&s);
     };
+    let mut parent = first.into_iter().next().expect("one candidate");
+    if parent.0.failed.is_some() {
+        bail!(
+            "the initial candidate {} could not be trained: {}",
+            parent.0.id,
+            parent.0.failed.as_deref().unwrap_or("?")
+        );
+    }
     let mut complete = true;
-    'generations: for g in 1..=cfg.generations {
+    for g in 1..=cfg.generations {
         let mut rng = rng_for(cfg.seed, g, 2);
-        let mut children = Vec::new();
-        for i in 0..cfg.children {
-            let (child, c) = feasible_child(&parent.0.spec, &mut rng, cfg)?;
-            match s.candidate(g, i, &child, &c, Some(&parent))? {
-                Some(done) => children.push(done),
-                None => {
-                    complete = false;
-                    break 'generations;
-                }
-            }
-        }
-        let best_child = children
+        let specs = (0..cfg.children)
+            .map(|_| feasible_child(&parent.0.spec, &mut rng, cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(children) = s.generation(g, &specs, Some(&parent))? else {
+            complete = false;
+            break;
+        };
+        let Some(best_child) = children
             .iter()
+            .filter(|c| c.0.failed.is_none())
             .max_by(|a, b| a.0.score.total_cmp(&b.0.score))
-            .expect("children > 0")
-            .clone();
+            .cloned()
+        else {
+            s.overall.suspend(|| {
+                run.log(&format!(
+                    "generation {g}: every child failed; the parent {} stays",
+                    parent.0.id
+                ))
+            })?;
+            continue;
+        };
         let next = if cfg.random_walk || best_child.0.score > parent.0.score {
             best_child
         } else {
@@ -140,7 +171,7 @@ pub fn search(run: &Run, resumed: bool, time_budget: Option<Duration>) -> Result
                 s.best.as_ref().map_or(0.0, |b| b.0.score)
             ))
         })?;
-        run.event(
+        run.event_once(
             serde_json::json!({"event": "generation", "generation": g, "parent": next.0.id}),
         )?;
         parent = next;
@@ -225,7 +256,7 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         complete: true,
     };
     write_json(&run.dir.join("summary.json"), &summary)?;
-    run.event(serde_json::json!({"event": "finished", "winner": rec.id}))?;
+    run.event_once(serde_json::json!({"event": "finished", "winner": rec.id}))?;
     let mut text = String::new();
     text.push_str(&format!("\nwinner {}: {}\n", rec.id, rec.summary));
     match &fin {

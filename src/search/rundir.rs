@@ -2,7 +2,7 @@
 //! written atomically so that an interrupted run can be resumed.
 
 use super::*;
-use anyhow::ensure;
+
 use std::io::{Read, Seek};
 
 /// The run's configuration, relative to the run directory.
@@ -36,6 +36,10 @@ pub struct Record {
     /// Flash and RAM measured from the cross-compiled ELF (`--verify` runs).
     #[serde(default)]
     pub measured: Option<MeasuredFootprint>,
+    /// Why the candidate could not be trained (its worker failed twice); never a parent or
+    /// the winner.
+    #[serde(default)]
+    pub failed: Option<String>,
     /// Set when this candidate's architecture was evaluated before (the first candidate with
     /// it): its result was reused and nothing was trained.
     #[serde(default)]
@@ -78,6 +82,8 @@ pub struct Run {
     pub dir: PathBuf,
     pub config: RunConfig,
     pub(super) quiet: bool,
+    /// Keys of the events in `events.jsonl`, read on first use.
+    events: std::sync::Mutex<Option<std::collections::HashSet<String>>>,
 }
 
 impl Run {
@@ -108,10 +114,11 @@ impl Run {
         Ok(())
     }
 
+    /// Append an event to `events.jsonl`. A run killed in the middle of an append leaves a torn
+    /// last line: it is cut off first (its event is written again by [`Run::event_once`]), so
+    /// the file stays one JSON object per line.
     pub(super) fn event(&self, value: serde_json::Value) -> Result<()> {
         let path = self.dir.join("events.jsonl");
-        // A run killed in the middle of an append leaves a torn last line: start a new one so
-        // that the torn line stays the only one lost.
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
@@ -124,16 +131,57 @@ impl Run {
             f.read_exact(&mut last)?;
             last[0] != b'\n'
         };
-        let mut line = if torn {
-            "\n".to_string()
-        } else {
-            String::new()
-        };
-        line.push_str(&serde_json::to_string(&value)?);
+        if torn {
+            let mut text = Vec::new();
+            f.seek(std::io::SeekFrom::Start(0))?;
+            f.read_to_end(&mut text)?;
+            let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            f.set_len(keep as u64)?;
+        }
+        let mut line = serde_json::to_string(&value)?;
         line.push('\n');
         f.write_all(line.as_bytes())?;
         f.sync_data()?;
         Ok(())
+    }
+
+    /// Append an event unless an event with the same key (see [`event_key`]) is already in
+    /// `events.jsonl`: a resumed run writes the events a kill cut off, and no event twice, so
+    /// the file ends up as an uninterrupted run's.
+    pub(super) fn event_once(&self, value: serde_json::Value) -> Result<()> {
+        let mut seen = self.events.lock().expect("events lock");
+        if seen.is_none() {
+            let path = self.dir.join("events.jsonl");
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // A torn last line (a kill in the middle of an append) is cut off now; its event,
+            // missing from the keys, is written again when the run gets there.
+            let complete = match text.rfind('\n') {
+                Some(i) => &text[..=i],
+                None => "",
+            };
+            if complete.len() < text.len() {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(complete.len() as u64)?;
+            }
+            *seen = Some(
+                complete
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter_map(|v| event_key(&v))
+                    .collect(),
+            );
+        }
+        let seen = seen.as_mut().expect("loaded above");
+        match event_key(&value) {
+            Some(key) if seen.contains(&key) => Ok(()),
+            key => {
+                self.event(value)?;
+                seen.extend(key);
+                Ok(())
+            }
+        }
     }
 
     pub(super) fn save_candidate(&self, rec: &Record, w: &Weights, c: &Cost) -> Result<()> {
@@ -204,6 +252,22 @@ impl Run {
         let w = Weights::load(&d.join("weights.safetensors"))?;
         w.check(&rec.spec)?;
         Ok((rec, w))
+    }
+}
+
+/// What makes an event unique in `events.jsonl` (`None`: not deduplicated).
+pub fn event_key(v: &serde_json::Value) -> Option<String> {
+    let s = |x: &serde_json::Value| {
+        x.as_str()
+            .map(str::to_string)
+            .or(x.as_u64().map(|n| n.to_string()))
+    };
+    match v.get("event")?.as_str()? {
+        "candidate" => Some(format!("candidate:{}", s(&v["record"]["id"])?)),
+        "generation" => Some(format!("generation:{}", s(&v["generation"])?)),
+        "final" => Some(format!("final:{}", s(&v["record"]["candidate"])?)),
+        "finished" => Some("finished".into()),
+        _ => None,
     }
 }
 
@@ -335,6 +399,7 @@ impl Run {
             dir: dir.to_path_buf(),
             config,
             quiet: true,
+            events: Default::default(),
         })
     }
 
@@ -355,6 +420,7 @@ impl Run {
             dir: dir.to_path_buf(),
             config,
             quiet: true,
+            events: Default::default(),
         })
     }
 
