@@ -153,6 +153,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         cfg.train.epochs,
         cfg.train.batch_size
     ))?;
+    let mut log_error = None;
     let (record, weights) = train_final(
         spec,
         &init,
@@ -161,18 +162,25 @@ pub fn run(a: TrainArgs) -> Result<()> {
         &cfg.train,
         cfg.metric,
         cfg.seed,
-        &mut |_, _| {},
+        &mut |p| {
+            if let train::Progress::Epoch(e) = p {
+                let line = format!(
+                    "epoch {:>3}  loss {:.4}  val loss {:.4}  val acc {:.2} %  lr {:.2e}  ({:.1} s)",
+                    e.epoch + 1,
+                    e.train_loss,
+                    e.val_loss,
+                    100.0 * e.val_accuracy,
+                    e.learning_rate,
+                    e.seconds
+                );
+                if let Err(err) = say(&line) {
+                    log_error.get_or_insert(err);
+                }
+            }
+        },
     )?;
-    for e in &record.history {
-        say(&format!(
-            "epoch {:>3}  loss {:.4}  val loss {:.4}  val acc {:.2} %  lr {:.2e}  ({:.1} s)",
-            e.epoch + 1,
-            e.train_loss,
-            e.val_loss,
-            100.0 * e.val_accuracy,
-            e.learning_rate,
-            e.seconds
-        ))?;
+    if let Some(e) = log_error {
+        return Err(e);
     }
     let test = train::evaluate(spec, &weights, &splits.test)?;
     let cost = crate::search::cost_of(spec, &cfg.target, &cfg.limits)?;

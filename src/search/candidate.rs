@@ -116,7 +116,7 @@ pub(crate) struct Session<'a> {
 /// What becomes of one child of a generation.
 enum Slot {
     /// Finished in an earlier session.
-    Done(Record, Weights),
+    Done(Box<(Record, Weights)>),
     /// The same architecture as this earlier candidate: its result is reused.
     Reuse(String),
     /// To be trained.
@@ -143,7 +143,8 @@ impl Session<'_> {
             slots.into_iter().zip(outcomes).zip(children).enumerate()
         {
             let done = match slot {
-                Slot::Done(rec, w) => {
+                Slot::Done(done) => {
+                    let (rec, w) = *done;
                     self.overall.inc(1);
                     self.run
                         .event_once(serde_json::json!({"event": "candidate", "record": &rec}))?;
@@ -191,7 +192,7 @@ impl Session<'_> {
                 );
             }
             self.seen.entry(spec.to_json()).or_insert(id);
-            return Ok(Slot::Done(rec, w));
+            return Ok(Slot::Done(Box::new((rec, w))));
         }
         if let Some(earlier) = self.seen.get(&spec.to_json()) {
             return Ok(Slot::Reuse(earlier.clone()));

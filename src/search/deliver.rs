@@ -68,7 +68,7 @@ pub fn train_final(
     cfg: &TrainConfig,
     metric: Metric,
     seed: u64,
-    progress: &mut dyn FnMut(usize, usize),
+    observe: &mut dyn FnMut(train::Progress),
 ) -> Result<(FinalRecord, Weights)> {
     let mut in_val = vec![false; train_set.n()];
     for &i in val_idx {
@@ -76,7 +76,7 @@ pub fn train_final(
     }
     let tr_idx: Vec<usize> = (0..train_set.n()).filter(|&i| !in_val[i]).collect();
     let (tr, val) = (train_set.subset(&tr_idx), train_set.subset(val_idx));
-    let out = train::train(spec, init, &tr, &val, cfg, seed, progress)?;
+    let out = train::train_observed(spec, init, &tr, &val, cfg, seed, observe)?;
     let rec = FinalRecord {
         candidate: None,
         spec: spec.clone(),
@@ -155,9 +155,11 @@ impl Session<'_> {
             &cfg.final_train,
             cfg.metric,
             seed,
-            &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
+            &mut |p| {
+                if let train::Progress::Step(done, total) = p {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                }
             },
         )?;
         fin.candidate = Some(rec.id.clone());
