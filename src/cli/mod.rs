@@ -3,12 +3,14 @@
 //! One file per command that has more than a few lines; the small ones (`targets`, `cost`,
 //! `data inspect`) are here.
 
+mod bench;
 mod eval;
 mod export;
 pub(crate) mod search;
 mod train;
 mod verify;
 
+pub use bench::BenchArgs;
 pub use eval::EvalArgs;
 pub use export::ExportArgs;
 pub use search::SearchArgs;
@@ -64,7 +66,7 @@ pub enum Command {
     #[command(subcommand)]
     Data(DataCommand),
     /// Measure training and inference throughput on the reference networks
-    Bench(crate::bench::BenchArgs),
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,7 +133,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cost(a) => cost_cmd(a),
         Command::Targets(a) => targets_cmd(a),
         Command::Data(DataCommand::Inspect { dir, json }) => inspect_cmd(&dir, json),
-        Command::Bench(a) => crate::bench::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 
