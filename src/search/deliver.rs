@@ -189,3 +189,98 @@ pub struct Delivered {
     pub record: FinalRecord,
     pub weights: Weights,
 }
+
+/// What `nas train` produced, saved as the directory's `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub dir: PathBuf,
+    pub record: FinalRecord,
+    /// The trained model on the test split (used once).
+    pub test: Metrics,
+    pub cost: Cost,
+}
+
+/// `nas train`: train `cfg.spec` with the full routine (a stratified `val_fraction` of the
+/// training split held out for early stopping) from `init`, and write the directory `dir`
+/// that `eval`, `export` and `verify` take like a run. `say` hears every log line.
+pub fn train_spec(
+    dir: &Path,
+    cfg: &rundir::TrainRunConfig,
+    init: &Weights,
+    say: &mut dyn FnMut(&str),
+) -> Result<TrainSummary> {
+    cfg.validate()?;
+    let spec = &cfg.spec;
+    init.check(spec)
+        .context("the initial weights do not match the spec")?;
+    let splits = load_data(&cfg.data, cfg.seed)?;
+    let tr = &splits.train;
+    ensure!(
+        tr.len == spec.input_len && tr.classes <= spec.classes,
+        "the data ({} bytes per sample, {} classes) does not fit the network ({} inputs, {} classes)",
+        tr.len,
+        tr.classes,
+        spec.input_len,
+        spec.classes
+    );
+    let (_, val_idx) = data::stratified_split(&tr.labels, tr.classes, cfg.val_fraction, cfg.seed)?;
+    let out = rundir::TrainDir::create(dir, cfg)?;
+    let mut log = |line: &str| -> Result<()> {
+        say(line);
+        out.log(line)
+    };
+    log(&format!(
+        "training {} on {} train samples ({} held out for early stopping), up to {} epochs, batch {}",
+        spec.summary(),
+        tr.n() - val_idx.len(),
+        val_idx.len(),
+        cfg.train.epochs,
+        cfg.train.batch_size
+    ))?;
+    let mut log_error = None;
+    let (record, weights) = train_final(
+        spec,
+        init,
+        tr,
+        &val_idx,
+        &cfg.train,
+        cfg.metric,
+        cfg.seed,
+        &mut |p| {
+            if let train::Progress::Epoch(e) = p {
+                if let Err(err) = log(&epoch_line(e)) {
+                    log_error.get_or_insert(err);
+                }
+            }
+        },
+    )?;
+    if let Some(e) = log_error {
+        return Err(e);
+    }
+    let test = train::evaluate(spec, &weights, &splits.test)?;
+    let cost = cost_of(spec, &cfg.target, &cfg.limits)?;
+    let summary = TrainSummary {
+        dir: dir.to_path_buf(),
+        record,
+        test,
+        cost,
+    };
+    out.save(&summary, &weights)?;
+    for line in out.summary_text(&summary)?.lines() {
+        log(line)?;
+    }
+    Ok(summary)
+}
+
+/// One epoch of a training log.
+pub fn epoch_line(e: &train::EpochLog) -> String {
+    format!(
+        "epoch {:>3}  loss {:.4}  val loss {:.4}  val acc {:.2} %  lr {:.2e}  ({:.1} s)",
+        e.epoch + 1,
+        e.train_loss,
+        e.val_loss,
+        100.0 * e.val_accuracy,
+        e.learning_rate,
+        e.seconds
+    )
+}

@@ -58,7 +58,9 @@ mod task;
 
 use candidate::*;
 pub use config::*;
-pub use deliver::{finalists, train_final, Delivered, FinalRecord};
+pub use deliver::{
+    epoch_line, finalists, train_final, train_spec, Delivered, FinalRecord, TrainSummary,
+};
 use executor::{run_local, run_slurm};
 pub use executor::{task_from_list, Executor, SlurmOptions};
 use task::{failed_record, run_task, INIT, TASK};

@@ -301,6 +301,65 @@ impl TrainRunConfig {
     }
 }
 
+/// A `nas train` directory being written.
+pub struct TrainDir {
+    pub dir: PathBuf,
+}
+
+impl TrainDir {
+    /// Start one in `dir` (created), which must not hold a training already.
+    pub fn create(dir: &Path, cfg: &TrainRunConfig) -> Result<TrainDir> {
+        if dir.join(TRAIN_CONFIG).exists() {
+            bail!(
+                "{} already holds a training; choose another --out",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        write_json(&dir.join(TRAIN_CONFIG), cfg)?;
+        Ok(TrainDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn log(&self, line: &str) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log.txt"))?;
+        writeln!(f, "{line}")?;
+        Ok(())
+    }
+
+    /// The trained model in `best/` (as a run's delivered model) and `summary.json`.
+    pub fn save(&self, s: &TrainSummary, w: &Weights) -> Result<()> {
+        let best = self.dir.join("best");
+        w.save(&best.join("weights.safetensors"))?;
+        write_json(&best.join("cost.json"), &s.cost)?;
+        write_json(&best.join("test.json"), &s.test)?;
+        write_json(&best.join(FINAL_RECORD), &s.record)?;
+        // The spec last: with it, the directory holds a complete model.
+        write_json(&best.join("spec.json"), &s.record.spec)?;
+        write_json(&self.dir.join("summary.json"), s)
+    }
+
+    /// `summary.txt`, written and returned.
+    pub fn summary_text(&self, s: &TrainSummary) -> Result<String> {
+        let text = format!(
+            "best epoch {} of {}\n  validation: {}\n  test:       {}  (test split, used once)\n\n\
+             next: nas export --run {} --lang c --out model/   |   nas verify --run {}",
+            s.record.best_epoch + 1,
+            s.record.epochs_run,
+            s.record.val.brief(),
+            s.test.brief(),
+            self.dir.display(),
+            self.dir.display()
+        );
+        write_atomic(&self.dir.join("summary.txt"), text.as_bytes())?;
+        Ok(text)
+    }
+}
+
 /// The configuration of `nas train`, relative to its directory.
 pub const TRAIN_CONFIG: &str = "train.json";
 /// The delivered model's files, relative to a run or training directory.
