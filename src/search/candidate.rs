@@ -266,6 +266,7 @@ impl Session<'_> {
     }
 
     pub(crate) fn consider_best(&mut self, rec: &Record, w: &Weights, c: &Cost) -> Result<()> {
+        pareto::update(self.run, rec, c)?;
         let better = self.best.as_ref().is_none_or(|(b, _)| rec.score > b.score);
         if better {
             self.run.save_best(rec, w, c)?;

@@ -25,6 +25,7 @@
 //! ```
 
 mod evolve;
+pub mod pareto;
 pub mod rundir;
 
 pub use evolve::{feasible_child, inherit, initial_parent, measure, mutate, MeasuredFootprint};
@@ -57,6 +58,7 @@ mod deliver;
 use candidate::*;
 pub use config::*;
 pub use deliver::{finalists, train_final, Delivered, FinalRecord};
+pub use pareto::Objective;
 
 /// Run (or continue) the search of an open run directory.
 pub fn search(run: &Run, resumed: bool, time_budget: Option<Duration>) -> Result<RunSummary> {
@@ -125,7 +127,9 @@ pub fn search(run: &Run, resumed: bool, time_budget: Option<Duration>) -> Result
             .max_by(|a, b| a.0.score.total_cmp(&b.0.score))
             .expect("children > 0")
             .clone();
-        let next = if cfg.random_walk || best_child.0.score > parent.0.score {
+        let next = if let Some(p) = pareto::next_parent(run, g, &children)? {
+            p
+        } else if cfg.random_walk || best_child.0.score > parent.0.score {
             best_child
         } else {
             parent.clone()
@@ -188,6 +192,7 @@ fn stopped(s: &Session) -> Result<RunSummary> {
         seconds_this_session: s.started.elapsed().as_secs_f64(),
         seconds_training_total: 0.0,
         complete: false,
+        pareto: pareto::load(&s.run.dir)?.members,
     })
 }
 
@@ -223,6 +228,7 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         seconds_training_total: records.iter().map(|r| r.train_seconds).sum::<f64>()
             + final_seconds,
         complete: true,
+        pareto: pareto::load(&run.dir)?.members,
     };
     write_json(&run.dir.join("summary.json"), &summary)?;
     run.event(serde_json::json!({"event": "finished", "winner": rec.id}))?;
@@ -254,6 +260,7 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         summary.candidates, summary.seconds_training_total, summary.seconds_this_session
     ));
     text.push_str(&c.table(&run.config.target.name));
+    text.push_str(&format!("\n{}", pareto::table(&summary.pareto)));
     text.push_str(&format!(
         "\nnext: nas export --run {} --lang c --out model/   |   nas verify --run {} --target {}",
         run.dir.display(),
