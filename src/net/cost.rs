@@ -395,7 +395,7 @@ impl Cost {
             (Some(instructions), Some(ms)) => {
                 let note = self.latency_model.map_or(String::new(), |m| {
                     format!(
-                        "at {} MHz assuming {} cycle(s)/instruction; instruction model within ±{:.0} % of QEMU",
+                        "at {} MHz assuming {} cycle(s)/instruction; instruction model within ±{:.1} % of QEMU",
                         self.clock_hz as f64 / 1e6,
                         m.cycles_per_instruction,
                         m.worst_error_pct

@@ -212,6 +212,11 @@ pub fn table(members: &[Point]) -> String {
             p.summary
         );
     }
+    let _ = writeln!(
+        s,
+        "  (any of them: nas export|verify|eval --run RUN --candidate ID; latency at the target's \
+         clock, see `nas cost`)"
+    );
     s
 }
 
