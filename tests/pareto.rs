@@ -5,7 +5,7 @@ use nas::firmware::{self, Options, Samples};
 use nas::net::cost::{cost, Cost};
 use nas::net::plan::lower;
 use nas::net::NetSpec;
-use nas::search::pareto::{dominates, ParetoFile, Point};
+use nas::search::pareto::{dominates, front, ParetoFile, Point};
 use nas::search::Record;
 use nas::weights::Weights;
 use std::path::{Path, PathBuf};
@@ -54,10 +54,8 @@ fn candidates(run: &Path) -> Vec<(Record, Cost)> {
     v
 }
 
-#[test]
-fn search_keeps_the_pareto_front_and_exports_any_candidate() {
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
+/// A tiny search under `--objective pareto` into `run`.
+fn pareto_search(run: &Path) {
     let data = iscx();
     ok(nas(&[
         "search",
@@ -85,6 +83,13 @@ fn search_keeps_the_pareto_front_and_exports_any_candidate() {
         run.to_str().unwrap(),
         "--quiet",
     ]));
+}
+
+#[test]
+fn search_keeps_the_pareto_front_and_exports_any_candidate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    pareto_search(&run);
 
     let file: ParetoFile = read(&run.join("pareto.json"));
     let all = candidates(&run);
@@ -133,6 +138,38 @@ fn search_keeps_the_pareto_front_and_exports_any_candidate() {
         .map(|v| v["parent"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(parents.len(), 2);
+    for (g, parent) in (1..=2).zip(&parents) {
+        let upto: Vec<Point> = distinct
+            .iter()
+            .filter(|p| p.generation <= g)
+            .cloned()
+            .collect();
+        let on_front: Vec<&str> = all
+            .iter()
+            .filter(|(r, _)| r.generation == g)
+            .filter(|(r, _)| {
+                let id = r.duplicate_of.as_deref().unwrap_or(&r.id);
+                front(&upto).iter().any(|m| m.id == id)
+            })
+            .map(|(r, _)| r.id.as_str())
+            .collect();
+        if !on_front.is_empty() {
+            assert!(
+                on_front.contains(&parent.as_str()),
+                "generation {g}: parent {parent} is not one of {on_front:?} on the front"
+            );
+        }
+    }
+    // The parent draw is seeded: the same search again makes the same candidates and parents.
+    let again = tmp.path().join("again");
+    pareto_search(&again);
+    let specs = |run: &Path| -> Vec<_> {
+        candidates(run)
+            .into_iter()
+            .map(|(r, _)| (r.id, r.parent, r.spec))
+            .collect()
+    };
+    assert_eq!(specs(&run), specs(&again));
 
     // Any candidate exports, not only the delivered model.
     let cand = &all.last().unwrap().0.id;
