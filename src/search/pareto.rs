@@ -2,6 +2,10 @@
 //! objective at once — validation score (higher is better), flash, RAM and estimated latency
 //! (lower is better) — kept in `pareto.json` and rewritten (atomically) after every candidate.
 //!
+//! The score is the search's validation score (proxy training unless `--training full`), the
+//! figure candidates are compared by; final training does not move a point. The file's content
+//! depends only on the set of finished candidates, not on the order they finish in.
+//!
 //! A reused duplicate (a candidate that recreated an earlier architecture) is the same point as
 //! the candidate it reuses and is counted once, under the earlier id. When the target has no
 //! latency model the latency objective is left out (all points tie on it).
