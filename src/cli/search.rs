@@ -153,7 +153,7 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
     /// Slurm partition for --executor slurm
-    #[arg(long, requires = "executor")]
+    #[arg(long)]
     pub partition: Option<String>,
     /// Further sbatch argument for --executor slurm (repeatable), e.g. --sbatch-arg=--cpus-per-task=4
     #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -255,8 +255,19 @@ pub enum ExecutorKind {
     Slurm,
 }
 
-fn executor(a: &SearchArgs) -> Executor {
+fn executor(a: &SearchArgs) -> Result<Executor> {
     match a.executor {
+        ExecutorKind::Local => anyhow::ensure!(
+            a.partition.is_none() && a.sbatch_args.is_empty(),
+            "--partition and --sbatch-arg are for --executor slurm"
+        ),
+        ExecutorKind::Slurm => anyhow::ensure!(
+            a.jobs == 1,
+            "--jobs is for the local executor: with --executor slurm every child of a \
+             generation is a task of one job array"
+        ),
+    }
+    Ok(match a.executor {
         ExecutorKind::Slurm => Executor::Slurm(SlurmOptions {
             partition: a.partition.clone(),
             sbatch_args: a.sbatch_args.clone(),
@@ -266,10 +277,11 @@ fn executor(a: &SearchArgs) -> Executor {
             jobs: a.jobs as usize,
         },
         ExecutorKind::Local => Executor::Inline,
-    }
+    })
 }
 
 pub fn run(a: SearchArgs) -> Result<()> {
+    let executor = executor(&a)?;
     let quiet = a.quiet || a.json;
     let (run, resumed) = match &a.resume {
         Some(dir) => (Run::open(dir)?.quiet(quiet), true),
@@ -291,7 +303,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let opts = search::SessionOptions {
         resumed,
         time_budget: a.time_budget,
-        executor: executor(&a),
+        executor,
     };
     let summary = search::search(&run, &opts)?;
     if a.json {
