@@ -197,6 +197,71 @@ pub fn evaluate(spec: &NetSpec, weights: &Weights, data: &Dataset) -> Result<Met
     Ok(metrics::from_logits(&logits, &data.labels, spec.classes))
 }
 
+/// The checks a training set and a validation set must pass for `spec`.
+fn check_data(spec: &NetSpec, train: &Dataset, val: &Dataset) -> Result<()> {
+    if train.len != spec.input_len || val.len != spec.input_len {
+        bail!(
+            "the network expects samples of length {}, the data has {} (train) / {} (validation)",
+            spec.input_len,
+            train.len,
+            val.len
+        );
+    }
+    if train.n() == 0 || val.n() == 0 {
+        bail!("training needs non-empty training and validation sets");
+    }
+    if let Some(&bad) = train
+        .labels
+        .iter()
+        .chain(&val.labels)
+        .find(|&&l| l as usize >= spec.classes)
+    {
+        bail!(
+            "label {bad} is out of range for a network with {} classes",
+            spec.classes
+        );
+    }
+    Ok(())
+}
+
+/// Early stopping and reduce-LR-on-plateau, driven by each epoch's validation loss.
+struct Schedule<'a> {
+    cfg: &'a TrainConfig,
+    lr: f64,
+    best_loss: f64,
+    since_best: usize,
+    since_lr: usize,
+}
+
+impl<'a> Schedule<'a> {
+    fn new(cfg: &'a TrainConfig) -> Self {
+        Schedule {
+            cfg,
+            lr: cfg.learning_rate,
+            best_loss: f64::INFINITY,
+            since_best: 0,
+            since_lr: 0,
+        }
+    }
+
+    /// Book an epoch's validation loss: (the best so far, stop now).
+    fn after_epoch(&mut self, val_loss: f64) -> (bool, bool) {
+        if val_loss < self.best_loss {
+            self.best_loss = val_loss;
+            self.since_best = 0;
+            self.since_lr = 0;
+            return (true, false);
+        }
+        self.since_best += 1;
+        self.since_lr += 1;
+        if self.since_lr >= self.cfg.lr_patience {
+            self.lr = (self.lr * self.cfg.lr_factor).max(self.cfg.min_learning_rate);
+            self.since_lr = 0;
+        }
+        (false, self.since_best >= self.cfg.early_stop_patience)
+    }
+}
+
 /// What a caller hears while training runs.
 pub enum Progress<'a> {
     /// After every step: (steps done, steps planned).
@@ -233,28 +298,7 @@ pub fn train_observed(
     seed: u64,
     observe: &mut dyn FnMut(Progress),
 ) -> Result<TrainOutcome> {
-    if train.len != spec.input_len || val.len != spec.input_len {
-        bail!(
-            "the network expects samples of length {}, the data has {} (train) / {} (validation)",
-            spec.input_len,
-            train.len,
-            val.len
-        );
-    }
-    if train.n() == 0 || val.n() == 0 {
-        bail!("training needs non-empty training and validation sets");
-    }
-    if let Some(&bad) = train
-        .labels
-        .iter()
-        .chain(&val.labels)
-        .find(|&&l| l as usize >= spec.classes)
-    {
-        bail!(
-            "label {bad} is out of range for a network with {} classes",
-            spec.classes
-        );
-    }
+    check_data(spec, train, val)?;
     let start = Instant::now();
     let plain = model::default_device();
     let dev = plain.clone().autodiff();
@@ -271,10 +315,8 @@ pub fn train_observed(
         cfg.max_steps_per_epoch.map_or(full, |m| m.min(full)).max(1)
     };
     let total_steps = steps_per_epoch * cfg.epochs;
-    let mut lr = cfg.learning_rate;
-    let mut best: Option<(f64, usize, Weights, Metrics)> = None;
-    let mut since_best = 0usize;
-    let mut since_lr = 0usize;
+    let mut schedule = Schedule::new(cfg);
+    let mut best: Option<(usize, Weights, Metrics)> = None;
     let mut history = Vec::new();
     let mut trained_samples = 0usize;
     let mut step_secs = 0.0f64;
@@ -309,7 +351,7 @@ pub fn train_observed(
             let loss = loss_fn.forward(logits, y);
             loss_sum += loss.clone().into_scalar::<f32>() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optim.step(lr, net, grads);
+            net = optim.step(schedule.lr, net, grads);
             trained_samples += idx.len();
             observe(Progress::Step(
                 epoch * steps_per_epoch + step + 1,
@@ -329,31 +371,22 @@ pub fn train_observed(
             train_loss: loss_sum / steps_per_epoch as f64,
             val_loss,
             val_accuracy: val_metrics.accuracy,
-            learning_rate: lr,
+            learning_rate: schedule.lr,
             seconds: epoch_start.elapsed().as_secs_f64(),
         });
         observe(Progress::Epoch(history.last().expect("pushed above")));
         if !val_loss.is_finite() {
             bail!("training diverged: the validation loss is {val_loss} after epoch {epoch}");
         }
-        let improved = best.as_ref().is_none_or(|b| val_loss < b.0);
+        let (improved, stop) = schedule.after_epoch(val_loss);
         if improved {
-            best = Some((val_loss, epoch, weights, val_metrics));
-            since_best = 0;
-            since_lr = 0;
-        } else {
-            since_best += 1;
-            since_lr += 1;
-            if since_lr >= cfg.lr_patience {
-                lr = (lr * cfg.lr_factor).max(cfg.min_learning_rate);
-                since_lr = 0;
-            }
-            if since_best >= cfg.early_stop_patience {
-                break;
-            }
+            best = Some((epoch, weights, val_metrics));
+        }
+        if stop {
+            break;
         }
     }
-    let (_, best_epoch, weights, val) = best.expect("at least one epoch ran");
+    let (best_epoch, weights, val) = best.expect("at least one epoch ran");
     let seconds = start.elapsed().as_secs_f64();
     Ok(TrainOutcome {
         weights,
