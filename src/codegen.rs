@@ -450,7 +450,7 @@ pub fn sanitize_identifier(name: &str) -> Result<String> {
 }
 
 /// Text safe inside a `/* */` or `//` comment: ASCII printable only, no comment delimiters.
-fn comment_safe(s: &str) -> String {
+pub(crate) fn comment_safe(s: &str) -> String {
     let mut out: String = s
         .chars()
         .map(|c| match c {
@@ -572,7 +572,7 @@ struct Ctx {
     steps: Vec<StepCtx>,
 }
 
-fn layer_desc(l: &plan::Layer) -> String {
+pub(crate) fn layer_desc(l: &plan::Layer) -> String {
     match &l.op {
         Op::Conv(c) => {
             let pool = match c.pool {
@@ -620,7 +620,7 @@ fn buffer_desc(b: &Buffer) -> String {
 }
 
 /// The spec as JSON, one block per line (valid JSON once the comment markers are stripped).
-fn spec_json_lines(spec: &NetSpec) -> Vec<String> {
+pub(crate) fn spec_json_lines(spec: &NetSpec) -> Vec<String> {
     let top = serde_json::json!({
         "input_len": spec.input_len,
         "input_channels": spec.input_channels,

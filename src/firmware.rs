@@ -33,6 +33,7 @@ use crate::cost::{self, Cost};
 use crate::elf::{ElfImage, Region, SymbolType};
 use crate::emulate;
 use crate::plan;
+use crate::quant::{Dtype, QuantLowered};
 use crate::target::Target;
 use crate::weights::Weights;
 use anyhow::{bail, ensure, Context, Result};
@@ -216,6 +217,8 @@ pub struct Options {
     /// For [`Lang::Rust`]: a library built beforehand by [`build_rust_lib`] that holds this
     /// network (found by its constants); otherwise one is built for the network alone.
     pub rust_lib: Option<Arc<RustLib>>,
+    /// Deploy in int8: the network quantized (calibrated) beforehand. `None`: float32.
+    pub quant: Option<Arc<QuantLowered>>,
 }
 
 impl Options {
@@ -227,6 +230,16 @@ impl Options {
             build_dir: None,
             lang: Lang::C,
             rust_lib: None,
+            quant: None,
+        }
+    }
+
+    /// The element type the kernel is deployed in.
+    pub fn dtype(&self) -> Dtype {
+        if self.quant.is_some() {
+            Dtype::Int8
+        } else {
+            Dtype::F32
         }
     }
 }
@@ -349,6 +362,8 @@ pub struct Emulation {
 pub struct Report {
     /// The kernel's language.
     pub lang: Lang,
+    /// The element type it computes in.
+    pub dtype: Dtype,
     /// Its name: the prefix of its symbols (`NAME_infer`, `NAME_arena`).
     pub kernel: String,
     pub target: String,
@@ -583,6 +598,8 @@ pub struct RustKernel<'a> {
     pub name: &'a str,
     pub spec: &'a NetSpec,
     pub weights: &'a Weights,
+    /// Deploy in int8 (the network quantized); `None`: float32.
+    pub quant: Option<&'a QuantLowered>,
 }
 
 /// A built Rust firmware library: one staticlib holding one or more generated kernels, each
@@ -607,8 +624,11 @@ impl RustLib {
     }
 
     /// The kernel built from exactly these constants.
-    fn find(&self, lowered: &codegen::Lowered) -> Option<&str> {
-        let f = fingerprint(lowered);
+    fn find(&self, lowered: &codegen::Lowered, quant: Option<&QuantLowered>) -> Option<&str> {
+        let f = match quant {
+            Some(q) => fingerprint_int8(q),
+            None => fingerprint(lowered),
+        };
         self.kernels
             .iter()
             .find(|(_, g)| *g == f)
@@ -626,6 +646,22 @@ fn fingerprint(lowered: &codegen::Lowered) -> u64 {
             v.to_bits().hash(&mut h);
         }
         l.weights.len().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// A hash of a quantized network: plan and int8 constants.
+fn fingerprint_int8(q: &QuantLowered) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{:?}", q.plan).hash(&mut h);
+    for l in &q.layers {
+        l.weights.hash(&mut h);
+        l.bias.hash(&mut h);
+        l.multiplier.hash(&mut h);
+        l.shift.hash(&mut h);
+        l.output.zero_point.hash(&mut h);
+        l.output.scale.to_bits().hash(&mut h);
     }
     h.finish()
 }
@@ -675,21 +711,37 @@ fn build_rust_lib_in(
             "kernel name {name} is used twice"
         );
         let lowered = codegen::lower_weights(k.spec, k.weights)?;
-        let estimate = cost::cost(&lowered.plan, target, &target.limits());
+        let dtype = if k.quant.is_some() {
+            Dtype::Int8
+        } else {
+            Dtype::F32
+        };
+        let estimate = cost::cost_as(&lowered.plan, target, &target.limits(), dtype);
         let note = Provenance {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             source: "nas verify".into(),
             target: Some(target.name.clone()),
             footprint: Some(estimate.clone()),
         };
-        let files = codegen::generate_rust(k.spec, k.weights, &name, &note)?;
+        let files = match k.quant {
+            Some(q) => crate::quant::export::generate_rust_int8(k.spec, q, &name, &note)?,
+            None => codegen::generate_rust(k.spec, k.weights, &name, &note)?,
+        };
         codegen::write_files(&files, &d.join(&name))?;
         let mut c = BTreeMap::new();
         c.insert("name", name.clone());
         c.insert("crate_name", name.clone());
         c.insert("arena_bytes", estimate.arena_bytes.to_string());
+        // The float crates also take inputs already scaled to [0, 1].
+        c.insert("infer_f32", (k.quant.is_none()).to_string());
         ctx_kernels.push(c);
-        names.push((name, fingerprint(&lowered)));
+        names.push((
+            name,
+            match k.quant {
+                Some(q) => fingerprint_int8(q),
+                None => fingerprint(&lowered),
+            },
+        ));
     }
     let mut ctx = tera::Context::new();
     ctx.insert("target", &target.name);
@@ -1097,7 +1149,10 @@ fn compile(
                 target: Some(target.name.clone()),
                 footprint: Some(estimate.clone()),
             };
-            let files = codegen::generate_c(spec, weights, KERNEL_NAME, &note)?;
+            let files = match &opts.quant {
+                Some(q) => crate::quant::export::generate_c_int8(spec, q, KERNEL_NAME, &note)?,
+                None => codegen::generate_c(spec, weights, KERNEL_NAME, &note)?,
+            };
             codegen::write_files(&files, d)?;
             (KERNEL_NAME.to_string(), None)
         }
@@ -1118,11 +1173,12 @@ fn compile(
                         name: KERNEL_NAME,
                         spec,
                         weights,
+                        quant: opts.quant.as_deref(),
                     }],
                     Some(&d.join("rust-lib")),
                 )?),
             };
-            let name = lib.find(lowered).with_context(|| {
+            let name = lib.find(lowered, opts.quant.as_deref()).with_context(|| {
                 format!(
                     "the Rust library {} holds no kernel with these weights (it has {})",
                     lib.build.library.display(),
@@ -1357,7 +1413,7 @@ fn verify_in(
     opts: &Options,
 ) -> Result<Report> {
     let plan = &lowered.plan;
-    let estimate: Cost = cost::cost(plan, target, &target.limits());
+    let estimate: Cost = cost::cost_as(plan, target, &target.limits(), opts.dtype());
     let compiled = compile(d, spec, weights, lowered, target, opts, &estimate)?;
     let (chip, overflows) = link_for_chip(d, target, &compiled.objects)?;
     let links_for_chip = overflows.is_empty();
@@ -1393,7 +1449,7 @@ fn verify_in(
             .context("running the firmware under QEMU")?;
             (
                 Some(compare(
-                    lowered,
+                    &|x: &[u8]| host_reference(lowered, opts.quant.as_deref(), x),
                     &opts.samples,
                     &rep,
                     &run,
@@ -1409,7 +1465,7 @@ fn verify_in(
     // The model's share, against the estimate and the budgets.
     let m = &target.memory;
     let stack_peak = emulation.as_ref().and_then(|e| e.stack_peak_bytes);
-    let stack_bytes = stack_peak.unwrap_or(target.code_size.stack_bytes);
+    let stack_bytes = stack_peak.unwrap_or(estimate.stack_bytes);
     let flash_bytes = image.flash_bytes - bd.harness_flash_bytes;
     let ram_bytes = image.ram_bytes - bd.harness_ram_bytes - bd.stack_reserved_bytes + stack_bytes;
     let measured = Measured {
@@ -1463,6 +1519,7 @@ fn verify_in(
             .is_none_or(|e| e.bit_exact == e.samples && e.predict_agrees);
     Ok(Report {
         lang: opts.lang,
+        dtype: opts.dtype(),
         kernel: compiled.kernel,
         target: target.name.clone(),
         core: target.core.clone(),
@@ -1480,7 +1537,7 @@ fn verify_in(
             weights_bytes: estimate.weights_bytes,
             code_bytes: estimate.code_bytes,
             arena_bytes: estimate.arena_bytes,
-            stack_bytes: target.code_size.stack_bytes,
+            stack_bytes: estimate.stack_bytes,
         },
         limits,
         links_for_chip,
@@ -1496,9 +1553,33 @@ fn verify_in(
     })
 }
 
+/// Logits and predicted class of one sample on the host.
+type HostReference<'a> = dyn Fn(&[u8]) -> (Vec<f32>, usize) + 'a;
+
+/// The host reference's logits and class for one sample: the int8 reference when the network
+/// is quantized, else the float one.
+fn host_reference(
+    lowered: &codegen::Lowered,
+    quant: Option<&QuantLowered>,
+    x: &[u8],
+) -> (Vec<f32>, usize) {
+    match quant {
+        Some(q) => {
+            let o = crate::quant::reference_int8(q, x);
+            let class = o.predict();
+            (o.logits, class)
+        }
+        None => {
+            let l = codegen::reference_logits(lowered, x);
+            let class = codegen::argmax(&l);
+            (l, class)
+        }
+    }
+}
+
 /// Compare the emulated logits with the host reference.
 fn compare(
-    lowered: &codegen::Lowered,
+    reference: &HostReference,
     samples: &Samples,
     rep: &emulate::Report,
     run: &emulate::QemuRun,
@@ -1511,7 +1592,7 @@ fn compare(
     let mut correct = 0;
     let mut predict_agrees = true;
     for inf in &rep.inferences {
-        let reference = codegen::reference_logits(lowered, &samples.inputs[inf.index]);
+        let (reference, class) = reference(&samples.inputs[inf.index]);
         let got: Vec<f32> = inf.logits.iter().map(|&b| f32::from_bits(b)).collect();
         let differing = reference
             .iter()
@@ -1532,7 +1613,6 @@ fn compare(
                 max_abs_diff,
             });
         }
-        let class = codegen::argmax(&reference);
         if let Some(labels) = &samples.labels {
             correct += usize::from(labels[inf.index] as usize == class);
         }
@@ -2086,6 +2166,13 @@ pub struct VerifyArgs {
     /// --lang rust) at the top level, the Rust kernel's under "rust", and "notes"
     #[arg(long)]
     pub json: bool,
+    /// Element type of the kernel: int8 quantizes the network first (post-training, calibrated
+    /// on training samples: those of --data, else of the run's dataset)
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+    /// int8: training samples the activation ranges are calibrated on
+    #[arg(long, default_value_t = crate::quant::calibrate::DEFAULT_CALIBRATION_SAMPLES)]
+    pub calibration_samples: usize,
 }
 
 pub fn run(a: VerifyArgs) -> Result<()> {
@@ -2150,6 +2237,24 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         Some(dir) => Samples::from_dir(dir, n)?,
         None => Samples::synthetic(n, spec.input_len * spec.input_channels),
     };
+    let quant = match a.dtype {
+        Dtype::F32 => None,
+        Dtype::Int8 => {
+            let (calib, what) =
+                crate::quant::calibration_data(a.data.as_deref(), a.run.as_deref())?;
+            eprintln!(
+                "int8: calibrating on {} samples of {what}",
+                a.calibration_samples.min(calib.n())
+            );
+            Some(Arc::new(crate::quant::ptq(
+                &spec,
+                &weights,
+                &calib,
+                a.calibration_samples,
+                crate::quant::CalibrationMethod::MinMax,
+            )?))
+        }
+    };
     let opts = Options {
         samples,
         emulate: !a.no_emulate,
@@ -2157,6 +2262,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         build_dir: a.keep.clone(),
         lang: Lang::C,
         rust_lib: None,
+        quant,
     };
     let v = verify_langs(&spec, &weights, &target, &opts, a.lang)?;
     if a.json {

@@ -41,6 +41,9 @@ pub struct Target {
     /// Code-size model for the flash estimate, calibrated against real ELFs (`nas verify`).
     #[serde(default)]
     pub code_size: CodeSize,
+    /// The same for the int8 kernel (`--dtype int8`).
+    #[serde(default = "CodeSize::int8_default")]
+    pub code_size_int8: CodeSize,
 }
 
 /// What the generated kernel costs beyond its weights and arena, measured from cross-compiled
@@ -54,6 +57,10 @@ pub struct CodeSize {
     pub per_layer_bytes: u64,
     #[serde(default = "default_stack")]
     pub stack_bytes: u64,
+    /// int8 only: the function of its own each filter-outer conv (a 4-byte row, no pooling)
+    /// gets.
+    #[serde(default)]
+    pub by_filter_bytes: u64,
 }
 
 fn default_stack() -> u64 {
@@ -66,6 +73,19 @@ impl Default for CodeSize {
             base_bytes: 1024,
             per_layer_bytes: 64,
             stack_bytes: default_stack(),
+            by_filter_bytes: 0,
+        }
+    }
+}
+
+impl CodeSize {
+    /// A rough int8 model for profiles that have not been measured (`[code_size_int8]`).
+    pub fn int8_default() -> Self {
+        CodeSize {
+            base_bytes: 1600,
+            per_layer_bytes: 48,
+            stack_bytes: 160,
+            by_filter_bytes: 200,
         }
     }
 }

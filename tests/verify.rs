@@ -559,6 +559,7 @@ fn check_rust(target: &str, nets: &[(NetSpec, u64)], samples: usize) -> Vec<Repo
             name,
             spec,
             weights,
+            quant: None,
         })
         .collect();
     let lib = Arc::new(firmware::build_rust_lib(&t, &kernels, None).unwrap());

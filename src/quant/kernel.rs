@@ -10,7 +10,7 @@
 //! requantization in the form the kernel applies it ([`super::requantize_fast`]).
 
 use super::fast_shifts;
-use super::lower::{QuantLayer, QuantLowered};
+use super::lower::QuantLayer;
 use crate::plan::ConvOp;
 use serde::Serialize;
 
@@ -96,21 +96,20 @@ pub fn by_filter(c: &ConvOp) -> bool {
     row4(c.kernel * c.in_channels) == 4 && c.pool.is_none()
 }
 
-/// Flash bytes of the int8 constants of a quantized network: packed weights plus
-/// [`CHAN_BYTES`] per output channel, per layer in plan order.
-pub fn constant_bytes(q: &QuantLowered) -> Vec<usize> {
-    q.plan
-        .layers
-        .iter()
-        .map(|l| {
-            let (w, b) = l.deployed_params();
-            if b == 0 {
-                0
-            } else {
-                b * row4(w / b) + b * CHAN_BYTES
-            }
-        })
-        .collect()
+/// Flash bytes of a layer's int8 constants: packed weights plus [`CHAN_BYTES`] per output
+/// channel.
+pub fn layer_constant_bytes(l: &crate::plan::Layer) -> usize {
+    let (w, b) = l.deployed_params();
+    if b == 0 {
+        0
+    } else {
+        b * row4(w / b) + b * CHAN_BYTES
+    }
+}
+
+/// Flash bytes of all int8 constants of a plan.
+pub fn plan_constant_bytes(plan: &crate::plan::Plan) -> usize {
+    plan.layers.iter().map(layer_constant_bytes).sum()
 }
 
 #[cfg(test)]

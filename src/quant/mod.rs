@@ -17,6 +17,7 @@
 //! [`lower`] builds the quantized network, [`reference`] runs it on the host.
 
 pub mod calibrate;
+pub mod export;
 pub mod kernel;
 pub mod lower;
 pub mod reference;
@@ -24,6 +25,90 @@ pub mod reference;
 pub use calibrate::{calibrate, CalibrationMethod, Ranges};
 pub use lower::{quantize, QuantLayer, QuantLowered, QuantParams};
 pub use reference::{reference_int8, Int8Output};
+
+/// Post-training quantization: `spec` with `weights` lowered (BatchNorm folded), its activation
+/// ranges calibrated on up to `n` samples of `calib` spread evenly over it, then quantized.
+pub fn ptq(
+    spec: &crate::arch::NetSpec,
+    weights: &crate::weights::Weights,
+    calib: &crate::data::Dataset,
+    n: usize,
+    method: CalibrationMethod,
+) -> anyhow::Result<QuantLowered> {
+    use anyhow::Context;
+    anyhow::ensure!(
+        calib.len == spec.input_len * spec.input_channels,
+        "calibration samples have {} bytes, the network reads {}",
+        calib.len,
+        spec.input_len * spec.input_channels
+    );
+    anyhow::ensure!(!calib.is_empty() && n > 0, "no calibration samples");
+    let low = crate::codegen::lower_weights(spec, weights)?;
+    let take = n.min(calib.n());
+    let idx = (0..take).map(|i| i * calib.n() / take);
+    let ranges = calibrate(&low, idx.map(|i| calib.sample(i)), method)
+        .context("calibrating the int8 activation ranges")?;
+    quantize(&low, &ranges).context("quantizing to int8")
+}
+
+/// The samples int8 calibration uses on the command line: the training split of `data` when
+/// given, else of the dataset the run in `run` was searched on, else synthetic samples (said so
+/// in the returned description). Never the test split.
+pub fn calibration_data(
+    data: Option<&std::path::Path>,
+    run: Option<&std::path::Path>,
+) -> anyhow::Result<(crate::data::Dataset, String)> {
+    use anyhow::Context;
+    if let Some(dir) = data {
+        let s = crate::data::load_dir(dir, &crate::data::LoadOptions::default())
+            .with_context(|| format!("cannot load the calibration dataset {}", dir.display()))?;
+        return Ok((s.train, format!("the training split of {}", dir.display())));
+    }
+    if let Some(run) = run {
+        let r = crate::search::open_run(run)?;
+        let s = crate::search::load_data(&r.config.data, r.config.seed)?;
+        let what = if s.synthetic {
+            "the run's synthetic training set".to_string()
+        } else {
+            format!("the training split of the run's dataset ({})", s.train.name)
+        };
+        return Ok((s.train, what));
+    }
+    Ok((
+        crate::data::synthetic_splits(crate::data::DEFAULT_SEED).train,
+        "SYNTHETIC samples (give --data DIR to calibrate on real training data)".to_string(),
+    ))
+}
+
+/// The element type a network is deployed in.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// float32 weights and activations
+    #[default]
+    F32,
+    /// int8 weights and activations (TFLite / CMSIS-NN arithmetic)
+    Int8,
+}
+
+impl Dtype {
+    pub fn label(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Int8 => "int8",
+        }
+    }
+}
 
 /// `frexp`: `x = m · 2^e` with `0.5 ≤ |m| < 1` (and `(0, 0)` for zero). For finite `x` only.
 pub fn frexp(x: f64) -> (f64, i32) {
