@@ -550,3 +550,38 @@ fn verify_int8_rust_kernel() {
         assert_eq!(r.lang, Lang::Rust);
     }
 }
+
+/// Measures the int8 C kernel's code bytes for a range of networks on every shipped profile
+/// with an emulator (the data behind `[code_size_int8]` in `targets/*.toml`). Run by hand:
+/// `cargo test --release --test int8 code_size_survey -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn code_size_survey() {
+    require_tools();
+    let mut nets = vec![NetSpec::smart_start(784, 12), five_block()];
+    nets.extend((0..12).map(|i| random_spec(300 + i)));
+    for target in nas::target::builtin() {
+        let mut opts_base = Options::new(Samples::synthetic(1, 784));
+        opts_base.emulate = false;
+        for (i, spec) in nets.iter().enumerate() {
+            let mut opts = opts_base.clone();
+            opts.quant = Some(Arc::new(quantized(spec, i as u64)));
+            let r = firmware::verify(spec, &Weights::random(spec, 1), &target, &opts).unwrap();
+            let f = nas::quant::kernel::code_features(&nas::plan::lower(spec).unwrap());
+            println!(
+                "survey {} layers {} by_filter {} generic {} avg {} max {} edges {} partial {} code {} flash {} estimate {}",
+                target.name,
+                r.layers,
+                f.by_filter,
+                f.generic,
+                f.avg_pool,
+                f.max_pool,
+                f.edges,
+                f.partial_group,
+                r.measured.code_bytes,
+                r.measured.flash_bytes,
+                r.estimate.flash_bytes
+            );
+        }
+    }
+}

@@ -48,6 +48,9 @@ struct ConvCtx {
     full_hi: usize,
     pool_avg: u8,
     avg: bool,
+    /// C: runs through the generic conv (not a filter-outer sweep), in this function.
+    generic: bool,
+    fn_name: String,
 }
 
 /// A conv with the filter-outer schedule: its sweep's literals.
@@ -84,6 +87,7 @@ struct StepCtx {
     inputs: usize,
     outputs: usize,
     row4: usize,
+    fn_name: String,
     // Rust: arena ranges in bytes.
     from_input: bool,
     src_start: usize,
@@ -329,6 +333,8 @@ fn context(
                     full_hi: hi,
                     pool_avg: u8::from(matches!(c.pool, Some((crate::arch::PoolKind::Avg, _)))),
                     avg: matches!(c.pool, Some((crate::arch::PoolKind::Avg, _))),
+                    generic: !(by_filter(c) && lang == Lang::C),
+                    fn_name: format!("{name}_{}", l.name),
                 });
                 for v in [c.in_len, c.in_channels, c.out_channels, c.out_len, r4, hi] {
                     ensure!(
@@ -360,6 +366,7 @@ fn context(
                     s.op = "conv_by_filter";
                 } else {
                     s.op = "conv";
+                    s.fn_name = format!("{name}_{}", l.name);
                 }
                 s.cfg = cfg;
             }

@@ -96,6 +96,48 @@ pub fn by_filter(c: &ConvOp) -> bool {
     row4(c.kernel * c.in_channels) == 4 && c.pool.is_none()
 }
 
+/// What the int8 C kernel's code size depends on, counted over a plan's convs: filter-outer
+/// sweeps, generic convs (each a specialised copy of the generic conv), and among the generic
+/// ones those with average or max pooling, windows that reach into padding or past the input's
+/// end, and a last group of fewer than four filters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CodeFeatures {
+    pub by_filter: usize,
+    pub generic: usize,
+    pub avg_pool: usize,
+    pub max_pool: usize,
+    pub edges: usize,
+    pub partial_group: usize,
+}
+
+/// Count [`CodeFeatures`] over a plan.
+pub fn code_features(plan: &crate::plan::Plan) -> CodeFeatures {
+    let mut f = CodeFeatures::default();
+    for l in &plan.layers {
+        let crate::plan::Op::Conv(c) = &l.op else {
+            continue;
+        };
+        if by_filter(c) {
+            f.by_filter += 1;
+            continue;
+        }
+        f.generic += 1;
+        match c.pool {
+            Some((crate::arch::PoolKind::Avg, _)) => f.avg_pool += 1,
+            Some((crate::arch::PoolKind::Max, _)) => f.max_pool += 1,
+            None => {}
+        }
+        let computed = c.pool.map_or(c.conv_len, |p| c.out_len * p.1);
+        if full_range(c) != (0, computed) {
+            f.edges += 1;
+        }
+        if c.out_channels % 4 != 0 {
+            f.partial_group += 1;
+        }
+    }
+    f
+}
+
 /// Flash bytes of a layer's int8 constants: packed weights plus [`CHAN_BYTES`] per output
 /// channel.
 pub fn layer_constant_bytes(l: &crate::plan::Layer) -> usize {
