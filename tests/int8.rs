@@ -6,8 +6,8 @@
 //! Needs `cc`, `cargo` and the ISCX dataset in `../shared/data/` (set `NAS_SHARED_DATA`); the
 //! verify tests need `arm-none-eabi-gcc`, newlib and `qemu-system-arm`.
 
-use nas::arch::{Block, NetSpec, Padding, PoolKind};
 use nas::codegen::{lower_weights, sanitize_identifier, write_files, Provenance};
+use nas::net::{Block, NetSpec, Padding, PoolKind};
 use nas::quant::export::{generate_c_int8, generate_rust_int8};
 use nas::quant::{calibrate, quantize, reference_int8, CalibrationMethod, QuantLowered};
 use nas::weights::Weights;
@@ -403,8 +403,8 @@ fn int8_kernels_match_the_host_reference() {
 // Firmware under QEMU
 // ---------------------------------------------------------------------------------------------
 
-use nas::arch::{Head, SearchSpace};
-use nas::firmware::{self, Lang, Options, Report, Samples};
+use nas::firmware::{self, KernelReport as Report, Lang, Options, Samples};
+use nas::net::{Head, SearchSpace};
 use std::sync::Arc;
 
 fn require_tools() {
@@ -450,7 +450,7 @@ fn verify_int8(spec: &NetSpec, target: &str, lang: Lang, seed: u64, flash_pct: f
         opts.build_dir = Some(PathBuf::from(d).join(format!("{}-{seed}", target.name)));
     }
     let weights = Weights::random(spec, seed);
-    let r = firmware::verify(spec, &weights, &target, &opts).unwrap();
+    let r = firmware::verify(spec, &weights, &target, &target.limits(), &opts).unwrap();
     let em = r.emulation.as_ref().expect("emulated");
     eprintln!(
         "{} {:?} {}: {} instructions per inference, {:.2} per MAC ({} MACs); flash {} (estimate {}, {:+.2} %), arena {}; code {} (estimate {}), constants {} (estimate {}), layers {}, stack {}",
@@ -566,8 +566,15 @@ fn code_size_survey() {
         for (i, spec) in nets.iter().enumerate() {
             let mut opts = opts_base.clone();
             opts.quant = Some(Arc::new(quantized(spec, i as u64)));
-            let r = firmware::verify(spec, &Weights::random(spec, 1), &target, &opts).unwrap();
-            let f = nas::quant::kernel::code_features(&nas::plan::lower(spec).unwrap());
+            let r = firmware::verify(
+                spec,
+                &Weights::random(spec, 1),
+                &target,
+                &target.limits(),
+                &opts,
+            )
+            .unwrap();
+            let f = nas::quant::kernel::code_features(&nas::net::plan::lower(spec).unwrap());
             println!(
                 "survey {} layers {} by_filter {} generic {} avg {} max {} edges {} partial {} code {} flash {} estimate {}",
                 target.name,

@@ -9,7 +9,7 @@
 
 use super::QuantError;
 use crate::codegen::Lowered;
-use crate::plan::Op;
+use crate::net::plan::Op;
 
 /// How a tensor's range is taken from the values seen in calibration.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -156,8 +156,8 @@ pub(crate) fn forward_layer(
                         for f in 0..c.out_channels {
                             let w = (0..size).map(|i| y[(p * size + i) * c.out_channels + f]);
                             out[p * c.out_channels + f] = match kind {
-                                crate::arch::PoolKind::Max => w.fold(f32::MIN, f32::max),
-                                crate::arch::PoolKind::Avg => w.sum::<f32>() / size as f32,
+                                crate::net::PoolKind::Max => w.fold(f32::MIN, f32::max),
+                                crate::net::PoolKind::Avg => w.sum::<f32>() / size as f32,
                             };
                         }
                     }
@@ -192,8 +192,8 @@ pub(crate) fn forward_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::NetSpec;
     use crate::codegen::{lower_weights, reference_logits};
+    use crate::net::NetSpec;
     use crate::weights::Weights;
 
     fn samples(n: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {

@@ -3,9 +3,9 @@
 
 use super::kernel::{by_filter, chan_consts, full_range, pack_rows, row4, ChanConsts};
 use super::lower::QuantLowered;
-use crate::arch::NetSpec;
 use crate::codegen::{sanitize_identifier, GeneratedFile, Lang, Provenance};
-use crate::plan::{self, Op};
+use crate::net::plan::{self, Op};
+use crate::net::NetSpec;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
@@ -331,8 +331,8 @@ fn context(
                     row4: r4,
                     full_lo: lo,
                     full_hi: hi,
-                    pool_avg: u8::from(matches!(c.pool, Some((crate::arch::PoolKind::Avg, _)))),
-                    avg: matches!(c.pool, Some((crate::arch::PoolKind::Avg, _))),
+                    pool_avg: u8::from(matches!(c.pool, Some((crate::net::PoolKind::Avg, _)))),
+                    avg: matches!(c.pool, Some((crate::net::PoolKind::Avg, _))),
                     generic: !(by_filter(c) && lang == Lang::C),
                     fn_name: format!("{name}_{}", l.name),
                 });

@@ -11,7 +11,7 @@
 
 use super::fast_shifts;
 use super::lower::QuantLayer;
-use crate::plan::ConvOp;
+use crate::net::plan::ConvOp;
 use serde::Serialize;
 
 /// Bytes of one channel's constants in flash (`NAME_chan_t`: bias, m0, rnd, lsh, rsh, padding).
@@ -111,10 +111,10 @@ pub struct CodeFeatures {
 }
 
 /// Count [`CodeFeatures`] over a plan.
-pub fn code_features(plan: &crate::plan::Plan) -> CodeFeatures {
+pub fn code_features(plan: &crate::net::plan::Plan) -> CodeFeatures {
     let mut f = CodeFeatures::default();
     for l in &plan.layers {
-        let crate::plan::Op::Conv(c) = &l.op else {
+        let crate::net::plan::Op::Conv(c) = &l.op else {
             continue;
         };
         if by_filter(c) {
@@ -123,8 +123,8 @@ pub fn code_features(plan: &crate::plan::Plan) -> CodeFeatures {
         }
         f.generic += 1;
         match c.pool {
-            Some((crate::arch::PoolKind::Avg, _)) => f.avg_pool += 1,
-            Some((crate::arch::PoolKind::Max, _)) => f.max_pool += 1,
+            Some((crate::net::PoolKind::Avg, _)) => f.avg_pool += 1,
+            Some((crate::net::PoolKind::Max, _)) => f.max_pool += 1,
             None => {}
         }
         let computed = c.pool.map_or(c.conv_len, |p| c.out_len * p.1);
@@ -140,7 +140,7 @@ pub fn code_features(plan: &crate::plan::Plan) -> CodeFeatures {
 
 /// Flash bytes of a layer's int8 constants: packed weights plus [`CHAN_BYTES`] per output
 /// channel.
-pub fn layer_constant_bytes(l: &crate::plan::Layer) -> usize {
+pub fn layer_constant_bytes(l: &crate::net::plan::Layer) -> usize {
     let (w, b) = l.deployed_params();
     if b == 0 {
         0
@@ -150,7 +150,7 @@ pub fn layer_constant_bytes(l: &crate::plan::Layer) -> usize {
 }
 
 /// Flash bytes of all int8 constants of a plan.
-pub fn plan_constant_bytes(plan: &crate::plan::Plan) -> usize {
+pub fn plan_constant_bytes(plan: &crate::net::plan::Plan) -> usize {
     plan.layers.iter().map(layer_constant_bytes).sum()
 }
 
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn full_windows_stay_inside_the_input() {
-        use crate::arch::PoolKind;
+        use crate::net::PoolKind;
         let conv =
             |in_len, in_ch, kernel, stride, pad_left, conv_len, pool: Option<usize>| ConvOp {
                 block: 0,

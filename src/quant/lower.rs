@@ -11,7 +11,7 @@
 
 use super::{fast_shifts, quantize_multiplier, QuantError};
 use crate::codegen::Lowered;
-use crate::plan::{Buffer, Op, Plan};
+use crate::net::plan::{Buffer, Op, Plan};
 use serde::Serialize;
 
 /// Scale and zero point of an int8 tensor: `real = scale · (q − zero_point)`.
@@ -269,8 +269,8 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::NetSpec;
     use crate::codegen::lower_weights;
+    use crate::net::NetSpec;
     use crate::quant::{calibrate, CalibrationMethod};
     use crate::weights::Weights;
 
@@ -300,9 +300,9 @@ mod tests {
     #[test]
     fn int8_arena_is_the_float_plan_in_bytes() {
         let spec = NetSpec::smart_start(784, 12);
-        let plan = crate::plan::lower(&spec).unwrap();
+        let plan = crate::net::plan::lower(&spec).unwrap();
         let a = int8_arena(&plan);
-        assert_eq!(a.bytes * crate::plan::ELEM_BYTES, plan.arena_bytes);
+        assert_eq!(a.bytes * crate::net::plan::ELEM_BYTES, plan.arena_bytes);
         assert_eq!(a.bytes, 5292 + 1824);
         assert_eq!(a.input[0], None);
         assert_eq!(a.output[0], Some(0));

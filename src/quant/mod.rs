@@ -29,7 +29,7 @@ pub use reference::{reference_int8, Int8Output};
 /// Post-training quantization: `spec` with `weights` lowered (BatchNorm folded), its activation
 /// ranges calibrated on up to `n` samples of `calib` spread evenly over it, then quantized.
 pub fn ptq(
-    spec: &crate::arch::NetSpec,
+    spec: &crate::net::NetSpec,
     weights: &crate::weights::Weights,
     calib: &crate::data::Dataset,
     n: usize,

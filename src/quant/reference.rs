@@ -12,8 +12,8 @@
 
 use super::lower::{QuantLayer, QuantLowered, INPUT_PARAMS};
 use super::{multiply_by_quantized_multiplier, rounded_average};
-use crate::arch::PoolKind;
-use crate::plan::{Layer, Op};
+use crate::net::plan::{Layer, Op};
+use crate::net::PoolKind;
 
 /// What the int8 network computes for one sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,8 +144,8 @@ pub fn input_int8(bytes: &[u8]) -> Vec<i8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{Block, Head, NetSpec, Padding, PoolKind, SearchSpace};
     use crate::codegen::lower_weights;
+    use crate::net::{Block, Head, NetSpec, Padding, PoolKind, SearchSpace};
     use crate::quant::{calibrate, quantize, CalibrationMethod};
     use crate::weights::Weights;
 

@@ -18,13 +18,7 @@ pub fn measure(spec: &NetSpec, cfg: &RunConfig) -> Result<MeasuredFootprint> {
     let samples = crate::firmware::Samples::synthetic(1, spec.input_len * spec.input_channels);
     let mut opts = crate::firmware::Options::new(samples);
     opts.emulate = false;
-    let mut target = cfg.target.clone();
-    target.budget.max_params = cfg.limits.max_params;
-    target.budget.max_flops = cfg.limits.max_flops;
-    target.budget.max_tensor = cfg.limits.max_tensor;
-    target.budget.max_flash_bytes = Some(cfg.limits.max_flash_bytes);
-    target.budget.max_ram_bytes = Some(cfg.limits.max_ram_bytes);
-    let r = crate::firmware::verify(spec, &weights, &target, &opts)?;
+    let r = crate::firmware::verify(spec, &weights, &cfg.target, &cfg.limits, &opts)?;
     Ok(MeasuredFootprint {
         flash_bytes: r.measured.flash_bytes,
         ram_bytes: r.measured.ram_bytes,
@@ -304,19 +298,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> RunConfig {
-        let args = SearchArgs::try_parse_from_default();
-        build_config(&args).unwrap()
-    }
-
-    impl SearchArgs {
-        fn try_parse_from_default() -> SearchArgs {
-            #[derive(clap::Parser)]
-            struct P {
-                #[command(flatten)]
-                a: SearchArgs,
-            }
-            <P as clap::Parser>::parse_from(["x"]).a
-        }
+        crate::cli::search::default_config()
     }
 
     #[test]

@@ -1,8 +1,26 @@
-//! Command-line interface: argument parsing and the small commands (`targets`, `cost`,
-//! `data inspect`). The stage commands parse their own arguments in their modules.
+//! Command-line interface: every clap argument, their validation into the stages' plain
+//! configurations, and everything printed. The stages return data; this module renders it.
+//! One file per command that has more than a few lines; the small ones (`targets`, `cost`,
+//! `data inspect`) are here.
 
-use crate::{arch::NetSpec, cost, data, plan, target};
-use anyhow::{Context, Result};
+mod eval;
+mod export;
+pub mod quant;
+pub(crate) mod search;
+mod train;
+mod verify;
+
+pub use eval::EvalArgs;
+pub use export::ExportArgs;
+pub use search::SearchArgs;
+pub use train::TrainArgs;
+pub use verify::VerifyArgs;
+
+use crate::net::{cost, plan, NetSpec};
+use crate::target::{Limits, Target};
+use crate::weights::Weights;
+use crate::{data, target};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -27,13 +45,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Evolve and train networks that fit a target; writes a resumable run directory
-    Search(Box<crate::search::SearchArgs>),
-    /// Evaluate a run's winner on the test split: metrics and confusion matrix
-    Eval(crate::search::EvalArgs),
+    Search(Box<SearchArgs>),
+    /// Train any network spec with the full routine; writes a directory like a run's
+    Train(Box<TrainArgs>),
+    /// Evaluate a run's delivered model on the test split: metrics and confusion matrix
+    Eval(EvalArgs),
     /// Render a run's winner (or a spec + weights) as a C or no_std Rust inference kernel
-    Export(crate::codegen::ExportArgs),
+    Export(ExportArgs),
     /// Cross-compile the kernel into firmware, measure flash/RAM from the ELF, run it in QEMU
-    Verify(crate::firmware::VerifyArgs),
+    Verify(VerifyArgs),
     /// Print the cost of a network spec on a target: per-layer table and budget check
     Cost(CostArgs),
     /// List the MCU profiles and their budgets
@@ -53,6 +73,9 @@ pub struct CostArgs {
     /// Target name or alias (see `nas targets`), or a path to a TOML profile
     #[arg(long, default_value = "stm32f401re")]
     pub target: String,
+    /// Element type of the deployed kernel (int8: int8 arena, int8 constants, int8 code model)
+    #[arg(long, value_enum, default_value_t = crate::quant::Dtype::F32)]
+    pub dtype: crate::quant::Dtype,
     /// Print a JSON object instead of the table
     #[arg(long)]
     pub json: bool,
@@ -80,10 +103,11 @@ pub enum DataCommand {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Search(a) => crate::search::run(*a),
-        Command::Eval(a) => crate::search::eval(a),
-        Command::Export(a) => crate::codegen::run(a),
-        Command::Verify(a) => crate::firmware::run(a),
+        Command::Search(a) => search::run(*a),
+        Command::Train(a) => train::run(*a),
+        Command::Eval(a) => eval::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Verify(a) => verify::run(a),
         Command::Cost(a) => cost_cmd(a),
         Command::Targets(a) => targets_cmd(a),
         Command::Data(DataCommand::Inspect { dir, json }) => inspect_cmd(&dir, json),
@@ -92,12 +116,9 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn cost_cmd(a: CostArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&a.net)
-        .with_context(|| format!("cannot read {}", a.net.display()))?;
-    let spec =
-        NetSpec::from_json(&text).with_context(|| format!("invalid spec {}", a.net.display()))?;
+    let spec = read_spec(&a.net)?;
     let t = target::resolve(&a.target)?;
-    let c = cost::cost(&plan::lower(&spec)?, &t, &t.limits());
+    let c = cost::cost_as(&plan::lower(&spec)?, &t, &t.limits(), a.dtype);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
@@ -173,4 +194,99 @@ fn inspect_cmd(dir: &std::path::Path, json: bool) -> Result<()> {
         println!("test split{how}:\n{test}");
     }
     Ok(())
+}
+
+/// Where a command finds a trained model: a run directory (its winner, with the target and
+/// budgets it was searched for), or a spec with its weights. Shared by `export` and `verify`.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Run directory of `nas search` or `nas train`: its delivered model (best/)
+    #[arg(long, conflicts_with_all = ["net", "weights"], required_unless_present_any = ["net", "weights"])]
+    pub run: Option<PathBuf>,
+    /// Network spec JSON (instead of --run; needs --weights)
+    #[arg(long, requires = "weights")]
+    pub net: Option<PathBuf>,
+    /// Trained weights, safetensors (instead of --run; needs --net)
+    #[arg(long, requires = "net")]
+    pub weights: Option<PathBuf>,
+    /// Target name or alias (see `nas targets`), or a TOML profile [default: the run's, else
+    /// stm32f401re]
+    #[arg(long)]
+    pub target: Option<String>,
+}
+
+/// A model resolved from [`ModelArgs`].
+pub struct LoadedModel {
+    pub spec: NetSpec,
+    pub weights: Weights,
+    /// Where it came from, for generated comments.
+    pub source: String,
+    pub target: Target,
+    /// The run's budgets (its overrides included), else the target's.
+    pub limits: Limits,
+}
+
+/// Target of the footprint when neither --target nor a run names one.
+pub const DEFAULT_TARGET: &str = "stm32f401re";
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<LoadedModel> {
+        let (spec, weights, source, recorded) = match (&self.run, &self.net, &self.weights) {
+            (Some(dir), _, _) => {
+                let m = crate::search::rundir::ModelDir::open(dir)?;
+                (
+                    m.spec,
+                    m.weights,
+                    dir.display().to_string(),
+                    Some((m.target, m.limits)),
+                )
+            }
+            (None, Some(net), Some(w)) => {
+                let spec = read_spec(net)?;
+                let weights = Weights::load(w)?;
+                weights.check(&spec).with_context(|| {
+                    format!(
+                        "weights {} do not match the spec {}",
+                        w.display(),
+                        net.display()
+                    )
+                })?;
+                (
+                    spec,
+                    weights,
+                    format!("{} + {}", net.display(), w.display()),
+                    None,
+                )
+            }
+            _ => bail!("give either --run DIR, or --net SPEC.json with --weights W.safetensors"),
+        };
+        let (target, limits) = match (&self.target, recorded) {
+            (Some(name), Some((t, l))) if t.answers_to(name) => (t, l),
+            (Some(name), _) => {
+                let t = target::resolve(name)?;
+                let l = t.limits();
+                (t, l)
+            }
+            (None, Some(tl)) => tl,
+            (None, None) => {
+                let t = target::resolve(DEFAULT_TARGET)?;
+                let l = t.limits();
+                (t, l)
+            }
+        };
+        Ok(LoadedModel {
+            spec,
+            weights,
+            source,
+            target,
+            limits,
+        })
+    }
+}
+
+/// Read and validate a NetSpec JSON file.
+pub fn read_spec(path: &std::path::Path) -> Result<NetSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the network spec {}", path.display()))?;
+    NetSpec::from_json(&text).with_context(|| format!("invalid network spec {}", path.display()))
 }

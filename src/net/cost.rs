@@ -21,7 +21,7 @@
 //! output channel (int32 bias, multiplier and rounding, the shifts): the layout of
 //! [`crate::quant::kernel`]. The code-size model is the profile's `[code_size_int8]`.
 
-use crate::plan::{Op, Plan, ELEM_BYTES};
+use crate::net::plan::{Op, Plan, ELEM_BYTES};
 use crate::quant::Dtype;
 use crate::target::{Limits, Target};
 use serde::{Deserialize, Serialize};
@@ -113,23 +113,10 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
         let (desc, in_shape, out_shape, params, max_tensor) = match &l.op {
             Op::Conv(c) => {
                 let bn = if c.batch_norm { " +bn" } else { "" };
-                let pool = match c.pool {
-                    Some((k, s)) => format!(
-                        " +{}pool{s}",
-                        if k == crate::arch::PoolKind::Max {
-                            "max"
-                        } else {
-                            "avg"
-                        }
-                    ),
-                    None => String::new(),
-                };
-                let keras = deployed
-                    + if c.batch_norm {
-                        4 * c.out_channels as u64
-                    } else {
-                        0
-                    };
+                let pool = c
+                    .pool
+                    .map_or(String::new(), |(k, s)| format!(" +{}pool{s}", k.name()));
+                let keras = l.keras_params();
                 (
                     format!(
                         "conv {}×k{}/s{}{bn} +relu{pool}",
@@ -378,8 +365,8 @@ impl Cost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{Block, Head, NetSpec, Padding, PoolKind};
-    use crate::plan::lower;
+    use crate::net::plan::lower;
+    use crate::net::{Block, Head, NetSpec, Padding, PoolKind};
 
     fn f401() -> Target {
         crate::target::resolve("stm32f401re").unwrap()
