@@ -177,31 +177,25 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
     let macs: u64 = layers.iter().map(|l| l.macs).sum();
     let executed_macs: u64 = layers.iter().map(|l| l.executed_macs).sum();
     let max_tensor = layers.iter().map(|l| l.max_tensor).max().unwrap_or(0);
-    let (arena_bytes, weights_bytes, code_size) = match dtype {
+    let (arena_bytes, weights_bytes, code_bytes, stack_bytes) = match dtype {
         Dtype::F32 => (
             plan.arena_bytes as u64,
             deployed_params * ELEM_BYTES as u64,
-            target.code_size,
+            target.code_size.base_bytes
+                + target.code_size.per_layer_bytes * plan.layers.len() as u64,
+            target.code_size.stack_bytes,
         ),
         Dtype::Int8 => (
             int8_arena.bytes as u64,
             crate::quant::kernel::plan_constant_bytes(plan) as u64,
-            target.code_size_int8,
+            target
+                .code_size_int8
+                .code_bytes(&crate::quant::kernel::code_features(plan)),
+            target.code_size_int8.stack_bytes,
         ),
     };
-    let by_filter = match dtype {
-        Dtype::F32 => 0,
-        Dtype::Int8 => plan
-            .layers
-            .iter()
-            .filter(|l| matches!(&l.op, Op::Conv(c) if crate::quant::kernel::by_filter(c)))
-            .count() as u64,
-    };
-    let code_bytes = code_size.base_bytes
-        + code_size.per_layer_bytes * plan.layers.len() as u64
-        + code_size.by_filter_bytes * by_filter;
     let flash_bytes = weights_bytes + code_bytes;
-    let ram_bytes = arena_bytes + code_size.stack_bytes;
+    let ram_bytes = arena_bytes + stack_bytes;
     let flops = 2 * macs;
 
     let mut violations = Vec::new();
@@ -234,7 +228,7 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
         naive_arena_bytes: plan.naive_arena_bytes() as u64,
         seed_ram_bytes: 4 * max_tensor,
         ram_bytes,
-        stack_bytes: code_size.stack_bytes,
+        stack_bytes,
         weights_bytes,
         code_bytes,
         flash_bytes,
