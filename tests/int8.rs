@@ -584,3 +584,108 @@ fn code_size_survey() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------------
+
+fn nas() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nas"))
+}
+
+/// `nas cost|export|verify --dtype int8` on a spec and weights: the int8 footprint, int8
+/// kernels calibrated on ISCX training samples, and a verify whose `--json` carries the dtype
+/// and is bit-exact.
+#[test]
+fn cli_int8_cost_export_verify() {
+    require_tools();
+    let tmp = tempdir();
+    let spec = NetSpec::smart_start(784, 12);
+    let spec_path = tmp.path().join("spec.json");
+    let w_path = tmp.path().join("w.safetensors");
+    std::fs::write(&spec_path, serde_json::to_string(&spec).unwrap()).unwrap();
+    Weights::random(&spec, 9).save(&w_path).unwrap();
+
+    let out = run_ok(
+        nas()
+            .args(["cost", "--dtype", "int8", "--json", "--net"])
+            .arg(&spec_path),
+        "nas cost --dtype int8",
+    );
+    let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(c["dtype"], "int8");
+    assert_eq!(c["arena_bytes"], 5292 + 1824);
+
+    let dir = tmp.path().join("c");
+    run_ok(
+        nas()
+            .args([
+                "export",
+                "--lang",
+                "c",
+                "--dtype",
+                "int8",
+                "--calibration-samples",
+                "200",
+            ])
+            .arg("--calibration-data")
+            .arg(data_dir())
+            .arg("--net")
+            .arg(&spec_path)
+            .arg("--weights")
+            .arg(&w_path)
+            .arg("--out")
+            .arg(&dir),
+        "nas export --dtype int8",
+    );
+    let c_src = std::fs::read_to_string(dir.join("model.c")).unwrap();
+    assert!(c_src.contains("uint8_t model_arena[MODEL_ARENA_BYTES]"));
+    assert!(c_src.contains("model_infer_int8"));
+
+    let out = run_ok(
+        nas()
+            .args([
+                "verify",
+                "--lang",
+                "c",
+                "--dtype",
+                "int8",
+                "--samples",
+                "3",
+                "--json",
+            ])
+            .args(["--calibration-samples", "200", "--target", "stm32f401re"])
+            .arg("--data")
+            .arg(data_dir())
+            .arg("--net")
+            .arg(&spec_path)
+            .arg("--weights")
+            .arg(&w_path),
+        "nas verify --dtype int8",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dtype"], "int8", "{out}");
+    assert_eq!(v["emulation"]["bit_exact"], 3, "{out}");
+    assert_eq!(v["breakdown"]["arena_bytes"], 5292 + 1824);
+
+    // Bad input is a clear error, not a panic.
+    let bad = nas()
+        .args([
+            "verify",
+            "--lang",
+            "c",
+            "--dtype",
+            "int8",
+            "--calibration-samples",
+            "0",
+        ])
+        .arg("--net")
+        .arg(&spec_path)
+        .arg("--weights")
+        .arg(&w_path)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--calibration-samples"), "{err}");
+}

@@ -27,6 +27,24 @@ pub struct DtypeArgs {
 }
 
 impl DtypeArgs {
+    /// The calibration method the options ask for.
+    pub fn method(&self) -> Result<CalibrationMethod> {
+        ensure!(
+            self.calibration_samples > 0,
+            "--calibration-samples must be at least 1"
+        );
+        Ok(match self.calibration_percentile {
+            None => CalibrationMethod::MinMax,
+            Some(p) => {
+                ensure!(
+                    (50.0..=100.0).contains(&p),
+                    "--calibration-percentile {p} is outside 50..=100"
+                );
+                CalibrationMethod::Percentile(p)
+            }
+        })
+    }
+
     /// The model quantized when `--dtype int8`, calibrated on the training split of
     /// `--calibration-data`, else of `data`, else of the run's dataset. Says on stderr what it
     /// calibrated on.
@@ -39,20 +57,7 @@ impl DtypeArgs {
         if self.dtype == Dtype::F32 {
             return Ok(None);
         }
-        ensure!(
-            self.calibration_samples > 0,
-            "--calibration-samples must be at least 1"
-        );
-        let method = match self.calibration_percentile {
-            None => CalibrationMethod::MinMax,
-            Some(p) => {
-                ensure!(
-                    (50.0..=100.0).contains(&p),
-                    "--calibration-percentile {p} is outside 50..=100"
-                );
-                CalibrationMethod::Percentile(p)
-            }
-        };
+        let method = self.method()?;
         let dir = self.calibration_data.as_deref().or(data);
         let (calib, what) = crate::quant::calibration_data(dir, run)?;
         eprintln!(

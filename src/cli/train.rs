@@ -175,7 +175,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         ))?;
     }
     let test = train::evaluate(spec, &weights, &splits.test)?;
-    let cost = crate::search::cost_of(spec, &cfg.target, &cfg.limits)?;
+    let cost = crate::search::cost_of(spec, &cfg.target, &cfg.limits, crate::quant::Dtype::F32)?;
     let best = a.out.join("best");
     write_json(&best.join("spec.json"), spec)?;
     weights.save(&best.join("weights.safetensors"))?;

@@ -80,6 +80,46 @@ pub fn calibration_data(
     ))
 }
 
+/// Metrics of the int8 network on `data`: predictions are the argmax of the int8 outputs (as
+/// the kernels' `predict`), the loss is computed on the dequantized logits. Runs the int8 host
+/// reference on every sample, on all cores.
+pub fn evaluate_int8(
+    q: &QuantLowered,
+    data: &crate::data::Dataset,
+) -> crate::train::metrics::Metrics {
+    let n = data.n();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .clamp(1, 8);
+    let chunk = n.div_ceil(threads).max(1);
+    let outs: Vec<Int8Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| {
+                s.spawn(move || {
+                    (start..(start + chunk).min(n))
+                        .map(|i| reference_int8(q, data.sample(i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("int8 evaluation thread"))
+            .collect()
+    });
+    let pred: Vec<u8> = outs.iter().map(|o| o.predict() as u8).collect();
+    let logits: Vec<f32> = outs.iter().flat_map(|o| o.logits.iter().copied()).collect();
+    let classes = q.plan.classes;
+    let mut m = crate::train::metrics::from_predictions(&data.labels, &pred, classes);
+    m.loss = Some(crate::train::metrics::cross_entropy(
+        &logits,
+        &data.labels,
+        classes,
+    ));
+    m
+}
+
 /// The element type a network is deployed in.
 #[derive(
     Debug,
