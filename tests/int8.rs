@@ -737,3 +737,92 @@ fn f32_vs_int8_figures() {
         );
     }
 }
+
+/// `nas search --dtype int8` on a small real ISCX subset: the run records its dtype, every
+/// candidate is costed as int8 (the ELF of its int8 firmware agrees within 2 %) and scored
+/// after quantization; `nas eval --dtype int8` then reports both accuracies.
+#[test]
+fn search_int8_costs_and_scores_int8() {
+    require_tools();
+    let tmp = tempdir();
+    let run = tmp.path().join("run");
+    let out = nas()
+        .args([
+            "search",
+            "--dtype",
+            "int8",
+            "--target",
+            "stm32f401re",
+            "--data",
+        ])
+        .arg(data_dir())
+        .args([
+            "--limit-per-class",
+            "20",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "3",
+        ])
+        .args([
+            "--batch-size",
+            "32",
+            "--final-epochs",
+            "1",
+            "--generations",
+            "1",
+        ])
+        .args(["--children", "1", "--verify", "--quiet", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nas search --dtype int8 failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["dtype"], "int8");
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let mut candidates = 0;
+    for line in events.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let r = &e["record"];
+        if r.is_null() || r["measured"].is_null() {
+            continue;
+        }
+        candidates += 1;
+        let spec: NetSpec = serde_json::from_value(r["spec"].clone()).unwrap();
+        let plan = nas::net::plan::lower(&spec).unwrap();
+        let target = nas::target::resolve("stm32f401re").unwrap();
+        assert_eq!(
+            r["ram_bytes"].as_u64(),
+            Some(
+                nas::quant::lower::int8_arena(&plan).bytes as u64
+                    + target.code_size_int8.stack_bytes
+            ),
+            "RAM estimate = int8 arena + int8 stack: {r}"
+        );
+        let (a, b) = (
+            r["flash_bytes"].as_f64().unwrap(),
+            r["measured"]["flash_bytes"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() / b < 0.02, "flash estimate {a} vs ELF {b}");
+    }
+    assert!(candidates >= 2, "{events}");
+    let out = run_ok(
+        nas()
+            .args([
+                "eval",
+                "--dtype",
+                "int8",
+                "--calibration-samples",
+                "100",
+                "--run",
+            ])
+            .arg(&run),
+        "nas eval --dtype int8",
+    );
+    assert!(out.contains("int8 (post-training quantization)"), "{out}");
+}
