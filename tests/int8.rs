@@ -825,4 +825,44 @@ fn search_int8_costs_and_scores_int8() {
         "nas eval --dtype int8",
     );
     assert!(out.contains("int8 (post-training quantization)"), "{out}");
+    // export and eval default to the run's dtype.
+    let dir = tmp.path().join("export");
+    run_ok(
+        nas()
+            .args([
+                "export",
+                "--lang",
+                "c",
+                "--calibration-samples",
+                "100",
+                "--run",
+            ])
+            .arg(&run)
+            .arg("--out")
+            .arg(&dir),
+        "nas export of an int8 run",
+    );
+    let c_src = std::fs::read_to_string(dir.join("model.c")).unwrap();
+    assert!(
+        c_src.contains("model_infer_int8"),
+        "an int8 run exports int8"
+    );
+    let out = run_ok(
+        nas()
+            .args(["eval", "--calibration-samples", "100", "--run"])
+            .arg(&run),
+        "nas eval of an int8 run",
+    );
+    assert!(out.contains("int8 (post-training quantization)"), "{out}");
+    // --dtype f32 overrides it.
+    run_ok(
+        nas()
+            .args(["export", "--lang", "c", "--dtype", "f32", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(&dir),
+        "nas export --dtype f32 of an int8 run",
+    );
+    let c_src = std::fs::read_to_string(dir.join("model.c")).unwrap();
+    assert!(!c_src.contains("model_infer_int8"));
 }

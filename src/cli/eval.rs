@@ -51,7 +51,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         );
     }
     let m = train::evaluate(spec, w, &splits.test)?;
-    let int8 = match a.dtype.dtype {
+    let int8 = match a.dtype.resolve(Some(&a.run)) {
         crate::quant::Dtype::F32 => None,
         crate::quant::Dtype::Int8 => {
             let method = a.dtype.method()?;

@@ -33,7 +33,8 @@ pub struct ExportArgs {
 pub fn run(a: ExportArgs) -> Result<()> {
     let m = a.model.load()?;
     let plan = plan::lower(&m.spec)?;
-    let footprint = crate::net::cost::cost_as(&plan, &m.target, &m.limits, a.dtype.dtype);
+    let dtype = a.dtype.resolve(a.model.run.as_deref());
+    let footprint = crate::net::cost::cost_as(&plan, &m.target, &m.limits, dtype);
     let quant = a.dtype.quantize(&m, None, a.model.run.as_deref())?;
     let name = sanitize_identifier(&a.name).context("invalid --name")?;
     if name != a.name {
@@ -59,7 +60,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     println!(
         "{} kernel: arena {} bytes (cost model), {} deployed parameters, {} MACs per inference",
-        a.dtype.dtype.label(),
+        dtype.label(),
         footprint.arena_bytes,
         footprint.deployed_params,
         footprint.executed_macs

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 pub struct DtypeArgs {
     /// Element type of the deployed kernel: int8 quantizes the network first (post-training,
     /// TFLite/CMSIS-NN arithmetic, activation ranges calibrated on training samples)
-    #[arg(long, value_enum, default_value_t = Dtype::F32)]
-    pub dtype: Dtype,
+    /// [default: the run's (`nas search --dtype`), else f32]
+    #[arg(long, value_enum)]
+    pub dtype: Option<Dtype>,
     /// int8: dataset directory whose training split calibrates the activation ranges
     /// [default: --data where the command has it, else the run's dataset]
     #[arg(long)]
@@ -27,6 +28,17 @@ pub struct DtypeArgs {
 }
 
 impl DtypeArgs {
+    /// `--dtype`, else the dtype the run in `run` was searched for, else f32.
+    pub fn resolve(&self, run: Option<&Path>) -> Dtype {
+        self.dtype
+            .or_else(|| {
+                let cfg = run?.join(crate::search::rundir::CONFIG);
+                let v: serde_json::Value = crate::util::read_json(&cfg).ok()?;
+                serde_json::from_value(v.get("dtype")?.clone()).ok()
+            })
+            .unwrap_or_default()
+    }
+
     /// The calibration method the options ask for.
     pub fn method(&self) -> Result<CalibrationMethod> {
         ensure!(
@@ -54,7 +66,7 @@ impl DtypeArgs {
         data: Option<&Path>,
         run: Option<&Path>,
     ) -> Result<Option<QuantLowered>> {
-        if self.dtype == Dtype::F32 {
+        if self.resolve(run) == Dtype::F32 {
             return Ok(None);
         }
         let method = self.method()?;
