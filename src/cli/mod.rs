@@ -149,6 +149,13 @@ fn cost_cmd(a: CostArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
         println!("{}\n", spec.summary());
+        if a.dtype != crate::quant::Dtype::F32 {
+            println!(
+                "deployed as {} (arena, constants and code of the {} kernel)\n",
+                a.dtype.label(),
+                a.dtype.label()
+            );
+        }
         print!("{}", c.table(&t.name));
     }
     Ok(())

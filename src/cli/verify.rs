@@ -27,11 +27,12 @@ impl KernelReport {
         let n = thousands;
         let _ = writeln!(
             s,
-            "nas verify on {} ({}, {}), {} kernel: {}",
+            "nas verify on {} ({}, {}), {} {} kernel: {}",
             self.target,
             self.core,
             if self.fpu { "FPU" } else { "soft-float" },
             self.lang.label(),
+            self.dtype.label(),
             self.network
         );
         match &self.rust {
@@ -343,7 +344,7 @@ pub fn side_by_side(reports: &[&KernelReport]) -> String {
         rows.push((name.to_string(), reports.iter().map(|r| f(r)).collect()));
     };
     let n = thousands;
-    row("", &|r| r.lang.label().to_string());
+    row("", &|r| format!("{} {}", r.lang.label(), r.dtype.label()));
     row("flash (B)", &|r| n(r.measured.flash_bytes));
     row("  weights", &|r| n(r.breakdown.weights_bytes));
     row("  code", &|r| n(r.measured.code_bytes));
