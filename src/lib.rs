@@ -13,7 +13,9 @@
 //! - [`bench`]: training and inference throughput against the Keras yardstick.
 //! - [`cli`]: every command-line argument and everything printed; `main.rs` only calls it.
 
+#[cfg(feature = "train")]
 pub mod bench;
+#[cfg(feature = "train")]
 pub mod cli;
 pub mod codegen;
 pub mod data;
@@ -22,8 +24,10 @@ pub mod emulate;
 pub mod firmware;
 pub mod net;
 pub mod quant;
+#[cfg(feature = "train")]
 pub mod search;
 pub mod target;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod util;
 pub mod weights;

@@ -51,6 +51,7 @@ pub fn ptq(
     quantize(&low, &ranges).context("quantizing to int8")
 }
 
+#[cfg(feature = "train")]
 /// The samples int8 calibration uses on the command line: the training split of `data` when
 /// given, else of the dataset the run in `run` was searched on, else synthetic samples (said so
 /// in the returned description). Never the test split.
@@ -80,6 +81,7 @@ pub fn calibration_data(
     ))
 }
 
+#[cfg(feature = "train")]
 /// Metrics of the int8 network on `data`: predictions are the argmax of the int8 outputs (as
 /// the kernels' `predict`), the loss is computed on the dequantized logits. Runs the int8 host
 /// reference on every sample, on all cores.

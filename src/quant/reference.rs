@@ -288,6 +288,7 @@ mod tests {
     /// int8 against float on real ISCX samples, after a short real training: the two must
     /// agree on nearly every prediction and their accuracies stay within a few points.
     #[test]
+    #[cfg(feature = "train")]
     fn int8_accuracy_tracks_float_on_real_data() {
         use crate::data::{load_dir, shared_data_dir, LoadOptions};
         let dir = shared_data_dir().join("iscx-vpn2016-12class-sessionl7");

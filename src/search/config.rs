@@ -82,6 +82,9 @@ pub struct RunConfig {
     /// Final training starts from the candidate's proxy weights (else from a fresh start).
     #[serde(default = "yes")]
     pub final_warm_start: bool,
+    /// How the next parent is chosen (`--objective`; see `pareto`).
+    #[serde(default)]
+    pub objective: Objective,
 }
 
 fn one() -> usize {
@@ -108,6 +111,12 @@ impl RunConfig {
         self.final_train
             .validate()
             .context("final training settings")?;
+        cost::check_latency_budget(&self.target, &self.limits)?;
+        anyhow::ensure!(
+            self.dtype == crate::quant::Dtype::F32 || self.limits.max_latency_ms.is_none(),
+            "a latency budget cannot be checked for --dtype int8 yet: the [latency] models \
+             describe the float kernel; drop --max-latency-ms"
+        );
         Ok(())
     }
 }
