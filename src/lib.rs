@@ -23,6 +23,7 @@ pub mod elf;
 pub mod emulate;
 pub mod firmware;
 pub mod net;
+pub mod quant;
 #[cfg(feature = "train")]
 pub mod search;
 pub mod target;

@@ -41,6 +41,9 @@ pub struct Target {
     /// Code-size model for the flash estimate, calibrated against real ELFs (`nas verify`).
     #[serde(default)]
     pub code_size: CodeSize,
+    /// The same for the int8 kernel (`--dtype int8`).
+    #[serde(default)]
+    pub code_size_int8: CodeSizeInt8,
     /// Instruction model for the latency estimate, calibrated against `nas verify`'s counts
     /// under QEMU (`examples/calibrate_latency.rs`). A profile without one has no latency
     /// estimate, and a latency budget cannot be checked for it.
@@ -171,6 +174,54 @@ pub struct CodeSize {
     pub per_layer_bytes: u64,
     #[serde(default = "default_stack")]
     pub stack_bytes: u64,
+}
+
+/// The int8 C kernel's code-size model: a fixed part plus what each conv adds, by the
+/// [`crate::quant::kernel::CodeFeatures`] it has (a filter-outer sweep, or a generic conv
+/// specialised to its configuration, whose size depends on its pooling, on windows that need
+/// the per-tap path and on a last group of fewer than four filters). A linear fit over
+/// measured ELFs, so single terms may be negative; `nas verify` reports the error.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeSizeInt8 {
+    pub base_bytes: i64,
+    pub by_filter_bytes: i64,
+    pub conv_bytes: i64,
+    pub avg_pool_bytes: i64,
+    pub max_pool_bytes: i64,
+    pub edge_bytes: i64,
+    pub partial_group_bytes: i64,
+    pub stack_bytes: u64,
+}
+
+impl Default for CodeSizeInt8 {
+    /// The Cortex-M4 figures, for profiles that have not been measured.
+    fn default() -> Self {
+        CodeSizeInt8 {
+            base_bytes: 1529,
+            by_filter_bytes: 21,
+            conv_bytes: 228,
+            avg_pool_bytes: -199,
+            max_pool_bytes: -105,
+            edge_bytes: 16,
+            partial_group_bytes: 110,
+            stack_bytes: 224,
+        }
+    }
+}
+
+impl CodeSizeInt8 {
+    /// Code bytes of a network with these features.
+    pub fn code_bytes(&self, f: &crate::quant::kernel::CodeFeatures) -> u64 {
+        let v = self.base_bytes
+            + self.by_filter_bytes * f.by_filter as i64
+            + self.conv_bytes * f.generic as i64
+            + self.avg_pool_bytes * f.avg_pool as i64
+            + self.max_pool_bytes * f.max_pool as i64
+            + self.edge_bytes * f.edges as i64
+            + self.partial_group_bytes * f.partial_group as i64;
+        v.max(0) as u64
+    }
 }
 
 fn default_stack() -> u64 {

@@ -584,6 +584,7 @@ fn check_rust(target: &str, nets: &[(NetSpec, u64)], samples: usize) -> Vec<Kern
             name,
             spec,
             weights,
+            quant: None,
         })
         .collect();
     let lib = Arc::new(firmware::build_rust_lib(&t, &kernels, None).unwrap());

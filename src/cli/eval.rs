@@ -22,6 +22,10 @@ pub struct EvalArgs {
     /// Print JSON instead of tables
     #[arg(long)]
     pub json: bool,
+    /// int8: also quantize the model (post-training, calibrated on the run's training split
+    /// unless --calibration-data) and report its test metrics next to the float ones
+    #[command(flatten)]
+    pub dtype: super::quant::DtypeArgs,
 }
 
 /// `nas eval`: the delivered model's test metrics and confusion matrix.
@@ -51,11 +55,30 @@ pub fn run(a: EvalArgs) -> Result<()> {
         );
     }
     let m = train::evaluate(spec, w, &splits.test)?;
+    let int8 = match a.dtype.resolve(Some(&a.run)) {
+        crate::quant::Dtype::F32 => None,
+        crate::quant::Dtype::Int8 => {
+            let method = a.dtype.method()?;
+            let (calib, what) = match &a.dtype.calibration_data {
+                Some(dir) => crate::quant::calibration_data(Some(dir), None)?,
+                None => (
+                    splits.train.clone(),
+                    format!("the training split of {}", splits.train.name),
+                ),
+            };
+            eprintln!(
+                "int8: calibrating activation ranges on {} samples of {what}",
+                a.dtype.calibration_samples.min(calib.n())
+            );
+            let q = crate::quant::ptq(spec, w, &calib, a.dtype.calibration_samples, method)?;
+            Some(crate::quant::evaluate_int8(&q, &splits.test))
+        }
+    };
     if a.json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"run": a.run, "candidate": a.candidate, "spec": spec, "test": m})
+                &serde_json::json!({"run": a.run, "candidate": a.candidate, "spec": spec, "test": m, "test_int8": int8})
             )?
         );
     } else {
@@ -75,6 +98,20 @@ pub fn run(a: EvalArgs) -> Result<()> {
             100.0 * m.weighted_recall
         );
         print!("{}", m.confusion_table(None));
+        if let Some(q) = &int8 {
+            println!(
+                "\nint8 (post-training quantization) on the same split: {}",
+                q.brief()
+            );
+            println!(
+                "  float32 accuracy {:.2} %, int8 {:.2} % ({:+.2} points); weighted F1 {:.2} % vs {:.2} %",
+                100.0 * m.accuracy,
+                100.0 * q.accuracy,
+                100.0 * (q.accuracy - m.accuracy),
+                100.0 * m.weighted_f1,
+                100.0 * q.weighted_f1
+            );
+        }
     }
     Ok(())
 }

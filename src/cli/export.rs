@@ -26,20 +26,28 @@ pub struct ExportArgs {
     /// lower_snake identifier
     #[arg(long, default_value = "model")]
     pub name: String,
+    #[command(flatten)]
+    pub dtype: super::quant::DtypeArgs,
 }
 
 pub fn run(a: ExportArgs) -> Result<()> {
     let m = a.model.load()?;
     let plan = plan::lower(&m.spec)?;
-    let footprint = crate::net::cost::cost(&plan, &m.target, &m.limits);
+    let dtype = a.dtype.resolve(a.model.run.as_deref());
+    let footprint = crate::net::cost::cost_as(&plan, &m.target, &m.limits, dtype);
+    let quant = a.dtype.quantize(&m, None, a.model.run.as_deref())?;
     let name = sanitize_identifier(&a.name).context("invalid --name")?;
     if name != a.name {
         eprintln!("note: --name {:?} sanitised to `{name}`", a.name);
     }
     let note = Provenance::new(m.source).with_footprint(&m.target, footprint.clone());
-    let files = match a.lang {
-        Lang::C => generate_c(&m.spec, &m.weights, &name, &note)?,
-        Lang::Rust => generate_rust(&m.spec, &m.weights, &name, &note)?,
+    let files = match (a.lang, &quant) {
+        (Lang::C, None) => generate_c(&m.spec, &m.weights, &name, &note)?,
+        (Lang::Rust, None) => generate_rust(&m.spec, &m.weights, &name, &note)?,
+        (Lang::C, Some(q)) => crate::quant::export::generate_c_int8(&m.spec, q, &name, &note)?,
+        (Lang::Rust, Some(q)) => {
+            crate::quant::export::generate_rust_int8(&m.spec, q, &name, &note)?
+        }
     };
     write_files(&files, &a.out)?;
     println!("{}", m.spec.summary());
@@ -51,8 +59,11 @@ pub fn run(a: ExportArgs) -> Result<()> {
         );
     }
     println!(
-        "arena {} bytes (cost model: {}), {} deployed parameters, {} MACs per inference",
-        plan.arena_bytes, footprint.arena_bytes, footprint.deployed_params, footprint.executed_macs
+        "{} kernel: arena {} bytes (cost model), {} deployed parameters, {} MACs per inference",
+        dtype.label(),
+        footprint.arena_bytes,
+        footprint.deployed_params,
+        footprint.executed_macs
     );
     Ok(())
 }

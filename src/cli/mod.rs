@@ -6,6 +6,7 @@
 mod bench;
 mod eval;
 mod export;
+pub mod quant;
 pub(crate) mod search;
 mod train;
 mod verify;
@@ -77,6 +78,9 @@ pub struct CostArgs {
     /// Target name or alias (see `nas targets`), or a path to a TOML profile
     #[arg(long, default_value = "stm32f401re")]
     pub target: String,
+    /// Element type of the deployed kernel (int8: int8 arena, int8 constants, int8 code model)
+    #[arg(long, value_enum, default_value_t = crate::quant::Dtype::F32)]
+    pub dtype: crate::quant::Dtype,
     /// Print a JSON object instead of the table
     #[arg(long)]
     pub json: bool,
@@ -140,11 +144,18 @@ pub fn run(cli: Cli) -> Result<()> {
 fn cost_cmd(a: CostArgs) -> Result<()> {
     let spec = read_spec(&a.net)?;
     let t = target::resolve(&a.target)?;
-    let c = cost::cost(&plan::lower(&spec)?, &t, &t.limits());
+    let c = cost::cost_as(&plan::lower(&spec)?, &t, &t.limits(), a.dtype);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
         println!("{}\n", spec.summary());
+        if a.dtype != crate::quant::Dtype::F32 {
+            println!(
+                "deployed as {} (arena, constants and code of the {} kernel)\n",
+                a.dtype.label(),
+                a.dtype.label()
+            );
+        }
         print!("{}", c.table(&t.name));
     }
     Ok(())

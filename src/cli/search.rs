@@ -127,6 +127,11 @@ pub struct SearchArgs {
     /// (needs arm-none-eabi-gcc; about half a second per candidate)
     #[arg(long)]
     pub verify: bool,
+    /// Element type the candidates are deployed in: int8 costs them as int8 kernels and scores
+    /// them after post-training quantization (calibrated on their training folds), so
+    /// selection sees the deployed accuracy
+    #[arg(long, value_enum, default_value_t = crate::quant::Dtype::F32)]
+    pub dtype: crate::quant::Dtype,
     /// Final training of the delivered model: at most this many epochs with the full routine
     /// (early stopping with the best epoch restored, learning-rate plateau)
     #[arg(long, default_value_t = 60)]
@@ -229,6 +234,7 @@ fn build_config(a: &SearchArgs) -> Result<RunConfig> {
         inherit: !a.no_inherit,
         max_tries: a.max_tries,
         verify: a.verify,
+        dtype: a.dtype,
         final_train: TrainConfig {
             epochs: a.final_epochs,
             batch_size: a.final_batch_size,

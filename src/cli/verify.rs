@@ -27,11 +27,12 @@ impl KernelReport {
         let n = thousands;
         let _ = writeln!(
             s,
-            "nas verify on {} ({}, {}), {} kernel: {}",
+            "nas verify on {} ({}, {}), {} {} kernel: {}",
             self.target,
             self.core,
             if self.fpu { "FPU" } else { "soft-float" },
             self.lang.label(),
+            self.dtype.label(),
             self.network
         );
         match &self.rust {
@@ -356,7 +357,7 @@ pub fn side_by_side(reports: &[&KernelReport]) -> String {
         rows.push((name.to_string(), reports.iter().map(|r| f(r)).collect()));
     };
     let n = thousands;
-    row("", &|r| r.lang.label().to_string());
+    row("", &|r| format!("{} {}", r.lang.label(), r.dtype.label()));
     row("flash (B)", &|r| n(r.measured.flash_bytes));
     row("  weights", &|r| n(r.breakdown.weights_bytes));
     row("  code", &|r| n(r.measured.code_bytes));
@@ -430,6 +431,8 @@ pub struct VerifyArgs {
     /// --lang rust) at the top level, the Rust kernel's under "rust", and "notes"
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub dtype: super::quant::DtypeArgs,
 }
 
 pub fn run(a: VerifyArgs) -> Result<()> {
@@ -440,6 +443,10 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         Some(dir) => Samples::from_dir(dir, n)?,
         None => Samples::synthetic(n, spec.input_len * spec.input_channels),
     };
+    let quant = a
+        .dtype
+        .quantize(&m, a.data.as_deref(), a.model.run.as_deref())?
+        .map(std::sync::Arc::new);
     let opts = Options {
         samples,
         emulate: !a.no_emulate,
@@ -447,6 +454,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         build_dir: a.keep.clone(),
         lang: Lang::C,
         rust_lib: None,
+        quant,
     };
     let v = verify_langs(spec, weights, target, &m.limits, &opts, a.lang)?;
     if a.json {

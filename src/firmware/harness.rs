@@ -99,7 +99,10 @@ pub(crate) fn compile(
     let (kernel, rust_lib) = match opts.lang {
         Lang::C => {
             let note = Provenance::new("nas verify").with_footprint(target, estimate.clone());
-            let files = codegen::generate_c(spec, weights, KERNEL_NAME, &note)?;
+            let files = match &opts.quant {
+                Some(q) => crate::quant::export::generate_c_int8(spec, q, KERNEL_NAME, &note)?,
+                None => codegen::generate_c(spec, weights, KERNEL_NAME, &note)?,
+            };
             codegen::write_files(&files, d)?;
             (KERNEL_NAME.to_string(), None)
         }
@@ -120,11 +123,12 @@ pub(crate) fn compile(
                         name: KERNEL_NAME,
                         spec,
                         weights,
+                        quant: opts.quant.as_deref(),
                     }],
                     Some(&d.join("rust-lib")),
                 )?),
             };
-            let name = lib.find(lowered).with_context(|| {
+            let name = lib.find(lowered, opts.quant.as_deref()).with_context(|| {
                 format!(
                     "the Rust library {} holds no kernel with these weights (it has {})",
                     lib.build.library.display(),

@@ -33,6 +33,7 @@ use crate::emulate;
 use crate::net::cost::{self, Cost};
 use crate::net::plan;
 use crate::net::NetSpec;
+use crate::quant::{Dtype, QuantLowered};
 use crate::target::{Limits, Target};
 use crate::weights::Weights;
 use anyhow::{bail, ensure, Context, Result};
@@ -135,6 +136,8 @@ pub struct Options {
     /// For [`Lang::Rust`]: a library built beforehand by [`build_rust_lib`] that holds this
     /// network (found by its constants); otherwise one is built for the network alone.
     pub rust_lib: Option<Arc<RustLib>>,
+    /// Deploy in int8: the network quantized (calibrated) beforehand. `None`: float32.
+    pub quant: Option<Arc<QuantLowered>>,
 }
 
 impl Options {
@@ -146,6 +149,16 @@ impl Options {
             build_dir: None,
             lang: Lang::C,
             rust_lib: None,
+            quant: None,
+        }
+    }
+
+    /// The element type the kernel is deployed in.
+    pub fn dtype(&self) -> Dtype {
+        if self.quant.is_some() {
+            Dtype::Int8
+        } else {
+            Dtype::F32
         }
     }
 }

@@ -125,6 +125,8 @@ pub struct Emulation {
 pub struct KernelReport {
     /// The kernel's language.
     pub lang: Lang,
+    /// The element type it computes in.
+    pub dtype: Dtype,
     /// Its name: the prefix of its symbols (`NAME_infer`, `NAME_arena`).
     pub kernel: String,
     pub target: String,

@@ -120,6 +120,8 @@ pub struct RustKernel<'a> {
     pub name: &'a str,
     pub spec: &'a NetSpec,
     pub weights: &'a Weights,
+    /// Deploy in int8 (the network quantized); `None`: float32.
+    pub quant: Option<&'a QuantLowered>,
 }
 
 /// A built Rust firmware library: one staticlib holding one or more generated kernels, each
@@ -144,13 +146,36 @@ impl RustLib {
     }
 
     /// The kernel built from exactly these constants.
-    pub(crate) fn find(&self, lowered: &codegen::Lowered) -> Option<&str> {
-        let f = fingerprint(lowered);
+    pub(crate) fn find(
+        &self,
+        lowered: &codegen::Lowered,
+        quant: Option<&QuantLowered>,
+    ) -> Option<&str> {
+        let f = match quant {
+            Some(q) => fingerprint_int8(q),
+            None => fingerprint(lowered),
+        };
         self.kernels
             .iter()
             .find(|(_, g)| *g == f)
             .map(|(n, _)| n.as_str())
     }
+}
+
+/// A hash of a quantized network: plan and int8 constants.
+pub(crate) fn fingerprint_int8(q: &QuantLowered) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{:?}", q.plan).hash(&mut h);
+    for l in &q.layers {
+        l.weights.hash(&mut h);
+        l.bias.hash(&mut h);
+        l.multiplier.hash(&mut h);
+        l.shift.hash(&mut h);
+        l.output.zero_point.hash(&mut h);
+        l.output.scale.to_bits().hash(&mut h);
+    }
+    h.finish()
 }
 
 /// A hash of a lowered network: plan and constants, bit for bit.
@@ -212,16 +237,32 @@ pub(crate) fn build_rust_lib_in(
             "kernel name {name} is used twice"
         );
         let lowered = codegen::lower_weights(k.spec, k.weights)?;
-        let estimate = cost::cost(&lowered.plan, target, &target.limits());
+        let dtype = if k.quant.is_some() {
+            Dtype::Int8
+        } else {
+            Dtype::F32
+        };
+        let estimate = cost::cost_as(&lowered.plan, target, &target.limits(), dtype);
         let note = Provenance::new("nas verify").with_footprint(target, estimate.clone());
-        let files = codegen::generate_rust(k.spec, k.weights, &name, &note)?;
+        let files = match k.quant {
+            Some(q) => crate::quant::export::generate_rust_int8(k.spec, q, &name, &note)?,
+            None => codegen::generate_rust(k.spec, k.weights, &name, &note)?,
+        };
         codegen::write_files(&files, &d.join(&name))?;
         let mut c = BTreeMap::new();
         c.insert("name", name.clone());
         c.insert("crate_name", name.clone());
         c.insert("arena_bytes", estimate.arena_bytes.to_string());
+        // The float crates also take inputs already scaled to [0, 1].
+        c.insert("infer_f32", k.quant.is_none().to_string());
         ctx_kernels.push(c);
-        names.push((name, fingerprint(&lowered)));
+        names.push((
+            name,
+            match k.quant {
+                Some(q) => fingerprint_int8(q),
+                None => fingerprint(&lowered),
+            },
+        ));
     }
     let mut ctx = tera::Context::new();
     ctx.insert("target", &target.name);

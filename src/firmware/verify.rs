@@ -49,7 +49,7 @@ pub(crate) fn verify_in(
     opts: &Options,
 ) -> Result<KernelReport> {
     let plan = &lowered.plan;
-    let estimate: Cost = cost::cost(plan, target, budget);
+    let estimate: Cost = cost::cost_as(plan, target, budget, opts.dtype());
     let compiled = compile(d, spec, weights, lowered, target, opts, &estimate)?;
     let (chip, overflows) = link_for_chip(d, target, &compiled.objects)?;
     let links_for_chip = overflows.is_empty();
@@ -85,7 +85,7 @@ pub(crate) fn verify_in(
             .context("running the firmware under QEMU")?;
             (
                 Some(compare(
-                    lowered,
+                    &|x: &[u8]| host_reference(lowered, opts.quant.as_deref(), x),
                     &opts.samples,
                     &rep,
                     &run,
@@ -101,7 +101,7 @@ pub(crate) fn verify_in(
     // The model's share, against the estimate and the budgets.
     let m = &target.memory;
     let stack_peak = emulation.as_ref().and_then(|e| e.stack_peak_bytes);
-    let stack_bytes = stack_peak.unwrap_or(target.code_size.stack_bytes);
+    let stack_bytes = stack_peak.unwrap_or(estimate.stack_bytes);
     let flash_bytes = image.flash_bytes - bd.harness_flash_bytes;
     let ram_bytes = image.ram_bytes - bd.harness_ram_bytes - bd.stack_reserved_bytes + stack_bytes;
     let measured = Measured {
@@ -154,6 +154,7 @@ pub(crate) fn verify_in(
             .is_none_or(|e| e.bit_exact == e.samples && e.predict_agrees);
     Ok(KernelReport {
         lang: opts.lang,
+        dtype: opts.dtype(),
         kernel: compiled.kernel,
         target: target.name.clone(),
         core: target.core.clone(),
@@ -171,7 +172,7 @@ pub(crate) fn verify_in(
             weights_bytes: estimate.weights_bytes,
             code_bytes: estimate.code_bytes,
             arena_bytes: estimate.arena_bytes,
-            stack_bytes: target.code_size.stack_bytes,
+            stack_bytes: estimate.stack_bytes,
             instructions: estimate.instructions,
             instructions_worst_error_pct: target.latency.map(|l| l.worst_error_pct),
         },
@@ -189,9 +190,33 @@ pub(crate) fn verify_in(
     })
 }
 
+/// Logits and predicted class of one sample on the host.
+pub(crate) type HostReference<'a> = dyn Fn(&[u8]) -> (Vec<f32>, usize) + 'a;
+
+/// The host reference's logits and class for one sample: the int8 reference when the network
+/// is quantized, else the float one.
+pub(crate) fn host_reference(
+    lowered: &codegen::Lowered,
+    quant: Option<&QuantLowered>,
+    x: &[u8],
+) -> (Vec<f32>, usize) {
+    match quant {
+        Some(q) => {
+            let o = crate::quant::reference_int8(q, x);
+            let class = o.predict();
+            (o.logits, class)
+        }
+        None => {
+            let l = codegen::reference_logits(lowered, x);
+            let class = codegen::argmax(&l);
+            (l, class)
+        }
+    }
+}
+
 /// Compare the emulated logits with the host reference.
 pub(crate) fn compare(
-    lowered: &codegen::Lowered,
+    reference: &HostReference,
     samples: &Samples,
     rep: &emulate::HarnessOutput,
     run: &emulate::QemuRun,
@@ -212,13 +237,13 @@ pub(crate) fn compare(
             )
         })?;
         anyhow::ensure!(
-            inf.logits.len() == lowered.plan.classes,
+            inf.logits.len() == plan.classes,
             "the firmware reported {} logits for sample {}, the network has {} classes",
             inf.logits.len(),
             inf.index,
-            lowered.plan.classes
+            plan.classes
         );
-        let reference = codegen::reference_logits(lowered, input);
+        let (reference, class) = reference(input);
         let got: Vec<f32> = inf.logits.iter().map(|&b| f32::from_bits(b)).collect();
         let differing = reference
             .iter()
@@ -239,7 +264,6 @@ pub(crate) fn compare(
                 max_abs_diff,
             });
         }
-        let class = codegen::argmax(&reference);
         if let Some(labels) = &samples.labels {
             correct += usize::from(labels[inf.index] as usize == class);
         }

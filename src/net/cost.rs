@@ -19,8 +19,17 @@
 //!   [`LatencyFeatures`]); `latency_ms` converts them at the profile's `clock_hz` under its
 //!   stated cycles per instruction (1 on the shipped profiles: an assumption, zero-wait-state
 //!   execution, not a cycle measurement). Both are absent for a profile without a model.
+//!
+//! In int8 ([`Dtype::Int8`]) the arena holds the same tensors at one byte per element, placed
+//! by the same rule ([`crate::quant::lower::int8_arena`]; the int8 kernels need no scratch), and
+//! the constants are the int8 weights, each row padded to whole 32-bit words, plus 16 bytes per
+//! output channel (int32 bias, multiplier and rounding, the shifts): the layout of
+//! [`crate::quant::kernel`]. The code-size model is the profile's `[code_size_int8]`. The
+//! `[latency]` model describes the float kernel only, so int8 costs carry no instruction
+//! estimate (and a latency budget is refused for an int8 search).
 
 use crate::net::plan::{Op, Plan, ELEM_BYTES};
+use crate::quant::Dtype;
 use crate::target::{Latency, LatencyFeatures, Limits, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -69,6 +78,9 @@ impl std::fmt::Display for Violation {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
+    /// The element type the footprint is for.
+    #[serde(default)]
+    pub dtype: Dtype,
     pub params: u64,
     pub trainable_params: u64,
     pub deployed_params: u64,
@@ -110,8 +122,14 @@ pub struct Cost {
 /// Cost a plan for a target under the given limits (usually `target.limits()`, possibly with
 /// user overrides).
 pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
+    cost_as(plan, target, limits, Dtype::F32)
+}
+
+/// [`cost`] for a network deployed in `dtype`.
+pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> Cost {
+    let int8_arena = crate::quant::lower::int8_arena(plan);
     let mut layers = Vec::new();
-    for l in &plan.layers {
+    for (i, l) in plan.layers.iter().enumerate() {
         let (w, b) = l.deployed_params();
         let deployed = (w + b) as u64;
         let (desc, in_shape, out_shape, params, max_tensor) = match &l.op {
@@ -157,8 +175,15 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
             macs: l.macs(),
             executed_macs: l.executed_macs(),
             max_tensor,
-            arena_offset: l.output.arena_range().map(|r| r.start),
-            out_bytes: l.output.elements() * ELEM_BYTES,
+            arena_offset: match dtype {
+                Dtype::F32 => l.output.arena_range().map(|r| r.start),
+                Dtype::Int8 => int8_arena.output[i],
+            },
+            out_bytes: l.output.elements()
+                * match dtype {
+                    Dtype::F32 => ELEM_BYTES,
+                    Dtype::Int8 => 1,
+                },
         });
     }
     let bn_stats: u64 = plan
@@ -174,15 +199,31 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
     let macs: u64 = layers.iter().map(|l| l.macs).sum();
     let executed_macs: u64 = layers.iter().map(|l| l.executed_macs).sum();
     let max_tensor = layers.iter().map(|l| l.max_tensor).max().unwrap_or(0);
-    let arena_bytes = plan.arena_bytes as u64;
-    let weights_bytes = deployed_params * ELEM_BYTES as u64;
-    let code_bytes =
-        target.code_size.base_bytes + target.code_size.per_layer_bytes * plan.layers.len() as u64;
+    let (arena_bytes, weights_bytes, code_bytes, stack_bytes) = match dtype {
+        Dtype::F32 => (
+            plan.arena_bytes as u64,
+            deployed_params * ELEM_BYTES as u64,
+            target.code_size.base_bytes
+                + target.code_size.per_layer_bytes * plan.layers.len() as u64,
+            target.code_size.stack_bytes,
+        ),
+        Dtype::Int8 => (
+            int8_arena.bytes as u64,
+            crate::quant::kernel::plan_constant_bytes(plan) as u64,
+            target
+                .code_size_int8
+                .code_bytes(&crate::quant::kernel::code_features(plan)),
+            target.code_size_int8.stack_bytes,
+        ),
+    };
     let flash_bytes = weights_bytes + code_bytes;
-    let ram_bytes = arena_bytes + target.code_size.stack_bytes;
+    let ram_bytes = arena_bytes + stack_bytes;
     let flops = 2 * macs;
     let latency_features = latency_features(plan);
-    let instructions = target.latency.map(|m| m.instructions(&latency_features));
+    let instructions = match dtype {
+        Dtype::F32 => target.latency.map(|m| m.instructions(&latency_features)),
+        Dtype::Int8 => None,
+    };
     let latency_ms = target
         .latency
         .zip(instructions)
@@ -209,6 +250,7 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
         violations.push(v);
     }
     Cost {
+        dtype,
         params,
         trainable_params: params - bn_stats,
         deployed_params,
@@ -220,7 +262,7 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
         naive_arena_bytes: plan.naive_arena_bytes() as u64,
         seed_ram_bytes: 4 * max_tensor,
         ram_bytes,
-        stack_bytes: target.code_size.stack_bytes,
+        stack_bytes,
         weights_bytes,
         code_bytes,
         flash_bytes,

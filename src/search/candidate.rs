@@ -55,6 +55,19 @@ pub(crate) fn train_candidate(
                 bar.set_position((f * total + done) as u64);
             },
         )?;
+        let mut out = out;
+        if cfg.dtype == crate::quant::Dtype::Int8 {
+            // Score what would be deployed: the network quantized, calibrated on this fold's
+            // training samples.
+            let q = crate::quant::ptq(
+                spec,
+                &out.weights,
+                &tr,
+                crate::quant::calibrate::DEFAULT_CALIBRATION_SAMPLES,
+                crate::quant::CalibrationMethod::MinMax,
+            )?;
+            out.val = crate::quant::evaluate_int8(&q, &val);
+        }
         results.push(out);
     }
     let n = results.len() as f64;

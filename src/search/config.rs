@@ -68,6 +68,10 @@ pub struct RunConfig {
     /// Measure every candidate's footprint from a cross-compiled ELF (`--verify`).
     #[serde(default)]
     pub verify: bool,
+    /// The element type candidates are deployed in: int8 candidates are costed as int8 and
+    /// scored after post-training quantization (`--dtype`).
+    #[serde(default)]
+    pub dtype: crate::quant::Dtype,
     /// How the finalists are trained before delivery (see `deliver`).
     #[serde(default = "TrainConfig::delivery")]
     pub final_train: TrainConfig,
@@ -108,6 +112,11 @@ impl RunConfig {
             .validate()
             .context("final training settings")?;
         cost::check_latency_budget(&self.target, &self.limits)?;
+        anyhow::ensure!(
+            self.dtype == crate::quant::Dtype::F32 || self.limits.max_latency_ms.is_none(),
+            "a latency budget cannot be checked for --dtype int8 yet: the [latency] models \
+             describe the float kernel; drop --max-latency-ms"
+        );
         Ok(())
     }
 }
@@ -123,7 +132,12 @@ pub(crate) fn rng_for(seed: u64, generation: usize, stream: u64) -> ChaCha8Rng {
     r
 }
 
-/// Cost of a spec on the run's target under the run's limits.
-pub fn cost_of(spec: &NetSpec, target: &Target, limits: &Limits) -> Result<Cost> {
-    Ok(cost::cost(&plan::lower(spec)?, target, limits))
+/// Cost of a spec on the run's target under the run's limits, deployed in `dtype`.
+pub fn cost_of(
+    spec: &NetSpec,
+    target: &Target,
+    limits: &Limits,
+    dtype: crate::quant::Dtype,
+) -> Result<Cost> {
+    Ok(cost::cost_as(&plan::lower(spec)?, target, limits, dtype))
 }

@@ -258,7 +258,7 @@ pub fn train_spec(
         return Err(e);
     }
     let test = train::evaluate(spec, &weights, &splits.test)?;
-    let cost = cost_of(spec, &cfg.target, &cfg.limits)?;
+    let cost = cost_of(spec, &cfg.target, &cfg.limits, crate::quant::Dtype::F32)?;
     let summary = TrainSummary {
         dir: dir.to_path_buf(),
         record,

@@ -18,6 +18,18 @@ pub fn measure(spec: &NetSpec, cfg: &RunConfig) -> Result<MeasuredFootprint> {
     let samples = crate::firmware::Samples::synthetic(1, spec.input_len * spec.input_channels);
     let mut opts = crate::firmware::Options::new(samples);
     opts.emulate = false;
+    if cfg.dtype == crate::quant::Dtype::Int8 {
+        // Sizes do not depend on the calibration either: synthetic samples serve.
+        let calib =
+            crate::data::synthetic(64, spec.input_len * spec.input_channels, spec.classes, 0);
+        opts.quant = Some(std::sync::Arc::new(crate::quant::ptq(
+            spec,
+            &weights,
+            &calib,
+            64,
+            crate::quant::CalibrationMethod::MinMax,
+        )?));
+    }
     let r = crate::firmware::verify(spec, &weights, &cfg.target, &cfg.limits, &opts)?;
     Ok(MeasuredFootprint {
         flash_bytes: r.measured.flash_bytes,
@@ -165,7 +177,7 @@ pub fn feasible_child(
             // A mutation that the shape corrections undid: not a new candidate.
             continue;
         }
-        let c = cost_of(&child, &cfg.target, &cfg.limits)?;
+        let c = cost_of(&child, &cfg.target, &cfg.limits, cfg.dtype)?;
         if !c.fits {
             misses.add(&c);
             continue;
@@ -217,7 +229,7 @@ pub fn initial_parent(
     cfg: &RunConfig,
 ) -> Result<(NetSpec, Cost)> {
     let smallest = smallest_spec(input_len, classes, &cfg.space);
-    let c = cost_of(&smallest, &cfg.target, &cfg.limits)?;
+    let c = cost_of(&smallest, &cfg.target, &cfg.limits, cfg.dtype)?;
     if !c.fits {
         let why: Vec<String> = c.violations.iter().map(|v| v.to_string()).collect();
         bail!(
@@ -229,7 +241,7 @@ pub fn initial_parent(
     }
     if !cfg.random_start {
         let smart = NetSpec::smart_start(input_len, classes);
-        let c = cost_of(&smart, &cfg.target, &cfg.limits)?;
+        let c = cost_of(&smart, &cfg.target, &cfg.limits, cfg.dtype)?;
         if c.fits && (!cfg.verify || measure(&smart, cfg)?.fits) {
             return Ok((smart, c));
         }
@@ -247,13 +259,13 @@ pub fn initial_parent(
             head: Default::default(),
         };
         s.correct(&cfg.space);
-        let c = cost_of(&s, &cfg.target, &cfg.limits)?;
+        let c = cost_of(&s, &cfg.target, &cfg.limits, cfg.dtype)?;
         if c.fits && (!cfg.verify || measure(&s, cfg)?.fits) {
             return Ok((s, c));
         }
     }
     // Random networks keep missing the budgets, but the smallest one fits: start from it.
-    let c = cost_of(&smallest, &cfg.target, &cfg.limits)?;
+    let c = cost_of(&smallest, &cfg.target, &cfg.limits, cfg.dtype)?;
     Ok((smallest, c))
 }
 

@@ -221,7 +221,12 @@ fn stopped(s: &Session) -> Result<RunSummary> {
         .best
         .clone()
         .context("the time budget ended the run before any candidate finished")?;
-    let c = cost_of(&rec.spec, &s.run.config.target, &s.run.config.limits)?;
+    let c = cost_of(
+        &rec.spec,
+        &s.run.config.target,
+        &s.run.config.limits,
+        s.run.config.dtype,
+    )?;
     Ok(RunSummary {
         run: s.run.dir.clone(),
         target: s.run.config.target.name.clone(),
@@ -242,7 +247,12 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
     let run = s.run;
     let (rec, w, fin) = match delivered {
         Some(d) => {
-            let c = cost_of(&d.candidate.spec, &run.config.target, &run.config.limits)?;
+            let c = cost_of(
+                &d.candidate.spec,
+                &run.config.target,
+                &run.config.limits,
+                run.config.dtype,
+            )?;
             run.save_delivered(&d, &c)?;
             (d.candidate, d.weights, Some(d.record))
         }
@@ -251,7 +261,12 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
             (rec, w, None)
         }
     };
-    let c = cost_of(&rec.spec, &run.config.target, &run.config.limits)?;
+    let c = cost_of(
+        &rec.spec,
+        &run.config.target,
+        &run.config.limits,
+        run.config.dtype,
+    )?;
     // The test split, once, for the delivered model only.
     let test = train::evaluate(&rec.spec, &w, &splits.test)?;
     write_json(&run.dir.join("best").join("test.json"), &test)?;

@@ -37,7 +37,7 @@ pub fn run_task(
     bar: &ProgressBar,
 ) -> Result<(Record, Weights)> {
     let cfg = &run.config;
-    let c = cost_of(&task.spec, &cfg.target, &cfg.limits)?;
+    let c = cost_of(&task.spec, &cfg.target, &cfg.limits, cfg.dtype)?;
     let t = train_candidate(&task.spec, init, train_set, folds, cfg, task.seed, bar)?;
     let rec = Record {
         id: task.id.clone(),
@@ -71,7 +71,7 @@ pub fn run_task(
 /// never chosen as parent or winner.
 pub fn failed_record(run: &Run, task: &Task, reason: String) -> Result<Record> {
     let cfg = &run.config;
-    let c = cost_of(&task.spec, &cfg.target, &cfg.limits)?;
+    let c = cost_of(&task.spec, &cfg.target, &cfg.limits, cfg.dtype)?;
     Ok(Record {
         id: task.id.clone(),
         generation: task.generation,

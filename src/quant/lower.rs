@@ -1,0 +1,355 @@
+//! [`QuantLowered`]: a lowered float network ([`Lowered`], BatchNorm already folded) with its
+//! constants in int8, and the int8 arena plan.
+//!
+//! Quantizer choices beyond TFLite's scheme, both needed for the kernels' fast requantization
+//! (see [`super::requantize_fast`]) and both no-ops for ordinary layers:
+//! - a channel's weight scale is raised when its int32 bias would exceed ±2^28
+//!   (`s_w ≥ |b| / (s_in · 2^28)`), which only happens for a channel whose weights are tiny
+//!   next to its bias;
+//! - every accumulator is proven to stay below `2^(30 − max(shift, 0))` in magnitude for any
+//!   input (`|bias| + 255 · Σ|w|`); a layer for which it does not is an error, never a wrap.
+
+use super::{fast_shifts, quantize_multiplier, QuantError};
+use crate::codegen::Lowered;
+use crate::net::plan::{Buffer, Op, Plan};
+use serde::Serialize;
+
+/// Scale and zero point of an int8 tensor: `real = scale · (q − zero_point)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QuantParams {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+/// The input byte `b` as int8: `b − 128`, scale 1/255, zero point −128 (so `real = b / 255`,
+/// exactly what the float network sees).
+pub const INPUT_PARAMS: QuantParams = QuantParams {
+    scale: 1.0 / 255.0,
+    zero_point: -128,
+};
+
+/// Bias bound that keeps the accumulators in the kernels' range (see the module doc).
+const MAX_BIAS: f64 = (1u32 << 28) as f64;
+
+impl QuantParams {
+    /// Asymmetric int8 parameters covering `[min, max]` widened to include 0 (TFLite's rule, so
+    /// that 0 — padding, ReLU — is exact). A zero-width range gets scale 1/255.
+    pub fn from_range(min: f32, max: f32) -> Result<QuantParams, QuantError> {
+        if !min.is_finite() || !max.is_finite() || min > max {
+            return Err(QuantError::Calibration(format!(
+                "invalid range [{min}, {max}]"
+            )));
+        }
+        let (min, max) = (min.min(0.0) as f64, max.max(0.0) as f64);
+        let width = max - min;
+        if width <= f32::MIN_POSITIVE as f64 * 255.0 {
+            return Ok(QuantParams {
+                scale: 1.0 / 255.0,
+                zero_point: -128,
+            });
+        }
+        let scale = (width / 255.0) as f32;
+        let zp = (-128.0 - min / scale as f64).round().clamp(-128.0, 127.0) as i32;
+        Ok(QuantParams {
+            scale,
+            zero_point: zp,
+        })
+    }
+
+    /// `clamp(round(v / scale) + zero_point, −128, 127)`.
+    pub fn quantize(&self, v: f64) -> i32 {
+        ((v / self.scale as f64).round() + self.zero_point as f64).clamp(-128.0, 127.0) as i32
+    }
+
+    pub fn dequantize(&self, q: i32) -> f64 {
+        self.scale as f64 * (q - self.zero_point) as f64
+    }
+}
+
+/// One plan layer in int8. Global average pooling has no weights, bias or multipliers and
+/// the same input and output parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuantLayer {
+    /// Weights in the float kernels' layout: conv `[out][kernel][in]`, dense `[out][in]`.
+    pub weights: Vec<i8>,
+    /// Per output channel, at scale `input.scale · weight_scales[c]`.
+    pub bias: Vec<i32>,
+    pub weight_scales: Vec<f32>,
+    /// Per output channel, from [`quantize_multiplier`].
+    pub multiplier: Vec<i32>,
+    pub shift: Vec<i32>,
+    pub input: QuantParams,
+    pub output: QuantParams,
+    /// The output clamp (the fused ReLU raises the lower end to the zero point).
+    pub act_min: i32,
+    pub act_max: i32,
+    /// Largest `|accumulator|` any input can produce, per output channel.
+    pub acc_bound: Vec<i64>,
+}
+
+/// Where the int8 tensors live: the float plan's buffers with one byte per element, placed by
+/// the same rule (even-numbered buffers at offset 0, odd ones flush against the end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Int8Arena {
+    pub bytes: usize,
+    /// Per plan layer: byte offset of its input / output in the arena (`None`: the caller's
+    /// input bytes or the logits).
+    pub input: Vec<Option<usize>>,
+    pub output: Vec<Option<usize>>,
+}
+
+/// Place the plan's intermediate tensors as int8 in one arena.
+pub fn int8_arena(plan: &Plan) -> Int8Arena {
+    // The plan's arena buffers, in order: the outputs of every layer but the last.
+    let sizes: Vec<usize> = plan
+        .layers
+        .iter()
+        .filter_map(|l| match l.output {
+            Buffer::Arena { elements, .. } => Some(elements),
+            _ => None,
+        })
+        .collect();
+    let bytes = (0..sizes.len())
+        .map(|i| sizes[i] + sizes.get(i + 1).copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let place = |i: usize| if i % 2 == 0 { 0 } else { bytes - sizes[i] };
+    let (mut input, mut output) = (Vec::new(), Vec::new());
+    let mut k = 0usize;
+    for l in &plan.layers {
+        input.push(match l.input {
+            Buffer::Arena { .. } => Some(place(k - 1)),
+            _ => None,
+        });
+        output.push(match l.output {
+            Buffer::Arena { .. } => {
+                k += 1;
+                Some(place(k - 1))
+            }
+            _ => None,
+        });
+    }
+    Int8Arena {
+        bytes,
+        input,
+        output,
+    }
+}
+
+/// A quantized network: the float plan (shapes, layer order), its int8 constants and the int8
+/// arena.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuantLowered {
+    pub plan: Plan,
+    pub layers: Vec<QuantLayer>,
+    pub arena: Int8Arena,
+}
+
+impl QuantLowered {
+    /// Parameters of the logits (the dense layer's int8 output).
+    pub fn output_params(&self) -> QuantParams {
+        self.layers.last().expect("a plan has layers").output
+    }
+}
+
+/// Quantize a lowered network with calibrated activation ranges.
+pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowered, QuantError> {
+    let plan = &lowered.plan;
+    if ranges.layers.len() != plan.layers.len() {
+        return Err(QuantError::Calibration(format!(
+            "{} ranges for {} layers",
+            ranges.layers.len(),
+            plan.layers.len()
+        )));
+    }
+    let mut input = INPUT_PARAMS;
+    let mut layers = Vec::with_capacity(plan.layers.len());
+    for ((layer, consts), &(lo, hi)) in plan.layers.iter().zip(&lowered.layers).zip(&ranges.layers)
+    {
+        let err = |msg: String| QuantError::Layer {
+            layer: layer.name.clone(),
+            msg,
+        };
+        let q = match &layer.op {
+            Op::GlobalAvgPool { .. } => QuantLayer {
+                weights: Vec::new(),
+                bias: Vec::new(),
+                weight_scales: Vec::new(),
+                multiplier: Vec::new(),
+                shift: Vec::new(),
+                input,
+                output: input,
+                act_min: -128,
+                act_max: 127,
+                acc_bound: Vec::new(),
+            },
+            Op::Conv(_) | Op::Dense { .. } => {
+                let relu = matches!(layer.op, Op::Conv(_));
+                let output = QuantParams::from_range(lo, hi).map_err(|e| err(e.to_string()))?;
+                let channels = consts.bias.len();
+                let row = consts.weights.len() / channels.max(1);
+                let (mut weights, mut bias, mut scales, mut mult, mut shift, mut bound) = (
+                    Vec::with_capacity(consts.weights.len()),
+                    Vec::with_capacity(channels),
+                    Vec::with_capacity(channels),
+                    Vec::with_capacity(channels),
+                    Vec::with_capacity(channels),
+                    Vec::with_capacity(channels),
+                );
+                // |x − zp_in| for any int8 x.
+                let x_max = (127 - input.zero_point).max(input.zero_point + 128) as i64;
+                for c in 0..channels {
+                    let w = &consts.weights[c * row..(c + 1) * row];
+                    let b = consts.bias[c] as f64;
+                    let wmax = w.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+                    let s_in = input.scale as f64;
+                    let mut s_w = (wmax / 127.0).max(b.abs() / (s_in * MAX_BIAS));
+                    if s_w == 0.0 {
+                        s_w = 1.0 / 127.0; // an all-zero channel: any scale represents it
+                    }
+                    let s_w = s_w as f32;
+                    let wq: Vec<i8> = w
+                        .iter()
+                        .map(|&v| (v as f64 / s_w as f64).round().clamp(-127.0, 127.0) as i8)
+                        .collect();
+                    let bq = (b / (s_in * s_w as f64)).round().clamp(-MAX_BIAS, MAX_BIAS) as i32;
+                    let m = s_in * s_w as f64 / output.scale as f64;
+                    let (m0, sh) = quantize_multiplier(m).map_err(|e| err(e.to_string()))?;
+                    let acc_bound = bq.unsigned_abs() as i64
+                        + x_max * wq.iter().map(|&v| (v as i64).abs()).sum::<i64>();
+                    let (lsh, _, _) = fast_shifts(sh);
+                    if acc_bound >= 1i64 << (31 - lsh) {
+                        return Err(err(format!(
+                            "channel {c}: accumulators up to {acc_bound} with requantization \
+                             multiplier {m:.3e} overflow 32 bits in the kernels"
+                        )));
+                    }
+                    weights.extend(wq);
+                    bias.push(bq);
+                    scales.push(s_w);
+                    mult.push(m0);
+                    shift.push(sh);
+                    bound.push(acc_bound);
+                }
+                if relu && output.zero_point != -128 {
+                    // Cannot happen: a ReLU output's range starts at 0.
+                    return Err(err(format!(
+                        "a ReLU output has zero point {} (expected -128)",
+                        output.zero_point
+                    )));
+                }
+                QuantLayer {
+                    weights,
+                    bias,
+                    weight_scales: scales,
+                    multiplier: mult,
+                    shift,
+                    input,
+                    output,
+                    act_min: if relu {
+                        output.zero_point.max(-128)
+                    } else {
+                        -128
+                    },
+                    act_max: 127,
+                    acc_bound: bound,
+                }
+            }
+        };
+        input = q.output;
+        layers.push(q);
+    }
+    Ok(QuantLowered {
+        plan: plan.clone(),
+        layers,
+        arena: int8_arena(plan),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codegen::lower_weights;
+    use crate::net::NetSpec;
+    use crate::quant::{calibrate, CalibrationMethod};
+    use crate::weights::Weights;
+
+    #[test]
+    fn params_from_ranges() {
+        let p = QuantParams::from_range(0.0, 2.55).unwrap();
+        assert_eq!(p.zero_point, -128);
+        assert!((p.scale - 0.01).abs() < 1e-7);
+        assert_eq!(p.quantize(0.0), -128);
+        assert_eq!(p.quantize(2.55), 127);
+        assert_eq!(p.quantize(100.0), 127);
+        // A range straddling 0: 0 is exactly representable.
+        let p = QuantParams::from_range(-1.0, 3.0).unwrap();
+        assert_eq!(p.dequantize(p.zero_point), 0.0);
+        assert_eq!(p.zero_point, -64);
+        // A range entirely above 0 is widened to 0.
+        assert_eq!(QuantParams::from_range(1.0, 2.0).unwrap().zero_point, -128);
+        // Degenerate ranges are usable; invalid ones are errors.
+        assert_eq!(
+            QuantParams::from_range(0.0, 0.0).unwrap().scale,
+            1.0 / 255.0
+        );
+        assert!(QuantParams::from_range(f32::NAN, 1.0).is_err());
+        assert!(QuantParams::from_range(2.0, 1.0).is_err());
+    }
+
+    #[test]
+    fn int8_arena_is_the_float_plan_in_bytes() {
+        let spec = NetSpec::smart_start(784, 12);
+        let plan = crate::net::plan::lower(&spec).unwrap();
+        let a = int8_arena(&plan);
+        assert_eq!(a.bytes * crate::net::plan::ELEM_BYTES, plan.arena_bytes);
+        assert_eq!(a.bytes, 5292 + 1824);
+        assert_eq!(a.input[0], None);
+        assert_eq!(a.output[0], Some(0));
+        assert_eq!(a.input[1], Some(0));
+        assert_eq!(a.output[1], Some(5292));
+        assert_eq!(a.output[3], None);
+    }
+
+    #[test]
+    fn quantized_smart_start_is_consistent() {
+        let spec = NetSpec::smart_start(784, 12);
+        let low = lower_weights(&spec, &Weights::random(&spec, 5)).unwrap();
+        let ds = crate::data::synthetic(30, 784, 12, 1);
+        let r = calibrate(
+            &low,
+            (0..ds.n()).map(|i| ds.sample(i)),
+            CalibrationMethod::MinMax,
+        )
+        .unwrap();
+        let q = quantize(&low, &r).unwrap();
+        assert_eq!(q.layers[0].input, INPUT_PARAMS);
+        for (l, k) in q.layers.iter().zip(&low.layers) {
+            assert_eq!(l.weights.len(), k.weights.len());
+            assert_eq!(l.bias.len(), k.bias.len());
+            // Dequantized weights within half a step of the floats.
+            let row = k.weights.len() / k.bias.len().max(1);
+            for (i, (&wq, &w)) in l.weights.iter().zip(&k.weights).enumerate() {
+                let s = l.weight_scales[i / row];
+                assert!((wq as f32 * s - w).abs() <= 0.5001 * s);
+            }
+            for &m in &l.multiplier {
+                assert!(m == 0 || (1 << 30..=i32::MAX).contains(&m));
+            }
+        }
+        for w in q.layers.windows(2) {
+            assert_eq!(w[0].output, w[1].input);
+        }
+    }
+
+    #[test]
+    fn mismatched_ranges_are_an_error() {
+        let spec = NetSpec::smart_start(784, 12);
+        let low = lower_weights(&spec, &Weights::random(&spec, 5)).unwrap();
+        let r = crate::quant::Ranges {
+            layers: vec![(0.0, 1.0)],
+            samples: 1,
+        };
+        assert!(quantize(&low, &r).is_err());
+    }
+}
