@@ -22,6 +22,9 @@
 //! Nothing here panics on bad input files: every problem is a [`DataError`] that names the
 //! file (or dataset) and what is wrong with it.
 
+pub mod classes;
+pub mod pcap;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;

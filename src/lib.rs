@@ -19,6 +19,7 @@ pub mod firmware;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod report;
 pub mod search;
 pub mod target;
 pub mod train;
