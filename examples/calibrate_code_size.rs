@@ -13,8 +13,8 @@
 //! (`rustup target add …`). Nothing runs under QEMU.
 
 use anyhow::{bail, Context, Result};
-use nas::arch::{Block, NetSpec, Padding, PoolKind};
 use nas::firmware::{self, Lang, Options, Samples};
+use nas::net::{Block, NetSpec, Padding, PoolKind};
 use nas::weights::Weights;
 
 fn net(blocks: Vec<Block>) -> Result<NetSpec> {
@@ -77,7 +77,7 @@ fn main() -> Result<()> {
                 let mut opts = Options::new(Samples::synthetic(1, 784));
                 opts.emulate = false;
                 opts.lang = lang;
-                let r = firmware::verify(&spec, &weights, &target, &opts)
+                let r = firmware::verify(&spec, &weights, &target, &target.limits(), &opts)
                     .with_context(|| format!("{} on {}", spec.summary(), target.name))?;
                 points.push((r.layers as f64, r.measured.code_bytes as f64));
             }

@@ -20,9 +20,9 @@
 //! (A ours, A Keras, B ours, B Keras, … × `--repeats`), and medians and ratios (ours / Keras)
 //! are reported: the machine is shared and noisy, so only alternated ratios are meaningful.
 
-use crate::arch::{Block, Head, NetSpec, Padding, Pool, PoolKind};
 use crate::data::{self, Dataset, LoadOptions};
-use crate::model;
+use crate::net::{Block, Head, NetSpec, Padding, Pool, PoolKind};
+use crate::train::model;
 use crate::train::{self, TrainConfig};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -203,7 +203,7 @@ pub struct ProxyRun {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct BenchReport {
     pub data: String,
     pub batch: usize,
     pub epochs: usize,
@@ -312,7 +312,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .iter()
         .map(|&arch| summarize(arch, tr.len, tr.classes, &ours, &keras))
         .collect();
-    let report = Report {
+    let report = BenchReport {
         data: a.data.display().to_string(),
         batch: BATCH,
         epochs: a.epochs,
@@ -439,7 +439,7 @@ fn measure_keras(python: &Path, script: &Path, arch: &str, a: &BenchArgs) -> Res
             "the Keras baseline printed no RESULT line (exit {}):\n{}\n{}",
             out.status,
             stdout,
-            tail(&String::from_utf8_lossy(&out.stderr), 2000)
+            crate::util::tail_bytes(&String::from_utf8_lossy(&out.stderr), 2000)
         );
     };
     let fields: BTreeMap<String, String> = line
@@ -463,14 +463,6 @@ fn measure_keras(python: &Path, script: &Path, arch: &str, a: &BenchArgs) -> Res
         test_wf1: num("test_wf1")?,
         fields,
     })
-}
-
-fn tail(s: &str, n: usize) -> &str {
-    let start = s.len().saturating_sub(n);
-    let start = (start..s.len())
-        .find(|&i| s.is_char_boundary(i))
-        .unwrap_or(s.len());
-    &s[start..]
 }
 
 fn measure_proxy(tr: &Dataset, epochs: usize, seed: u64) -> Result<ProxyRun> {
@@ -547,26 +539,12 @@ fn summarize(
 }
 
 /// Multiply-accumulates and parameters of a spec (conv, BN and dense; for the table only).
+/// MACs and Keras parameters of a reference network, from the plan the cost model uses.
 fn count(spec: &NetSpec) -> (u64, u64) {
-    let Ok(shapes) = spec.shapes() else {
-        return (0, 0);
-    };
-    let (mut macs, mut params) = (0u64, 0u64);
-    for (b, s) in spec.blocks.iter().zip(&shapes) {
-        let per_out = (s.in_channels * b.kernel) as u64;
-        macs += per_out * (b.filters * s.conv_len) as u64;
-        params += per_out * b.filters as u64 + b.filters as u64;
-        if b.batch_norm {
-            params += 4 * b.filters as u64;
-        }
-    }
-    let ch = spec.head_channels() as u64;
-    macs += ch * spec.classes as u64;
-    params += ch * spec.classes as u64 + spec.classes as u64;
-    (macs, params)
+    crate::net::plan::lower(spec).map_or((0, 0), |p| (p.macs(), p.keras_params()))
 }
 
-fn print_table(r: &Report) {
+fn print_table(r: &BenchReport) {
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     let x = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
     println!();

@@ -182,7 +182,7 @@ impl Calibration {
 
 /// Everything the harness reported.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
+pub struct HarnessOutput {
     pub samples: usize,
     pub input_len: usize,
     pub classes: usize,
@@ -200,7 +200,7 @@ fn hex(tok: Option<&str>, what: &str) -> Result<u64> {
 }
 
 /// Parse the `@nas` lines of a run; fail with the run's output when it did not end cleanly.
-pub fn parse(run: &QemuRun) -> Result<Report> {
+pub fn parse(run: &QemuRun) -> Result<HarnessOutput> {
     let tail = || {
         let lines: Vec<&str> = run.output.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
@@ -302,7 +302,7 @@ pub fn parse(run: &QemuRun) -> Result<Report> {
             inferences.len()
         );
     }
-    Ok(Report {
+    Ok(HarnessOutput {
         samples,
         input_len,
         classes,

@@ -1,32 +1,29 @@
 //! `nas`: hardware-aware neural architecture search for microcontrollers.
 //!
-//! The stages, in the order data flows through them:
-//! - [`data`]: IDX datasets, stratified splits and folds.
-//! - [`arch`]: [`arch::NetSpec`], the architecture every other stage derives from.
-//! - [`target`]: MCU profiles and their budgets.
-//! - [`plan`] and [`cost`]: the lowering shared by the cost model and the code generator.
+//! The stages, in the order data flows through them (one folder or file each):
+//! - [`data`]: IDX datasets, stratified splits and folds, the synthetic demo set.
+//! - [`net`]: [`net::NetSpec`] (the architecture every other stage derives from), shapes, the
+//!   [`net::plan::Plan`] shared by the cost model and the code generator, and the cost model.
+//! - [`target`]: MCU profiles and their budgets ([`target::Limits`]).
 //! - [`weights`]: trained parameters as plain named tensors.
+//! - [`train`]: the burn model, the training loop and the metrics.
+//! - [`search`]: the evolutionary search and its resumable run directory.
+//! - [`codegen`]: the C and `no_std` Rust kernels, and the host reference they must equal.
+//! - [`firmware`], [`elf`], [`emulate`]: cross-compiled firmware, its ELF, QEMU runs.
+//! - [`bench`]: training and inference throughput against the Keras yardstick.
+//! - [`cli`]: every command-line argument and everything printed; `main.rs` only calls it.
 
-pub mod arch;
 pub mod bench;
 pub mod cli;
 pub mod codegen;
-pub mod cost;
 pub mod data;
 pub mod elf;
 pub mod emulate;
 pub mod firmware;
-pub mod metrics;
-pub mod model;
-pub mod plan;
+pub mod net;
 pub mod report;
 pub mod search;
 pub mod target;
 pub mod train;
 pub mod util;
 pub mod weights;
-
-/// The error a command returns while its stage is still being built (exit status 2).
-#[derive(Debug, thiserror::Error)]
-#[error("`nas {0}` is not implemented yet")]
-pub struct NotYetImplemented(pub &'static str);

@@ -1,4 +1,5 @@
-//! Small helpers shared by the stages: atomic file writes and JSON files.
+//! Small helpers shared by the stages: atomic file writes, JSON files, the tail of a tool's
+//! output.
 
 use anyhow::{Context, Result};
 use serde::{de::DeserializeOwned, Serialize};
@@ -41,4 +42,19 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+}
+
+/// The last `lines` lines of a tool's output, for error messages.
+pub fn tail_lines(text: &str, lines: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The last (at most) `bytes` bytes of a text, cut at a character boundary.
+pub fn tail_bytes(s: &str, bytes: usize) -> &str {
+    let start = s.len().saturating_sub(bytes);
+    let start = (start..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
+    &s[start..]
 }

@@ -5,7 +5,7 @@
 //! `bn{i}.gamma`, `bn{i}.beta`, `bn{i}.mean`, `bn{i}.var` `[out]`, and the head
 //! `dense.weight` `[in, classes]`, `dense.bias` `[classes]`. Files are safetensors (float32).
 
-use crate::arch::NetSpec;
+use crate::net::NetSpec;
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;

@@ -6,11 +6,11 @@
 //! tests, `arm-none-eabi-gcc` and the `thumbv7em-none-eabihf` Rust target. Each test says how to
 //! get what it misses instead of skipping.
 
-use nas::arch::{Block, NetSpec, Padding, PoolKind};
 use nas::codegen::{
     argmax, generate_c, generate_rust, lower_weights, reference_logits, reference_logits_f32,
     sanitize_identifier, write_files, Lowered, Provenance,
 };
+use nas::net::{Block, NetSpec, Padding, PoolKind};
 use nas::weights::Weights;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -486,7 +486,7 @@ fn generated_kernels_match_reference_and_burn() {
 
     // burn: the same weights through the trainer's model.
     for c in &cases {
-        let burn = nas::model::infer_logits(&c.spec, &c.weights, &samples, n).unwrap();
+        let burn = nas::train::model::infer_logits(&c.spec, &c.weights, &samples, n).unwrap();
         let k = c.spec.classes;
         let mut worst = 0.0f32;
         for s in 0..n {
@@ -530,7 +530,8 @@ fn generated_kernels_match_reference_and_burn() {
     let all_file = tmp.path().join("all.bin");
     std::fs::write(&all_file, all).unwrap();
     let t0 = std::time::Instant::now();
-    let burn = nas::model::infer_logits(&cases[0].spec, &cases[0].weights, all, n_all).unwrap();
+    let burn =
+        nas::train::model::infer_logits(&cases[0].spec, &cases[0].weights, all, n_all).unwrap();
     let burn_ns = t0.elapsed().as_nanos() as f64 / n_all as f64;
     let burn_pred: Vec<u32> = burn.chunks(12).map(|l| argmax(l) as u32).collect();
     let accuracy = |p: &[u32]| {
@@ -675,7 +676,7 @@ fn c_kernel_cross_compiles_for_cortex_m4() {
             let sec = file.section_by_index(sym.section_index().unwrap()).unwrap();
             (sym.size(), sec.name().unwrap().to_string())
         };
-        let plan = nas::plan::lower(&spec).unwrap();
+        let plan = nas::net::plan::lower(&spec).unwrap();
         let (size, sec) = section_of("model_arena");
         assert_eq!(size as usize, plan.arena_bytes, "arena symbol size");
         assert!(sec.starts_with(".bss") || sec == "COMMON", "arena in {sec}");
@@ -823,11 +824,14 @@ fn export_cli() {
     std::fs::write(run.join("best/spec.json"), spec.to_json()).unwrap();
     w.save(&run.join("best/weights.safetensors")).unwrap();
 
+    // A spec and its weights, without a run: the footprint is for the default target.
     let out_c = tmp.path().join("out-c");
     let stdout = run_ok(
         Command::new(exe)
-            .args(["export", "--lang", "c", "--run"])
-            .arg(&run)
+            .args(["export", "--lang", "c", "--net"])
+            .arg(run.join("best/spec.json"))
+            .arg("--weights")
+            .arg(run.join("best/weights.safetensors"))
             .arg("--out")
             .arg(&out_c),
         "nas export --lang c",
@@ -908,14 +912,16 @@ fn export_cli() {
             "c",
             "--out",
             o,
-            "--run",
-            run.to_str().unwrap(),
+            "--net",
+            run.join("best/spec.json").to_str().unwrap(),
+            "--weights",
+            run.join("best/weights.safetensors").to_str().unwrap(),
             "--name",
             ";;",
         ],
         "invalid --name",
     );
-    std::fs::remove_file(run.join("best/weights.safetensors")).unwrap();
+    // A directory with a model but no run configuration is not taken for a run.
     fails(
         &[
             "export",
@@ -925,6 +931,21 @@ fn export_cli() {
             o,
             "--run",
             run.to_str().unwrap(),
+        ],
+        "neither a search run",
+    );
+    std::fs::remove_file(run.join("best/weights.safetensors")).unwrap();
+    fails(
+        &[
+            "export",
+            "--lang",
+            "c",
+            "--out",
+            o,
+            "--net",
+            run.join("best/spec.json").to_str().unwrap(),
+            "--weights",
+            run.join("best/weights.safetensors").to_str().unwrap(),
         ],
         "weights.safetensors",
     );
@@ -1038,7 +1059,7 @@ int main(int argc, char **argv)
     let spec =
         NetSpec::from_json(&std::fs::read_to_string(run.join("best/spec.json")).unwrap()).unwrap();
     let w = Weights::load(&run.join("best/weights.safetensors")).unwrap();
-    let burn = nas::model::infer_logits(&spec, &w, samples, labels.len()).unwrap();
+    let burn = nas::train::model::infer_logits(&spec, &w, samples, labels.len()).unwrap();
     let burn_pred: Vec<u8> = burn.chunks(spec.classes).map(|l| argmax(l) as u8).collect();
     let differ = pred.iter().zip(&burn_pred).filter(|(a, b)| a != b).count();
     assert_eq!(differ, 0, "{differ} C predictions differ from burn's");

@@ -31,6 +31,8 @@ fn quick(out: &Path) -> Vec<String> {
         "3",
         "--batch-size",
         "32",
+        "--final-epochs",
+        "2",
         "--out",
         out.to_str().unwrap(),
         "--quiet",
@@ -113,9 +115,40 @@ fn two_generation_search_writes_a_complete_run() {
         "record.json",
         "cost.json",
         "test.json",
+        "final.json",
     ] {
         assert!(run.join("best").join(f).is_file(), "best/{f} missing");
     }
+    // The delivered model is the winner after final training: proxy and final figures side
+    // by side, and best/ holds the final weights, not the candidate's.
+    let delivered = &summary["delivered"];
+    let winner = summary["winner"]["id"].as_str().unwrap();
+    assert_eq!(delivered["candidate"], winner);
+    assert_eq!(
+        delivered["proxy_val"]["accuracy"],
+        summary["winner"]["val"]["accuracy"]
+    );
+    assert!(delivered["val"]["accuracy"].as_f64().is_some());
+    assert_eq!(delivered["epochs_run"], 2);
+    assert_eq!(delivered["train"]["batch_size"], 64);
+    let bytes = |p: &Path| std::fs::read(p).unwrap();
+    assert_eq!(
+        bytes(&run.join("best/weights.safetensors")),
+        bytes(&run.join("final").join(winner).join("weights.safetensors"))
+    );
+    assert_ne!(
+        bytes(&run.join("best/weights.safetensors")),
+        bytes(
+            &run.join("candidates")
+                .join(winner)
+                .join("weights.safetensors")
+        )
+    );
+    let text = std::fs::read_to_string(run.join("summary.txt")).unwrap();
+    assert!(
+        text.contains("proxy validation") && text.contains("final validation"),
+        "{text}"
+    );
     for id in ["g000-c00", "g001-c00", "g001-c01", "g002-c00", "g002-c01"] {
         let d = run.join("candidates").join(id);
         for f in [
@@ -387,4 +420,78 @@ fn a_torn_event_line_costs_only_itself() {
         .collect();
     assert_eq!(bad, [&"{\"event\":\"candid".to_string()]);
     assert!(lines.last().unwrap().contains("finished"));
+}
+
+#[test]
+fn train_restores_the_best_epoch_and_writes_a_run_like_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("trained");
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/specs/smart-start.json");
+    let out = ok(nas(&[
+        "train",
+        "--net",
+        spec.to_str().unwrap(),
+        "--data",
+        iscx().to_str().unwrap(),
+        "--limit-per-class",
+        "40",
+        "--epochs",
+        "6",
+        "--patience",
+        "2",
+        "--steps-per-epoch",
+        "4",
+        "--batch-size",
+        "32",
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+    ]
+    .map(String::from)));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rec = &s["record"];
+    let history = rec["history"].as_array().unwrap();
+    let best = rec["best_epoch"].as_u64().unwrap() as usize;
+    assert_eq!(history.len(), rec["epochs_run"].as_u64().unwrap() as usize);
+    // The delivered validation figures are those of the best epoch (lowest validation loss),
+    // not of the last one.
+    let losses: Vec<f64> = history
+        .iter()
+        .map(|e| e["val_loss"].as_f64().unwrap())
+        .collect();
+    let min = losses.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert_eq!(losses[best], min);
+    assert_eq!(rec["val"]["accuracy"], history[best]["val_accuracy"]);
+    assert_eq!(s["test"]["samples"], 3244);
+    // `eval` and `export` take the directory like a run.
+    let eval = ok(nas(
+        &["eval", "--run", dir.to_str().unwrap(), "--json"].map(String::from)
+    ));
+    let e: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(e["test"]["accuracy"], s["test"]["accuracy"]);
+    let c = tmp.path().join("c");
+    ok(nas(&[
+        "export",
+        "--run",
+        dir.to_str().unwrap(),
+        "--lang",
+        "c",
+        "--out",
+        c.to_str().unwrap(),
+    ]
+    .map(String::from)));
+    assert!(c.join("model.c").is_file());
+    // A second training into the same directory is refused.
+    let again = nas(&[
+        "train",
+        "--net",
+        spec.to_str().unwrap(),
+        "--data",
+        iscx().to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]
+    .map(String::from));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a training"));
 }

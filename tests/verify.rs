@@ -5,8 +5,8 @@
 //! the profiles' Rust targets (`rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi`;
 //! a test tries that once itself and fails with the command when it does not work).
 
-use nas::arch::{Block, NetSpec, Padding, PoolKind};
-use nas::firmware::{self, Lang, Options, Report, RustKernel, RustLib, Samples};
+use nas::firmware::{self, KernelReport, Lang, Options, RustKernel, RustLib, Samples};
+use nas::net::{Block, NetSpec, Padding, PoolKind};
 use nas::weights::Weights;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,7 +129,7 @@ fn size_tool(elf: &Path) -> (SizeSections, (u64, u64, u64)) {
 
 /// Build, measure and run one network on one target, and check everything the issue asks for.
 /// Returns the report and the worst estimate error (percent, absolute).
-fn check(spec: &NetSpec, target: &str, seed: u64, samples: usize) -> (Report, f64) {
+fn check(spec: &NetSpec, target: &str, seed: u64, samples: usize) -> (KernelReport, f64) {
     check_kernel(spec, target, seed, samples, None)
 }
 
@@ -142,7 +142,7 @@ fn check_kernel(
     seed: u64,
     samples: usize,
     rust_lib: Option<Arc<RustLib>>,
-) -> (Report, f64) {
+) -> (KernelReport, f64) {
     require_tools();
     let target = nas::target::resolve(target).unwrap();
     let weights = Weights::random(spec, seed);
@@ -154,7 +154,7 @@ fn check_kernel(
         opts.rust_lib = Some(lib);
     }
     let lang = opts.lang;
-    let r = firmware::verify(spec, &weights, &target, &opts).unwrap();
+    let r = firmware::verify(spec, &weights, &target, &target.limits(), &opts).unwrap();
     assert_eq!(r.lang, lang);
     let what = format!(
         "{} kernel {} on {}",
@@ -226,7 +226,11 @@ fn check_kernel(
     );
 
     // 2. The arena symbol is exactly the cost model's arena.
-    let cost = nas::cost::cost(&nas::plan::lower(spec).unwrap(), &target, &target.limits());
+    let cost = nas::net::cost::cost(
+        &nas::net::plan::lower(spec).unwrap(),
+        &target,
+        &target.limits(),
+    );
     assert_eq!(r.breakdown.arena_bytes, cost.arena_bytes, "{what}: arena");
     assert_eq!(
         r.breakdown.weights_bytes, cost.weights_bytes,
@@ -328,8 +332,29 @@ fn stm32g071rb_soft_float() {
     eprintln!("stm32g071rb: worst estimate error {worst:.2} %");
 }
 
+/// A directory like `nas train` writes, for the F401RE: its configuration, and the spec with
+/// random weights as its delivered model.
 fn write_run(dir: &Path, spec: &NetSpec, seed: u64) {
+    use nas::search::rundir::{TrainRunConfig, TRAIN_CONFIG};
+    let target = nas::target::resolve("stm32f401re").unwrap();
+    let cfg = TrainRunConfig {
+        tool_version: "tests/verify.rs".into(),
+        limits: target.limits(),
+        target,
+        data: nas::search::DataSource::Synthetic { seed },
+        seed,
+        spec: spec.clone(),
+        train: nas::train::TrainConfig::delivery(),
+        val_fraction: 0.11,
+        metric: nas::search::Metric::WeightedF1,
+        init: None,
+    };
     std::fs::create_dir_all(dir.join("best")).unwrap();
+    std::fs::write(
+        dir.join(TRAIN_CONFIG),
+        serde_json::to_string_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
     std::fs::write(dir.join("best/spec.json"), spec.to_json()).unwrap();
     Weights::random(spec, seed)
         .save(&dir.join("best/weights.safetensors"))
@@ -371,7 +396,7 @@ fn over_budget_model_fails_naming_region_and_overflow() {
         .parse()
         .unwrap();
     // The overflow is the image's RAM over the chip's: arena + harness + stack reservation.
-    let arena = nas::plan::lower(&spec).unwrap().arena_bytes as u64;
+    let arena = nas::net::plan::lower(&spec).unwrap().arena_bytes as u64;
     assert!(
         over > arena - 98_304 && over < arena - 98_304 + 8_192,
         "{over} vs arena {arena}"
@@ -384,7 +409,7 @@ fn over_budget_model_fails_naming_region_and_overflow() {
         Block::new(28, 3, 1, Padding::Same),
         Block::new(6, 3, 4, Padding::Same),
     ]);
-    let arena = nas::plan::lower(&spec).unwrap().arena_bytes as u64;
+    let arena = nas::net::plan::lower(&spec).unwrap().arena_bytes as u64;
     assert_eq!(arena, 92_512);
     let dir = tempfile::tempdir().unwrap();
     write_run(dir.path(), &spec, 6);
@@ -542,7 +567,7 @@ fn require_rust_target(rust_target: &str) {
 /// Build one staticlib holding every `(spec, seed)` of a target as kernels `k0`, `k1`, … (one
 /// cargo build for all of them), then verify each one's firmware as [`check_kernel`] does, and
 /// check that it computes what the C kernel computes, bit for bit.
-fn check_rust(target: &str, nets: &[(NetSpec, u64)], samples: usize) -> Vec<Report> {
+fn check_rust(target: &str, nets: &[(NetSpec, u64)], samples: usize) -> Vec<KernelReport> {
     require_tools();
     let t = nas::target::resolve(target).unwrap();
     require_rust_target(&t.toolchain.rust_target);
@@ -572,7 +597,7 @@ fn check_rust(target: &str, nets: &[(NetSpec, u64)], samples: usize) -> Vec<Repo
             assert_eq!(&r.kernel, name);
             assert_eq!(r.rust.as_ref().unwrap().kernels_in_library, nets.len());
             // The arena symbol is the crate's `ARENA_BYTES`, the plan's arena.
-            let arena = nas::plan::lower(spec).unwrap().arena_bytes as u64;
+            let arena = nas::net::plan::lower(spec).unwrap().arena_bytes as u64;
             let sym = r.image.symbol(&format!("{name}_arena")).unwrap();
             assert_eq!(
                 (sym.size, r.breakdown.arena_bytes),

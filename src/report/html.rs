@@ -93,7 +93,7 @@ pub fn render(r: &RunReport, figures: &[Figure]) -> String {
         };
         row("candidate", esc(&format!("{}: {}", rec.id, rec.summary)));
         row(
-            "validation",
+            "validation (proxy)",
             format!(
                 "accuracy {} · weighted F1 {} · macro F1 {}",
                 pct(rec.val.accuracy),
@@ -101,6 +101,23 @@ pub fn render(r: &RunReport, figures: &[Figure]) -> String {
                 pct(rec.val.macro_f1)
             ),
         );
+        if let Some(f) = &w.final_training {
+            row(
+                "final training",
+                format!(
+                    "validation accuracy {} · weighted F1 {} after {} epochs (best {}){}",
+                    pct(f.val.accuracy),
+                    pct(f.val.weighted_f1),
+                    f.epochs_run,
+                    f.best_epoch + 1,
+                    if f.warm_start {
+                        ", from the proxy weights"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
         row(
             "test (used once)",
             match &w.test {

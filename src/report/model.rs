@@ -1,10 +1,10 @@
 //! The report's data, read from a run directory. Everything plotted comes from here, and
 //! `nas report --format json` prints exactly this.
 
-use crate::cost::Cost;
-use crate::metrics::Metrics;
-use crate::search::{self, MeasuredFootprint, Record, Summary};
+use crate::net::cost::Cost;
+use crate::search::{self, MeasuredFootprint, Record, RunSummary};
 use crate::target::Limits;
+use crate::train::metrics::Metrics;
 use crate::util::read_json;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -127,7 +127,10 @@ pub struct LatencyModel {
 /// The winner: its record, cost, test metrics and training history.
 #[derive(Debug, Clone, Serialize)]
 pub struct Winner {
+    /// The search candidate (its proxy training).
     pub record: Record,
+    /// The delivered model's final training, when the run gave it one (`best/final.json`).
+    pub final_training: Option<search::FinalRecord>,
     pub cost: Cost,
     /// Metrics on the test split (used once, at the end of a complete run).
     pub test: Option<Metrics>,
@@ -319,7 +322,7 @@ pub fn load(dir: &Path) -> Result<RunReport> {
     };
 
     let winner = load_winner(dir, cfg.target.code_size.per_layer_bytes)?;
-    let summary: Option<Summary> = {
+    let summary: Option<RunSummary> = {
         let p = dir.join("summary.json");
         if p.is_file() {
             Some(read_json(&p)?)
@@ -418,7 +421,8 @@ fn read_rejections(dir: &Path) -> Result<Vec<Rejections>> {
     }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out: std::collections::BTreeMap<usize, Rejections> = Default::default();
+    // One event per (generation, index): a resumed run logs its regenerated children again.
+    let mut per_child: std::collections::BTreeMap<(usize, usize), Rejections> = Default::default();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -426,9 +430,14 @@ fn read_rejections(dir: &Path) -> Result<Vec<Rejections>> {
         if v.get("event").and_then(|e| e.as_str()) != Some("rejected") {
             continue;
         }
+        let index = v.get("index").and_then(|i| i.as_u64()).unwrap_or(0) as usize;
         let Ok(r) = serde_json::from_value::<Rejections>(v) else {
             continue;
         };
+        per_child.insert((r.generation, index), r);
+    }
+    let mut out: std::collections::BTreeMap<usize, Rejections> = Default::default();
+    for r in per_child.into_values() {
         let e = out.entry(r.generation).or_insert_with(|| Rejections {
             generation: r.generation,
             ..Default::default()
@@ -449,13 +458,19 @@ fn load_winner(dir: &Path, code_per_layer: u64) -> Result<Option<Winner>> {
     }
     let record: Record = read_json(&rec_path)?;
     let cost: Cost = read_json(&best.join("cost.json"))?;
+    let final_path = best.join(search::rundir::FINAL_RECORD);
+    let final_training = if final_path.is_file() {
+        Some(read_json(&final_path)?)
+    } else {
+        None
+    };
     let test_path = best.join("test.json");
     let test: Option<Metrics> = if test_path.is_file() {
         Some(read_json(&test_path)?)
     } else {
         None
     };
-    let elem = crate::plan::ELEM_BYTES as u64;
+    let elem = crate::net::plan::ELEM_BYTES as u64;
     let layers = cost
         .layers
         .iter()
@@ -481,6 +496,7 @@ fn load_winner(dir: &Path, code_per_layer: u64) -> Result<Option<Winner>> {
     Ok(Some(Winner {
         arena_bytes: cost.arena_bytes,
         record,
+        final_training,
         cost,
         test,
         layers,

@@ -521,8 +521,25 @@ fn arena(w: &Winner) -> Result<Figure> {
     })
 }
 
+/// The history the training figure shows: the delivered model's final training when it had
+/// one, else the candidate's proxy training.
+pub fn shown_history(w: &Winner) -> (&[crate::train::EpochLog], &'static str, usize) {
+    match &w.final_training {
+        Some(f) => (
+            &f.history,
+            "final training of the delivered model",
+            f.best_epoch,
+        ),
+        None => (
+            &w.record.history,
+            "proxy training of the candidate",
+            w.record.best_epoch,
+        ),
+    }
+}
+
 fn training(w: &Winner) -> Result<Figure> {
-    let h = &w.record.history;
+    let (h, which, best_epoch) = shown_history(w);
     let xmax = h.len().max(1) as f64 + 0.5;
     let svg = svg_of((900, 300), |root| {
         let panels = root.split_evenly((1, 3));
@@ -605,9 +622,9 @@ fn training(w: &Winner) -> Result<Figure> {
         id: "fig-training",
         title: "The winner's training".into(),
         caption: format!(
-            "{} epochs (best at epoch {}); losses are mean cross-entropy.",
+            "The {which}: {} epochs (best at epoch {}); losses are mean cross-entropy.",
             h.len(),
-            w.record.best_epoch
+            best_epoch + 1
         ),
         svg,
     })

@@ -66,6 +66,13 @@ fn fixture() -> &'static Fixture {
             "2",
             "--seed",
             "5",
+            // A tight largest-tensor budget, so that some children are rejected.
+            "--max-tensor",
+            "6000",
+            "--final-epochs",
+            "2",
+            "--final-batch-size",
+            "32",
             "--quiet",
         ];
         use clap::Parser;
@@ -90,6 +97,7 @@ fn verify_winner(run: &std::path::Path) {
         &rec.spec,
         &w,
         &r.config.target,
+        &r.config.limits,
         &opts,
         crate::firmware::LangChoice::C,
     )
@@ -202,7 +210,8 @@ fn report_has_every_plot_with_the_runs_series() {
     let trained = recs.iter().filter(|r| r.duplicate_of.is_none()).count();
     let reused = recs.len() - trained;
     let best: Record = crate::util::read_json(&fx.run.join("best/record.json")).unwrap();
-    let cost: crate::cost::Cost = crate::util::read_json(&fx.run.join("best/cost.json")).unwrap();
+    let cost: crate::net::cost::Cost =
+        crate::util::read_json(&fx.run.join("best/cost.json")).unwrap();
 
     let figs = figures_of(html);
     let ids: Vec<&str> = figs.keys().map(|s| s.as_str()).collect();
@@ -228,6 +237,25 @@ fn report_has_every_plot_with_the_runs_series() {
     let p = svg("fig-progress");
     assert_eq!(p.filled_circles(&hex(TRAINED)), trained);
     assert_eq!(p.rings(&hex(REUSED)), reused);
+    // Rejected children: one marker and count per generation that had any.
+    let events = std::fs::read_to_string(fx.run.join("events.jsonl")).unwrap();
+    let mut rejected_gens = std::collections::BTreeSet::new();
+    for line in events.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["event"] == "rejected" {
+            rejected_gens.insert(v["generation"].as_u64().unwrap());
+        }
+    }
+    let marks = p
+        .texts()
+        .iter()
+        .filter(|t| t.ends_with(" rejected"))
+        .count();
+    assert_eq!(marks, rejected_gens.len());
+    assert!(
+        !rejected_gens.is_empty(),
+        "the tight budget rejected no child"
+    );
     assert!(
         p.lines(&hex(PARENT)).contains(&6),
         "parent line: {:?}",
@@ -278,7 +306,9 @@ fn report_has_every_plot_with_the_runs_series() {
 
     // Training curves: one point per epoch of the winner's history.
     let t = svg("fig-training");
-    let epochs = best.history.len();
+    let fin: crate::search::FinalRecord =
+        crate::util::read_json(&fx.run.join("best/final.json")).unwrap();
+    let epochs = fin.history.len();
     assert!(epochs >= 1);
     for c in [TRAIN_LOSS, VAL_LOSS, VAL_ACC, LR] {
         assert!(t.lines(&hex(c)).contains(&epochs), "{:?}", t.lines(&hex(c)));

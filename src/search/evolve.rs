@@ -18,13 +18,7 @@ pub fn measure(spec: &NetSpec, cfg: &RunConfig) -> Result<MeasuredFootprint> {
     let samples = crate::firmware::Samples::synthetic(1, spec.input_len * spec.input_channels);
     let mut opts = crate::firmware::Options::new(samples);
     opts.emulate = false;
-    let mut target = cfg.target.clone();
-    target.budget.max_params = cfg.limits.max_params;
-    target.budget.max_flops = cfg.limits.max_flops;
-    target.budget.max_tensor = cfg.limits.max_tensor;
-    target.budget.max_flash_bytes = Some(cfg.limits.max_flash_bytes);
-    target.budget.max_ram_bytes = Some(cfg.limits.max_ram_bytes);
-    let r = crate::firmware::verify(spec, &weights, &target, &opts)?;
+    let r = crate::firmware::verify(spec, &weights, &cfg.target, &cfg.limits, &opts)?;
     Ok(MeasuredFootprint {
         flash_bytes: r.measured.flash_bytes,
         ram_bytes: r.measured.ram_bytes,
@@ -160,6 +154,23 @@ pub fn feasible_child(
     rng: &mut ChaCha8Rng,
     cfg: &RunConfig,
 ) -> Result<(NetSpec, Cost)> {
+    feasible_child_counted(parent, rng, cfg).map(|(s, c, _)| (s, c))
+}
+
+/// Mutated children a budget rejected before a feasible one was found: how many, and how many
+/// broke each budget (`measured_elf` for the ELF check of `--verify`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Rejections {
+    pub count: usize,
+    pub by_budget: std::collections::BTreeMap<String, usize>,
+}
+
+/// [`feasible_child`], also telling how many children the budgets rejected on the way.
+pub fn feasible_child_counted(
+    parent: &NetSpec,
+    rng: &mut ChaCha8Rng,
+    cfg: &RunConfig,
+) -> Result<(NetSpec, Cost, Rejections)> {
     let mut misses = Misses::default();
     let tries = cfg.max_tries.max(1);
     for _ in 0..tries {
@@ -181,7 +192,16 @@ pub fn feasible_child(
             misses.tries += 1;
             continue;
         }
-        return Ok((child, c));
+        let rejected = Rejections {
+            count: misses.tries,
+            by_budget: misses
+                .by_budget
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0))
+                .chain((misses.measured > 0).then(|| ("measured_elf".to_string(), misses.measured)))
+                .collect(),
+        };
+        return Ok((child, c, rejected));
     }
     bail!(
         "no child of {} fits the budgets after {tries} mutation attempts: {}",
@@ -304,19 +324,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> RunConfig {
-        let args = SearchArgs::try_parse_from_default();
-        build_config(&args).unwrap()
-    }
-
-    impl SearchArgs {
-        fn try_parse_from_default() -> SearchArgs {
-            #[derive(clap::Parser)]
-            struct P {
-                #[command(flatten)]
-                a: SearchArgs,
-            }
-            <P as clap::Parser>::parse_from(["x"]).a
-        }
+        crate::cli::search::default_config()
     }
 
     #[test]

@@ -2,7 +2,13 @@
 //! written atomically so that an interrupted run can be resumed.
 
 use super::*;
+use anyhow::ensure;
 use std::io::{Read, Seek};
+
+/// The run's configuration, relative to the run directory.
+pub const CONFIG: &str = "config.json";
+/// A final training's record, in `final/<id>/` and, for the delivered model, in `best/`.
+pub const FINAL_RECORD: &str = "final.json";
 
 /// The result of one candidate, saved as `record.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,13 +46,17 @@ pub struct Record {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Summary {
+pub struct RunSummary {
     pub run: PathBuf,
     pub target: String,
+    /// The delivered architecture's search candidate (its proxy figures).
     pub winner: Record,
+    /// Its final training (absent when the run delivers the proxy-trained candidate).
+    #[serde(default)]
+    pub delivered: Option<FinalRecord>,
     pub cost: Cost,
-    /// The winner's metrics on the test split (used once, never for selection); absent while
-    /// the run is incomplete.
+    /// The delivered model's metrics on the test split (used once, never for selection);
+    /// absent while the run is incomplete.
     pub test: Option<Metrics>,
     pub candidates: usize,
     pub trained_this_session: usize,
@@ -80,6 +90,9 @@ impl Run {
         let d = self.candidate_dir(id);
         let rec: Record = read_json(&d.join("record.json")).ok()?;
         let w = Weights::load(&d.join("weights.safetensors")).ok()?;
+        // Weights that do not belong to the record's spec (a damaged or edited run) make the
+        // candidate unfinished: it is trained again rather than indexed out of bounds.
+        w.check(&rec.spec).ok()?;
         Some((rec, w))
     }
 
@@ -140,6 +153,49 @@ impl Run {
         write_json(&d.join("record.json"), rec)
     }
 
+    /// Every finished candidate's record, in candidate order.
+    pub fn records(&self) -> Result<Vec<Record>> {
+        let dir = self.dir.join("candidates");
+        let mut v: Vec<Record> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| read_json::<Record>(&e.path().join("record.json")).ok())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(v)
+    }
+
+    pub fn final_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("final").join(id)
+    }
+
+    /// A finished final training of candidate `id`, if its record and weights were written.
+    pub fn load_final(&self, id: &str) -> Option<(FinalRecord, Weights)> {
+        let d = self.final_dir(id);
+        let rec: FinalRecord = read_json(&d.join(FINAL_RECORD)).ok()?;
+        let w = Weights::load(&d.join("weights.safetensors")).ok()?;
+        w.check(&rec.spec).ok()?;
+        Some((rec, w))
+    }
+
+    pub(super) fn save_final(&self, id: &str, rec: &FinalRecord, w: &Weights) -> Result<()> {
+        let d = self.final_dir(id);
+        write_json(&d.join("spec.json"), &rec.spec)?;
+        w.save(&d.join("weights.safetensors"))?;
+        // The record goes last: its presence marks the final training as complete.
+        write_json(&d.join(FINAL_RECORD), rec)
+    }
+
+    /// Put the delivered model in `best/`: the final weights, the candidate's record and the
+    /// final training's record.
+    pub(super) fn save_delivered(&self, d: &Delivered, c: &Cost) -> Result<()> {
+        self.save_best(&d.candidate, &d.weights, c)?;
+        write_json(&self.dir.join("best").join(FINAL_RECORD), &d.record)
+    }
+
     /// The best model recorded in the run: spec, weights and record.
     pub fn best(&self) -> Result<(Record, Weights)> {
         let d = self.dir.join("best");
@@ -151,19 +207,162 @@ impl Run {
     }
 }
 
-/// Open an existing run directory.
-pub fn open_run(dir: &Path) -> Result<Run> {
-    let config: RunConfig = read_json(&dir.join("config.json")).with_context(|| {
-        format!(
-            "{} is not a run directory (no readable config.json)",
+/// How `nas train` was run, saved as `train.json` in its directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainRunConfig {
+    pub tool_version: String,
+    pub target: Target,
+    pub limits: Limits,
+    pub data: DataSource,
+    pub seed: u64,
+    pub spec: NetSpec,
+    pub train: TrainConfig,
+    /// Share of the training split held out (stratified) for early stopping.
+    pub val_fraction: f64,
+    pub metric: Metric,
+    /// Weights training started from, if not a fresh start.
+    pub init: Option<PathBuf>,
+}
+
+impl TrainRunConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.spec.validate()?;
+        self.train.validate()?;
+        ensure!(
+            self.val_fraction.is_finite() && self.val_fraction > 0.0 && self.val_fraction < 1.0,
+            "the validation fraction {} must lie in (0, 1)",
+            self.val_fraction
+        );
+        Ok(())
+    }
+}
+
+/// The configuration of `nas train`, relative to its directory.
+pub const TRAIN_CONFIG: &str = "train.json";
+/// The delivered model's files, relative to a run or training directory.
+pub const BEST_SPEC: &str = "best/spec.json";
+pub const BEST_WEIGHTS: &str = "best/weights.safetensors";
+
+/// A directory holding a delivered model: a search run (`config.json`) or a `nas train`
+/// directory (`train.json`). What `export`, `verify` and `eval` read.
+#[derive(Debug, Clone)]
+pub struct ModelDir {
+    pub dir: PathBuf,
+    pub spec: NetSpec,
+    pub weights: Weights,
+    /// The target and budgets the model was searched or trained for.
+    pub target: Target,
+    pub limits: Limits,
+    /// The data it was trained on, and the seed of the split.
+    pub data: DataSource,
+    pub seed: u64,
+}
+
+impl ModelDir {
+    pub fn open(dir: &Path) -> Result<ModelDir> {
+        ensure!(
+            dir.is_dir(),
+            "run directory {} does not exist",
             dir.display()
-        )
-    })?;
-    Ok(Run {
-        dir: dir.to_path_buf(),
-        config,
-        quiet: true,
-    })
+        );
+        let (target, limits, data, seed) = if dir.join(CONFIG).is_file() {
+            let c = Run::open(dir)?.config;
+            (c.target, c.limits, c.data, c.seed)
+        } else if dir.join(TRAIN_CONFIG).is_file() {
+            let c: TrainRunConfig = read_json(&dir.join(TRAIN_CONFIG))?;
+            c.validate()
+                .with_context(|| format!("invalid {}", dir.join(TRAIN_CONFIG).display()))?;
+            (c.target, c.limits, c.data, c.seed)
+        } else {
+            bail!(
+                "{} is neither a search run ({CONFIG}) nor a training directory ({TRAIN_CONFIG})",
+                dir.display()
+            );
+        };
+        let spec_path = dir.join(BEST_SPEC);
+        ensure!(
+            spec_path.is_file(),
+            "{} has no {BEST_SPEC}: has the search finished a candidate yet?",
+            dir.display()
+        );
+        let spec: NetSpec = read_json(&spec_path)?;
+        spec.validate()
+            .with_context(|| format!("invalid network spec {}", spec_path.display()))?;
+        let weights = Weights::load(&dir.join(BEST_WEIGHTS))?;
+        weights.check(&spec).with_context(|| {
+            format!(
+                "{} does not match {}",
+                dir.join(BEST_WEIGHTS).display(),
+                spec_path.display()
+            )
+        })?;
+        Ok(ModelDir {
+            dir: dir.to_path_buf(),
+            spec,
+            weights,
+            target,
+            limits,
+            data,
+            seed,
+        })
+    }
+}
+
+/// Open an existing run directory. Its configuration goes through the same validation as
+/// command-line arguments, so an edited `config.json` is an error, not a panic later.
+pub fn open_run(dir: &Path) -> Result<Run> {
+    Run::open(dir)
+}
+
+impl Run {
+    /// Open an existing run directory (see [`open_run`]).
+    pub fn open(dir: &Path) -> Result<Run> {
+        ensure!(
+            dir.is_dir(),
+            "run directory {} does not exist",
+            dir.display()
+        );
+        let config: RunConfig = read_json(&dir.join(CONFIG)).with_context(|| {
+            format!(
+                "{} is not a run directory (no readable {CONFIG})",
+                dir.display()
+            )
+        })?;
+        config
+            .validate()
+            .with_context(|| format!("invalid {}", dir.join(CONFIG).display()))?;
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            config,
+            quiet: true,
+        })
+    }
+
+    /// Start a new run in `dir` (created), which must not hold one already.
+    pub fn create(dir: &Path, config: RunConfig) -> Result<Run> {
+        config.validate()?;
+        if dir.join(CONFIG).exists() {
+            bail!(
+                "{} already holds a run; continue it with `nas search --resume {}` or choose another --out",
+                dir.display(),
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+        write_json(&dir.join(CONFIG), &config)?;
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            config,
+            quiet: true,
+        })
+    }
+
+    /// Whether log lines are echoed on the terminal.
+    pub fn quiet(mut self, quiet: bool) -> Run {
+        self.quiet = quiet;
+        self
+    }
 }
 
 /// Load the data a run was configured with.

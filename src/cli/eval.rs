@@ -1,14 +1,15 @@
-//! `nas eval`: a run's winner on the test split.
+//! `nas eval`: a run's delivered model on the test split.
 
-use super::*;
-
-// ---------------------------------------------------------------------------------------------
-// nas eval
-// ---------------------------------------------------------------------------------------------
+use crate::search::rundir::ModelDir;
+use crate::search::{load_data, DataSource};
+use crate::train;
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Run directory written by `nas search`
+    /// Run directory written by `nas search` or `nas train`
     #[arg(long)]
     pub run: PathBuf,
     /// Evaluate on this dataset's test split instead of the run's own data
@@ -19,42 +20,42 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-/// `nas eval`: the winner's test metrics and confusion matrix.
-pub fn eval(a: EvalArgs) -> Result<()> {
-    let run = open_run(&a.run)?;
-    let (rec, w) = run.best()?;
+/// `nas eval`: the delivered model's test metrics and confusion matrix.
+pub fn run(a: EvalArgs) -> Result<()> {
+    let md = ModelDir::open(&a.run)?;
+    let (spec, w) = (&md.spec, &md.weights);
     let source = match &a.data {
         Some(p) => DataSource::Dir {
             path: p.clone(),
             limit_per_class: None,
         },
-        None => run.config.data.clone(),
+        None => md.data.clone(),
     };
-    let splits = load_data(&source, run.config.seed)?;
-    if splits.test.len != rec.spec.input_len {
+    let splits = load_data(&source, md.seed)?;
+    if splits.test.len != spec.input_len {
         bail!(
             "the test samples have length {}, the winner expects {}",
             splits.test.len,
-            rec.spec.input_len
+            spec.input_len
         );
     }
-    if splits.test.classes > rec.spec.classes {
+    if splits.test.classes > spec.classes {
         bail!(
             "the test split has {} classes, the winner was trained for {}",
             splits.test.classes,
-            rec.spec.classes
+            spec.classes
         );
     }
-    let m = train::evaluate(&rec.spec, &w, &splits.test)?;
+    let m = train::evaluate(spec, w, &splits.test)?;
     if a.json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"winner": rec.id, "spec": rec.spec, "test": m})
+                &serde_json::json!({"run": a.run, "spec": spec, "test": m})
             )?
         );
     } else {
-        println!("winner {}: {}", rec.id, rec.summary);
+        println!("{}: {}", a.run.display(), spec.summary());
         println!(
             "test split ({} samples{}): {}",
             m.samples,

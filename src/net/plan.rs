@@ -13,7 +13,7 @@
 //! Tensor layout in the kernel is channels-last (`[len][channels]`), so a conv window over all
 //! input channels is one contiguous run. Conv weights are `[out][kernel][in]`, dense `[out][in]`.
 
-use crate::arch::{NetSpec, PoolKind, SpecError};
+use crate::net::{NetSpec, PoolKind, SpecError};
 use serde::Serialize;
 
 /// Bytes per activation and weight element (float32 kernels).
@@ -116,6 +116,17 @@ impl Layer {
         }
     }
 
+    /// Parameters as Keras counts them: the deployed weights and biases, plus BatchNorm's four
+    /// per-channel vectors (γ, β, moving mean and variance) where one is folded in.
+    pub fn keras_params(&self) -> u64 {
+        let (w, b) = self.deployed_params();
+        let bn = match &self.op {
+            Op::Conv(c) if c.batch_norm => 4 * c.out_channels,
+            _ => 0,
+        };
+        (w + b + bn) as u64
+    }
+
     /// Multiply-accumulates by the usual convention: every kernel tap of every conv output,
     /// padded taps included; `inputs × outputs` for dense.
     pub fn macs(&self) -> u64 {
@@ -135,18 +146,17 @@ impl Layer {
                     Some((_, size)) => c.out_len * size,
                     None => c.conv_len,
                 };
-                let taps: usize = (0..computed)
+                // Taps of output o that fall inside the input: j in [0, kernel) with
+                // 0 <= o·stride − pad_left + j < in_len. One interval per output, no tap loop.
+                let taps: u64 = (0..computed)
                     .map(|o| {
-                        let start = (o * c.stride) as isize - c.pad_left as isize;
-                        (0..c.kernel as isize)
-                            .filter(|j| {
-                                let p = start + j;
-                                p >= 0 && (p as usize) < c.in_len
-                            })
-                            .count()
+                        let start = (o * c.stride) as i64 - c.pad_left as i64;
+                        let lo = (-start).max(0);
+                        let hi = (c.in_len as i64 - start).min(c.kernel as i64);
+                        (hi - lo).max(0) as u64
                     })
                     .sum();
-                (taps * c.in_channels * c.out_channels) as u64
+                taps * (c.in_channels * c.out_channels) as u64
             }
             Op::GlobalAvgPool { .. } => 0,
             Op::Dense { inputs, outputs } => (inputs * outputs) as u64,
@@ -250,6 +260,16 @@ pub fn lower(spec: &NetSpec) -> Result<Plan, SpecError> {
 }
 
 impl Plan {
+    /// Parameters as Keras counts them, over all layers.
+    pub fn keras_params(&self) -> u64 {
+        self.layers.iter().map(Layer::keras_params).sum()
+    }
+
+    /// Multiply-accumulates by the usual convention, over all layers.
+    pub fn macs(&self) -> u64 {
+        self.layers.iter().map(Layer::macs).sum()
+    }
+
     /// The naive arena: one buffer per intermediate tensor, none shared.
     pub fn naive_arena_bytes(&self) -> usize {
         self.layers
@@ -263,7 +283,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{Block, Head, Padding, Pool, SearchSpace};
+    use crate::net::{Block, Head, Padding, Pool, SearchSpace};
     use proptest::prelude::*;
 
     #[test]

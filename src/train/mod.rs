@@ -5,16 +5,19 @@
 //! epoch's weights) and reduce-LR-on-plateau. Proxy training (one split) and k-fold training are
 //! built on [`train`] by the search.
 
-use crate::arch::NetSpec;
+pub mod metrics;
+pub mod model;
+
 use crate::data::Dataset;
-use crate::metrics::{self, Metrics};
-use crate::model::{self, Net};
+use crate::net::NetSpec;
 use crate::weights::Weights;
 use anyhow::{bail, Result};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Int, Tensor, TensorData};
+use metrics::Metrics;
+use model::Net;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -61,6 +64,43 @@ impl TrainConfig {
             min_learning_rate: 1e-6,
             max_steps_per_epoch: None,
             bn_recalibration: default_bn_recalibration(),
+        }
+    }
+
+    /// Reject settings the training loop cannot run with (the same checks for arguments and
+    /// for a configuration read back from a run directory).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.epochs > 0, "epochs must be positive");
+        anyhow::ensure!(self.batch_size > 0, "batch size must be positive");
+        anyhow::ensure!(
+            self.learning_rate.is_finite() && self.learning_rate > 0.0,
+            "learning rate {} must be a positive number",
+            self.learning_rate
+        );
+        anyhow::ensure!(
+            self.lr_factor.is_finite() && self.lr_factor > 0.0 && self.lr_factor <= 1.0,
+            "the plateau factor {} must lie in (0, 1]",
+            self.lr_factor
+        );
+        anyhow::ensure!(
+            self.min_learning_rate.is_finite() && self.min_learning_rate >= 0.0,
+            "minimum learning rate {} must be a non-negative number",
+            self.min_learning_rate
+        );
+        anyhow::ensure!(
+            self.max_steps_per_epoch != Some(0),
+            "steps per epoch must be positive"
+        );
+        Ok(())
+    }
+
+    /// What a delivered model is trained with: the seed's full routine (up to 60 epochs,
+    /// batch 64, early stopping after 12 flat epochs, learning rate × 0.7 after 5).
+    pub fn delivery() -> TrainConfig {
+        TrainConfig {
+            epochs: 60,
+            batch_size: 64,
+            ..TrainConfig::full()
         }
     }
 
@@ -144,7 +184,7 @@ fn recalibrated_weights(
     }
     let mut x = Vec::with_capacity(calibration.len() * len);
     for &i in calibration {
-        x.extend(train.sample(i).iter().map(|&b| b as f32 * (1.0 / 255.0)));
+        x.extend(train.sample(i).iter().map(|&b| crate::data::input_value(b)));
     }
     let x = Tensor::<3>::from_data(TensorData::new(x, vec![calibration.len(), 1, len]), dev);
     drop(probe.forward(x, None));
@@ -232,7 +272,7 @@ pub fn train(
             let idx = &order[step * bs..((step + 1) * bs).min(order.len())];
             x_buf.clear();
             for &i in idx {
-                x_buf.extend(train.sample(i).iter().map(|&b| b as f32 * (1.0 / 255.0)));
+                x_buf.extend(train.sample(i).iter().map(|&b| crate::data::input_value(b)));
             }
             let y: Vec<i64> = idx.iter().map(|&i| train.labels[i] as i64).collect();
             let x = Tensor::<3>::from_data(

@@ -6,7 +6,7 @@
 //! momentum and epsilon, ReLU, max/avg pooling with stride = window ('valid'), dropout, global
 //! average pooling and a dense head. Layout is burn's `[batch, channels, length]`.
 
-use crate::arch::{conv_out_len, conv_padding, NetSpec, Padding, PoolKind};
+use crate::net::{conv_out_len, conv_padding, NetSpec, Padding, PoolKind};
 use crate::weights::{Weights, BN_EPSILON};
 use anyhow::Result;
 use burn::module::{Module, Param, RunningState};
@@ -498,7 +498,7 @@ fn keep_mask(n: usize, rate: f32, seed: u64) -> Vec<bool> {
 pub fn input_tensor(samples: &[u8], n: usize, len: usize, dev: &Device) -> Tensor<3> {
     let data: Vec<f32> = samples[..n * len]
         .iter()
-        .map(|&b| b as f32 / 255.0)
+        .map(|&b| crate::data::input_value(b))
         .collect();
     Tensor::from_data(TensorData::new(data, vec![n, 1, len]), dev)
 }
@@ -554,7 +554,7 @@ pub fn rng_from_seed(seed: u64) -> rand_chacha::ChaCha8Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{Block, Head};
+    use crate::net::{Block, Head};
 
     /// One 'same' conv with an even kernel (asymmetric padding), checked against values
     /// computed by hand.
@@ -626,7 +626,7 @@ mod tests {
     /// the stride, 'same' with odd and even padding, 'valid' with a cropped tail, max and avg
     /// pooling with a dropped tail.
     fn varied_specs() -> Vec<NetSpec> {
-        use crate::arch::Pool;
+        use crate::net::Pool;
         let mut first = block(6, 7, 4, Padding::Same);
         first.batch_norm = false;
         let mut pooled = block(5, 4, 1, Padding::Valid);

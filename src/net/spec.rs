@@ -7,6 +7,7 @@
 //! validation of specs read from files, and the seed's shape-correction rules that turn any
 //! block list into a valid spec.
 
+use super::shape::{conv_out_len, conv_padding, pool_out_len, BlockShape};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -27,6 +28,16 @@ pub enum Padding {
 pub enum PoolKind {
     Max,
     Avg,
+}
+
+impl PoolKind {
+    /// `max` or `avg`, as in JSON and in summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolKind::Max => "max",
+            PoolKind::Avg => "avg",
+        }
+    }
 }
 
 /// A pooling layer after a block's activation: window = stride = `size`, 'valid' (the tail
@@ -104,6 +115,18 @@ fn one() -> usize {
     1
 }
 
+/// Upper bounds of a spec's fields, far beyond what any microcontroller could hold (1 M input
+/// elements are 4 MB of float32 activations), so that an absurd spec is rejected at once and
+/// every size computed from a valid one fits in 64 bits (the largest tensor is at most
+/// 2^20 × 2^12 elements, a layer's MACs at most 2^20 × 2^12 × 2^10 × 2^12).
+pub const MAX_INPUT_LEN: usize = 1 << 20;
+/// Most filters of a block, and input channels.
+pub const MAX_FILTERS: usize = 1 << 12;
+/// Longest kernel, stride and pool window.
+pub const MAX_KERNEL: usize = 1 << 10;
+/// Most blocks in a network.
+pub const MAX_BLOCKS: usize = 64;
+
 /// Search-space limits used by the correction rules and random generation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SearchSpace {
@@ -116,6 +139,48 @@ pub struct SearchSpace {
     pub min_len_for_pool: usize,
     /// Dropout rises linearly with depth between these two rates.
     pub dropout: (f32, f32),
+}
+
+impl SearchSpace {
+    /// Reject ranges the mutation and correction rules cannot draw from.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let bad = |m: String| Err(SpecError::Net(m));
+        let range = |name: &str, (lo, hi): (usize, usize), max: usize| {
+            if lo == 0 || lo > hi || hi > max {
+                Err(SpecError::Net(format!(
+                    "search space: {name} range ({lo}, {hi}) must satisfy 1 ≤ low ≤ high ≤ {max}"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        if self.max_depth == 0 || self.max_depth > MAX_BLOCKS {
+            return bad(format!(
+                "search space: max_depth {} must lie in 1..={MAX_BLOCKS}",
+                self.max_depth
+            ));
+        }
+        range("filters", self.filters, MAX_FILTERS)?;
+        range("kernel", self.kernel, MAX_KERNEL)?;
+        range("stride", self.stride, MAX_KERNEL)?;
+        if self
+            .pool_sizes
+            .iter()
+            .any(|s| !(2..=MAX_KERNEL).contains(s))
+        {
+            return bad(format!(
+                "search space: pool sizes {:?} must lie in 2..={MAX_KERNEL}",
+                self.pool_sizes
+            ));
+        }
+        let (d0, d1) = self.dropout;
+        if !(0.0..1.0).contains(&d0) || !(0.0..1.0).contains(&d1) {
+            return bad(format!(
+                "search space: dropout range ({d0}, {d1}) must lie in [0, 1)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for SearchSpace {
@@ -131,47 +196,6 @@ impl Default for SearchSpace {
             dropout: (0.1, 0.5),
         }
     }
-}
-
-/// Output length of a convolution, or `None` when the configuration produces nothing
-/// (zero kernel/stride, or 'valid' with the kernel longer than the input).
-pub fn conv_out_len(len: usize, kernel: usize, stride: usize, padding: Padding) -> Option<usize> {
-    if len == 0 || kernel == 0 || stride == 0 {
-        return None;
-    }
-    match padding {
-        Padding::Same => Some(len.div_ceil(stride)),
-        Padding::Valid => (len >= kernel).then(|| (len - kernel) / stride + 1),
-    }
-}
-
-/// `(left, right)` zero padding of a convolution with Keras semantics.
-pub fn conv_padding(len: usize, kernel: usize, stride: usize, padding: Padding) -> (usize, usize) {
-    match padding {
-        Padding::Valid => (0, 0),
-        Padding::Same => {
-            let out = len.div_ceil(stride);
-            let total = ((out.saturating_sub(1)) * stride + kernel).saturating_sub(len);
-            (total / 2, total - total / 2)
-        }
-    }
-}
-
-/// Output length of a pooling layer (window = stride = size, 'valid').
-pub fn pool_out_len(len: usize, size: usize) -> Option<usize> {
-    (size >= 1 && len >= size).then_some(len / size)
-}
-
-/// Shapes of one block as executed: lengths before and after the conv and the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct BlockShape {
-    pub in_len: usize,
-    pub in_channels: usize,
-    pub conv_len: usize,
-    pub pad_left: usize,
-    pub pad_right: usize,
-    pub out_len: usize,
-    pub out_channels: usize,
 }
 
 /// A spec that is not a valid network, with the block it concerns.
@@ -200,6 +224,18 @@ impl NetSpec {
             }
             if b.stride == 0 {
                 return Err(err("stride must be at least 1".into()));
+            }
+            for (name, value, max) in [
+                ("filters", b.filters, MAX_FILTERS),
+                ("kernel", b.kernel, MAX_KERNEL),
+                ("stride", b.stride, MAX_KERNEL),
+                ("pool size", b.pool.map_or(0, |p| p.size), MAX_KERNEL),
+            ] {
+                if value > max {
+                    return Err(err(format!(
+                        "{name} {value} is over {max}, more than any microcontroller could run"
+                    )));
+                }
             }
             if !(0.0..1.0).contains(&b.dropout) {
                 return Err(err(format!("dropout {} is outside [0, 1)", b.dropout)));
@@ -261,6 +297,17 @@ impl NetSpec {
         }
         if self.blocks.is_empty() {
             return Err(SpecError::Net("a network needs at least one block".into()));
+        }
+        for (name, value, max) in [
+            ("input_len", self.input_len, MAX_INPUT_LEN),
+            ("input_channels", self.input_channels, MAX_FILTERS),
+            ("blocks", self.blocks.len(), MAX_BLOCKS),
+        ] {
+            if value > max {
+                return Err(SpecError::Net(format!(
+                    "{name} {value} is over {max}, more than any microcontroller could hold"
+                )));
+            }
         }
         Ok(())
     }
@@ -384,11 +431,7 @@ impl fmt::Display for Block {
             write!(f, " bn")?;
         }
         if let Some(p) = self.pool {
-            let k = match p.kind {
-                PoolKind::Max => "max",
-                PoolKind::Avg => "avg",
-            };
-            write!(f, " {k}{}", p.size)?;
+            write!(f, " {}{}", p.kind.name(), p.size)?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@
 //!   the target (measured under QEMU per profile, `[code_size] stack_bytes`).
 //! - `flash_bytes`: deployed weights as float32 plus the target's code-size model.
 
-use crate::plan::{Op, Plan, ELEM_BYTES};
+use crate::net::plan::{Op, Plan, ELEM_BYTES};
 use crate::target::{Limits, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -97,23 +97,10 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
         let (desc, in_shape, out_shape, params, max_tensor) = match &l.op {
             Op::Conv(c) => {
                 let bn = if c.batch_norm { " +bn" } else { "" };
-                let pool = match c.pool {
-                    Some((k, s)) => format!(
-                        " +{}pool{s}",
-                        if k == crate::arch::PoolKind::Max {
-                            "max"
-                        } else {
-                            "avg"
-                        }
-                    ),
-                    None => String::new(),
-                };
-                let keras = deployed
-                    + if c.batch_norm {
-                        4 * c.out_channels as u64
-                    } else {
-                        0
-                    };
+                let pool = c
+                    .pool
+                    .map_or(String::new(), |(k, s)| format!(" +{}pool{s}", k.name()));
+                let keras = l.keras_params();
                 (
                     format!(
                         "conv {}×k{}/s{}{bn} +relu{pool}",
@@ -335,8 +322,8 @@ impl Cost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{Block, Head, NetSpec, Padding, PoolKind};
-    use crate::plan::lower;
+    use crate::net::plan::lower;
+    use crate::net::{Block, Head, NetSpec, Padding, PoolKind};
 
     fn f401() -> Target {
         crate::target::resolve("stm32f401re").unwrap()

@@ -1,0 +1,315 @@
+//! Command-line interface: every clap argument, their validation into the stages' plain
+//! configurations, and everything printed. The stages return data; this module renders it.
+//! One file per command that has more than a few lines; the small ones (`targets`, `cost`,
+//! `data inspect`) are here.
+
+mod eval;
+mod export;
+mod pcap;
+mod report;
+pub(crate) mod search;
+mod train;
+mod verify;
+
+pub use eval::EvalArgs;
+pub use export::ExportArgs;
+pub use pcap::FromPcapArgs;
+pub use report::ReportArgs;
+pub use search::SearchArgs;
+pub use train::TrainArgs;
+pub use verify::VerifyArgs;
+
+use crate::net::{cost, plan, NetSpec};
+use crate::target::{Limits, Target};
+use crate::weights::Weights;
+use crate::{data, target};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nas",
+    version,
+    about = "Find a 1D-CNN that fits a microcontroller, train it, and export firmware-ready code",
+    long_about = "Hardware-aware neural architecture search for microcontrollers.\n\n\
+        `nas search` evolves and trains 1D-CNNs under a target's flash, RAM, parameter and FLOP \
+        budgets; `nas export` renders the winner as a C or no_std Rust kernel; `nas verify` \
+        cross-compiles it into firmware, measures flash and RAM from the ELF and runs it on an \
+        emulated Cortex-M.",
+    after_help = "Start with `nas targets`, then `nas search --target stm32f401re` \
+        (synthetic data) or `nas search --target stm32f401re --data DIR`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evolve and train networks that fit a target; writes a resumable run directory
+    Search(Box<SearchArgs>),
+    /// Train any network spec with the full routine; writes a directory like a run's
+    Train(Box<TrainArgs>),
+    /// Evaluate a run's delivered model on the test split: metrics and confusion matrix
+    Eval(EvalArgs),
+    /// Render a run's winner (or a spec + weights) as a C or no_std Rust inference kernel
+    Export(ExportArgs),
+    /// Cross-compile the kernel into firmware, measure flash/RAM from the ELF, run it in QEMU
+    Verify(VerifyArgs),
+    /// One HTML page (SVG plots) or JSON with a run's search progress, Pareto fronts, the
+    /// winner's layers, arena, training and confusion matrix, and the verify measurement
+    Report(ReportArgs),
+    /// Print the cost of a network spec on a target: per-layer table and budget check
+    Cost(CostArgs),
+    /// List the MCU profiles and their budgets
+    Targets(TargetsArgs),
+    /// Dataset tools
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Measure training and inference throughput on the reference networks
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// NetSpec JSON file (as written to a run directory, or by hand)
+    #[arg(long)]
+    pub net: PathBuf,
+    /// Target name or alias (see `nas targets`), or a path to a TOML profile
+    #[arg(long, default_value = "stm32f401re")]
+    pub target: String,
+    /// Print a JSON object instead of the table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetsArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Sample count, length, classes, per-class counts and imbalance of a dataset directory
+    Inspect {
+        /// Directory with train-*/t10k-* IDX files (raw or .gz), or a single images/labels pair
+        dir: PathBuf,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn packet captures (one folder per class) into an IDX dataset: sessions or flows,
+    /// all layers or L7, trimmed/padded, anonymized, deduplicated, split
+    FromPcap(FromPcapArgs),
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Search(a) => search::run(*a),
+        Command::Train(a) => train::run(*a),
+        Command::Eval(a) => eval::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Cost(a) => cost_cmd(a),
+        Command::Targets(a) => targets_cmd(a),
+        Command::Report(a) => report::run(a),
+        Command::Data(DataCommand::Inspect { dir, json }) => inspect_cmd(&dir, json),
+        Command::Data(DataCommand::FromPcap(a)) => pcap::run(a),
+        Command::Bench(a) => crate::bench::run(a),
+    }
+}
+
+fn cost_cmd(a: CostArgs) -> Result<()> {
+    let spec = read_spec(&a.net)?;
+    let t = target::resolve(&a.target)?;
+    let c = cost::cost(&plan::lower(&spec)?, &t, &t.limits());
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        println!("{}\n", spec.summary());
+        print!("{}", c.table(&t.name));
+    }
+    Ok(())
+}
+
+fn targets_cmd(a: TargetsArgs) -> Result<()> {
+    let all = target::builtin();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<14} {:>4} {:>5} {:>7} {:>6} | {:>8} {:>10} {:>8} {:>7} {:>6} | {:<13} aliases",
+        "name",
+        "core",
+        "fpu",
+        "MHz",
+        "flash",
+        "RAM",
+        "params",
+        "FLOPs",
+        "tensor",
+        "flash",
+        "RAM",
+        "qemu"
+    );
+    for t in &all {
+        let l = t.limits();
+        println!(
+            "{:<12} {:<14} {:>4} {:>5} {:>6}K {:>5}K | {:>8} {:>10} {:>8} {:>6}K {:>5}K | {:<13} {}",
+            t.name,
+            t.core,
+            if t.fpu { "yes" } else { "no" },
+            t.clock_hz / 1_000_000,
+            t.memory.flash_bytes / 1024,
+            t.memory.ram_bytes / 1024,
+            l.max_params,
+            l.max_flops,
+            l.max_tensor,
+            l.max_flash_bytes / 1024,
+            l.max_ram_bytes / 1024,
+            t.emulator.as_ref().map_or("-", |e| e.machine.as_str()),
+            t.aliases.join(", ")
+        );
+    }
+    println!("\nLeft: the chip. Middle: the model's budgets (flash and RAM after the application's reserve).");
+    println!("Use --target NAME, an alias, or a path to your own TOML profile (see targets/ in the repository).");
+    Ok(())
+}
+
+fn inspect_cmd(dir: &std::path::Path, json: bool) -> Result<()> {
+    let splits = data::load_dir(dir, &data::LoadOptions::default())?;
+    let train = data::summarize(&splits.train);
+    let test = data::summarize(&splits.test);
+    let names = data::classes::read_class_names(dir)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"train": train, "test": test, "test_held_out": splits.test_held_out, "class_names": names})
+            )?
+        );
+    } else {
+        if let Some(names) = &names {
+            println!("classes (classes.json):");
+            for (i, n) in names.iter().enumerate() {
+                println!("{i:>6}  {n}");
+            }
+            if names.len() != splits.train.classes {
+                println!(
+                    "note: classes.json names {} classes, the labels use {}",
+                    names.len(),
+                    splits.train.classes
+                );
+            }
+            println!();
+        }
+        println!("train split:\n{train}");
+        let how = if splits.test_held_out {
+            " (held out from the single pair, stratified)"
+        } else {
+            ""
+        };
+        println!("test split{how}:\n{test}");
+    }
+    Ok(())
+}
+
+/// Where a command finds a trained model: a run directory (its winner, with the target and
+/// budgets it was searched for), or a spec with its weights. Shared by `export` and `verify`.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Run directory of `nas search` or `nas train`: its delivered model (best/)
+    #[arg(long, conflicts_with_all = ["net", "weights"], required_unless_present_any = ["net", "weights"])]
+    pub run: Option<PathBuf>,
+    /// Network spec JSON (instead of --run; needs --weights)
+    #[arg(long, requires = "weights")]
+    pub net: Option<PathBuf>,
+    /// Trained weights, safetensors (instead of --run; needs --net)
+    #[arg(long, requires = "net")]
+    pub weights: Option<PathBuf>,
+    /// Target name or alias (see `nas targets`), or a TOML profile [default: the run's, else
+    /// stm32f401re]
+    #[arg(long)]
+    pub target: Option<String>,
+}
+
+/// A model resolved from [`ModelArgs`].
+pub struct LoadedModel {
+    pub spec: NetSpec,
+    pub weights: Weights,
+    /// Where it came from, for generated comments.
+    pub source: String,
+    pub target: Target,
+    /// The run's budgets (its overrides included), else the target's.
+    pub limits: Limits,
+}
+
+/// Target of the footprint when neither --target nor a run names one.
+pub const DEFAULT_TARGET: &str = "stm32f401re";
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<LoadedModel> {
+        let (spec, weights, source, recorded) = match (&self.run, &self.net, &self.weights) {
+            (Some(dir), _, _) => {
+                let m = crate::search::rundir::ModelDir::open(dir)?;
+                (
+                    m.spec,
+                    m.weights,
+                    dir.display().to_string(),
+                    Some((m.target, m.limits)),
+                )
+            }
+            (None, Some(net), Some(w)) => {
+                let spec = read_spec(net)?;
+                let weights = Weights::load(w)?;
+                weights.check(&spec).with_context(|| {
+                    format!(
+                        "weights {} do not match the spec {}",
+                        w.display(),
+                        net.display()
+                    )
+                })?;
+                (
+                    spec,
+                    weights,
+                    format!("{} + {}", net.display(), w.display()),
+                    None,
+                )
+            }
+            _ => bail!("give either --run DIR, or --net SPEC.json with --weights W.safetensors"),
+        };
+        let (target, limits) = match (&self.target, recorded) {
+            (Some(name), Some((t, l))) if t.answers_to(name) => (t, l),
+            (Some(name), _) => {
+                let t = target::resolve(name)?;
+                let l = t.limits();
+                (t, l)
+            }
+            (None, Some(tl)) => tl,
+            (None, None) => {
+                let t = target::resolve(DEFAULT_TARGET)?;
+                let l = t.limits();
+                (t, l)
+            }
+        };
+        Ok(LoadedModel {
+            spec,
+            weights,
+            source,
+            target,
+            limits,
+        })
+    }
+}
+
+/// Read and validate a NetSpec JSON file.
+pub fn read_spec(path: &std::path::Path) -> Result<NetSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the network spec {}", path.display()))?;
+    NetSpec::from_json(&text).with_context(|| format!("invalid network spec {}", path.display()))
+}

@@ -1,0 +1,484 @@
+//! `nas verify` on the terminal: the report tables.
+
+use crate::firmware::*;
+use std::fmt::Write as _;
+
+use crate::firmware::{Lang, LangChoice, Options, Samples};
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+fn thousands(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl KernelReport {
+    /// The human-readable report.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let n = thousands;
+        let _ = writeln!(
+            s,
+            "nas verify on {} ({}, {}), {} kernel: {}",
+            self.target,
+            self.core,
+            if self.fpu { "FPU" } else { "soft-float" },
+            self.lang.label(),
+            self.network
+        );
+        match &self.rust {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "compiled with {} {}",
+                    self.compiler,
+                    self.cflags.join(" ")
+                );
+            }
+            Some(r) => {
+                let _ = writeln!(
+                    s,
+                    "kernel built with {} for {} ({}; {}), {:.1} s; staticlib {}",
+                    r.rustc,
+                    r.rust_target,
+                    r.rustflags.join(" "),
+                    r.profile.join(", ").replace('"', ""),
+                    r.build_seconds,
+                    r.library.display()
+                );
+                let _ = writeln!(
+                    s,
+                    "harness compiled and linked with {} {}",
+                    self.compiler,
+                    self.cflags.join(" ")
+                );
+            }
+        }
+        if let Some(d) = &self.build_dir {
+            let _ = writeln!(s, "build files kept in {}", d.display());
+        }
+        let _ = writeln!(s);
+        let m = &self.measured;
+        let e = &self.estimate;
+        let l = &self.limits;
+        let _ = writeln!(
+            s,
+            "{:<8} {:>12} {:>12} {:>8} {:>12} {:>12} {:>12}",
+            "model", "ELF", "estimate", "error", "budget", "image", "chip"
+        );
+        let row = |s: &mut String,
+                   name: &str,
+                   meas: u64,
+                   est: u64,
+                   err: f64,
+                   budget: u64,
+                   image: u64,
+                   chip: u64| {
+            let mark = if meas > budget || image > chip {
+                "  OVER"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "{name:<8} {:>12} {:>12} {:>+7.2}% {:>12} {:>12} {:>12}{mark}",
+                n(meas),
+                n(est),
+                err,
+                n(budget),
+                n(image),
+                n(chip)
+            );
+        };
+        row(
+            &mut s,
+            "flash",
+            m.flash_bytes,
+            e.flash_bytes,
+            m.flash_error_pct,
+            l.max_flash_bytes,
+            self.image.flash_bytes,
+            l.chip_flash_bytes,
+        );
+        row(
+            &mut s,
+            "RAM",
+            m.ram_bytes,
+            e.ram_bytes,
+            m.ram_error_pct,
+            l.max_ram_bytes,
+            self.image.ram_bytes,
+            l.chip_ram_bytes,
+        );
+        let _ = writeln!(
+            s,
+            "  (bytes; ELF = the model's share of the image: flash without the harness, RAM = arena and kernel data + {} stack {};\n   image = the whole firmware with harness, samples and the {}-byte stack reservation)",
+            if m.stack_measured { "measured" } else { "estimated" },
+            m.stack_bytes,
+            self.breakdown.stack_reserved_bytes
+        );
+        let _ = writeln!(s);
+
+        let b = &self.breakdown;
+        let _ = writeln!(s, "where the bytes go (symbols):");
+        let list = |v: &[SymbolSize]| {
+            let mut v: Vec<String> = v
+                .iter()
+                .map(|x| format!("{} {}", x.name, x.bytes))
+                .collect();
+            if v.len() > 6 {
+                let more = v.len() - 6;
+                v.truncate(6);
+                v.push(format!("… {more} more"));
+            }
+            v.join(", ")
+        };
+        let _ = writeln!(
+            s,
+            "  weights           {:>10}  {}",
+            n(b.weights_bytes),
+            list(&b.weights)
+        );
+        let _ = writeln!(
+            s,
+            "  kernel code       {:>10}  {}",
+            n(b.kernel_code_bytes),
+            list(&b.kernel_functions)
+        );
+        let _ = writeln!(
+            s,
+            "  kernel constants  {:>10}  ({})",
+            n(b.kernel_const_bytes),
+            match self.lang {
+                Lang::C => "layer descriptors",
+                Lang::Rust => "named read-only data besides the weights",
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  runtime library   {:>10}  {}",
+            n(b.runtime_bytes),
+            list(&b.runtime_functions)
+        );
+        let _ = writeln!(
+            s,
+            "  padding           {:>10}{}",
+            n(b.unattributed_flash_bytes),
+            match self.lang {
+                Lang::C => "",
+                Lang::Rust => "  (and constants without a symbol)",
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  = code            {:>10}  (model flash − weights; the cost model says {})",
+            n(m.code_bytes),
+            n(e.code_bytes)
+        );
+        let arena_check = if b.arena_bytes == e.arena_bytes {
+            "= the plan's arena"
+        } else {
+            "≠ THE PLAN'S ARENA"
+        };
+        let _ = writeln!(
+            s,
+            "  arena (RAM)       {:>10}  {}_arena {arena_check} ({})",
+            n(b.arena_bytes),
+            self.kernel,
+            n(e.arena_bytes)
+        );
+        if b.kernel_ram_bytes > 0 {
+            let _ = writeln!(s, "  other kernel RAM  {:>10}", n(b.kernel_ram_bytes));
+        }
+        let _ = writeln!(
+            s,
+            "  stack (RAM)       {:>10}  {} (the cost model assumes {})",
+            n(m.stack_bytes),
+            if m.stack_measured {
+                "peak of one inference, measured under QEMU"
+            } else {
+                "not measured: no emulation"
+            },
+            e.stack_bytes
+        );
+        let _ = writeln!(
+            s,
+            "  harness           {:>10}  flash (vector table, start-up, main, semihosting, samples), {} RAM + {} stack reservation",
+            n(b.harness_flash_bytes),
+            n(b.harness_ram_bytes),
+            n(b.stack_reserved_bytes)
+        );
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "sections of the image ({}):",
+            if self.links_for_chip {
+                "linked for the chip"
+            } else {
+                "linked with unbounded memory to measure it"
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  {:<14} {:>10} {:>10} {:>10}  counts in",
+            "section", "address", "load", "size"
+        );
+        for sec in &self.image.sections {
+            let counts = match (sec.in_flash, sec.in_ram) {
+                (true, true) => "flash+RAM",
+                (true, false) => "flash",
+                (false, true) => "RAM",
+                _ => "-",
+            };
+            let _ = writeln!(
+                s,
+                "  {:<14} {:>#10x} {:>#10x} {:>10}  {counts}",
+                sec.name,
+                sec.vma,
+                sec.lma,
+                n(sec.size)
+            );
+        }
+        let _ = writeln!(s);
+
+        match (&self.emulation, &self.emulation_skipped) {
+            (Some(em), _) => {
+                let _ = writeln!(s, "QEMU {} ({}):", em.machine, em.image);
+                let _ = writeln!(s, "  samples: {}", em.samples_source);
+                let _ = writeln!(
+                    s,
+                    "  {}/{} samples bit-exact with the host reference{}; model_predict {}",
+                    em.bit_exact,
+                    em.samples,
+                    em.correct.map_or(String::new(), |c| format!(
+                        " ({c} of them classified as labelled)"
+                    )),
+                    if em.predict_agrees {
+                        "agrees"
+                    } else {
+                        "DISAGREES"
+                    }
+                );
+                for mm in &em.mismatches {
+                    let _ = writeln!(
+                        s,
+                        "  MISMATCH sample {}: {} logits differ, max |Δ| = {:e}",
+                        mm.index, mm.classes_differing, mm.max_abs_diff
+                    );
+                }
+                let (lo, hi) = (
+                    em.instructions.iter().min().copied().unwrap_or(0),
+                    em.instructions.iter().max().copied().unwrap_or(0),
+                );
+                let _ = writeln!(
+                    s,
+                    "  instructions per inference: {} (range {}–{}), {} executed MACs → {:.2} instructions/MAC",
+                    n(em.instructions_per_inference),
+                    n(lo),
+                    n(hi),
+                    n(em.executed_macs),
+                    em.instructions_per_mac
+                );
+                let _ = writeln!(
+                    s,
+                    "  (QEMU -icount with SysTick, {:.3} ticks per instruction; {:.2} s wall)",
+                    em.ticks_per_instruction, em.wall_seconds
+                );
+            }
+            (None, Some(why)) => {
+                let _ = writeln!(s, "QEMU: not run: {why}");
+            }
+            (None, None) => {}
+        }
+        let _ = writeln!(s);
+        if self.fits {
+            let _ = writeln!(s, "fits {}: yes", self.target);
+        } else {
+            let _ = writeln!(s, "fits {}: NO", self.target);
+            for v in &self.violations {
+                let _ = writeln!(s, "  - {v}");
+            }
+        }
+        s
+    }
+}
+
+impl Verification {
+    pub fn table(&self) -> String {
+        let mut s = self.primary.table();
+        if let Some(r) = &self.rust_report {
+            let _ = writeln!(s, "\n{}\n", "─".repeat(100));
+            s.push_str(&r.table());
+            let _ = writeln!(s, "\n{}\n", "─".repeat(100));
+            s.push_str(&side_by_side(&self.reports()));
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "\nNOTE: {n}");
+        }
+        s
+    }
+}
+
+/// The model's share of each firmware, one column per kernel.
+pub fn side_by_side(reports: &[&KernelReport]) -> String {
+    let mut s = String::new();
+    let Some(first) = reports.first() else {
+        return s;
+    };
+    let _ = writeln!(
+        s,
+        "kernels side by side on {} (the model's share of each firmware; same harness):",
+        first.target
+    );
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |name: &str, f: &dyn Fn(&KernelReport) -> String| {
+        rows.push((name.to_string(), reports.iter().map(|r| f(r)).collect()));
+    };
+    let n = thousands;
+    row("", &|r| r.lang.label().to_string());
+    row("flash (B)", &|r| n(r.measured.flash_bytes));
+    row("  weights", &|r| n(r.breakdown.weights_bytes));
+    row("  code", &|r| n(r.measured.code_bytes));
+    row("RAM (B)", &|r| n(r.measured.ram_bytes));
+    row("  arena", &|r| {
+        let mark = if r.breakdown.arena_bytes == r.estimate.arena_bytes {
+            " (= plan)"
+        } else {
+            " (≠ PLAN)"
+        };
+        format!("{}{mark}", n(r.breakdown.arena_bytes))
+    });
+    row("  stack", &|r| n(r.measured.stack_bytes));
+    let em = |r: &KernelReport, f: &dyn Fn(&Emulation) -> String| {
+        r.emulation.as_ref().map_or("-".to_string(), f)
+    };
+    row("instructions/inference", &|r| {
+        em(r, &|e| n(e.instructions_per_inference))
+    });
+    row("instructions/MAC", &|r| {
+        em(r, &|e| format!("{:.2}", e.instructions_per_mac))
+    });
+    row("bit-exact samples", &|r| {
+        em(r, &|e| format!("{}/{}", e.bit_exact, e.samples))
+    });
+    row("fits", &|r| if r.fits { "yes" } else { "NO" }.to_string());
+    for (name, cells) in rows {
+        let _ = write!(s, "  {name:<24}");
+        for c in cells {
+            let _ = write!(s, " {c:>18}");
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  nas verify --run runs/r1 --target stm32f401re --data ../shared/data/iscx-vpn2016-12class-sessionl7\n  \
+    nas verify --net spec.json --weights w.safetensors --target stm32g071rb --json\n  \
+    nas verify --run runs/r1 --lang c\n\n\
+    Needs arm-none-eabi-gcc, newlib and qemu-system-arm: \
+    apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm\n\
+    The Rust kernel (--lang rust|both) needs cargo and the profile's toolchain.rust_target: \
+    rustup target add thumbv7em-none-eabihf (the Cortex-M4F/M7F profiles), thumbv6m-none-eabi (the Cortex-M0+)"
+)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub model: super::ModelArgs,
+    /// Dataset directory: embed samples of its test split (default: synthetic byte sequences)
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Number of samples to embed and run
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub samples: u64,
+    /// Only build and measure; do not run under QEMU
+    #[arg(long)]
+    pub no_emulate: bool,
+    /// Seconds QEMU may run
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Build in this directory and keep the files (firmware sources, linker scripts, ELFs, maps)
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Kernels to build into firmware: `both` builds the Rust kernel next to the C kernel when
+    /// the profile's `toolchain.rust_target` is installed (`rustup target add …`) and says so
+    /// when it is not
+    #[arg(long, value_enum, default_value_t = LangChoice::Both)]
+    pub lang: LangChoice,
+    /// Print a JSON object instead of the table: the primary kernel's report (C unless
+    /// --lang rust) at the top level, the Rust kernel's under "rust", and "notes"
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: VerifyArgs) -> Result<()> {
+    let m = a.model.load()?;
+    let (spec, weights, target) = (&m.spec, &m.weights, &m.target);
+    let n = a.samples as usize;
+    let samples = match &a.data {
+        Some(dir) => Samples::from_dir(dir, n)?,
+        None => Samples::synthetic(n, spec.input_len * spec.input_channels),
+    };
+    let opts = Options {
+        samples,
+        emulate: !a.no_emulate,
+        timeout: Duration::from_secs(a.timeout),
+        build_dir: a.keep.clone(),
+        lang: Lang::C,
+        rust_lib: None,
+    };
+    let v = verify_langs(spec, weights, target, &m.limits, &opts, a.lang)?;
+    // Saved in the run, whatever the outcome, so that `nas report` shows it.
+    if let Some(run) = &a.model.run {
+        crate::report::save_verify(run, &v)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", v.table());
+    }
+    for n in &v.notes {
+        eprintln!("note: {n}");
+    }
+    let mut failures = Vec::new();
+    for report in v.reports() {
+        let which = if v.rust_report.is_some() {
+            format!(" ({} kernel)", report.lang.label())
+        } else {
+            String::new()
+        };
+        if !report.fits {
+            failures.push(format!(
+                "the model{which} does not fit {}: {}",
+                report.target,
+                report.violations.join("; ")
+            ));
+        }
+        if let Some(em) = &report.emulation {
+            if em.bit_exact != em.samples || !em.predict_agrees {
+                failures.push(format!(
+                    "the firmware's outputs{which} differ from the host reference on {} of {} samples{}",
+                    em.samples - em.bit_exact,
+                    em.samples,
+                    if em.predict_agrees {
+                        ""
+                    } else {
+                        ", and model_predict disagrees"
+                    }
+                ));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    Ok(())
+}

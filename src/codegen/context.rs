@@ -1,0 +1,389 @@
+//! Template data: every size, offset, loop bound, identifier and literal the templates print,
+//! computed here so that the templates hold no decisions.
+
+use super::*;
+
+/// A kernel's language: what `nas export` writes, what `nas verify` builds into firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// C99: NAME.h, NAME.c and NAME_weights.h (compiled with arm-none-eabi-gcc in firmware)
+    C,
+    /// A no_std Rust crate: Cargo.toml, src/lib.rs, src/weights.rs (a staticlib behind C entry
+    /// points in firmware)
+    Rust,
+}
+
+impl Lang {
+    pub fn label(self) -> &'static str {
+        match self {
+            Lang::C => "C",
+            Lang::Rust => "Rust",
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct ArrayCtx {
+    pub(crate) ident: String,
+    pub(crate) comment: String,
+    pub(crate) len: usize,
+    pub(crate) lines: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ConvCtx {
+    pub(crate) ident: String,
+    pub(crate) comment: String,
+    pub(crate) in_len: usize,
+    pub(crate) in_ch: usize,
+    pub(crate) out_ch: usize,
+    pub(crate) kernel: usize,
+    pub(crate) stride: usize,
+    pub(crate) pad_left: usize,
+    pub(crate) out_len: usize,
+    pub(crate) pool: usize,
+    /// `1`/`0` in C, `true`/`false` in Rust.
+    pub(crate) pool_max: String,
+    pub(crate) pool_scale: String,
+}
+
+#[derive(Serialize, Default)]
+pub(crate) struct StepCtx {
+    pub(crate) op: &'static str,
+    pub(crate) comment: String,
+    // C: argument expressions.
+    pub(crate) src_u8: String,
+    pub(crate) src_f32: String,
+    pub(crate) dst: String,
+    pub(crate) scale: String,
+    // Rust: arena ranges in elements.
+    pub(crate) from_input: bool,
+    pub(crate) src_start: usize,
+    pub(crate) src_end: usize,
+    pub(crate) dst_start: usize,
+    pub(crate) dst_end: usize,
+    // Constants.
+    pub(crate) cfg: String,
+    pub(crate) w: String,
+    pub(crate) b: String,
+    pub(crate) len: usize,
+    pub(crate) ch: usize,
+    pub(crate) inv_len: String,
+    pub(crate) inputs: usize,
+    pub(crate) outputs: usize,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Ctx {
+    pub(crate) name: String,
+    pub(crate) upper: String,
+    pub(crate) guard: String,
+    pub(crate) tool_version: String,
+    pub(crate) header: Vec<String>,
+    pub(crate) header_short: Vec<String>,
+    pub(crate) input_len: usize,
+    pub(crate) classes: usize,
+    pub(crate) arena_bytes: usize,
+    pub(crate) arena_len: usize,
+    pub(crate) u8_scale: String,
+    pub(crate) arrays: Vec<ArrayCtx>,
+    pub(crate) convs: Vec<ConvCtx>,
+    pub(crate) steps: Vec<StepCtx>,
+}
+
+pub(crate) fn layer_desc(l: &plan::Layer) -> String {
+    match &l.op {
+        Op::Conv(c) => {
+            let pool = match c.pool {
+                None => String::new(),
+                Some((PoolKind::Max, s)) => format!(" -> max pool {s}"),
+                Some((PoolKind::Avg, s)) => format!(" -> avg pool {s}"),
+            };
+            format!(
+                "{}: conv {}x{} k{} s{} pad_left {}{} -> relu{pool}: [{}][{}] -> [{}][{}]",
+                l.name,
+                c.in_channels,
+                c.out_channels,
+                c.kernel,
+                c.stride,
+                c.pad_left,
+                if c.batch_norm { " (+bn folded)" } else { "" },
+                c.in_len,
+                c.in_channels,
+                c.out_len,
+                c.out_channels
+            )
+        }
+        Op::GlobalAvgPool { len, channels } => {
+            format!(
+                "{}: global average pool [{len}][{channels}] -> [{channels}]",
+                l.name
+            )
+        }
+        Op::Dense { inputs, outputs } => format!("{}: dense {inputs} -> {outputs}", l.name),
+    }
+}
+
+pub(crate) fn buffer_desc(b: &Buffer) -> String {
+    match b {
+        Buffer::Input { .. } => "input".into(),
+        Buffer::Arena { offset, elements } => {
+            format!(
+                "arena[{}..{}]",
+                offset / ELEM_BYTES,
+                offset / ELEM_BYTES + elements
+            )
+        }
+        Buffer::Logits { .. } => "logits".into(),
+    }
+}
+
+/// The spec as JSON, one block per line (valid JSON once the comment markers are stripped).
+pub(crate) fn spec_json_lines(spec: &NetSpec) -> Vec<String> {
+    let top = serde_json::json!({
+        "input_len": spec.input_len,
+        "input_channels": spec.input_channels,
+        "classes": spec.classes,
+        "head": spec.head,
+    });
+    let top = serde_json::to_string(&top).expect("JSON of plain values");
+    let mut v = vec![format!("{},\"blocks\":[", top.trim_end_matches('}'))];
+    let n = spec.blocks.len();
+    for (i, b) in spec.blocks.iter().enumerate() {
+        let sep = if i + 1 < n { "," } else { "" };
+        let b = serde_json::to_string(b).expect("JSON of plain values");
+        v.push(format!("  {b}{sep}"));
+    }
+    v.push("]}".into());
+    v
+}
+
+/// Comment lines for the top of a generated file; `full` adds the layer table, the numerics
+/// and the spec JSON.
+pub(crate) fn header_lines(
+    spec: &NetSpec,
+    lowered: &Lowered,
+    name: &str,
+    note: &Provenance,
+    lang: Lang,
+    full: bool,
+) -> Vec<String> {
+    let plan = &lowered.plan;
+    let lang = match lang {
+        Lang::C => "c",
+        Lang::Rust => "rust",
+    };
+    let mut h = vec![
+        format!(
+            "{name}: 1D-CNN inference kernel generated by nas {} (`nas export --lang {lang}`).",
+            note.tool_version
+        ),
+        "Do not edit: regenerate it from the spec and weights instead.".into(),
+        String::new(),
+        format!("source: {}", note.source),
+        format!("network: {}", spec.summary()),
+        format!(
+            "input: {} bytes (raw, or floats scaled to [0, 1]); output: {} logits",
+            plan.input_len * plan.input_channels,
+            plan.classes
+        ),
+    ];
+    if full {
+        h.push(String::new());
+        h.push("layers (activations channels-last, offsets in floats of the arena):".into());
+        for l in &plan.layers {
+            h.push(format!(
+                "  {}  [{} -> {}]",
+                layer_desc(l),
+                buffer_desc(&l.input),
+                buffer_desc(&l.output)
+            ));
+        }
+    }
+    h.push(String::new());
+    match &note.footprint {
+        Some(c) => {
+            let on = note.target.as_deref().map(|t| format!(" on {t}"));
+            h.push(format!("footprint{}:", on.unwrap_or_default()));
+            h.push(format!(
+                "  params {} (Keras count; {} deployed with BN folded), MACs {} ({} executed)",
+                c.params, c.deployed_params, c.macs, c.executed_macs
+            ));
+            h.push(format!(
+                "  arena {} bytes, RAM estimate {} bytes (arena + stack)",
+                c.arena_bytes, c.ram_bytes
+            ));
+            h.push(format!(
+                "  flash estimate {} bytes (weights {} + code {})",
+                c.flash_bytes, c.weights_bytes, c.code_bytes
+            ));
+            let fits = if c.fits { "yes" } else { "NO" };
+            h.push(format!("  fits the budget: {fits}"));
+        }
+        None => h.push(format!("arena {} bytes", plan.arena_bytes)),
+    }
+    if full {
+        h.push(String::new());
+        h.push(
+            "numerics: float32; the u8 entry point multiplies each first-layer sum by 1/255".into(),
+        );
+        h.push(
+            "(no float copy of the input); results match nas's host reference bit for bit".into(),
+        );
+        h.push(match lang {
+            "c" => "when compiled without FMA contraction (-ffp-contract=off).".into(),
+            _ => "(Rust never contracts a multiply and an add into an FMA).".into(),
+        });
+        h.push(String::new());
+        h.push("spec (JSON):".into());
+        h.extend(spec_json_lines(spec).into_iter().map(|l| format!("  {l}")));
+    }
+    h.into_iter().map(|l| comment_safe(&l)).collect()
+}
+
+pub(crate) fn context(
+    spec: &NetSpec,
+    lowered: &Lowered,
+    name: &str,
+    note: &Provenance,
+    lang: Lang,
+) -> Result<Ctx> {
+    let plan = &lowered.plan;
+    ensure!(
+        plan.arena_bytes % ELEM_BYTES == 0,
+        "internal: arena of {} bytes is not whole floats",
+        plan.arena_bytes
+    );
+    let upper = name.to_ascii_uppercase();
+    let arr_ident = |layer: &str, what: &str| match lang {
+        Lang::C => format!("{name}_{layer}_{what}"),
+        Lang::Rust => format!(
+            "{}_{}",
+            layer.to_ascii_uppercase(),
+            what.to_ascii_uppercase()
+        ),
+    };
+    let cfg_ident = |layer: &str| match lang {
+        Lang::C => format!("{name}_{layer}_cfg"),
+        Lang::Rust => layer.to_ascii_uppercase(),
+    };
+    let arena_expr = |offset: usize| format!("{name}_arena + {}", offset / ELEM_BYTES);
+    let mut arrays = Vec::new();
+    let mut convs = Vec::new();
+    let mut steps = Vec::new();
+    for (l, k) in plan.layers.iter().zip(&lowered.layers) {
+        if !k.weights.is_empty() {
+            arrays.push(ArrayCtx {
+                ident: arr_ident(&l.name, "w"),
+                comment: comment_safe(&format!("{}: weights", layer_desc(l))),
+                len: k.weights.len(),
+                lines: table_lines(&k.weights, lang),
+            });
+            arrays.push(ArrayCtx {
+                ident: arr_ident(&l.name, "b"),
+                comment: comment_safe(&format!("{}: bias", l.name)),
+                len: k.bias.len(),
+                lines: table_lines(&k.bias, lang),
+            });
+        }
+        let mut s = StepCtx {
+            comment: comment_safe(&format!(
+                "{}  [{} -> {}]",
+                layer_desc(l),
+                buffer_desc(&l.input),
+                buffer_desc(&l.output)
+            )),
+            w: arr_ident(&l.name, "w"),
+            b: arr_ident(&l.name, "b"),
+            ..StepCtx::default()
+        };
+        match l.input {
+            Buffer::Input { .. } => {
+                s.from_input = true;
+                s.src_u8 = "in_u8".into();
+                s.src_f32 = "in_f32".into();
+                s.scale = "scale".into();
+            }
+            Buffer::Arena { offset, elements } => {
+                s.src_u8 = "NULL".into();
+                s.src_f32 = arena_expr(offset);
+                s.scale = float_literal(1.0, lang);
+                s.src_start = offset / ELEM_BYTES;
+                s.src_end = s.src_start + elements;
+            }
+            Buffer::Logits { .. } => bail!("internal: layer {} reads the logits", l.name),
+        }
+        match l.output {
+            Buffer::Arena { offset, elements } => {
+                s.dst = arena_expr(offset);
+                s.dst_start = offset / ELEM_BYTES;
+                s.dst_end = s.dst_start + elements;
+            }
+            Buffer::Logits { .. } => s.dst = "logits".into(),
+            Buffer::Input { .. } => bail!("internal: layer {} writes the input", l.name),
+        }
+        match &l.op {
+            Op::Conv(c) => {
+                let (pool, pool_max, pool_scale) = pool_params(c);
+                ensure!(
+                    matches!(l.output, Buffer::Arena { .. }),
+                    "internal: conv {} must write to the arena",
+                    l.name
+                );
+                convs.push(ConvCtx {
+                    ident: cfg_ident(&l.name),
+                    comment: comment_safe(&layer_desc(l)),
+                    in_len: c.in_len,
+                    in_ch: c.in_channels,
+                    out_ch: c.out_channels,
+                    kernel: c.kernel,
+                    stride: c.stride,
+                    pad_left: c.pad_left,
+                    out_len: c.out_len,
+                    pool,
+                    pool_max: match lang {
+                        Lang::C => u8::from(pool_max).to_string(),
+                        Lang::Rust => pool_max.to_string(),
+                    },
+                    pool_scale: float_literal(pool_scale, lang),
+                });
+                s.op = "conv";
+                s.cfg = cfg_ident(&l.name);
+            }
+            Op::GlobalAvgPool { len, channels } => {
+                ensure!(!s.from_input, "internal: global pooling reads the input");
+                s.op = "gap";
+                s.len = *len;
+                s.ch = *channels;
+                s.inv_len = float_literal(1.0f32 / *len as f32, lang);
+            }
+            Op::Dense { inputs, outputs } => {
+                ensure!(
+                    !s.from_input && matches!(l.output, Buffer::Logits { .. }),
+                    "internal: the dense head must read the arena and write the logits"
+                );
+                s.op = "dense";
+                s.inputs = *inputs;
+                s.outputs = *outputs;
+            }
+        }
+        steps.push(s);
+    }
+    Ok(Ctx {
+        name: name.to_string(),
+        guard: format!("{upper}_H"),
+        upper,
+        tool_version: note.tool_version.clone(),
+        header: header_lines(spec, lowered, name, note, lang, true),
+        header_short: header_lines(spec, lowered, name, note, lang, false),
+        input_len: plan.input_len * plan.input_channels,
+        classes: plan.classes,
+        arena_bytes: plan.arena_bytes,
+        arena_len: plan.arena_bytes / ELEM_BYTES,
+        u8_scale: float_literal(crate::data::INPUT_SCALE, lang),
+        arrays,
+        convs,
+        steps,
+    })
+}

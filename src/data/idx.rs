@@ -1,0 +1,193 @@
+//! IDX reading with full validation: a header is never trusted for an allocation, gzip is
+//! sniffed, every malformation is an error naming the file.
+
+use super::*;
+
+/// Reads an IDX file of `u8` samples, raw or gzip-compressed (detected from its first bytes).
+///
+/// Accepts magic `0x00000802..=0x00000804` (count plus 1 to 3 sample dimensions; the usual
+/// `0x00000803` is count × rows × columns). Returns `(count, len, data)` where `len` is the
+/// product of the dimensions after the count and `data` holds `count × len` bytes.
+pub fn read_idx_images(path: &Path) -> Result<(usize, usize, Vec<u8>), DataError> {
+    let (dims, data) = read_idx(path, 2..=4, IDX_IMAGES_MAGIC)?;
+    let count = dims[0];
+    // The product of all dims was checked for overflow, so the tail product cannot overflow.
+    let len = dims[1..].iter().product();
+    Ok((count, len, data))
+}
+
+/// Reads an IDX labels file (magic `0x00000801`, one `u8` per sample), raw or gzip-compressed.
+pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
+    read_idx(path, 1..=1, IDX_LABELS_MAGIC).map(|(_, data)| data)
+}
+
+/// Opens `path`, sniffs gzip, and reads a `u8` IDX file whose number of dimensions lies in
+/// `ndims`. Returns the dimensions and the payload.
+pub(crate) fn read_idx(
+    path: &Path,
+    ndims: RangeInclusive<u8>,
+    expected_magic: u32,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let io_err = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let file_len = file.metadata().map_err(io_err)?.len();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+    let is_gzip = reader.fill_buf().map_err(io_err)?.starts_with(&GZIP_MAGIC);
+    let header = IdxSpec {
+        path,
+        ndims,
+        expected_magic,
+    };
+    if is_gzip {
+        let bound = file_len.saturating_mul(MAX_DEFLATE_RATIO);
+        header.read(MultiGzDecoder::new(reader), true, bound)
+    } else {
+        header.read(reader, false, file_len)
+    }
+}
+
+/// What an IDX reader expects of a file.
+pub(crate) struct IdxSpec<'a> {
+    path: &'a Path,
+    ndims: RangeInclusive<u8>,
+    expected_magic: u32,
+}
+
+impl IdxSpec<'_> {
+    /// Reads header and payload from `r` (the decompressed stream for gzip). `max_bytes` is an
+    /// upper bound on what the stream can hold: the file size for raw files (checked exactly),
+    /// the deflate bound for gzip (used only to cap pre-allocation).
+    fn read<R: Read>(
+        &self,
+        mut r: R,
+        gzip: bool,
+        max_bytes: u64,
+    ) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+        let path = self.path.to_path_buf();
+        let stream_err = |source| {
+            if gzip {
+                DataError::Gzip {
+                    path: path.clone(),
+                    source,
+                }
+            } else {
+                DataError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        };
+        let truncated = |expected_bytes: u64, actual_bytes: u64| DataError::Truncated {
+            path: path.clone(),
+            expected_bytes,
+            actual_bytes,
+        };
+
+        // Magic: 0x00 0x00, type byte, number of dimensions.
+        let mut magic = [0u8; 4];
+        let got = read_up_to(&mut r, &mut magic).map_err(stream_err)?;
+        if got < magic.len() {
+            return Err(truncated(4, got as u64));
+        }
+        let found = u32::from_be_bytes(magic);
+        let nd = magic[3];
+        if magic[0] != 0 || magic[1] != 0 || magic[2] != IDX_TYPE_U8 || !self.ndims.contains(&nd) {
+            return Err(DataError::BadMagic {
+                path,
+                found,
+                expected: self.expected_magic,
+            });
+        }
+
+        // Dimensions: one big-endian u32 each.
+        let header_len = 4 + 4 * usize::from(nd);
+        let mut raw = vec![0u8; 4 * usize::from(nd)];
+        let got = read_up_to(&mut r, &mut raw).map_err(stream_err)?;
+        if got < raw.len() {
+            return Err(truncated(header_len as u64, (4 + got) as u64));
+        }
+        let dims32: Vec<u32> = raw
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let bad_dims = |reason: &str| DataError::BadDims {
+            path: path.clone(),
+            dims: dims32.clone(),
+            reason: reason.to_string(),
+        };
+        if dims32[0] == 0 {
+            return Err(DataError::Empty { path });
+        }
+        if dims32[1..].contains(&0) {
+            return Err(bad_dims("a sample dimension is zero"));
+        }
+        let payload = dims32
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
+            .ok_or_else(|| bad_dims("count × dimensions overflows"))?;
+        let expected_total = payload
+            .checked_add(header_len as u64)
+            .ok_or_else(|| bad_dims("count × dimensions overflows"))?;
+        let dims = dims32
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<usize>, _>>()
+            .map_err(|_| bad_dims("a dimension does not fit this platform's usize"))?;
+        let payload_usize = usize::try_from(payload)
+            .map_err(|_| bad_dims("the data size does not fit this platform's usize"))?;
+
+        // Raw files: the exact size is known, so check it before reading or allocating.
+        if !gzip {
+            if max_bytes < expected_total {
+                return Err(truncated(expected_total, max_bytes));
+            }
+            if max_bytes > expected_total {
+                return Err(DataError::TrailingBytes {
+                    path,
+                    expected_bytes: expected_total,
+                });
+            }
+        }
+
+        // Pre-allocate no more than the stream can possibly hold, then read at most one byte
+        // past the header-implied size so that both truncation and trailing data show. When
+        // fewer bytes arrive than the limit, the stream reached its end: for gzip that means
+        // every member's CRC and size trailer was checked and nothing follows the last one.
+        let capacity = payload.min(max_bytes.saturating_sub(header_len as u64));
+        let mut data = Vec::new();
+        data.try_reserve_exact(usize::try_from(capacity).unwrap_or(payload_usize))
+            .map_err(|e| stream_err(io::Error::new(io::ErrorKind::OutOfMemory, e)))?;
+        (&mut r)
+            .take(payload.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(stream_err)?;
+        let got = data.len() as u64;
+        if got < payload {
+            return Err(truncated(expected_total, header_len as u64 + got));
+        }
+        if got > payload {
+            return Err(DataError::TrailingBytes {
+                path,
+                expected_bytes: expected_total,
+            });
+        }
+        Ok((dims, data))
+    }
+}
+
+/// Fills `buf` from `r` until it is full or the stream ends; returns the bytes read.
+pub(crate) fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

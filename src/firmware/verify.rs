@@ -1,0 +1,341 @@
+//! Verification: build, measure, emulate and compare one kernel, or the C and Rust kernels
+//! side by side.
+
+use super::*;
+
+/// Cross-compile `spec` with `weights` for `target` (the kernel in `opts.lang`), measure the
+/// ELF, and (when asked and the profile has an emulator) run it under QEMU against the host
+/// reference. A model that does not
+/// fit is a report with `fits == false`; errors are reserved for the tools failing, and keep
+/// the build directory for inspection.
+pub fn verify(
+    spec: &NetSpec,
+    weights: &Weights,
+    target: &Target,
+    limits: &Limits,
+    opts: &Options,
+) -> Result<KernelReport> {
+    let lowered = codegen::lower_weights(spec, weights)?;
+    let input_len = spec.input_len * spec.input_channels;
+    ensure!(!opts.samples.inputs.is_empty(), "no samples to run");
+    for (i, x) in opts.samples.inputs.iter().enumerate() {
+        ensure!(
+            x.len() == input_len,
+            "sample {i} has {} bytes, the network reads {input_len}",
+            x.len()
+        );
+    }
+    check_toolchain()?;
+    let mut dir = BuildDir::new(opts.build_dir.as_deref())?;
+    match verify_in(&dir.path, spec, weights, &lowered, target, limits, opts) {
+        Ok(mut report) => {
+            report.build_dir = dir.keep.then(|| dir.path.clone());
+            Ok(report)
+        }
+        Err(e) => {
+            dir.keep = true;
+            Err(e.context(format!("build files kept in {}", dir.path.display())))
+        }
+    }
+}
+
+pub(crate) fn verify_in(
+    d: &Path,
+    spec: &NetSpec,
+    weights: &Weights,
+    lowered: &codegen::Lowered,
+    target: &Target,
+    budget: &Limits,
+    opts: &Options,
+) -> Result<KernelReport> {
+    let plan = &lowered.plan;
+    let estimate: Cost = cost::cost(plan, target, budget);
+    let compiled = compile(d, spec, weights, lowered, target, opts, &estimate)?;
+    let (chip, overflows) = link_for_chip(d, target, &compiled.objects)?;
+    let links_for_chip = overflows.is_empty();
+    let image = ElfImage::parse(&std::fs::read(&chip.elf)?, chip.flash, chip.ram)
+        .with_context(|| format!("reading {}", chip.elf.display()))?;
+    let bd = breakdown(
+        &image,
+        &compiled.kernel_symbols,
+        opts.lang,
+        &compiled.kernel,
+    );
+
+    let (emulation, emulation_skipped) = match (&target.emulator, opts.emulate, links_for_chip) {
+        (_, false, _) => (None, Some("not requested (--no-emulate)".to_string())),
+        (None, _, _) => (
+            None,
+            Some(format!(
+                "the profile {} has no [emulator] section",
+                target.name
+            )),
+        ),
+        (_, _, false) => (None, Some("the image does not fit the chip".to_string())),
+        (Some(emu), true, true) => {
+            let (rep, run, what) = run_emulator(
+                d,
+                target,
+                emu,
+                &compiled.objects,
+                &chip,
+                &image,
+                opts.timeout,
+            )
+            .context("running the firmware under QEMU")?;
+            (
+                Some(compare(
+                    lowered,
+                    &opts.samples,
+                    &rep,
+                    &run,
+                    &emu.machine,
+                    what,
+                    plan,
+                )?),
+                None,
+            )
+        }
+    };
+
+    // The model's share, against the estimate and the budgets.
+    let m = &target.memory;
+    let stack_peak = emulation.as_ref().and_then(|e| e.stack_peak_bytes);
+    let stack_bytes = stack_peak.unwrap_or(target.code_size.stack_bytes);
+    let flash_bytes = image.flash_bytes - bd.harness_flash_bytes;
+    let ram_bytes = image.ram_bytes - bd.harness_ram_bytes - bd.stack_reserved_bytes + stack_bytes;
+    let measured = Measured {
+        flash_bytes,
+        ram_bytes,
+        code_bytes: flash_bytes - bd.weights_bytes,
+        stack_bytes,
+        stack_measured: stack_peak.is_some(),
+        flash_error_pct: pct(estimate.flash_bytes, flash_bytes),
+        ram_error_pct: pct(estimate.ram_bytes, ram_bytes),
+    };
+    let limits = FootprintLimits {
+        max_flash_bytes: budget.max_flash_bytes,
+        max_ram_bytes: budget.max_ram_bytes,
+        chip_flash_bytes: m.flash_bytes,
+        chip_ram_bytes: m.ram_bytes,
+    };
+    let mut violations = Vec::new();
+    for o in &overflows {
+        let size = if o.region == "RAM" {
+            m.ram_bytes
+        } else {
+            m.flash_bytes
+        };
+        violations.push(format!(
+            "region {} overflowed by {} bytes (ld): the firmware image needs {} bytes of the chip's {size}",
+            o.region,
+            o.bytes,
+            o.bytes + size
+        ));
+    }
+    if flash_bytes > limits.max_flash_bytes {
+        violations.push(format!(
+            "region FLASH: the model takes {flash_bytes} bytes, over its budget of {} bytes by {} bytes",
+            limits.max_flash_bytes,
+            flash_bytes - limits.max_flash_bytes
+        ));
+    }
+    if ram_bytes > limits.max_ram_bytes {
+        violations.push(format!(
+            "region RAM: the model takes {ram_bytes} bytes, over its budget of {} bytes by {} bytes",
+            limits.max_ram_bytes,
+            ram_bytes - limits.max_ram_bytes
+        ));
+    }
+    let fits = violations.is_empty();
+    let ok = fits
+        && emulation
+            .as_ref()
+            .is_none_or(|e| e.bit_exact == e.samples && e.predict_agrees);
+    Ok(KernelReport {
+        lang: opts.lang,
+        kernel: compiled.kernel,
+        target: target.name.clone(),
+        core: target.core.clone(),
+        fpu: target.fpu,
+        network: spec.summary(),
+        layers: plan.layers.len(),
+        executed_macs: estimate.executed_macs,
+        compiler: GCC.to_string(),
+        cflags: compiled.cflags,
+        rust: compiled.rust,
+        build_dir: None,
+        estimate: Estimate {
+            flash_bytes: estimate.flash_bytes,
+            ram_bytes: estimate.ram_bytes,
+            weights_bytes: estimate.weights_bytes,
+            code_bytes: estimate.code_bytes,
+            arena_bytes: estimate.arena_bytes,
+            stack_bytes: target.code_size.stack_bytes,
+        },
+        limits,
+        links_for_chip,
+        overflows,
+        image,
+        breakdown: bd,
+        measured,
+        emulation,
+        emulation_skipped,
+        violations,
+        fits,
+        ok,
+    })
+}
+
+/// Compare the emulated logits with the host reference.
+pub(crate) fn compare(
+    lowered: &codegen::Lowered,
+    samples: &Samples,
+    rep: &emulate::HarnessOutput,
+    run: &emulate::QemuRun,
+    machine: &str,
+    image: String,
+    plan: &plan::Plan,
+) -> Result<Emulation> {
+    let mut bit_exact = 0;
+    let mut mismatches = Vec::new();
+    let mut correct = 0;
+    let mut predict_agrees = true;
+    for inf in &rep.inferences {
+        let input = samples.inputs.get(inf.index).with_context(|| {
+            format!(
+                "the firmware reported sample {} of {}: its output is corrupt",
+                inf.index,
+                samples.inputs.len()
+            )
+        })?;
+        anyhow::ensure!(
+            inf.logits.len() == lowered.plan.classes,
+            "the firmware reported {} logits for sample {}, the network has {} classes",
+            inf.logits.len(),
+            inf.index,
+            lowered.plan.classes
+        );
+        let reference = codegen::reference_logits(lowered, input);
+        let got: Vec<f32> = inf.logits.iter().map(|&b| f32::from_bits(b)).collect();
+        let differing = reference
+            .iter()
+            .zip(&inf.logits)
+            .filter(|(r, &g)| r.to_bits() != g)
+            .count();
+        if differing == 0 {
+            bit_exact += 1;
+        } else {
+            let max_abs_diff = reference
+                .iter()
+                .zip(&got)
+                .map(|(r, g)| (f64::from(*r) - f64::from(*g)).abs())
+                .fold(0.0, f64::max);
+            mismatches.push(Mismatch {
+                index: inf.index,
+                classes_differing: differing,
+                max_abs_diff,
+            });
+        }
+        let class = codegen::argmax(&reference);
+        if let Some(labels) = &samples.labels {
+            correct += usize::from(labels[inf.index] as usize == class);
+        }
+        if inf.index == 0 {
+            predict_agrees = rep.predicted == Some(class as u32);
+        }
+    }
+    let instructions: Vec<u64> = rep
+        .inferences
+        .iter()
+        .map(|i| rep.calibration.instructions(i.span))
+        .collect();
+    let mut sorted = instructions.clone();
+    sorted.sort_unstable();
+    let median = *sorted
+        .get(sorted.len() / 2)
+        .context("the firmware reported no inference")?;
+    let executed_macs: u64 = plan.layers.iter().map(|l| l.executed_macs()).sum();
+    Ok(Emulation {
+        machine: machine.to_string(),
+        image,
+        command: run.command.clone(),
+        samples_source: samples.source.clone(),
+        samples: rep.inferences.len(),
+        bit_exact,
+        mismatches,
+        predict_agrees,
+        correct: samples.labels.as_ref().map(|_| correct),
+        instructions,
+        instructions_per_inference: median,
+        executed_macs,
+        instructions_per_mac: median as f64 / executed_macs.max(1) as f64,
+        ticks_per_instruction: rep.calibration.ticks_per_instruction(),
+        stack_peak_bytes: rep.stack_peak_bytes,
+        wall_seconds: run.wall.as_secs_f64(),
+    })
+}
+
+/// Verify the kernels `which` asks for: the C kernel and the Rust kernel are built and run
+/// concurrently, each in a directory of its own (with `opts.build_dir`: the C firmware in it,
+/// the Rust firmware in its `rust/`). [`LangChoice::Both`] without the profile's Rust target
+/// installed verifies the C kernel and says in `notes` how to install it; [`LangChoice::Rust`]
+/// fails then.
+pub fn verify_langs(
+    spec: &NetSpec,
+    weights: &Weights,
+    target: &Target,
+    limits: &Limits,
+    opts: &Options,
+    which: LangChoice,
+) -> Result<Verification> {
+    let mut notes = Vec::new();
+    let want_rust = which != LangChoice::C;
+    let rust_ok = if want_rust {
+        match check_rust(&target.toolchain.rust_target) {
+            Ok(_) => true,
+            Err(e) if which == LangChoice::Both => {
+                notes.push(format!(
+                    "the Rust kernel was not built, only the C kernel: {e:#}"
+                ));
+                false
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        false
+    };
+    let with = |lang: Lang, sub: Option<&str>| {
+        let mut o = opts.clone();
+        o.lang = lang;
+        if let (Some(d), Some(sub)) = (&opts.build_dir, sub) {
+            o.build_dir = Some(d.join(sub));
+        }
+        o
+    };
+    let (primary, rust_report) = match (which, rust_ok) {
+        (LangChoice::Rust, _) => (
+            verify(spec, weights, target, limits, &with(Lang::Rust, None))?,
+            None,
+        ),
+        (_, false) => (
+            verify(spec, weights, target, limits, &with(Lang::C, None))?,
+            None,
+        ),
+        (_, true) => {
+            let c_opts = with(Lang::C, None);
+            let rust_opts = with(Lang::Rust, Some("rust"));
+            let (c, r) = std::thread::scope(|s| {
+                let r = s.spawn(|| verify(spec, weights, target, limits, &rust_opts));
+                let c = verify(spec, weights, target, limits, &c_opts);
+                (c, r.join().expect("Rust verification thread"))
+            });
+            (c?, Some(r.context("the Rust kernel")?))
+        }
+    };
+    Ok(Verification {
+        primary,
+        rust_report,
+        notes,
+    })
+}

@@ -1,0 +1,299 @@
+//! One candidate: training it by the run's mode (proxy fold or k folds), recording it, reusing
+//! an earlier result for a recreated architecture, tracking the best so far.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// The search
+// ---------------------------------------------------------------------------------------------
+
+/// What training one candidate produced.
+pub(crate) struct Trained {
+    pub(crate) weights: Weights,
+    /// Validation metrics, averaged over folds for full training.
+    pub(crate) val: Metrics,
+    pub(crate) epochs_run: usize,
+    pub(crate) best_epoch: usize,
+    pub(crate) seconds: f64,
+    pub(crate) samples_per_sec: f64,
+    pub(crate) history: Vec<train::EpochLog>,
+}
+
+/// Train one candidate according to the run's training mode.
+pub(crate) fn train_candidate(
+    spec: &NetSpec,
+    init: &Weights,
+    train_set: &Dataset,
+    folds: &[Vec<usize>],
+    cfg: &RunConfig,
+    seed: u64,
+    bar: &ProgressBar,
+) -> Result<Trained> {
+    let fold_count = match cfg.training {
+        Training::Proxy => 1,
+        Training::Full => folds.len(),
+    };
+    let mut results = Vec::new();
+    for f in 0..fold_count {
+        let val_idx = &folds[f];
+        let tr_idx: Vec<usize> = folds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != f)
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect();
+        let (tr, val) = (train_set.subset(&tr_idx), train_set.subset(val_idx));
+        let out = train::train(
+            spec,
+            init,
+            &tr,
+            &val,
+            &cfg.train,
+            seed.wrapping_add(f as u64),
+            &mut |done, total| {
+                bar.set_length((total * fold_count) as u64);
+                bar.set_position((f * total + done) as u64);
+            },
+        )?;
+        results.push(out);
+    }
+    let n = results.len() as f64;
+    // Mean validation metrics over folds; the weights of the best fold are kept.
+    let mut val = results[0].val.clone();
+    if results.len() > 1 {
+        val.accuracy = results.iter().map(|r| r.val.accuracy).sum::<f64>() / n;
+        val.weighted_precision = results
+            .iter()
+            .map(|r| r.val.weighted_precision)
+            .sum::<f64>()
+            / n;
+        val.weighted_recall = results.iter().map(|r| r.val.weighted_recall).sum::<f64>() / n;
+        val.weighted_f1 = results.iter().map(|r| r.val.weighted_f1).sum::<f64>() / n;
+        val.macro_f1 = results.iter().map(|r| r.val.macro_f1).sum::<f64>() / n;
+        val.loss = Some(results.iter().filter_map(|r| r.val.loss).sum::<f64>() / n);
+        val.samples = results.iter().map(|r| r.val.samples).sum();
+        for r in &results[1..] {
+            for (row, other) in val.confusion.iter_mut().zip(&r.val.confusion) {
+                for (a, b) in row.iter_mut().zip(other) {
+                    *a += b;
+                }
+            }
+        }
+    }
+    let best = results
+        .iter()
+        .max_by(|a, b| cfg.metric.of(&a.val).total_cmp(&cfg.metric.of(&b.val)))
+        .expect("at least one fold");
+    let seconds = results.iter().map(|r| r.seconds).sum();
+    let sps = results.iter().map(|r| r.train_samples_per_sec).sum::<f64>() / n;
+    Ok(Trained {
+        weights: best.weights.clone(),
+        val,
+        epochs_run: best.epochs_run,
+        best_epoch: best.best_epoch,
+        seconds,
+        samples_per_sec: sps,
+        history: best.history.clone(),
+    })
+}
+
+pub(crate) struct Session<'a> {
+    pub(crate) run: &'a Run,
+    pub(crate) train_set: Dataset,
+    pub(crate) folds: Vec<Vec<usize>>,
+    pub(crate) started: Instant,
+    pub(crate) time_budget: Option<Duration>,
+    pub(crate) trained: usize,
+    pub(crate) overall: ProgressBar,
+    pub(crate) steps: ProgressBar,
+    pub(crate) best: Option<(Record, Weights)>,
+    /// Architectures evaluated so far (spec JSON → candidate id), so that a mutation that
+    /// recreates an earlier network reuses its result instead of training it again.
+    pub(crate) seen: HashMap<String, String>,
+}
+
+impl Session<'_> {
+    /// Evaluate (or load) one candidate. `None` when the time budget stopped the run first.
+    pub(crate) fn candidate(
+        &mut self,
+        generation: usize,
+        index: usize,
+        spec: &NetSpec,
+        c: &Cost,
+        parent: Option<&(Record, Weights)>,
+    ) -> Result<Option<(Record, Weights)>> {
+        let id = candidate_id(generation, index);
+        let cfg = &self.run.config;
+        if let Some((rec, w)) = self.run.load_candidate(&id) {
+            if rec.spec != *spec {
+                bail!(
+                    "{}: candidate {id} on disk differs from the one this configuration generates; \
+                     the run directory was written by a different configuration or version",
+                    self.run.dir.display()
+                );
+            }
+            self.seen.entry(spec.to_json()).or_insert(id);
+            self.overall.inc(1);
+            self.consider_best(&rec, &w, c)?;
+            return Ok(Some((rec, w)));
+        }
+        if let Some(earlier) = self.seen.get(&spec.to_json()).cloned() {
+            return self
+                .reuse(&earlier, id, generation, index, parent, c)
+                .map(Some);
+        }
+        if self.out_of_time() {
+            return Ok(None);
+        }
+        let measured = if cfg.verify {
+            Some(measure(spec, cfg)?)
+        } else {
+            None
+        };
+        let seed = rng_for(cfg.seed, generation, 3 + index as u64).random::<u64>();
+        let mut init = train::initial_weights(spec, seed);
+        let inherited = match parent {
+            Some((prec, pw)) if cfg.inherit => inherit(spec, &prec.spec, pw, &mut init),
+            _ => 0,
+        };
+        self.steps.reset();
+        self.steps.set_message(format!("{id} {}", spec.summary()));
+        let t = train_candidate(
+            spec,
+            &init,
+            &self.train_set,
+            &self.folds,
+            cfg,
+            seed,
+            &self.steps,
+        )?;
+        let rec = Record {
+            id: id.clone(),
+            generation,
+            index,
+            parent: parent.map(|p| p.0.id.clone()),
+            spec: spec.clone(),
+            summary: spec.summary(),
+            params: c.params,
+            flops: c.flops,
+            max_tensor: c.max_tensor,
+            ram_bytes: c.ram_bytes,
+            flash_bytes: c.flash_bytes,
+            score: cfg.metric.of(&t.val),
+            val: t.val,
+            epochs_run: t.epochs_run,
+            best_epoch: t.best_epoch,
+            inherited_blocks: inherited,
+            train_seconds: t.seconds,
+            train_samples_per_sec: t.samples_per_sec,
+            measured,
+            duplicate_of: None,
+            history: t.history,
+        };
+        self.run.save_candidate(&rec, &t.weights, c)?;
+        self.seen.insert(spec.to_json(), rec.id.clone());
+        self.run
+            .event(serde_json::json!({"event": "candidate", "record": &rec}))?;
+        self.overall.inc(1);
+        self.trained += 1;
+        self.overall.suspend(|| {
+            self.run.log(&format!(
+                "{id}  {}  params {}  flops {}  ram {} B  flash {} B{}  val {}  ({:.1} s)",
+                rec.summary,
+                rec.params,
+                rec.flops,
+                rec.ram_bytes,
+                rec.flash_bytes,
+                rec.measured.map_or(String::new(), |m| format!(
+                    " (ELF: ram {} B, flash {} B)",
+                    m.ram_bytes, m.flash_bytes
+                )),
+                rec.val.brief(),
+                rec.train_seconds
+            ))
+        })?;
+        self.consider_best(&rec, &t.weights, c)?;
+        Ok(Some((rec, t.weights)))
+    }
+
+    /// Record candidate `id` as the same architecture as the earlier candidate `earlier`: its
+    /// trained weights and validation result are taken over, nothing is trained.
+    pub(crate) fn reuse(
+        &mut self,
+        earlier: &str,
+        id: String,
+        generation: usize,
+        index: usize,
+        parent: Option<&(Record, Weights)>,
+        c: &Cost,
+    ) -> Result<(Record, Weights)> {
+        let (orig, w) = self.run.load_candidate(earlier).with_context(|| {
+            format!(
+                "candidate {earlier} is missing from {}",
+                self.run.dir.display()
+            )
+        })?;
+        let rec = Record {
+            id,
+            generation,
+            index,
+            parent: parent.map(|p| p.0.id.clone()),
+            duplicate_of: Some(orig.duplicate_of.clone().unwrap_or(orig.id.clone())),
+            train_seconds: 0.0,
+            inherited_blocks: 0,
+            ..orig
+        };
+        self.run.save_candidate(&rec, &w, c)?;
+        self.run
+            .event(serde_json::json!({"event": "candidate", "record": &rec}))?;
+        self.overall.inc(1);
+        self.overall.suspend(|| {
+            self.run.log(&format!(
+                "{}  {}  same architecture as {}: its result is reused, nothing trained",
+                rec.id,
+                rec.summary,
+                rec.duplicate_of.as_deref().unwrap_or("?")
+            ))
+        })?;
+        self.consider_best(&rec, &w, c)?;
+        Ok((rec, w))
+    }
+
+    /// The run's time budget is spent: stop before starting another training.
+    pub(crate) fn out_of_time(&self) -> bool {
+        self.time_budget
+            .is_some_and(|budget| self.started.elapsed() >= budget)
+    }
+
+    pub(crate) fn consider_best(&mut self, rec: &Record, w: &Weights, c: &Cost) -> Result<()> {
+        let better = self.best.as_ref().is_none_or(|(b, _)| rec.score > b.score);
+        if better {
+            self.run.save_best(rec, w, c)?;
+            self.best = Some((rec.clone(), w.clone()));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn progress_bars(quiet: bool, total: u64) -> (ProgressBar, ProgressBar) {
+    // Bars draw on stderr, and only for a person watching: not when either stream is redirected.
+    let visible = !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let mp = indicatif::MultiProgress::with_draw_target(if visible {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let overall = mp.add(ProgressBar::new(total));
+    overall.set_style(
+        ProgressStyle::with_template("candidates {pos}/{len} [{bar:30}] {elapsed} (ETA {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let steps = mp.add(ProgressBar::new(1));
+    steps.set_style(
+        ProgressStyle::with_template("  steps {pos}/{len} [{bar:30}] ETA {eta}  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    (overall, steps)
+}
