@@ -116,6 +116,8 @@ pub fn progress_x(c: &Candidate, children: usize) -> f64 {
 fn progress(r: &RunReport) -> Result<Figure> {
     let children = r.children;
     let (ylo, yhi) = range(r.candidates.iter().map(|c| c.score), 0.1);
+    // Head room above the points for the legend.
+    let yhi = yhi + 0.45 * (yhi - ylo);
     let xmax = r.generations.max(1) as f64 + 1.0;
     let svg = svg_of((900, 420), |root| {
         let mut ch = ChartBuilder::on(root)
@@ -194,7 +196,7 @@ fn progress(r: &RunReport) -> Result<Figure> {
             .map_err(err)?;
         }
         ch.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .label_font((FONT, 12))
