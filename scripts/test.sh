@@ -6,6 +6,8 @@
 #     captures feed a `data from-pcap` test); both tests say SKIPPED when these are missing
 #   - rustup: the thumbv7em-none-eabihf (Cortex-M4F/M7) and thumbv6m-none-eabi (Cortex-M0+)
 #     targets, to cross-build the generated no_std Rust kernel into firmware
+#   - a single-node Slurm cluster on localhost (slurm-wlm, munge; scripts/slurm-local.sh) for
+#     the tests of `nas search --executor slurm`, started here and stopped when the tests end
 # Tests read the real datasets from ../shared/data (override with NAS_SHARED_DATA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +43,13 @@ if command -v rustup >/dev/null; then
         rustup target list --installed 2>/dev/null | grep -qx "$t" ||
             rustup target add "$t" || echo "warning: could not install the $t Rust target"
     done
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    trap './scripts/slurm-local.sh stop' EXIT
+    ./scripts/slurm-local.sh start
+else
+    echo "warning: not root: the local Slurm cluster is not started; the Slurm executor tests will say so"
 fi
 
 # Release profile: training through burn is far too slow unoptimised; the main job uses the

@@ -25,54 +25,40 @@ use crate::net::{Block, Head, NetSpec, Padding, Pool, PoolKind};
 use crate::train::model;
 use crate::train::{self, TrainConfig};
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-#[derive(Debug, Args)]
-pub struct BenchArgs {
+/// What `nas bench` measures and how.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
     /// IDX dataset folder with train-* and t10k-* files.
-    #[arg(long, default_value = "../shared/data/iscx-vpn2016-12class-sessionl7")]
     pub data: PathBuf,
     /// Reference network(s) to measure: A, B or both.
-    #[arg(long, default_value = "both", value_parser = ["A", "B", "both", "a", "b"])]
     pub arch: String,
     /// Timed training epochs per measurement.
-    #[arg(long, default_value_t = 1)]
     pub epochs: usize,
     /// Warm-up training steps before the timed epoch(s).
-    #[arg(long, default_value_t = 3)]
     pub warmup: usize,
     /// Measurements per network (alternated with Keras when `--keras` is given); medians are
     /// reported.
-    #[arg(long, default_value_t = 1)]
     pub repeats: usize,
     /// Python interpreter with TensorFlow (e.g. /tmp/kb/bin/python): also run the Keras
     /// baseline, alternately with ours, and report ratios.
-    #[arg(long)]
     pub keras: Option<PathBuf>,
     /// The Keras baseline script.
-    #[arg(long, default_value = "../shared/bench/keras_baseline.py")]
     pub keras_script: PathBuf,
     /// Epochs of the proxy evaluation (0 skips it).
-    #[arg(long, default_value_t = 3)]
     pub proxy_epochs: usize,
     /// Cut each timed epoch to this many steps (quick checks only: Keras still runs whole
     /// epochs, so ratios are then only indicative).
-    #[arg(long)]
     pub steps: Option<usize>,
     /// Skip the inference measurement.
-    #[arg(long)]
     pub no_infer: bool,
     /// Seed of the initial weights, shuffling and dropout.
-    #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Machine-readable output (JSON on stdout).
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// The batch size of both reference measurements (the seed's and `keras_baseline.py`'s).
@@ -216,7 +202,8 @@ pub struct BenchReport {
     pub proxy: Option<ProxyRun>,
 }
 
-pub fn run(a: BenchArgs) -> Result<()> {
+/// Measure; `say` hears a line per measurement as it is made.
+pub fn run(a: &BenchConfig, say: &mut dyn FnMut(String)) -> Result<BenchReport> {
     let archs: Vec<&str> = match a.arch.to_ascii_uppercase().as_str() {
         "A" => vec!["A"],
         "B" => vec!["B"],
@@ -241,13 +228,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let say = |s: String| {
-        if a.json {
-            eprintln!("{s}");
-        } else {
-            println!("{s}");
-        }
-    };
     say(format!(
         "nas bench: {} (train {} / test {} samples of {} bytes, {} classes), batch {BATCH}, \
          {} epoch(s) after {} warm-up steps, {} repeat(s), {threads} thread(s)",
@@ -266,7 +246,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     for rep in 0..a.repeats {
         for &arch in &archs {
             let spec = reference(arch, tr.len, tr.classes);
-            let r = measure_ours(arch, &spec, tr, te, &a)?;
+            let r = measure_ours(arch, &spec, tr, te, a)?;
             say(format!(
                 "[{}/{}] ours  {arch}: train {:>8.1} samples/s  infer {:>8} samples/s  \
                  test acc {:.4} wF1 {:.4}  (epoch {:.1} s)",
@@ -280,7 +260,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             ));
             ours.push(r);
             if let (Some(py), Some(script)) = (&a.keras, &keras_script) {
-                let k = measure_keras(py, script, arch, &a)?;
+                let k = measure_keras(py, script, arch, a)?;
                 say(format!(
                     "[{}/{}] keras {arch}: train {:>8.1} samples/s  infer {:>8} samples/s  \
                      test acc {:.4} wF1 {:.4}",
@@ -324,12 +304,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         keras,
         proxy,
     };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    Ok(report)
 }
 
 fn reference(arch: &str, len: usize, classes: usize) -> NetSpec {
@@ -344,7 +319,7 @@ fn measure_ours(
     spec: &NetSpec,
     tr: &Dataset,
     te: &Dataset,
-    a: &BenchArgs,
+    a: &BenchConfig,
 ) -> Result<OursRun> {
     let init = train::initial_weights(spec, a.seed);
     let base = TrainConfig {
@@ -408,7 +383,7 @@ fn measure_ours(
     })
 }
 
-fn measure_keras(python: &Path, script: &Path, arch: &str, a: &BenchArgs) -> Result<KerasRun> {
+fn measure_keras(python: &Path, script: &Path, arch: &str, a: &BenchConfig) -> Result<KerasRun> {
     let data = a
         .data
         .canonicalize()
@@ -542,57 +517,6 @@ fn summarize(
 /// MACs and Keras parameters of a reference network, from the plan the cost model uses.
 fn count(spec: &NetSpec) -> (u64, u64) {
     crate::net::plan::lower(spec).map_or((0, 0), |p| (p.macs(), p.keras_params()))
-}
-
-fn print_table(r: &BenchReport) {
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
-    let x = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
-    println!();
-    println!(
-        "medians over {} run(s), samples/s (batch {}, {} thread(s)):",
-        r.repeats, r.batch, r.threads
-    );
-    println!(
-        "{:<5} {:>6} {:>9} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7} | {:>13}",
-        "arch",
-        "MMACs",
-        "params",
-        "train ours",
-        "keras",
-        "ratio",
-        "infer ours",
-        "keras",
-        "ratio",
-        "test acc/wF1"
-    );
-    for s in &r.archs {
-        println!(
-            "{:<5} {:>6.2} {:>9} | {:>10.1} {:>10} {:>7} | {:>10} {:>10} {:>7} | {:.3}/{:.3}",
-            s.arch,
-            s.macs as f64 / 1e6,
-            s.params,
-            s.ours_train_sps,
-            f(s.keras_train_sps),
-            x(s.train_ratio),
-            f(s.ours_infer_sps),
-            f(s.keras_infer_sps),
-            x(s.infer_ratio),
-            s.ours_test_acc,
-            s.ours_test_wf1,
-        );
-        if let (Some(acc), Some(wf1)) = (s.keras_test_acc, s.keras_test_wf1) {
-            println!(
-                "{:<5} keras test acc/wF1 {acc:.3}/{wf1:.3} (same epochs)",
-                ""
-            );
-        }
-    }
-    if let Some(p) = &r.proxy {
-        println!(
-            "proxy evaluation: {:.1} s wall ({}, {} epochs, {} train / {} val samples)",
-            p.wall_s, p.spec, p.epochs, p.train_samples, p.val_samples
-        );
-    }
 }
 
 #[cfg(test)]

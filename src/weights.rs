@@ -150,14 +150,19 @@ impl Weights {
     pub fn load(path: &Path) -> Result<Weights> {
         let data = std::fs::read(path)
             .with_context(|| format!("cannot read weights {}", path.display()))?;
-        let st = safetensors::SafeTensors::deserialize(&data)
-            .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+        Weights::from_bytes(&data, &path.display().to_string())
+    }
+
+    /// Parse safetensors bytes (`origin` names them in errors). Any bytes give weights or an
+    /// error, never a panic.
+    pub fn from_bytes(data: &[u8], origin: &str) -> Result<Weights> {
+        let st = safetensors::SafeTensors::deserialize(data)
+            .with_context(|| format!("{origin} is not a valid safetensors file"))?;
         let mut w = Weights::default();
         for (name, view) in st.tensors() {
             if view.dtype() != safetensors::Dtype::F32 {
                 bail!(
-                    "{}: tensor '{name}' is {:?}, expected F32",
-                    path.display(),
+                    "{origin}: tensor '{name}' is {:?}, expected F32",
                     view.dtype()
                 );
             }

@@ -3,6 +3,7 @@
 //! One file per command that has more than a few lines; the small ones (`targets`, `cost`,
 //! `data inspect`) are here.
 
+mod bench;
 mod eval;
 mod export;
 mod pcap;
@@ -11,6 +12,7 @@ pub(crate) mod search;
 mod train;
 mod verify;
 
+pub use bench::BenchArgs;
 pub use eval::EvalArgs;
 pub use export::ExportArgs;
 pub use pcap::FromPcapArgs;
@@ -64,11 +66,14 @@ pub enum Command {
     Cost(CostArgs),
     /// List the MCU profiles and their budgets
     Targets(TargetsArgs),
+    /// Train one candidate of a run from its task files (started by `search --jobs` and
+    /// `--executor slurm`; not needed by hand)
+    Worker(WorkerArgs),
     /// Dataset tools
     #[command(subcommand)]
     Data(DataCommand),
     /// Measure training and inference throughput on the reference networks
-    Bench(crate::bench::BenchArgs),
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +87,19 @@ pub struct CostArgs {
     /// Print a JSON object instead of the table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The run directory
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The candidate to train (its candidates/ID/task.json)
+    #[arg(long, required_unless_present = "task_list")]
+    pub candidate: Option<String>,
+    /// A file of candidate ids, one per line: train line $SLURM_ARRAY_TASK_ID (Slurm arrays)
+    #[arg(long, conflicts_with = "candidate")]
+    pub task_list: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +129,14 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Search(a) => search::run(*a),
         Command::Train(a) => train::run(*a),
+        Command::Worker(a) => {
+            let id = match (&a.candidate, &a.task_list) {
+                (Some(id), _) => id.clone(),
+                (None, Some(list)) => crate::search::task_from_list(list)?,
+                (None, None) => bail!("give --candidate ID or --task-list FILE"),
+            };
+            crate::search::work(&a.run, &id)
+        }
         Command::Eval(a) => eval::run(a),
         Command::Export(a) => export::run(a),
         Command::Verify(a) => verify::run(a),
@@ -119,7 +145,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => report::run(a),
         Command::Data(DataCommand::Inspect { dir, json }) => inspect_cmd(&dir, json),
         Command::Data(DataCommand::FromPcap(a)) => pcap::run(a),
-        Command::Bench(a) => crate::bench::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

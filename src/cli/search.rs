@@ -2,7 +2,7 @@
 //! a run.
 
 use crate::net::SearchSpace;
-use crate::search::{self, DataSource, Metric, Run, RunConfig, Training};
+use crate::search::{self, DataSource, Executor, Metric, Run, RunConfig, SlurmOptions, Training};
 use crate::target;
 use crate::train::TrainConfig;
 use anyhow::{Context, Result};
@@ -129,6 +129,20 @@ pub struct SearchArgs {
     /// Start final training from scratch instead of from the candidate's proxy weights
     #[arg(long)]
     pub final_from_scratch: bool,
+    /// Train this many candidates at once, each in a worker process on this machine (the cores
+    /// are split between them); the results are those of --jobs 1
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub jobs: u64,
+    /// Where candidates are trained: on this machine, or as one Slurm job array per generation
+    /// (the run directory must be on a filesystem the nodes share)
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+    /// Slurm partition for --executor slurm
+    #[arg(long, requires = "executor")]
+    pub partition: Option<String>,
+    /// Further sbatch argument for --executor slurm (repeatable), e.g. --sbatch-arg=--cpus-per-task=4
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
     /// Print the run summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -215,6 +229,29 @@ fn build_config(a: &SearchArgs) -> Result<RunConfig> {
 }
 
 /// `nas search`.
+/// `--executor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// This machine: in this process, or in --jobs worker processes
+    Local,
+    /// Slurm job arrays (sbatch/squeue on this host)
+    Slurm,
+}
+
+fn executor(a: &SearchArgs) -> Executor {
+    match a.executor {
+        ExecutorKind::Slurm => Executor::Slurm(SlurmOptions {
+            partition: a.partition.clone(),
+            sbatch_args: a.sbatch_args.clone(),
+            poll: Duration::from_secs(1),
+        }),
+        ExecutorKind::Local if a.jobs > 1 => Executor::Local {
+            jobs: a.jobs as usize,
+        },
+        ExecutorKind::Local => Executor::Inline,
+    }
+}
+
 pub fn run(a: SearchArgs) -> Result<()> {
     let quiet = a.quiet || a.json;
     let (run, resumed) = match &a.resume {
@@ -234,7 +271,12 @@ pub fn run(a: SearchArgs) -> Result<()> {
             (Run::create(&dir, config)?.quiet(quiet), false)
         }
     };
-    let summary = search::search(&run, resumed, a.time_budget)?;
+    let opts = search::SessionOptions {
+        resumed,
+        time_budget: a.time_budget,
+        executor: executor(&a),
+    };
+    let summary = search::search(&run, &opts)?;
     // The report is a view of the run: failing to draw it does not fail the search.
     let page = run.dir.join(crate::report::REPORT_FILE);
     match crate::report::write_report(&run.dir, &page) {

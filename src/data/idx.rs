@@ -21,6 +21,35 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
     read_idx(path, 1..=1, IDX_LABELS_MAGIC).map(|(_, data)| data)
 }
 
+/// Parses the bytes of an IDX file (raw or gzip) as [`read_idx_images`] (`labels == false`) or
+/// [`read_idx_labels`] reads a file; `name` names it in errors. Returns the dimensions and the
+/// payload. Any bytes give a result or an error, never a panic (fuzzed).
+pub fn parse_idx(
+    bytes: &[u8],
+    name: &Path,
+    labels: bool,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let header = IdxSpec {
+        path: name,
+        ndims: if labels { 1..=1 } else { 2..=4 },
+        expected_magic: if labels {
+            IDX_LABELS_MAGIC
+        } else {
+            IDX_IMAGES_MAGIC
+        },
+    };
+    let len = bytes.len() as u64;
+    if bytes.starts_with(&GZIP_MAGIC) {
+        header.read(
+            MultiGzDecoder::new(std::io::BufReader::new(bytes)),
+            true,
+            len.saturating_mul(MAX_DEFLATE_RATIO),
+        )
+    } else {
+        header.read(bytes, false, len)
+    }
+}
+
 /// Opens `path`, sniffs gzip, and reads a `u8` IDX file whose number of dimensions lies in
 /// `ndims`. Returns the dimensions and the payload.
 pub(crate) fn read_idx(

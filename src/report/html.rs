@@ -237,6 +237,15 @@ pub fn render(r: &RunReport, figures: &[Figure]) -> String {
             esc(&note)
         );
     }
-    h.push_str("</table>\n</body>\n</html>\n");
+    h.push_str("</table>\n");
+    for (id, why) in &r.failed {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">{} could not be trained: {}</p>",
+            esc(id),
+            esc(why)
+        );
+    }
+    h.push_str("</body>\n</html>\n");
     h
 }

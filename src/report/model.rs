@@ -32,6 +32,9 @@ pub struct RunReport {
     pub random_walk: bool,
     /// Every finished candidate, in the order the search made them (generation, index).
     pub candidates: Vec<Candidate>,
+    /// Candidates whose training failed (their worker failed twice): `(id, reason)`. They have
+    /// no score and are not plotted.
+    pub failed: Vec<(String, String)>,
     /// The parent of each generation, from generation 1 on (the initial parent is `g000-c00`).
     pub parents: Vec<ParentStep>,
     /// Children the budgets rejected before training, per generation (from `events.jsonl`;
@@ -239,6 +242,11 @@ pub fn load(dir: &Path) -> Result<RunReport> {
         }
     }
     records.sort_by_key(|(r, _)| (r.generation, r.index));
+    let failed: Vec<(String, String)> = records
+        .iter()
+        .filter_map(|(r, _)| Some((r.id.clone(), r.failed.clone()?)))
+        .collect();
+    records.retain(|(r, _)| r.failed.is_none());
 
     let verify_path = dir.join(VERIFY_FILE);
     let verify: Option<SavedVerify> = if verify_path.is_file() {
@@ -376,6 +384,7 @@ pub fn load(dir: &Path) -> Result<RunReport> {
         seconds_training_total: candidates.iter().map(|c| c.train_seconds).sum(),
         complete: summary.as_ref().is_some_and(|s| s.complete),
         candidates,
+        failed,
         parents,
         rejected,
         pareto,

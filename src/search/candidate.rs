@@ -110,19 +110,78 @@ pub(crate) struct Session<'a> {
     /// Architectures evaluated so far (spec JSON → candidate id), so that a mutation that
     /// recreates an earlier network reuses its result instead of training it again.
     pub(crate) seen: HashMap<String, String>,
+    pub(crate) executor: Executor,
+}
+
+/// What becomes of one child of a generation.
+enum Slot {
+    /// Finished in an earlier session.
+    Done(Box<(Record, Weights)>),
+    /// The same architecture as this earlier candidate: its result is reused.
+    Reuse(String),
+    /// To be trained.
+    Train(Task, Weights),
 }
 
 impl Session<'_> {
-    /// Evaluate (or load) one candidate. `None` when the time budget stopped the run first.
-    pub(crate) fn candidate(
+    /// Evaluate (or load) the candidates of generation `g`, in index order; `None` when the
+    /// time budget stopped the run first.
+    pub(crate) fn generation(
         &mut self,
-        generation: usize,
-        index: usize,
-        spec: &NetSpec,
-        c: &Cost,
+        g: usize,
+        children: &[(NetSpec, Cost)],
         parent: Option<&(Record, Weights)>,
-    ) -> Result<Option<(Record, Weights)>> {
-        let id = candidate_id(generation, index);
+    ) -> Result<Option<Vec<(Record, Weights)>>> {
+        let mut slots = Vec::with_capacity(children.len());
+        for (i, (spec, _)) in children.iter().enumerate() {
+            slots.push(self.plan(g, i, spec, parent)?);
+        }
+        let outcomes = self.train_slots(&slots)?;
+        let mut results = Vec::with_capacity(children.len());
+        let mut complete = true;
+        for (i, ((slot, outcome), (_, c))) in
+            slots.into_iter().zip(outcomes).zip(children).enumerate()
+        {
+            let done = match slot {
+                Slot::Done(done) => {
+                    let (rec, w) = *done;
+                    self.overall.inc(1);
+                    self.run
+                        .event_once(serde_json::json!({"event": "candidate", "record": &rec}))?;
+                    (rec, w)
+                }
+                Slot::Reuse(earlier) => self.reuse(&earlier, g, i, parent, c)?,
+                Slot::Train(task, init) => match outcome {
+                    None => {
+                        complete = false;
+                        break;
+                    }
+                    Some(Ok(Some(done))) => self.trained_one(done)?,
+                    Some(Ok(None)) => {
+                        let done = self.run.load_candidate(&task.id).with_context(|| {
+                            format!("the worker of {} wrote no readable record", task.id)
+                        })?;
+                        self.trained_one(done)?
+                    }
+                    Some(Err(reason)) => self.failed_one(&task, init, reason, c)?,
+                },
+            };
+            self.consider_best(&done.0, &done.1, c)?;
+            results.push(done);
+        }
+        Ok(complete.then_some(results))
+    }
+
+    /// Decide what to do with child `i` of generation `g`; a child to train gets its task
+    /// files written.
+    fn plan(
+        &mut self,
+        g: usize,
+        i: usize,
+        spec: &NetSpec,
+        parent: Option<&(Record, Weights)>,
+    ) -> Result<Slot> {
+        let id = candidate_id(g, i);
         let cfg = &self.run.config;
         if let Some((rec, w)) = self.run.load_candidate(&id) {
             if rec.spec != *spec {
@@ -133,72 +192,116 @@ impl Session<'_> {
                 );
             }
             self.seen.entry(spec.to_json()).or_insert(id);
-            self.overall.inc(1);
-            self.consider_best(&rec, &w, c)?;
-            return Ok(Some((rec, w)));
+            return Ok(Slot::Done(Box::new((rec, w))));
         }
-        if let Some(earlier) = self.seen.get(&spec.to_json()).cloned() {
-            return self
-                .reuse(&earlier, id, generation, index, parent, c)
-                .map(Some);
+        if let Some(earlier) = self.seen.get(&spec.to_json()) {
+            return Ok(Slot::Reuse(earlier.clone()));
         }
-        if self.out_of_time() {
-            return Ok(None);
-        }
+        self.seen.insert(spec.to_json(), id.clone());
         let measured = if cfg.verify {
             Some(measure(spec, cfg)?)
         } else {
             None
         };
-        let seed = rng_for(cfg.seed, generation, 3 + index as u64).random::<u64>();
+        let seed = rng_for(cfg.seed, g, 3 + i as u64).random::<u64>();
         let mut init = train::initial_weights(spec, seed);
-        let inherited = match parent {
+        let inherited_blocks = match parent {
             Some((prec, pw)) if cfg.inherit => inherit(spec, &prec.spec, pw, &mut init),
             _ => 0,
         };
-        self.steps.reset();
-        self.steps.set_message(format!("{id} {}", spec.summary()));
-        let t = train_candidate(
-            spec,
-            &init,
-            &self.train_set,
-            &self.folds,
-            cfg,
-            seed,
-            &self.steps,
-        )?;
-        let rec = Record {
-            id: id.clone(),
-            generation,
-            index,
+        let task = Task {
+            id,
+            generation: g,
+            index: i,
             parent: parent.map(|p| p.0.id.clone()),
             spec: spec.clone(),
-            summary: spec.summary(),
-            params: c.params,
-            flops: c.flops,
-            max_tensor: c.max_tensor,
-            ram_bytes: c.ram_bytes,
-            flash_bytes: c.flash_bytes,
-            score: cfg.metric.of(&t.val),
-            val: t.val,
-            epochs_run: t.epochs_run,
-            best_epoch: t.best_epoch,
-            inherited_blocks: inherited,
-            train_seconds: t.seconds,
-            train_samples_per_sec: t.samples_per_sec,
+            seed,
+            inherited_blocks,
             measured,
-            duplicate_of: None,
-            history: t.history,
         };
-        self.run.save_candidate(&rec, &t.weights, c)?;
-        self.seen.insert(spec.to_json(), rec.id.clone());
+        let d = self.run.candidate_dir(&task.id);
+        init.save(&d.join(INIT))?;
+        write_json(&d.join(TASK), &task)?;
+        Ok(Slot::Train(task, init))
+    }
+
+    /// Train the slots that need it with the session's executor. Inline training returns the
+    /// results; workers leave them on disk (`Ok(None)`).
+    #[allow(clippy::type_complexity)]
+    fn train_slots(
+        &mut self,
+        slots: &[Slot],
+    ) -> Result<Vec<Option<std::result::Result<Option<(Record, Weights)>, String>>>> {
+        let mut out: Vec<Option<std::result::Result<Option<(Record, Weights)>, String>>> =
+            (0..slots.len()).map(|_| None).collect();
+        let todo: Vec<(usize, &Task, &Weights)> = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| match s {
+                Slot::Train(t, w) => Some((k, t, w)),
+                _ => None,
+            })
+            .collect();
+        if todo.is_empty() {
+            return Ok(out);
+        }
+        let executor = self.executor.clone();
+        if executor == Executor::Inline {
+            for (k, task, init) in todo {
+                if self.out_of_time() {
+                    break;
+                }
+                self.steps.reset();
+                self.steps
+                    .set_message(format!("{} {}", task.id, task.spec.summary()));
+                let done = run_task(
+                    self.run,
+                    &self.train_set,
+                    &self.folds,
+                    task,
+                    init,
+                    &self.steps,
+                )?;
+                out[k] = Some(Ok(Some(done)));
+            }
+            return Ok(out);
+        }
+        let tasks: Vec<&Task> = todo.iter().map(|(_, t, _)| *t).collect();
+        let (started, budget) = (self.started, self.time_budget);
+        let stop = move || budget.is_some_and(|b| started.elapsed() >= b);
+        self.steps.set_message(format!(
+            "{} candidates in {}",
+            tasks.len(),
+            match &executor {
+                Executor::Local { jobs } => format!("{jobs} local workers"),
+                _ => "a Slurm job array".to_string(),
+            }
+        ));
+        let bar = self.steps.clone();
+        bar.reset();
+        bar.set_length(tasks.len() as u64);
+        let mut tick = || bar.inc(1);
+        let outcomes = match &executor {
+            Executor::Local { jobs } => run_local(self.run, *jobs, &tasks, &stop, &mut tick)?,
+            Executor::Slurm(o) => run_slurm(self.run, o, &tasks, &stop, &mut tick)?,
+            Executor::Inline => unreachable!("handled above"),
+        };
+        for ((k, _, _), o) in todo.iter().zip(outcomes) {
+            out[*k] = o.map(|r| r.map(|()| None));
+        }
+        Ok(out)
+    }
+
+    /// Book a freshly trained candidate: event, log line, count.
+    fn trained_one(&mut self, (rec, w): (Record, Weights)) -> Result<(Record, Weights)> {
         self.run
-            .event(serde_json::json!({"event": "candidate", "record": &rec}))?;
+            .event_once(serde_json::json!({"event": "candidate", "record": &rec}))?;
         self.overall.inc(1);
         self.trained += 1;
         self.overall.suspend(|| {
             self.run.log(&format!(
-                "{id}  {}  params {}  flops {}  ram {} B  flash {} B{}  val {}  ({:.1} s)",
+                "{}  {}  params {}  flops {}  ram {} B  flash {} B{}  val {}  ({:.1} s)",
+                rec.id,
                 rec.summary,
                 rec.params,
                 rec.flops,
@@ -212,17 +315,39 @@ impl Session<'_> {
                 rec.train_seconds
             ))
         })?;
-        self.consider_best(&rec, &t.weights, c)?;
-        Ok(Some((rec, t.weights)))
+        Ok((rec, w))
     }
 
-    /// Record candidate `id` as the same architecture as the earlier candidate `earlier`: its
-    /// trained weights and validation result are taken over, nothing is trained.
-    pub(crate) fn reuse(
+    /// Record a candidate whose training failed twice: kept in the run with its reason.
+    fn failed_one(
+        &mut self,
+        task: &Task,
+        init: Weights,
+        reason: String,
+        c: &Cost,
+    ) -> Result<(Record, Weights)> {
+        let rec = failed_record(self.run, task, reason)?;
+        self.run.save_candidate(&rec, &init, c)?;
+        self.run
+            .event_once(serde_json::json!({"event": "candidate", "record": &rec}))?;
+        self.overall.inc(1);
+        self.overall.suspend(|| {
+            self.run.log(&format!(
+                "{}  {}  FAILED: {}",
+                rec.id,
+                rec.summary,
+                rec.failed.as_deref().unwrap_or("?")
+            ))
+        })?;
+        Ok((rec, init))
+    }
+
+    /// Record child `index` of generation `g` as the same architecture as the earlier candidate
+    /// `earlier`: its trained weights and validation result are taken over, nothing is trained.
+    fn reuse(
         &mut self,
         earlier: &str,
-        id: String,
-        generation: usize,
+        g: usize,
         index: usize,
         parent: Option<&(Record, Weights)>,
         c: &Cost,
@@ -234,8 +359,8 @@ impl Session<'_> {
             )
         })?;
         let rec = Record {
-            id,
-            generation,
+            id: candidate_id(g, index),
+            generation: g,
             index,
             parent: parent.map(|p| p.0.id.clone()),
             duplicate_of: Some(orig.duplicate_of.clone().unwrap_or(orig.id.clone())),
@@ -245,7 +370,7 @@ impl Session<'_> {
         };
         self.run.save_candidate(&rec, &w, c)?;
         self.run
-            .event(serde_json::json!({"event": "candidate", "record": &rec}))?;
+            .event_once(serde_json::json!({"event": "candidate", "record": &rec}))?;
         self.overall.inc(1);
         self.overall.suspend(|| {
             self.run.log(&format!(
@@ -255,7 +380,6 @@ impl Session<'_> {
                 rec.duplicate_of.as_deref().unwrap_or("?")
             ))
         })?;
-        self.consider_best(&rec, &w, c)?;
         Ok((rec, w))
     }
 
@@ -266,6 +390,9 @@ impl Session<'_> {
     }
 
     pub(crate) fn consider_best(&mut self, rec: &Record, w: &Weights, c: &Cost) -> Result<()> {
+        if rec.failed.is_some() {
+            return Ok(());
+        }
         let better = self.best.as_ref().is_none_or(|(b, _)| rec.score > b.score);
         if better {
             self.run.save_best(rec, w, c)?;

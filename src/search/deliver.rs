@@ -68,7 +68,7 @@ pub fn train_final(
     cfg: &TrainConfig,
     metric: Metric,
     seed: u64,
-    progress: &mut dyn FnMut(usize, usize),
+    observe: &mut dyn FnMut(train::Progress),
 ) -> Result<(FinalRecord, Weights)> {
     let mut in_val = vec![false; train_set.n()];
     for &i in val_idx {
@@ -76,7 +76,7 @@ pub fn train_final(
     }
     let tr_idx: Vec<usize> = (0..train_set.n()).filter(|&i| !in_val[i]).collect();
     let (tr, val) = (train_set.subset(&tr_idx), train_set.subset(val_idx));
-    let out = train::train(spec, init, &tr, &val, cfg, seed, progress)?;
+    let out = train::train_observed(spec, init, &tr, &val, cfg, seed, observe)?;
     let rec = FinalRecord {
         candidate: None,
         spec: spec.clone(),
@@ -109,7 +109,10 @@ impl Session<'_> {
         let mut best: Option<Delivered> = None;
         for (k, rec) in picked.into_iter().enumerate() {
             let (fin, w) = match run.load_final(&rec.id) {
-                Some(done) => done,
+                Some(done) => {
+                    run.event_once(serde_json::json!({"event": "final", "record": &done.0}))?;
+                    done
+                }
                 None => {
                     if self.out_of_time() {
                         return Ok(None);
@@ -152,16 +155,18 @@ impl Session<'_> {
             &cfg.final_train,
             cfg.metric,
             seed,
-            &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
+            &mut |p| {
+                if let train::Progress::Step(done, total) = p {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                }
             },
         )?;
         fin.candidate = Some(rec.id.clone());
         fin.proxy_val = Some(rec.val.clone());
         fin.warm_start = cfg.final_warm_start;
         run.save_final(&rec.id, &fin, &w)?;
-        run.event(serde_json::json!({"event": "final", "record": &fin}))?;
+        run.event_once(serde_json::json!({"event": "final", "record": &fin}))?;
         self.overall.suspend(|| {
             run.log(&format!(
                 "final {}  {}  {} epochs (best {})  val {}  ({:.1} s)",
@@ -183,4 +188,99 @@ pub struct Delivered {
     pub candidate: Record,
     pub record: FinalRecord,
     pub weights: Weights,
+}
+
+/// What `nas train` produced, saved as the directory's `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub dir: PathBuf,
+    pub record: FinalRecord,
+    /// The trained model on the test split (used once).
+    pub test: Metrics,
+    pub cost: Cost,
+}
+
+/// `nas train`: train `cfg.spec` with the full routine (a stratified `val_fraction` of the
+/// training split held out for early stopping) from `init`, and write the directory `dir`
+/// that `eval`, `export` and `verify` take like a run. `say` hears every log line.
+pub fn train_spec(
+    dir: &Path,
+    cfg: &rundir::TrainRunConfig,
+    init: &Weights,
+    say: &mut dyn FnMut(&str),
+) -> Result<TrainSummary> {
+    cfg.validate()?;
+    let spec = &cfg.spec;
+    init.check(spec)
+        .context("the initial weights do not match the spec")?;
+    let splits = load_data(&cfg.data, cfg.seed)?;
+    let tr = &splits.train;
+    ensure!(
+        tr.len == spec.input_len && tr.classes <= spec.classes,
+        "the data ({} bytes per sample, {} classes) does not fit the network ({} inputs, {} classes)",
+        tr.len,
+        tr.classes,
+        spec.input_len,
+        spec.classes
+    );
+    let (_, val_idx) = data::stratified_split(&tr.labels, tr.classes, cfg.val_fraction, cfg.seed)?;
+    let out = rundir::TrainDir::create(dir, cfg)?;
+    let mut log = |line: &str| -> Result<()> {
+        say(line);
+        out.log(line)
+    };
+    log(&format!(
+        "training {} on {} train samples ({} held out for early stopping), up to {} epochs, batch {}",
+        spec.summary(),
+        tr.n() - val_idx.len(),
+        val_idx.len(),
+        cfg.train.epochs,
+        cfg.train.batch_size
+    ))?;
+    let mut log_error = None;
+    let (record, weights) = train_final(
+        spec,
+        init,
+        tr,
+        &val_idx,
+        &cfg.train,
+        cfg.metric,
+        cfg.seed,
+        &mut |p| {
+            if let train::Progress::Epoch(e) = p {
+                if let Err(err) = log(&epoch_line(e)) {
+                    log_error.get_or_insert(err);
+                }
+            }
+        },
+    )?;
+    if let Some(e) = log_error {
+        return Err(e);
+    }
+    let test = train::evaluate(spec, &weights, &splits.test)?;
+    let cost = cost_of(spec, &cfg.target, &cfg.limits)?;
+    let summary = TrainSummary {
+        dir: dir.to_path_buf(),
+        record,
+        test,
+        cost,
+    };
+    out.save(&summary, &weights)?;
+    for line in out.summary_text(&summary)?.lines() {
+        log(line)?;
+    }
+    Ok(summary)
+}
+
+/// One epoch of a training log.
+pub fn epoch_line(e: &train::EpochLog) -> String {
+    format!(
+        "epoch {:>3}  loss {:.4}  val loss {:.4}  val acc {:.2} %  lr {:.2e}  ({:.1} s)",
+        e.epoch + 1,
+        e.train_loss,
+        e.val_loss,
+        100.0 * e.val_accuracy,
+        e.learning_rate,
+        e.seconds
+    )
 }

@@ -42,7 +42,7 @@ use crate::train::metrics::Metrics;
 use crate::train::{self, TrainConfig};
 use crate::util::{read_json, write_atomic, write_json};
 use crate::weights::Weights;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{Rng, SeedableRng};
@@ -56,23 +56,77 @@ use std::time::{Duration, Instant};
 mod candidate;
 mod config;
 mod deliver;
+mod executor;
+mod task;
 
 use candidate::*;
 pub use config::*;
-pub use deliver::{finalists, train_final, Delivered, FinalRecord};
+pub use deliver::{
+    epoch_line, finalists, train_final, train_spec, Delivered, FinalRecord, TrainSummary,
+};
+use executor::{run_local, run_slurm};
+pub use executor::{task_from_list, Executor, SlurmOptions};
+use task::{failed_record, run_task, INIT, TASK};
+pub use task::{work, Task, FAIL_ENV};
+
+/// How one session of a run proceeds (not part of the run's identity: a resumed run may use
+/// other settings).
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    pub resumed: bool,
+    /// Stop cleanly before starting a training once this much time has passed.
+    pub time_budget: Option<Duration>,
+    pub executor: Executor,
+}
 
 /// Run (or continue) the search of an open run directory.
-pub fn search(run: &Run, resumed: bool, time_budget: Option<Duration>) -> Result<RunSummary> {
+pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
     let cfg = &run.config;
     let splits = load_data(&cfg.data, cfg.seed)?;
+    announce(run, &splits, opts.resumed)?;
+    let (classes, input_len) = (splits.train.classes, splits.train.len);
+    let folds = data::stratified_kfold(&splits.train.labels, classes, cfg.folds, cfg.seed)?;
+    let total = (1 + cfg.generations * cfg.children) as u64;
+    let (overall, steps) = progress_bars(run.quiet, total);
+    let mut s = Session {
+        run,
+        train_set: splits.train.clone(),
+        folds,
+        started: Instant::now(),
+        time_budget: opts.time_budget,
+        trained: 0,
+        overall,
+        steps,
+        best: None,
+        seen: HashMap::new(),
+        executor: opts.executor.clone(),
+    };
+
+    if !evolve(&mut s, input_len, classes)? {
+        return stopped(&s);
+    }
+    let delivered = if cfg.final_top > 0 {
+        match s.deliver()? {
+            Some(d) => Some(d),
+            None => return stopped(&s),
+        }
+    } else {
+        None
+    };
+    s.overall.finish_and_clear();
+    s.steps.finish_and_clear();
+    finish(&s, &splits, delivered)
+}
+
+/// The log lines that open a session: the data and the budgets.
+fn announce(run: &Run, splits: &Splits, resumed: bool) -> Result<()> {
+    let cfg = &run.config;
     if splits.synthetic {
         run.log(
             "NOTE: no --data given: searching on a SYNTHETIC dataset (deterministic byte patterns \
              shaped like sessions) to show the tool working. Pass --data DIR for real data.",
         )?;
     }
-    let classes = splits.train.classes;
-    let input_len = splits.train.len;
     run.log(&format!(
         "{} run {} on {}: {} train / {} test samples of {} bytes, {} classes; budgets: params ≤ {}, \
          flops ≤ {}, max tensor ≤ {}, flash ≤ {} B, RAM ≤ {} B",
@@ -81,8 +135,8 @@ pub fn search(run: &Run, resumed: bool, time_budget: Option<Duration>) -> Result
         cfg.target.name,
         splits.train.n(),
         splits.test.n(),
-        input_len,
-        classes,
+        splits.train.len,
+        splits.train.classes,
         cfg.limits.max_params,
         cfg.limits.max_flops,
         cfg.limits.max_tensor,
@@ -99,60 +153,63 @@ pub fn search(run: &Run, resumed: bool, time_budget: Option<Duration>) -> Result
             run.log(&format!("classes: {}", list.join(", ")))?;
         }
     }
-    let folds = data::stratified_kfold(&splits.train.labels, classes, cfg.folds, cfg.seed)?;
-    let total = (1 + cfg.generations * cfg.children) as u64;
-    let (overall, steps) = progress_bars(run.quiet, total);
-    let mut s = Session {
-        run,
-        train_set: splits.train.clone(),
-        folds,
-        started: Instant::now(),
-        time_budget,
-        trained: 0,
-        overall,
-        steps,
-        best: None,
-        seen: HashMap::new(),
-    };
+    Ok(())
+}
 
+/// The evolution: the initial parent, then the generations. `false` when the time budget
+/// stopped it.
+fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
+    let cfg = &s.run.config;
     let (spec0, cost0) = initial_parent(input_len, classes, cfg)?;
-    let Some(mut parent) = s.candidate(0, 0, &spec0, &cost0, None)? else {
-        return stopped(&s);
+    let Some(first) = s.generation(0, &[(spec0, cost0)], None)? else {
+        return Ok(false);
     };
-    let mut complete = true;
-    'generations: for g in 1..=cfg.generations {
+    let mut parent = first.into_iter().next().expect("one candidate");
+    if parent.0.failed.is_some() {
+        bail!(
+            "the initial candidate {} could not be trained: {}",
+            parent.0.id,
+            parent.0.failed.as_deref().unwrap_or("?")
+        );
+    }
+    for g in 1..=cfg.generations {
         let mut rng = rng_for(cfg.seed, g, 2);
-        let mut children = Vec::new();
+        let mut specs = Vec::with_capacity(cfg.children);
         for i in 0..cfg.children {
             let (child, c, rejected) = feasible_child_counted(&parent.0.spec, &mut rng, cfg)?;
             if rejected.count > 0 {
                 // Logged again on a resume (the same children are regenerated); readers keep
                 // one per (generation, index).
-                run.event(
-                    serde_json::json!({"event": "rejected", "generation": g, "index": i,
-                    "count": rejected.count, "by_budget": rejected.by_budget}),
-                )?;
+                s.run
+                    .event(serde_json::json!({"event": "rejected", "generation": g,
+                    "index": i, "count": rejected.count, "by_budget": rejected.by_budget}))?;
             }
-            match s.candidate(g, i, &child, &c, Some(&parent))? {
-                Some(done) => children.push(done),
-                None => {
-                    complete = false;
-                    break 'generations;
-                }
-            }
+            specs.push((child, c));
         }
-        let best_child = children
+        let Some(children) = s.generation(g, &specs, Some(&parent))? else {
+            return Ok(false);
+        };
+        let Some(best_child) = children
             .iter()
+            .filter(|c| c.0.failed.is_none())
             .max_by(|a, b| a.0.score.total_cmp(&b.0.score))
-            .expect("children > 0")
-            .clone();
+            .cloned()
+        else {
+            s.overall.suspend(|| {
+                s.run.log(&format!(
+                    "generation {g}: every child failed; the parent {} stays",
+                    parent.0.id
+                ))
+            })?;
+            continue;
+        };
         let next = if cfg.random_walk || best_child.0.score > parent.0.score {
             best_child
         } else {
             parent.clone()
         };
         s.overall.suspend(|| {
-            run.log(&format!(
+            s.run.log(&format!(
                 "generation {g}: parent {} → {} (score {:.4}); best so far {} ({:.4})",
                 parent.0.id,
                 next.0.id,
@@ -161,25 +218,12 @@ pub fn search(run: &Run, resumed: bool, time_budget: Option<Duration>) -> Result
                 s.best.as_ref().map_or(0.0, |b| b.0.score)
             ))
         })?;
-        run.event(
+        s.run.event_once(
             serde_json::json!({"event": "generation", "generation": g, "parent": next.0.id}),
         )?;
         parent = next;
     }
-    if !complete {
-        return stopped(&s);
-    }
-    let delivered = if cfg.final_top > 0 {
-        match s.deliver()? {
-            Some(d) => Some(d),
-            None => return stopped(&s),
-        }
-    } else {
-        None
-    };
-    s.overall.finish_and_clear();
-    s.steps.finish_and_clear();
-    finish(&s, &splits, delivered)
+    Ok(true)
 }
 
 fn stopped(s: &Session) -> Result<RunSummary> {
@@ -246,7 +290,7 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         complete: true,
     };
     write_json(&run.dir.join("summary.json"), &summary)?;
-    run.event(serde_json::json!({"event": "finished", "winner": rec.id}))?;
+    run.event_once(serde_json::json!({"event": "finished", "winner": rec.id}))?;
     let mut text = String::new();
     text.push_str(&format!("\nwinner {}: {}\n", rec.id, rec.summary));
     match &fin {

@@ -2,7 +2,7 @@
 //! written atomically so that an interrupted run can be resumed.
 
 use super::*;
-use anyhow::ensure;
+
 use std::io::{Read, Seek};
 
 /// The run's configuration, relative to the run directory.
@@ -36,6 +36,10 @@ pub struct Record {
     /// Flash and RAM measured from the cross-compiled ELF (`--verify` runs).
     #[serde(default)]
     pub measured: Option<MeasuredFootprint>,
+    /// Why the candidate could not be trained (its worker failed twice); never a parent or
+    /// the winner.
+    #[serde(default)]
+    pub failed: Option<String>,
     /// Set when this candidate's architecture was evaluated before (the first candidate with
     /// it): its result was reused and nothing was trained.
     #[serde(default)]
@@ -78,6 +82,8 @@ pub struct Run {
     pub dir: PathBuf,
     pub config: RunConfig,
     pub(super) quiet: bool,
+    /// Keys of the events in `events.jsonl`, read on first use.
+    events: std::sync::Mutex<Option<std::collections::HashSet<String>>>,
 }
 
 impl Run {
@@ -108,10 +114,11 @@ impl Run {
         Ok(())
     }
 
+    /// Append an event to `events.jsonl`. A run killed in the middle of an append leaves a torn
+    /// last line: it is cut off first (its event is written again by [`Run::event_once`]), so
+    /// the file stays one JSON object per line.
     pub(super) fn event(&self, value: serde_json::Value) -> Result<()> {
         let path = self.dir.join("events.jsonl");
-        // A run killed in the middle of an append leaves a torn last line: start a new one so
-        // that the torn line stays the only one lost.
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
@@ -124,16 +131,57 @@ impl Run {
             f.read_exact(&mut last)?;
             last[0] != b'\n'
         };
-        let mut line = if torn {
-            "\n".to_string()
-        } else {
-            String::new()
-        };
-        line.push_str(&serde_json::to_string(&value)?);
+        if torn {
+            let mut text = Vec::new();
+            f.seek(std::io::SeekFrom::Start(0))?;
+            f.read_to_end(&mut text)?;
+            let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            f.set_len(keep as u64)?;
+        }
+        let mut line = serde_json::to_string(&value)?;
         line.push('\n');
         f.write_all(line.as_bytes())?;
         f.sync_data()?;
         Ok(())
+    }
+
+    /// Append an event unless an event with the same key (see [`event_key`]) is already in
+    /// `events.jsonl`: a resumed run writes the events a kill cut off, and no event twice, so
+    /// the file ends up as an uninterrupted run's.
+    pub(super) fn event_once(&self, value: serde_json::Value) -> Result<()> {
+        let mut seen = self.events.lock().expect("events lock");
+        if seen.is_none() {
+            let path = self.dir.join("events.jsonl");
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // A torn last line (a kill in the middle of an append) is cut off now; its event,
+            // missing from the keys, is written again when the run gets there.
+            let complete = match text.rfind('\n') {
+                Some(i) => &text[..=i],
+                None => "",
+            };
+            if complete.len() < text.len() {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(complete.len() as u64)?;
+            }
+            *seen = Some(
+                complete
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter_map(|v| event_key(&v))
+                    .collect(),
+            );
+        }
+        let seen = seen.as_mut().expect("loaded above");
+        match event_key(&value) {
+            Some(key) if seen.contains(&key) => Ok(()),
+            key => {
+                self.event(value)?;
+                seen.extend(key);
+                Ok(())
+            }
+        }
     }
 
     pub(super) fn save_candidate(&self, rec: &Record, w: &Weights, c: &Cost) -> Result<()> {
@@ -207,6 +255,22 @@ impl Run {
     }
 }
 
+/// What makes an event unique in `events.jsonl` (`None`: not deduplicated).
+pub fn event_key(v: &serde_json::Value) -> Option<String> {
+    let s = |x: &serde_json::Value| {
+        x.as_str()
+            .map(str::to_string)
+            .or(x.as_u64().map(|n| n.to_string()))
+    };
+    match v.get("event")?.as_str()? {
+        "candidate" => Some(format!("candidate:{}", s(&v["record"]["id"])?)),
+        "generation" => Some(format!("generation:{}", s(&v["generation"])?)),
+        "final" => Some(format!("final:{}", s(&v["record"]["candidate"])?)),
+        "finished" => Some("finished".into()),
+        _ => None,
+    }
+}
+
 /// How `nas train` was run, saved as `train.json` in its directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainRunConfig {
@@ -234,6 +298,65 @@ impl TrainRunConfig {
             self.val_fraction
         );
         Ok(())
+    }
+}
+
+/// A `nas train` directory being written.
+pub struct TrainDir {
+    pub dir: PathBuf,
+}
+
+impl TrainDir {
+    /// Start one in `dir` (created), which must not hold a training already.
+    pub fn create(dir: &Path, cfg: &TrainRunConfig) -> Result<TrainDir> {
+        if dir.join(TRAIN_CONFIG).exists() {
+            bail!(
+                "{} already holds a training; choose another --out",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        write_json(&dir.join(TRAIN_CONFIG), cfg)?;
+        Ok(TrainDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn log(&self, line: &str) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log.txt"))?;
+        writeln!(f, "{line}")?;
+        Ok(())
+    }
+
+    /// The trained model in `best/` (as a run's delivered model) and `summary.json`.
+    pub fn save(&self, s: &TrainSummary, w: &Weights) -> Result<()> {
+        let best = self.dir.join("best");
+        w.save(&best.join("weights.safetensors"))?;
+        write_json(&best.join("cost.json"), &s.cost)?;
+        write_json(&best.join("test.json"), &s.test)?;
+        write_json(&best.join(FINAL_RECORD), &s.record)?;
+        // The spec last: with it, the directory holds a complete model.
+        write_json(&best.join("spec.json"), &s.record.spec)?;
+        write_json(&self.dir.join("summary.json"), s)
+    }
+
+    /// `summary.txt`, written and returned.
+    pub fn summary_text(&self, s: &TrainSummary) -> Result<String> {
+        let text = format!(
+            "best epoch {} of {}\n  validation: {}\n  test:       {}  (test split, used once)\n\n\
+             next: nas export --run {} --lang c --out model/   |   nas verify --run {}",
+            s.record.best_epoch + 1,
+            s.record.epochs_run,
+            s.record.val.brief(),
+            s.test.brief(),
+            self.dir.display(),
+            self.dir.display()
+        );
+        write_atomic(&self.dir.join("summary.txt"), text.as_bytes())?;
+        Ok(text)
     }
 }
 
@@ -335,6 +458,7 @@ impl Run {
             dir: dir.to_path_buf(),
             config,
             quiet: true,
+            events: Default::default(),
         })
     }
 
@@ -355,6 +479,7 @@ impl Run {
             dir: dir.to_path_buf(),
             config,
             quiet: true,
+            events: Default::default(),
         })
     }
 

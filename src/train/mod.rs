@@ -197,6 +197,14 @@ pub fn evaluate(spec: &NetSpec, weights: &Weights, data: &Dataset) -> Result<Met
     Ok(metrics::from_logits(&logits, &data.labels, spec.classes))
 }
 
+/// What a caller hears while training runs.
+pub enum Progress<'a> {
+    /// After every step: (steps done, steps planned).
+    Step(usize, usize),
+    /// After every epoch's validation.
+    Epoch(&'a EpochLog),
+}
+
 /// Train `spec` from `init` on `train`, selecting the epoch by the loss on `val`.
 /// `progress` is called after every step with (steps done, steps planned) for progress bars.
 pub fn train(
@@ -207,6 +215,23 @@ pub fn train(
     cfg: &TrainConfig,
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
+) -> Result<TrainOutcome> {
+    train_observed(spec, init, train, val, cfg, seed, &mut |p| {
+        if let Progress::Step(done, total) = p {
+            progress(done, total)
+        }
+    })
+}
+
+/// [`train`], telling `observe` about every step and every epoch.
+pub fn train_observed(
+    spec: &NetSpec,
+    init: &Weights,
+    train: &Dataset,
+    val: &Dataset,
+    cfg: &TrainConfig,
+    seed: u64,
+    observe: &mut dyn FnMut(Progress),
 ) -> Result<TrainOutcome> {
     if train.len != spec.input_len || val.len != spec.input_len {
         bail!(
@@ -286,7 +311,10 @@ pub fn train(
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(lr, net, grads);
             trained_samples += idx.len();
-            progress(epoch * steps_per_epoch + step + 1, total_steps);
+            observe(Progress::Step(
+                epoch * steps_per_epoch + step + 1,
+                total_steps,
+            ));
         }
         step_secs += epoch_start.elapsed().as_secs_f64();
         let weights = if cfg.bn_recalibration > 0 {
@@ -304,6 +332,7 @@ pub fn train(
             learning_rate: lr,
             seconds: epoch_start.elapsed().as_secs_f64(),
         });
+        observe(Progress::Epoch(history.last().expect("pushed above")));
         if !val_loss.is_finite() {
             bail!("training diverged: the validation loss is {val_loss} after epoch {epoch}");
         }
