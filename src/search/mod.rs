@@ -156,6 +156,18 @@ fn announce(run: &Run, splits: &Splits, resumed: bool) -> Result<()> {
     Ok(())
 }
 
+/// Whether `events.jsonl` already holds the `rejected` event of child `index` of generation
+/// `generation` (written before the run was interrupted).
+fn rejection_logged(run: &Run, generation: usize, index: usize) -> bool {
+    let Ok(text) = std::fs::read_to_string(run.dir.join("events.jsonl")) else {
+        return false;
+    };
+    text.lines()
+        .filter(|l| l.contains("\"rejected\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v["event"] == "rejected" && v["generation"] == generation && v["index"] == index)
+}
+
 /// The evolution: the initial parent, then the generations. `false` when the time budget
 /// stopped it.
 fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
@@ -177,9 +189,9 @@ fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
         let mut specs = Vec::with_capacity(cfg.children);
         for i in 0..cfg.children {
             let (child, c, rejected) = feasible_child_counted(&parent.0.spec, &mut rng, cfg)?;
-            if rejected.count > 0 {
-                // Logged again on a resume (the same children are regenerated); readers keep
-                // one per (generation, index).
+            // A resumed run regenerates the same children: log each rejection once, so that
+            // a resumed run's events equal an uninterrupted run's.
+            if rejected.count > 0 && !rejection_logged(s.run, g, i) {
                 s.run
                     .event(serde_json::json!({"event": "rejected", "generation": g,
                     "index": i, "count": rejected.count, "by_budget": rejected.by_budget}))?;
