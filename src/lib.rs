@@ -13,7 +13,9 @@
 //! - [`bench`]: training and inference throughput against the Keras yardstick.
 //! - [`cli`]: every command-line argument and everything printed; `main.rs` only calls it.
 
+#[cfg(feature = "train")]
 pub mod bench;
+#[cfg(feature = "train")]
 pub mod cli;
 pub mod codegen;
 pub mod data;
@@ -21,9 +23,12 @@ pub mod elf;
 pub mod emulate;
 pub mod firmware;
 pub mod net;
+#[cfg(feature = "train")]
 pub mod report;
+#[cfg(feature = "train")]
 pub mod search;
 pub mod target;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod util;
 pub mod weights;

@@ -41,6 +41,123 @@ pub struct Target {
     /// Code-size model for the flash estimate, calibrated against real ELFs (`nas verify`).
     #[serde(default)]
     pub code_size: CodeSize,
+    /// Instruction model for the latency estimate, calibrated against `nas verify`'s counts
+    /// under QEMU (`examples/calibrate_latency.rs`). A profile without one has no latency
+    /// estimate, and a latency budget cannot be checked for it.
+    #[serde(default)]
+    pub latency: Option<Latency>,
+}
+
+/// Instructions of one inference of the generated C kernel, as a linear model of what the
+/// plan makes it execute ([`LatencyFeatures`]):
+///
+/// ```text
+/// per_mac · MACs of four-filter groups + per_single_mac · MACs of the remaining filters
+///   + per_call · dot-product calls + per_output · conv outputs computed
+///   + per_layer · layers + base
+/// ```
+///
+/// The kernel's dot loop takes four filters at a time (one input load for four products); the
+/// last `out_channels % 4` filters of a layer go one by one, which costs more per MAC.
+/// Latency is `instructions × cycles_per_instruction / clock_hz`: the cycles per instruction are
+/// an assumption of the profile, not a measurement (QEMU counts instructions, not cycles).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    pub per_mac: f64,
+    pub per_single_mac: f64,
+    pub per_call: f64,
+    pub per_output: f64,
+    pub per_layer: f64,
+    pub base: f64,
+    /// Assumed average cycles per instruction on the chip.
+    pub cycles_per_instruction: f64,
+    /// The calibration's worst relative error of the instruction estimate against QEMU, in
+    /// percent (stated with the estimate, and checked by the tests; not used in it).
+    pub worst_error_pct: f64,
+}
+
+/// What the latency model counts in a plan (`cost::latency_features`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LatencyFeatures {
+    /// Executed MACs (padded taps skipped, conv and dense) of filters taken four at a time.
+    pub macs_grouped: u64,
+    /// Executed MACs of the filters left over (`out_channels % 4`), taken one by one.
+    pub macs_single: u64,
+    /// Calls of the dot-product routine: per computed window, one per group of four filters
+    /// and one per left-over filter (and the same per dense layer).
+    pub dot_calls: u64,
+    /// Conv output values computed, the windows a pooling layer folds together included
+    /// (`out_len × pool × out_channels`, or `conv_len × out_channels` without pooling).
+    pub conv_outputs: u64,
+    /// Executed layers (convs, global average pooling, dense).
+    pub layers: u64,
+}
+
+impl LatencyFeatures {
+    /// The features in the order of [`Latency::coefficients`], the constant last.
+    pub fn row(&self) -> [f64; 6] {
+        [
+            self.macs_grouped as f64,
+            self.macs_single as f64,
+            self.dot_calls as f64,
+            self.conv_outputs as f64,
+            self.layers as f64,
+            1.0,
+        ]
+    }
+
+    /// All executed MACs.
+    pub fn executed_macs(&self) -> u64 {
+        self.macs_grouped + self.macs_single
+    }
+}
+
+impl Latency {
+    /// The coefficients in the order of [`LatencyFeatures::row`].
+    pub fn coefficients(&self) -> [f64; 6] {
+        [
+            self.per_mac,
+            self.per_single_mac,
+            self.per_call,
+            self.per_output,
+            self.per_layer,
+            self.base,
+        ]
+    }
+
+    /// Estimated instructions of one inference.
+    pub fn instructions(&self, f: &LatencyFeatures) -> u64 {
+        let v: f64 = self
+            .coefficients()
+            .iter()
+            .zip(f.row())
+            .map(|(c, x)| c * x)
+            .sum();
+        v.max(0.0).round() as u64
+    }
+
+    /// Milliseconds of `instructions` at `clock_hz`, under the profile's cycles per instruction.
+    pub fn millis(&self, instructions: u64, clock_hz: u64) -> f64 {
+        instructions as f64 * self.cycles_per_instruction * 1e3 / clock_hz as f64
+    }
+
+    fn check(&self) -> Result<()> {
+        if self
+            .coefficients()
+            .iter()
+            .any(|c| !c.is_finite() || *c < 0.0)
+        {
+            bail!("latency coefficients must be finite and non-negative");
+        }
+        if !(self.cycles_per_instruction.is_finite() && self.cycles_per_instruction > 0.0) {
+            bail!("latency.cycles_per_instruction must be positive");
+        }
+        if !(self.worst_error_pct.is_finite() && self.worst_error_pct >= 0.0) {
+            bail!("latency.worst_error_pct must be a non-negative percentage");
+        }
+        Ok(())
+    }
 }
 
 /// What the generated kernel costs beyond its weights and arena, measured from cross-compiled
@@ -135,6 +252,9 @@ pub struct Limits {
     pub max_tensor: u64,
     pub max_flash_bytes: u64,
     pub max_ram_bytes: u64,
+    /// Estimated latency of one inference (see [`Latency`]); none by default.
+    #[serde(default)]
+    pub max_latency_ms: Option<f64>,
 }
 
 impl Target {
@@ -167,6 +287,9 @@ impl Target {
         if self.clock_hz == 0 {
             bail!("clock_hz must be positive");
         }
+        if let Some(l) = &self.latency {
+            l.check()?;
+        }
         Ok(())
     }
 
@@ -184,6 +307,7 @@ impl Target {
                 .budget
                 .max_ram_bytes
                 .unwrap_or(self.memory.ram_bytes - self.reserve.ram_bytes),
+            max_latency_ms: None,
         }
     }
 

@@ -12,6 +12,10 @@ pub struct EvalArgs {
     /// Run directory written by `nas search` or `nas train`
     #[arg(long)]
     pub run: PathBuf,
+    /// Evaluate this candidate of the search (e.g. g003-c01) instead of the delivered model;
+    /// its final training when it had one
+    #[arg(long, value_name = "ID")]
+    pub candidate: Option<String>,
     /// Evaluate on this dataset's test split instead of the run's own data
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -22,7 +26,7 @@ pub struct EvalArgs {
 
 /// `nas eval`: the delivered model's test metrics and confusion matrix.
 pub fn run(a: EvalArgs) -> Result<()> {
-    let md = ModelDir::open(&a.run)?;
+    let md = ModelDir::open_model(&a.run, a.candidate.as_deref())?;
     let (spec, w) = (&md.spec, &md.weights);
     let source = match &a.data {
         Some(p) => DataSource::Dir {
@@ -51,11 +55,14 @@ pub fn run(a: EvalArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"run": a.run, "spec": spec, "test": m})
+                &serde_json::json!({"run": a.run, "candidate": a.candidate, "spec": spec, "test": m})
             )?
         );
     } else {
-        println!("{}: {}", a.run.display(), spec.summary());
+        match &a.candidate {
+            Some(id) => println!("{} candidate {id}: {}", a.run.display(), spec.summary()),
+            None => println!("{}: {}", a.run.display(), spec.summary()),
+        }
         println!(
             "test split ({} samples{}): {}",
             m.samples,

@@ -252,6 +252,10 @@ pub struct ModelArgs {
     /// Run directory of `nas search` or `nas train`: its delivered model (best/)
     #[arg(long, conflicts_with_all = ["net", "weights"], required_unless_present_any = ["net", "weights"])]
     pub run: Option<PathBuf>,
+    /// With --run: this candidate of the search (e.g. g003-c01, a member of pareto.json)
+    /// instead of the delivered model; its final training when it had one
+    #[arg(long, requires = "run", value_name = "ID")]
+    pub candidate: Option<String>,
     /// Network spec JSON (instead of --run; needs --weights)
     #[arg(long, requires = "weights")]
     pub net: Option<PathBuf>,
@@ -282,11 +286,15 @@ impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel> {
         let (spec, weights, source, recorded) = match (&self.run, &self.net, &self.weights) {
             (Some(dir), _, _) => {
-                let m = crate::search::rundir::ModelDir::open(dir)?;
+                let m =
+                    crate::search::rundir::ModelDir::open_model(dir, self.candidate.as_deref())?;
                 (
                     m.spec,
                     m.weights,
-                    dir.display().to_string(),
+                    match &self.candidate {
+                        Some(id) => format!("{} candidate {id}", dir.display()),
+                        None => dir.display().to_string(),
+                    },
                     Some((m.target, m.limits)),
                 )
             }

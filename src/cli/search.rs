@@ -2,7 +2,9 @@
 //! a run.
 
 use crate::net::SearchSpace;
-use crate::search::{self, DataSource, Executor, Metric, Run, RunConfig, SlurmOptions, Training};
+use crate::search::{
+    self, DataSource, Executor, Metric, Objective, Run, RunConfig, SlurmOptions, Training,
+};
 use crate::target;
 use crate::train::TrainConfig;
 use anyhow::{Context, Result};
@@ -46,6 +48,14 @@ pub struct SearchArgs {
     /// Random walk: the parent does not compete with its children (default: elitism)
     #[arg(long)]
     pub random_walk: bool,
+    /// How the next parent is chosen. score: the child with the best validation score (with
+    /// elitism, only if it beats the parent). pareto: a child on the run's Pareto front over
+    /// (validation score ↑, flash ↓, RAM ↓, estimated latency ↓), drawn at random with a
+    /// generator seeded by --seed and the generation (so reruns and resumes draw the same);
+    /// when no child of the generation is on the front, the score rule applies. The front is
+    /// written to pareto.json either way.
+    #[arg(long, value_enum, default_value_t = Objective::Score)]
+    pub objective: Objective,
     /// Random seed: the same seed and inputs give the same sequence of architectures
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -100,6 +110,11 @@ pub struct SearchArgs {
     /// Override the RAM budget for the model (bytes)
     #[arg(long)]
     pub max_ram: Option<u64>,
+    /// Latency budget for one inference, in milliseconds, by the target's latency model
+    /// (instructions estimated from a QEMU calibration, at the profile's clock and its assumed
+    /// cycles per instruction; see `nas cost`). Needs a [latency] section in the profile
+    #[arg(long, value_name = "MS")]
+    pub max_latency_ms: Option<f64>,
     /// Stop cleanly after the candidate in progress once this much time has passed (e.g. 30m,
     /// 2h); resume later with --resume
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -138,7 +153,7 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
     /// Slurm partition for --executor slurm
-    #[arg(long, requires = "executor")]
+    #[arg(long)]
     pub partition: Option<String>,
     /// Further sbatch argument for --executor slurm (repeatable), e.g. --sbatch-arg=--cpus-per-task=4
     #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -169,6 +184,7 @@ fn build_config(a: &SearchArgs) -> Result<RunConfig> {
     if let Some(v) = a.max_ram {
         limits.max_ram_bytes = v;
     }
+    limits.max_latency_ms = a.max_latency_ms;
     let base = match a.training {
         Training::Proxy => TrainConfig::proxy(),
         Training::Full => TrainConfig::full(),
@@ -223,6 +239,7 @@ fn build_config(a: &SearchArgs) -> Result<RunConfig> {
         },
         final_top: a.final_top,
         final_warm_start: !a.final_from_scratch,
+        objective: a.objective,
     };
     config.validate()?;
     Ok(config)
@@ -238,8 +255,19 @@ pub enum ExecutorKind {
     Slurm,
 }
 
-fn executor(a: &SearchArgs) -> Executor {
+fn executor(a: &SearchArgs) -> Result<Executor> {
     match a.executor {
+        ExecutorKind::Local => anyhow::ensure!(
+            a.partition.is_none() && a.sbatch_args.is_empty(),
+            "--partition and --sbatch-arg are for --executor slurm"
+        ),
+        ExecutorKind::Slurm => anyhow::ensure!(
+            a.jobs == 1,
+            "--jobs is for the local executor: with --executor slurm every child of a \
+             generation is a task of one job array"
+        ),
+    }
+    Ok(match a.executor {
         ExecutorKind::Slurm => Executor::Slurm(SlurmOptions {
             partition: a.partition.clone(),
             sbatch_args: a.sbatch_args.clone(),
@@ -249,10 +277,11 @@ fn executor(a: &SearchArgs) -> Executor {
             jobs: a.jobs as usize,
         },
         ExecutorKind::Local => Executor::Inline,
-    }
+    })
 }
 
 pub fn run(a: SearchArgs) -> Result<()> {
+    let executor = executor(&a)?;
     let quiet = a.quiet || a.json;
     let (run, resumed) = match &a.resume {
         Some(dir) => (Run::open(dir)?.quiet(quiet), true),
@@ -274,7 +303,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let opts = search::SessionOptions {
         resumed,
         time_budget: a.time_budget,
-        executor: executor(&a),
+        executor,
     };
     let summary = search::search(&run, &opts)?;
     // The report is a view of the run: failing to draw it does not fail the search.

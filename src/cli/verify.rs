@@ -287,6 +287,19 @@ impl KernelReport {
                     n(em.executed_macs),
                     em.instructions_per_mac
                 );
+                if let (Lang::C, Some(est), Some(worst)) = (
+                    self.lang,
+                    self.estimate.instructions,
+                    self.estimate.instructions_worst_error_pct,
+                ) {
+                    let _ = writeln!(
+                        s,
+                        "  latency model's estimate: {} instructions ({:+.1} % against QEMU; the profile's calibration states ±{worst} %)",
+                        n(est),
+                        100.0 * (est as f64 - em.instructions_per_inference as f64)
+                            / em.instructions_per_inference.max(1) as f64
+                    );
+                }
                 let _ = writeln!(
                     s,
                     "  (QEMU -icount with SysTick, {:.3} ticks per instruction; {:.2} s wall)",

@@ -20,6 +20,10 @@ pub struct Estimate {
     pub code_bytes: u64,
     pub arena_bytes: u64,
     pub stack_bytes: u64,
+    /// Instructions per inference by the profile's `[latency]` model (of the C kernel), and
+    /// that model's stated worst error in percent.
+    pub instructions: Option<u64>,
+    pub instructions_worst_error_pct: Option<f64>,
 }
 
 /// The model's flash and RAM budgets next to the chip's memory.

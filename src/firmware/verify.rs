@@ -172,6 +172,8 @@ pub(crate) fn verify_in(
             code_bytes: estimate.code_bytes,
             arena_bytes: estimate.arena_bytes,
             stack_bytes: target.code_size.stack_bytes,
+            instructions: estimate.instructions,
+            instructions_worst_error_pct: target.latency.map(|l| l.worst_error_pct),
         },
         limits,
         links_for_chip,

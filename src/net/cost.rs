@@ -14,9 +14,14 @@
 //! - `arena_bytes`: the plan's static arena; `ram_bytes` adds the stack one inference takes on
 //!   the target (measured under QEMU per profile, `[code_size] stack_bytes`).
 //! - `flash_bytes`: deployed weights as float32 plus the target's code-size model.
+//! - `instructions`: the instructions one inference of the generated C kernel executes, by the
+//!   target's `[latency]` model (calibrated against `nas verify`'s counts under QEMU; see
+//!   [`LatencyFeatures`]); `latency_ms` converts them at the profile's `clock_hz` under its
+//!   stated cycles per instruction (1 on the shipped profiles: an assumption, zero-wait-state
+//!   execution, not a cycle measurement). Both are absent for a profile without a model.
 
 use crate::net::plan::{Op, Plan, ELEM_BYTES};
-use crate::target::{Limits, Target};
+use crate::target::{Latency, LatencyFeatures, Limits, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -40,7 +45,8 @@ pub struct LayerCost {
 /// A budget a candidate exceeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
-    /// `params`, `flops`, `max_tensor`, `flash_bytes` or `ram_bytes`.
+    /// `params`, `flops`, `max_tensor`, `flash_bytes`, `ram_bytes` or `latency_us` (the
+    /// estimated latency in microseconds against `max_latency_ms` × 1000).
     pub budget: String,
     pub value: u64,
     pub limit: u64,
@@ -81,6 +87,20 @@ pub struct Cost {
     pub weights_bytes: u64,
     pub code_bytes: u64,
     pub flash_bytes: u64,
+    /// What the latency model reads from the plan.
+    #[serde(default)]
+    pub latency_features: LatencyFeatures,
+    /// Estimated instructions per inference (the target's `[latency]` model), if it has one.
+    #[serde(default)]
+    pub instructions: Option<u64>,
+    /// `instructions` at the target's clock, under its assumed cycles per instruction.
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    /// The model and clock behind the two figures above, so that they can be stated with them.
+    #[serde(default)]
+    pub latency_model: Option<Latency>,
+    #[serde(default)]
+    pub clock_hz: u64,
     pub fits: bool,
     pub violations: Vec<Violation>,
     pub limits: Limits,
@@ -161,6 +181,12 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
     let flash_bytes = weights_bytes + code_bytes;
     let ram_bytes = arena_bytes + target.code_size.stack_bytes;
     let flops = 2 * macs;
+    let latency_features = latency_features(plan);
+    let instructions = target.latency.map(|m| m.instructions(&latency_features));
+    let latency_ms = target
+        .latency
+        .zip(instructions)
+        .map(|(m, i)| m.millis(i, target.clock_hz));
 
     let mut violations = Vec::new();
     for (budget, value, limit) in [
@@ -179,6 +205,9 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
             });
         }
     }
+    if let Some(v) = latency_violation(latency_ms, limits.max_latency_ms) {
+        violations.push(v);
+    }
     Cost {
         params,
         trainable_params: params - bn_stats,
@@ -195,11 +224,81 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
         weights_bytes,
         code_bytes,
         flash_bytes,
+        latency_features,
+        instructions,
+        latency_ms,
+        latency_model: target.latency,
+        clock_hz: target.clock_hz,
         fits: violations.is_empty(),
         violations,
         limits: *limits,
         layers,
     }
+}
+
+/// What the latency model counts in a plan (see [`LatencyFeatures`] for the definitions).
+pub fn latency_features(plan: &Plan) -> LatencyFeatures {
+    let mut f = LatencyFeatures {
+        layers: plan.layers.len() as u64,
+        ..LatencyFeatures::default()
+    };
+    for l in &plan.layers {
+        // (products per output, outputs per window, windows) of the kernel's dot loops.
+        let (macs, out_ch, windows) = match &l.op {
+            Op::Conv(c) => {
+                let windows = match c.pool {
+                    Some((_, size)) => c.out_len * size,
+                    None => c.conv_len,
+                } as u64;
+                f.conv_outputs += windows * c.out_channels as u64;
+                (l.executed_macs(), c.out_channels as u64, windows)
+            }
+            Op::Dense { outputs, .. } => (l.executed_macs(), *outputs as u64, 1),
+            Op::GlobalAvgPool { .. } => continue,
+        };
+        // Filters go through the dot loop four at a time; the last out_ch % 4 one by one.
+        let single = out_ch % 4;
+        f.macs_single += macs / out_ch * single;
+        f.macs_grouped += macs / out_ch * (out_ch - single);
+        f.dot_calls += windows * (out_ch / 4 + single);
+    }
+    f
+}
+
+/// The latency budget's violation, in whole microseconds, if the estimate exceeds it. Without
+/// an estimate (a profile with no `[latency]` model) there is nothing to compare: callers reject
+/// a latency budget for such a target before costing (see [`check_latency_budget`]).
+pub fn latency_violation(
+    latency_ms: Option<f64>,
+    max_latency_ms: Option<f64>,
+) -> Option<Violation> {
+    let (ms, max) = (latency_ms?, max_latency_ms?);
+    let value = (ms * 1e3).ceil() as u64;
+    let limit = (max * 1e3).floor() as u64;
+    (value > limit).then(|| Violation {
+        budget: "latency_us".to_string(),
+        value,
+        limit,
+        over_by: value - limit,
+    })
+}
+
+/// A latency budget needs the target's latency model, and must be a positive number of
+/// milliseconds.
+pub fn check_latency_budget(target: &Target, limits: &Limits) -> anyhow::Result<()> {
+    if let Some(max) = limits.max_latency_ms {
+        anyhow::ensure!(
+            max.is_finite() && max > 0.0,
+            "the latency budget must be a positive number of milliseconds (got {max})"
+        );
+        anyhow::ensure!(
+            target.latency.is_some(),
+            "target {} has no [latency] model, so a latency budget cannot be checked; add one \
+             (see examples/calibrate_latency.rs) or drop --max-latency-ms",
+            target.name
+        );
+    }
+    Ok(())
 }
 
 impl Cost {
@@ -292,6 +391,42 @@ impl Cost {
                 self.weights_bytes, self.code_bytes
             ),
         );
+        match (self.instructions, self.latency_ms) {
+            (Some(instructions), Some(ms)) => {
+                let note = self.latency_model.map_or(String::new(), |m| {
+                    format!(
+                        "at {} MHz assuming {} cycle(s)/instruction; instruction model within ±{:.1} % of QEMU",
+                        self.clock_hz as f64 / 1e6,
+                        m.cycles_per_instruction,
+                        m.worst_error_pct
+                    )
+                });
+                let (budget, pct, mark) = match lim.max_latency_ms {
+                    Some(max) => (
+                        format!("{max:.3}"),
+                        format!("{:.1} %", 100.0 * ms / max),
+                        if self.violations.iter().any(|v| v.budget == "latency_us") {
+                            "OVER"
+                        } else {
+                            "ok"
+                        },
+                    ),
+                    None => (String::new(), String::new(), ""),
+                };
+                let _ = writeln!(
+                    s,
+                    "  {:<16} {ms:>12.3} {budget:>12} {pct:>8} {mark:<4} ({instructions} instructions, estimate, {note})",
+                    "latency_ms"
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    s,
+                    "  {:<16} {:>12} {:>12} {:>8}      (no [latency] model in the target profile)",
+                    "latency_ms", "-", "", ""
+                );
+            }
+        }
         row(
             &mut s,
             "naive arena",
@@ -419,5 +554,95 @@ mod tests {
         assert!(c.violations[0]
             .to_string()
             .contains("params 14370 exceeds the budget 10"));
+    }
+
+    #[test]
+    fn latency_features_and_estimate_by_hand() {
+        // Smart start: conv0 27 filters (6 groups of 4 + 3 alone), k3 s4 over 784 → 196
+        // windows, no padding; conv1 114 filters (28 groups + 2), k4 over 27 channels, avg-pool
+        // 3 keeps 16 × 3 = 48 of its 49 windows; dense 114 → 12 (3 groups).
+        let plan = lower(&NetSpec::smart_start(784, 12)).unwrap();
+        let f = latency_features(&plan);
+        let conv0 = 196 * 3; // taps × in_ch per filter
+        let conv1 = 48 * 4 * 27;
+        assert_eq!(f.macs_grouped, conv0 * 24 + conv1 * 112 + 114 * 12);
+        assert_eq!(f.macs_single, conv0 * 3 + conv1 * 2);
+        assert_eq!(
+            f.executed_macs(),
+            cost_of(&NetSpec::smart_start(784, 12)).executed_macs
+        );
+        assert_eq!(f.dot_calls, 196 * (6 + 3) + 48 * (28 + 2) + 3);
+        assert_eq!(f.conv_outputs, 196 * 27 + 48 * 114);
+        assert_eq!(f.layers, 4);
+
+        let mut t = f401();
+        t.latency = Some(crate::target::Latency {
+            per_mac: 2.0,
+            per_single_mac: 10.0,
+            per_call: 5.0,
+            per_output: 20.0,
+            per_layer: 100.0,
+            base: 1000.0,
+            cycles_per_instruction: 1.5,
+            worst_error_pct: 10.0,
+        });
+        let c = cost(&plan, &t, &t.limits());
+        let want = 2 * f.macs_grouped
+            + 10 * f.macs_single
+            + 5 * f.dot_calls
+            + 20 * f.conv_outputs
+            + 100 * 4
+            + 1000;
+        assert_eq!(c.instructions, Some(want));
+        // ms = instructions × CPI / clock × 1000, at the F401RE's 84 MHz.
+        let ms = want as f64 * 1.5 / 84e6 * 1e3;
+        assert!((c.latency_ms.unwrap() - ms).abs() < 1e-9);
+        assert!(c.table("stm32f401re").contains("latency_ms"));
+
+        // Without a model there is no estimate.
+        t.latency = None;
+        let c = cost(&plan, &t, &t.limits());
+        assert_eq!((c.instructions, c.latency_ms), (None, None));
+    }
+
+    #[test]
+    fn latency_budget_is_a_typed_violation() {
+        let t = f401();
+        let plan = lower(&NetSpec::smart_start(784, 12)).unwrap();
+        let ms = cost(&plan, &t, &t.limits())
+            .latency_ms
+            .expect("the F401RE has a model");
+        let mut limits = t.limits();
+        limits.max_latency_ms = Some(ms / 2.0);
+        let c = cost(&plan, &t, &limits);
+        assert!(!c.fits);
+        let v = c
+            .violations
+            .iter()
+            .find(|v| v.budget == "latency_us")
+            .unwrap();
+        assert_eq!(v.value, (ms * 1e3).ceil() as u64);
+        assert_eq!(v.limit, (ms / 2.0 * 1e3).floor() as u64);
+        assert_eq!(v.over_by, v.value - v.limit);
+        assert!(v.to_string().starts_with("latency_us "), "{v}");
+        assert!(c.table("stm32f401re").contains("OVER"));
+        limits.max_latency_ms = Some(ms * 2.0);
+        assert!(cost(&plan, &t, &limits).fits);
+
+        // The arithmetic alone: 1.2345 ms is 1235 µs against 1000.
+        let v = latency_violation(Some(1.2345), Some(1.0)).unwrap();
+        assert_eq!((v.value, v.limit, v.over_by), (1235, 1000, 235));
+        assert!(latency_violation(Some(0.9), Some(1.0)).is_none());
+        assert!(latency_violation(None, Some(1.0)).is_none());
+
+        // A budget the target cannot check, or a nonsensical one, is an error up front.
+        let mut bare = t.clone();
+        bare.latency = None;
+        let e = check_latency_budget(&bare, &limits)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no [latency] model"), "{e}");
+        limits.max_latency_ms = Some(-1.0);
+        assert!(check_latency_budget(&t, &limits).is_err());
     }
 }

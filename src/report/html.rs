@@ -215,9 +215,7 @@ pub fn render(r: &RunReport, figures: &[Figure]) -> String {
     for c in &r.candidates {
         let note = match &c.duplicate_of {
             Some(d) => format!("same as {d}: reused"),
-            None if r.pareto.flash.contains(&c.id) || r.pareto.ram.contains(&c.id) => {
-                "Pareto".to_string()
-            }
+            None if r.run_pareto.contains(&c.id) => "on the run's Pareto front".to_string(),
             None => String::new(),
         };
         let _ = writeln!(

@@ -42,6 +42,8 @@ pub struct RunReport {
     pub rejected: Vec<Rejections>,
     /// Candidates on the Pareto front of score against each resource (ids, cheapest first).
     pub pareto: ParetoFronts,
+    /// The run's own front over all objectives at once (`pareto.json`), ids.
+    pub run_pareto: Vec<String>,
     /// How the latency axis is computed.
     pub latency: LatencyModel,
     pub winner: Option<Winner>,
@@ -122,6 +124,8 @@ pub struct ParetoFronts {
 /// executed MACs themselves.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyModel {
+    /// The candidates' `cost.json` carry the target's latency estimate.
+    pub modelled: bool,
     pub instructions_per_mac: Option<f64>,
     pub clock_hz: u64,
     pub description: String,
@@ -261,10 +265,19 @@ pub fn load(dir: &Path) -> Result<RunReport> {
         .map(|e| e.instructions_per_mac)
         .filter(|x| x.is_finite() && *x > 0.0);
     let clock = cfg.target.clock_hz.max(1);
+    let modelled = records
+        .iter()
+        .any(|(_, c)| c.as_ref().is_some_and(|c| c.latency_ms.is_some()));
     let latency = LatencyModel {
         instructions_per_mac: ipm,
         clock_hz: clock,
+        modelled,
         description: match ipm {
+            _ if modelled => format!(
+                "estimated by the target's latency model (calibrated against nas verify's \
+                 instruction counts under QEMU) at {} MHz",
+                clock / 1_000_000
+            ),
             Some(x) => format!(
                 "estimated: executed MACs × {x:.2} instructions/MAC (measured by nas verify on the \
                  winner under QEMU) at {} MHz, one instruction per cycle",
@@ -294,10 +307,15 @@ pub fn load(dir: &Path) -> Result<RunReport> {
                 executed_macs,
                 ram_bytes: r.ram_bytes,
                 flash_bytes: r.flash_bytes,
-                latency_ms: match (executed_macs, ipm) {
-                    (Some(m), Some(x)) => Some(m as f64 * x / clock as f64 * 1e3),
-                    _ => None,
-                },
+                // The target's calibrated latency model (in cost.json) first; else the MACs
+                // at the instructions per MAC verify measured for the winner.
+                latency_ms: c
+                    .as_ref()
+                    .and_then(|c| c.latency_ms)
+                    .or(match (executed_macs, ipm) {
+                        (Some(m), Some(x)) => Some(m as f64 * x / clock as f64 * 1e3),
+                        _ => None,
+                    }),
                 measured: r.measured,
                 duplicate_of: r.duplicate_of.clone(),
                 epochs_run: r.epochs_run,
@@ -388,6 +406,11 @@ pub fn load(dir: &Path) -> Result<RunReport> {
         parents,
         rejected,
         pareto,
+        run_pareto: search::pareto::load(dir)?
+            .members
+            .into_iter()
+            .map(|p| p.id)
+            .collect(),
         latency,
         winner,
         verify,

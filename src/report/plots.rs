@@ -235,7 +235,7 @@ fn scatter(r: &RunReport, id: &'static str, what: Resource) -> Result<Figure> {
             Resource::Latency => latency_value(c),
         }
     };
-    let ms = r.latency.instructions_per_mac.is_some();
+    let ms = r.latency.modelled || r.latency.instructions_per_mac.is_some();
     let (xdesc, budget, front, title) = match what {
         Resource::Flash => (
             "estimated flash (KiB)".to_string(),

@@ -393,6 +393,7 @@ impl Session<'_> {
         if rec.failed.is_some() {
             return Ok(());
         }
+        pareto::update(self.run, rec, c)?;
         let better = self.best.as_ref().is_none_or(|(b, _)| rec.score > b.score);
         if better {
             self.run.save_best(rec, w, c)?;

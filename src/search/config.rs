@@ -78,6 +78,9 @@ pub struct RunConfig {
     /// Final training starts from the candidate's proxy weights (else from a fresh start).
     #[serde(default = "yes")]
     pub final_warm_start: bool,
+    /// How the next parent is chosen (`--objective`; see `pareto`).
+    #[serde(default)]
+    pub objective: Objective,
 }
 
 fn one() -> usize {
@@ -104,6 +107,7 @@ impl RunConfig {
         self.final_train
             .validate()
             .context("final training settings")?;
+        cost::check_latency_budget(&self.target, &self.limits)?;
         Ok(())
     }
 }

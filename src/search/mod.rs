@@ -25,6 +25,7 @@
 //! ```
 
 mod evolve;
+pub mod pareto;
 pub mod rundir;
 
 pub use evolve::{
@@ -78,6 +79,7 @@ pub struct SessionOptions {
     pub time_budget: Option<Duration>,
     pub executor: Executor,
 }
+pub use pareto::Objective;
 
 /// Run (or continue) the search of an open run directory.
 pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
@@ -215,7 +217,9 @@ fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
             })?;
             continue;
         };
-        let next = if cfg.random_walk || best_child.0.score > parent.0.score {
+        let next = if let Some(p) = pareto::next_parent(s.run, g, &children)? {
+            p
+        } else if cfg.random_walk || best_child.0.score > parent.0.score {
             best_child
         } else {
             parent.clone()
@@ -265,6 +269,7 @@ fn stopped(s: &Session) -> Result<RunSummary> {
         seconds_this_session: s.started.elapsed().as_secs_f64(),
         seconds_training_total: 0.0,
         complete: false,
+        pareto: pareto::load(&s.run.dir)?.members,
     })
 }
 
@@ -300,6 +305,7 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         seconds_training_total: records.iter().map(|r| r.train_seconds).sum::<f64>()
             + final_seconds,
         complete: true,
+        pareto: pareto::load(&run.dir)?.members,
     };
     write_json(&run.dir.join("summary.json"), &summary)?;
     run.event_once(serde_json::json!({"event": "finished", "winner": rec.id}))?;
@@ -331,6 +337,7 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         summary.candidates, summary.seconds_training_total, summary.seconds_this_session
     ));
     text.push_str(&c.table(&run.config.target.name));
+    text.push_str(&format!("\n{}", pareto::table(&summary.pareto)));
     text.push_str(&format!(
         "\nnext: nas export --run {} --lang c --out model/   |   nas verify --run {} --target {}",
         run.dir.display(),

@@ -67,6 +67,9 @@ pub struct RunSummary {
     pub seconds_this_session: f64,
     pub seconds_training_total: f64,
     pub complete: bool,
+    /// The run's Pareto front (see `pareto`).
+    #[serde(default)]
+    pub pareto: Vec<pareto::Point>,
 }
 
 pub fn candidate_id(generation: usize, index: usize) -> String {
@@ -382,6 +385,63 @@ pub struct ModelDir {
 }
 
 impl ModelDir {
+    /// The delivered model of a run (`best/`), or with `candidate`, that candidate of a search
+    /// run: its final training (`final/<ID>/`) when it had one, else its search training
+    /// (`candidates/<ID>/`).
+    pub fn open_model(dir: &Path, candidate: Option<&str>) -> Result<ModelDir> {
+        let Some(id) = candidate else {
+            return ModelDir::open(dir);
+        };
+        ensure!(
+            dir.join(CONFIG).is_file(),
+            "--candidate needs a search run directory ({CONFIG}); {} is not one{}",
+            dir.display(),
+            if dir.join(TRAIN_CONFIG).is_file() {
+                " (a `nas train` directory has only its delivered model: drop --candidate)"
+            } else {
+                ""
+            }
+        );
+        let run = Run::open(dir)?;
+        let (spec, weights) = match run.load_final(id) {
+            Some((rec, w)) => (rec.spec, w),
+            None => match run.load_candidate(id) {
+                Some((rec, w)) => (rec.spec, w),
+                None => {
+                    let ids: Vec<String> = run.records()?.into_iter().map(|r| r.id).collect();
+                    let shown: Vec<&str> = ids.iter().take(6).map(|s| s.as_str()).collect();
+                    bail!(
+                        "{} has no finished candidate '{id}'{}",
+                        dir.display(),
+                        if ids.is_empty() {
+                            "; it has none yet".to_string()
+                        } else {
+                            format!(
+                                "; valid ids include {}{} ({} in all; pareto.json lists the front)",
+                                shown.join(", "),
+                                if ids.len() > shown.len() { ", …" } else { "" },
+                                ids.len()
+                            )
+                        }
+                    );
+                }
+            },
+        };
+        spec.validate()
+            .with_context(|| format!("invalid network spec of candidate {id}"))?;
+        let c = run.config;
+        Ok(ModelDir {
+            dir: dir.to_path_buf(),
+            spec,
+            weights,
+            target: c.target,
+            limits: c.limits,
+            data: c.data,
+            seed: c.seed,
+        })
+    }
+
+    /// The delivered model (`best/`) of a search run or a `nas train` directory.
     pub fn open(dir: &Path) -> Result<ModelDir> {
         ensure!(
             dir.is_dir(),
