@@ -2,6 +2,8 @@
 # The project's test command: installs what the tests need when it is missing, then runs them.
 #   - apt: gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm (cross-compiler, C
 #     library and the Cortex-M emulator used by `nas verify` and its tests)
+#   - apt: chromium (headless rendering check of `nas report`), python3-dpkt (its example
+#     captures feed a `data from-pcap` test); both tests say SKIPPED when these are missing
 #   - rustup: the thumbv7em-none-eabihf (Cortex-M4F/M7) and thumbv6m-none-eabi (Cortex-M0+)
 #     targets, to cross-build the generated no_std Rust kernel into firmware
 #   - a single-node Slurm cluster on localhost (slurm-wlm, munge; scripts/slurm-local.sh) for
@@ -14,12 +16,26 @@ need_apt=()
 command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi)
 [ -e /usr/lib/arm-none-eabi/newlib ] || [ -e /usr/lib/arm-none-eabi/lib ] || need_apt+=(libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
+# Headless Chromium renders `nas report`'s page in a test (about 20 s to install here);
+# python3-dpkt ships small real captures that the `data from-pcap` tests read.
+# Optional: a failed install only makes those two tests skip.
+want_apt=()
+command -v chromium >/dev/null || want_apt+=(chromium)
+[ -e /usr/share/doc/python3-dpkt/examples/data/http.pcap ] || want_apt+=(python3-dpkt)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+if [ ${#want_apt[@]} -gt 0 ]; then
+    echo "installing (optional): ${want_apt[*]}"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    { $SUDO apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${want_apt[@]}"; } ||
+        echo "warning: could not install ${want_apt[*]}; the tests that need them will say SKIPPED"
 fi
 
 if command -v rustup >/dev/null; then

@@ -25,6 +25,8 @@ pub mod firmware;
 pub mod net;
 pub mod quant;
 #[cfg(feature = "train")]
+pub mod report;
+#[cfg(feature = "train")]
 pub mod search;
 pub mod target;
 #[cfg(feature = "train")]

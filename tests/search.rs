@@ -106,6 +106,7 @@ fn two_generation_search_writes_a_complete_run() {
         "events.jsonl",
         "summary.json",
         "summary.txt",
+        "report.html",
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }

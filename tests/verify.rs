@@ -482,7 +482,7 @@ fn cli_json_for_a_run_directory() {
         .contains("test samples"));
     // By default the Rust kernel is verified next to the C kernel (the target is installed:
     // the Rust kernel tests fail otherwise).
-    let rust = &v["rust"];
+    let rust = &v["rust_kernel"];
     assert_eq!(rust["lang"], "rust", "{v}");
     assert_eq!(rust["fits"], true);
     assert_eq!(rust["emulation"]["bit_exact"], 2);

@@ -6,7 +6,9 @@
 mod bench;
 mod eval;
 mod export;
+mod pcap;
 pub mod quant;
+mod report;
 pub(crate) mod search;
 mod train;
 mod verify;
@@ -14,6 +16,8 @@ mod verify;
 pub use bench::BenchArgs;
 pub use eval::EvalArgs;
 pub use export::ExportArgs;
+pub use pcap::FromPcapArgs;
+pub use report::ReportArgs;
 pub use search::SearchArgs;
 pub use train::TrainArgs;
 pub use verify::VerifyArgs;
@@ -56,6 +60,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Cross-compile the kernel into firmware, measure flash/RAM from the ELF, run it in QEMU
     Verify(VerifyArgs),
+    /// One HTML page (SVG plots) or JSON with a run's search progress, Pareto fronts, the
+    /// winner's layers, arena, training and confusion matrix, and the verify measurement
+    Report(ReportArgs),
     /// Print the cost of a network spec on a target: per-layer table and budget check
     Cost(CostArgs),
     /// List the MCU profiles and their budgets
@@ -116,6 +123,9 @@ pub enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Turn packet captures (one folder per class) into an IDX dataset: sessions or flows,
+    /// all layers or L7, trimmed/padded, anonymized, deduplicated, split
+    FromPcap(FromPcapArgs),
 }
 
 /// Run a parsed command line.
@@ -136,7 +146,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify::run(a),
         Command::Cost(a) => cost_cmd(a),
         Command::Targets(a) => targets_cmd(a),
+        Command::Report(a) => report::run(a),
         Command::Data(DataCommand::Inspect { dir, json }) => inspect_cmd(&dir, json),
+        Command::Data(DataCommand::FromPcap(a)) => pcap::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }
@@ -210,14 +222,29 @@ fn inspect_cmd(dir: &std::path::Path, json: bool) -> Result<()> {
     let splits = data::load_dir(dir, &data::LoadOptions::default())?;
     let train = data::summarize(&splits.train);
     let test = data::summarize(&splits.test);
+    let names = data::classes::read_class_names(dir)?;
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"train": train, "test": test, "test_held_out": splits.test_held_out})
+                &serde_json::json!({"train": train, "test": test, "test_held_out": splits.test_held_out, "class_names": names})
             )?
         );
     } else {
+        if let Some(names) = &names {
+            println!("classes (classes.json):");
+            for (i, n) in names.iter().enumerate() {
+                println!("{i:>6}  {n}");
+            }
+            if names.len() != splits.train.classes {
+                println!(
+                    "note: classes.json names {} classes, the labels use {}",
+                    names.len(),
+                    splits.train.classes
+                );
+            }
+            println!();
+        }
         println!("train split:\n{train}");
         let how = if splits.test_held_out {
             " (held out from the single pair, stratified)"

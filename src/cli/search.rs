@@ -312,6 +312,13 @@ pub fn run(a: SearchArgs) -> Result<()> {
         executor,
     };
     let summary = search::search(&run, &opts)?;
+    // The report is a view of the run: failing to draw it does not fail the search.
+    let page = run.dir.join(crate::report::REPORT_FILE);
+    match crate::report::write_report(&run.dir, &page) {
+        Ok(_) if !quiet => println!("report: {}", page.display()),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: the report was not written: {e:#}"),
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }

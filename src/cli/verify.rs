@@ -428,7 +428,7 @@ pub struct VerifyArgs {
     #[arg(long, value_enum, default_value_t = LangChoice::Both)]
     pub lang: LangChoice,
     /// Print a JSON object instead of the table: the primary kernel's report (C unless
-    /// --lang rust) at the top level, the Rust kernel's under "rust", and "notes"
+    /// --lang rust) at the top level, the Rust kernel's under "rust_kernel", and "notes"
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -457,6 +457,10 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         quant,
     };
     let v = verify_langs(spec, weights, target, &m.limits, &opts, a.lang)?;
+    // Saved in the run, whatever the outcome, so that `nas report` shows it.
+    if let Some(run) = &a.model.run {
+        crate::report::save_verify(run, &v)?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

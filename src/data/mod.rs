@@ -35,8 +35,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+pub mod classes;
 mod dir;
 mod idx;
+pub mod pcap;
 mod split;
 mod summary;
 mod synthetic;

@@ -163,13 +163,14 @@ pub struct KernelReport {
 
 /// The outcome of [`verify_langs`]: the primary kernel's report (C, unless only Rust was asked
 /// for) and, when built, the Rust kernel's. In JSON the primary report's fields are at the top
-/// level (`lang` says which kernel it is), the Rust kernel's report under `rust`.
+/// level (`lang` says which kernel it is), the Rust kernel's report under `rust_kernel`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
     #[serde(flatten)]
     pub primary: KernelReport,
-    /// The Rust kernel's report, next to the C kernel's.
-    #[serde(rename = "rust")]
+    /// The Rust kernel's report, next to the C kernel's (`rust_kernel` in JSON: the primary
+    /// report's own `rust` field, flattened beside it, says how a Rust kernel was built).
+    #[serde(rename = "rust_kernel")]
     pub rust_report: Option<KernelReport>,
     /// Why a kernel that was asked for was not built (a Rust target that is not installed).
     pub notes: Vec<String>,

@@ -166,6 +166,23 @@ pub fn feasible_child(
     rng: &mut ChaCha8Rng,
     cfg: &RunConfig,
 ) -> Result<(NetSpec, Cost)> {
+    feasible_child_counted(parent, rng, cfg).map(|(s, c, _)| (s, c))
+}
+
+/// Mutated children a budget rejected before a feasible one was found: how many, and how many
+/// broke each budget (`measured_elf` for the ELF check of `--verify`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Rejections {
+    pub count: usize,
+    pub by_budget: std::collections::BTreeMap<String, usize>,
+}
+
+/// [`feasible_child`], also telling how many children the budgets rejected on the way.
+pub fn feasible_child_counted(
+    parent: &NetSpec,
+    rng: &mut ChaCha8Rng,
+    cfg: &RunConfig,
+) -> Result<(NetSpec, Cost, Rejections)> {
     let mut misses = Misses::default();
     let tries = cfg.max_tries.max(1);
     for _ in 0..tries {
@@ -187,7 +204,16 @@ pub fn feasible_child(
             misses.tries += 1;
             continue;
         }
-        return Ok((child, c));
+        let rejected = Rejections {
+            count: misses.tries,
+            by_budget: misses
+                .by_budget
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0))
+                .chain((misses.measured > 0).then(|| ("measured_elf".to_string(), misses.measured)))
+                .collect(),
+        };
+        return Ok((child, c, rejected));
     }
     bail!(
         "no child of {} fits the budgets after {tries} mutation attempts: {}",

@@ -28,7 +28,10 @@ mod evolve;
 pub mod pareto;
 pub mod rundir;
 
-pub use evolve::{feasible_child, inherit, initial_parent, measure, mutate, MeasuredFootprint};
+pub use evolve::{
+    feasible_child, feasible_child_counted, inherit, initial_parent, measure, mutate,
+    MeasuredFootprint, Rejections,
+};
 pub use rundir::{candidate_id, load_data, open_run, Record, Run, RunSummary};
 
 use crate::data::{self, Dataset, LoadOptions, Splits};
@@ -141,7 +144,30 @@ fn announce(run: &Run, splits: &Splits, resumed: bool) -> Result<()> {
         cfg.limits.max_tensor,
         cfg.limits.max_flash_bytes,
         cfg.limits.max_ram_bytes
-    ))
+    ))?;
+    if let DataSource::Dir { path, .. } = &cfg.data {
+        if let Some(names) = data::classes::read_class_names(path)? {
+            let list: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("{i} {n}"))
+                .collect();
+            run.log(&format!("classes: {}", list.join(", ")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `events.jsonl` already holds the `rejected` event of child `index` of generation
+/// `generation` (written before the run was interrupted).
+fn rejection_logged(run: &Run, generation: usize, index: usize) -> bool {
+    let Ok(text) = std::fs::read_to_string(run.dir.join("events.jsonl")) else {
+        return false;
+    };
+    text.lines()
+        .filter(|l| l.contains("\"rejected\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v["event"] == "rejected" && v["generation"] == generation && v["index"] == index)
 }
 
 /// The evolution: the initial parent, then the generations. `false` when the time budget
@@ -162,9 +188,18 @@ fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
     }
     for g in 1..=cfg.generations {
         let mut rng = rng_for(cfg.seed, g, 2);
-        let specs = (0..cfg.children)
-            .map(|_| feasible_child(&parent.0.spec, &mut rng, cfg))
-            .collect::<Result<Vec<_>>>()?;
+        let mut specs = Vec::with_capacity(cfg.children);
+        for i in 0..cfg.children {
+            let (child, c, rejected) = feasible_child_counted(&parent.0.spec, &mut rng, cfg)?;
+            // A resumed run regenerates the same children: log each rejection once, so that
+            // a resumed run's events equal an uninterrupted run's.
+            if rejected.count > 0 && !rejection_logged(s.run, g, i) {
+                s.run
+                    .event(serde_json::json!({"event": "rejected", "generation": g,
+                    "index": i, "count": rejected.count, "by_budget": rejected.by_budget}))?;
+            }
+            specs.push((child, c));
+        }
         let Some(children) = s.generation(g, &specs, Some(&parent))? else {
             return Ok(false);
         };

@@ -1,0 +1,249 @@
+//! One self-contained HTML page: inline CSS, inline SVG, no scripts, no external resources.
+
+use super::model::RunReport;
+use super::plots::Figure;
+use std::fmt::Write as _;
+
+/// Escape text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2} %", 100.0 * x)
+}
+
+fn kib(b: u64) -> String {
+    format!("{:.1} KiB", b as f64 / 1024.0)
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:24px auto;max-width:1000px;color:#222}\
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}\
+th{background:#f4f4f4}td.l,th.l{text-align:left}figure{margin:16px 0}figcaption{font-size:13px;color:#555}\
+.note{background:#fff8e1;border:1px solid #f0d080;padding:6px 10px;font-size:13px}\
+.bad{color:#b00020}.ok{color:#1b7e1b}";
+
+/// Render the report page.
+pub fn render(r: &RunReport, figures: &[Figure]) -> String {
+    let mut h = String::new();
+    let title = format!("nas report: {}", r.run.display());
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        esc(&title)
+    );
+    let _ = writeln!(h, "<h1>{}</h1>", esc(&title));
+    let _ = writeln!(
+        h,
+        "<p>Target <b>{}</b> ({}, {} MHz, {} flash, {} RAM) · data: {} · metric: validation {} · \
+         {} generations × {} children{} · nas {}</p>",
+        esc(&r.target.name),
+        esc(&r.target.core),
+        r.target.clock_hz / 1_000_000,
+        kib(r.target.chip_flash_bytes),
+        kib(r.target.chip_ram_bytes),
+        esc(&r.data),
+        esc(&r.metric),
+        r.generations,
+        r.children,
+        if r.random_walk { " (random walk)" } else { "" },
+        esc(&r.tool_version)
+    );
+    if r.synthetic_data {
+        h.push_str(
+            "<p class=\"note\">This run searched on the SYNTHETIC demo dataset, not on real traffic.</p>\n",
+        );
+    }
+    if !r.complete {
+        h.push_str("<p class=\"note\">The search has not completed: this is its state so far (no test metrics yet).</p>\n");
+    }
+    let l = &r.limits;
+    let _ = writeln!(
+        h,
+        "<p>Budgets: params ≤ {}, FLOPs ≤ {}, largest tensor ≤ {}, flash ≤ {}, RAM ≤ {}.</p>",
+        l.max_params,
+        l.max_flops,
+        l.max_tensor,
+        kib(l.max_flash_bytes),
+        kib(l.max_ram_bytes)
+    );
+
+    if let Some(w) = &r.winner {
+        let rec = &w.record;
+        h.push_str("<h2>The winner</h2>\n<table>\n");
+        let mut row = |k: &str, v: String| {
+            let _ = writeln!(
+                h,
+                "<tr><th class=\"l\">{}</th><td class=\"l\">{}</td></tr>",
+                esc(k),
+                v
+            );
+        };
+        row("candidate", esc(&format!("{}: {}", rec.id, rec.summary)));
+        row(
+            "validation (proxy)",
+            format!(
+                "accuracy {} · weighted F1 {} · macro F1 {}",
+                pct(rec.val.accuracy),
+                pct(rec.val.weighted_f1),
+                pct(rec.val.macro_f1)
+            ),
+        );
+        if let Some(f) = &w.final_training {
+            row(
+                "final training",
+                format!(
+                    "validation accuracy {} · weighted F1 {} after {} epochs (best {}){}",
+                    pct(f.val.accuracy),
+                    pct(f.val.weighted_f1),
+                    f.epochs_run,
+                    f.best_epoch + 1,
+                    if f.warm_start {
+                        ", from the proxy weights"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        row(
+            "test (used once)",
+            match &w.test {
+                Some(t) => format!(
+                    "accuracy {} · weighted F1 {} · macro F1 {} on {} samples",
+                    pct(t.accuracy),
+                    pct(t.weighted_f1),
+                    pct(t.macro_f1),
+                    t.samples
+                ),
+                None => "not yet (the run is incomplete)".into(),
+            },
+        );
+        row(
+            "size",
+            format!(
+                "{} parameters · {} MACs executed · flash {} · RAM {} (arena {} B)",
+                w.cost.params,
+                w.cost.executed_macs,
+                kib(w.cost.flash_bytes),
+                kib(w.cost.ram_bytes),
+                w.cost.arena_bytes
+            ),
+        );
+        if let Some(m) = &rec.measured {
+            row(
+                "measured ELF (search --verify)",
+                format!("flash {} · RAM {}", kib(m.flash_bytes), kib(m.ram_bytes)),
+            );
+        }
+        row(
+            "training",
+            format!(
+                "{} epochs (best {}), {:.1} s, {:.0} samples/s",
+                rec.epochs_run, rec.best_epoch, rec.train_seconds, rec.train_samples_per_sec
+            ),
+        );
+        h.push_str("</table>\n");
+    } else {
+        h.push_str("<p class=\"note\">No candidate has finished yet.</p>\n");
+    }
+
+    for f in figures {
+        let _ = writeln!(
+            h,
+            "<figure id=\"{}\">\n<h2>{}</h2>\n{}\n<figcaption>{}</figcaption>\n</figure>",
+            f.id,
+            esc(&f.title),
+            f.svg,
+            esc(&f.caption)
+        );
+        if f.id == "fig-layers" {
+            if let Some(w) = &r.winner {
+                h.push_str("<table>\n<tr><th class=\"l\">layer</th><th class=\"l\">operation</th><th>MACs</th><th>params</th><th>flash B</th><th>arena out</th></tr>\n");
+                for (row, a) in w.layers.iter().zip(&w.arena) {
+                    let _ = writeln!(
+                        h,
+                        "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        esc(&row.name),
+                        esc(&row.desc),
+                        row.executed_macs,
+                        row.params,
+                        row.flash_bytes,
+                        a.output.map_or("(caller)".to_string(), |(o, n)| format!("{o}..{}", o + n))
+                    );
+                }
+                h.push_str("</table>\n");
+            }
+        }
+    }
+
+    if let Some(v) = &r.verify {
+        h.push_str("<table>\n<tr><th class=\"l\">kernel</th><th>flash est.</th><th>flash ELF</th><th>RAM est.</th><th>RAM ELF</th><th>fits</th><th>instructions / inference</th><th>bit-exact</th></tr>\n");
+        for k in &v.kernels {
+            let _ = writeln!(
+                h,
+                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&k.lang),
+                k.estimate.flash_bytes,
+                k.measured.flash_bytes,
+                k.estimate.ram_bytes,
+                k.measured.ram_bytes,
+                if k.fits { "ok" } else { "bad" },
+                if k.fits { "yes" } else { "no" },
+                k.emulation.as_ref().map_or("-".into(), |e| e.instructions_per_inference.to_string()),
+                k.emulation.as_ref().map_or("-".into(), |e| format!("{}/{}", e.bit_exact, e.samples)),
+            );
+        }
+        h.push_str("</table>\n");
+    } else {
+        h.push_str("<p class=\"note\">No footprint measured from an ELF yet: <code>nas verify --run DIR</code> saves one in the run and the next report shows it beside the estimate.</p>\n");
+    }
+
+    h.push_str("<h2>All candidates</h2>\n<table>\n<tr><th class=\"l\">id</th><th class=\"l\">parent</th><th class=\"l\">network</th><th>score</th><th>val acc</th><th>params</th><th>MACs</th><th>flash B</th><th>RAM B</th><th>epochs</th><th>train s</th><th class=\"l\">note</th></tr>\n");
+    for c in &r.candidates {
+        let note = match &c.duplicate_of {
+            Some(d) => format!("same as {d}: reused"),
+            None if r.run_pareto.contains(&c.id) => "on the run's Pareto front".to_string(),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td class=\"l\">{}</td></tr>",
+            esc(&c.id),
+            esc(c.parent.as_deref().unwrap_or("-")),
+            esc(&c.summary),
+            c.score,
+            pct(c.val_accuracy),
+            c.params,
+            c.executed_macs.map_or("-".into(), |m| m.to_string()),
+            c.flash_bytes,
+            c.ram_bytes,
+            c.epochs_run,
+            c.train_seconds,
+            esc(&note)
+        );
+    }
+    h.push_str("</table>\n");
+    for (id, why) in &r.failed {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">{} could not be trained: {}</p>",
+            esc(id),
+            esc(why)
+        );
+    }
+    h.push_str("</body>\n</html>\n");
+    h
+}

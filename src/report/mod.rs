@@ -1,0 +1,36 @@
+//! `nas report`: a run directory at a glance, as one self-contained HTML file with SVG plots
+//! (or the same data as JSON).
+//!
+//! - [`model`] reads the run (config, candidates' records and costs, the best model, the
+//!   summary, `events.jsonl` and a saved `verify.json`) into a [`RunReport`];
+//! - [`plots`] draws its figures with plotters' SVG backend;
+//! - [`html`] puts them on one page with no scripts and no external resources.
+
+pub mod html;
+pub mod model;
+pub mod plots;
+
+pub use model::{load, save_verify, RunReport, SavedVerify, VERIFY_FILE};
+
+use anyhow::Result;
+use std::path::Path;
+
+/// The file name `nas search` and `nas report` write in the run directory by default.
+pub const REPORT_FILE: &str = "report.html";
+
+/// The report page of a run directory.
+pub fn render_html(r: &RunReport) -> Result<String> {
+    let figs = plots::figures(r)?;
+    Ok(html::render(r, &figs))
+}
+
+/// Read the run in `dir` and write its HTML report to `out`.
+pub fn write_report(dir: &Path, out: &Path) -> Result<RunReport> {
+    let r = load(dir)?;
+    let page = render_html(&r)?;
+    crate::util::write_atomic(out, page.as_bytes())?;
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests;
