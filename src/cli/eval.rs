@@ -1,4 +1,4 @@
-//! `nas eval`: a run's delivered model on the test split.
+//! `nas eval`: a run's delivered model (or an ONNX model) on the test split.
 
 use crate::search::rundir::ModelDir;
 use crate::search::{load_data, DataSource};
@@ -10,9 +10,12 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Run directory written by `nas search` or `nas train`
-    #[arg(long)]
-    pub run: PathBuf,
-    /// Evaluate on this dataset's test split instead of the run's own data
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    pub run: Option<PathBuf>,
+    #[command(flatten)]
+    pub onnx: super::OnnxArgs,
+    /// Evaluate on this dataset's test split instead of the run's own data (required with
+    /// --onnx)
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Print JSON instead of tables
@@ -22,16 +25,27 @@ pub struct EvalArgs {
 
 /// `nas eval`: the delivered model's test metrics and confusion matrix.
 pub fn run(a: EvalArgs) -> Result<()> {
-    let md = ModelDir::open(&a.run)?;
-    let (spec, w) = (&md.spec, &md.weights);
-    let source = match &a.data {
-        Some(p) => DataSource::Dir {
+    let (spec, w, name, own_data, seed) = match (&a.run, &a.onnx.onnx) {
+        (_, Some(_)) => {
+            let (im, path) = a.onnx.import()?;
+            (im.spec, im.weights, path, None, 0)
+        }
+        (Some(run), None) => {
+            let md = ModelDir::open(run)?;
+            (md.spec, md.weights, run.clone(), Some(md.data), md.seed)
+        }
+        (None, None) => bail!("give --run DIR, or --onnx MODEL.onnx with --data DIR"),
+    };
+    let (spec, w) = (&spec, &w);
+    let source = match (&a.data, own_data) {
+        (Some(p), _) => DataSource::Dir {
             path: p.clone(),
             limit_per_class: None,
         },
-        None => md.data.clone(),
+        (None, Some(d)) => d,
+        (None, None) => bail!("--onnx needs --data DIR: the dataset to evaluate on"),
     };
-    let splits = load_data(&source, md.seed)?;
+    let splits = load_data(&source, seed)?;
     if splits.test.len != spec.input_len {
         bail!(
             "the test samples have length {}, the winner expects {}",
@@ -51,11 +65,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"run": a.run, "spec": spec, "test": m})
+                &serde_json::json!({"run": name, "spec": spec, "test": m})
             )?
         );
     } else {
-        println!("{}: {}", a.run.display(), spec.summary());
+        println!("{}: {}", name.display(), spec.summary());
         println!(
             "test split ({} samples{}): {}",
             m.samples,
