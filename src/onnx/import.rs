@@ -431,6 +431,9 @@ impl Stage {
     }
 }
 
+/// A BatchNormalization's `(gamma, beta, mean, var, eps)`.
+type BnParams = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, f32);
+
 /// A block being read: its conv, what follows it before the ReLU, its pool.
 struct Pending {
     label: String,
@@ -440,7 +443,7 @@ struct Pending {
     bias: Vec<f32>,
     /// One BatchNormalization node and nothing else between conv and ReLU: its exact
     /// parameters `(gamma, beta, mean, var, eps)`.
-    bn: Option<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, f32)>,
+    bn: Option<BnParams>,
     /// Any other per-channel affine `y = a·x + b` (composed in f64), BN included once mixed.
     affine: Option<(Vec<f64>, Vec<f64>)>,
     /// A max pool read before the ReLU (equal to after it: both are monotonic).
@@ -702,7 +705,7 @@ impl Importer {
         }
         let rank = self.axes.len();
         // Position 0 is the batch: 0 (copy), -1 (infer) or 1.
-        if !matches!(shape[0], 0 | -1 | 1) {
+        if !matches!(shape[0], -1..=1) {
             bail!("{label}: target shape {shape:?} does not keep the batch as its first axis");
         }
         let total: usize = self.axes[1..]
@@ -1335,10 +1338,8 @@ impl Importer {
         if a.int("training_mode")?.unwrap_or(0) != 0 {
             bail!("{label}: BatchNormalization in training mode; export the model for inference");
         }
-        if self.axes.len() < 2
-            || !matches!(self.axes[1].role, Role::Chan)
-                && !(self.axes[1].size == 1 && self.channels == 1)
-        {
+        let chan_ok = |a: &Ax| a.role == Role::Chan || (a.size == 1 && self.channels == 1);
+        if self.axes.len() < 2 || !chan_ok(&self.axes[1]) {
             bail!(
                 "{label}: normalises axis 1 of {}, which is not the channels",
                 fmt_axes(&self.axes)
