@@ -9,6 +9,8 @@
 //! - [`train`]: the burn model, the training loop and the metrics.
 //! - [`search`]: the evolutionary search and its resumable run directory.
 //! - [`codegen`]: the C and `no_std` Rust kernels, and the host reference they must equal.
+//! - [`onnx`]: import a trained 1D-CNN from an ONNX file (PyTorch, Keras + tf2onnx) as a spec
+//!   and weights, and export ours as ONNX.
 //! - [`firmware`], [`elf`], [`emulate`]: cross-compiled firmware, its ELF, QEMU runs.
 //! - [`bench`]: training and inference throughput against the Keras yardstick.
 //! - [`cli`]: every command-line argument and everything printed; `main.rs` only calls it.
@@ -23,6 +25,7 @@ pub mod elf;
 pub mod emulate;
 pub mod firmware;
 pub mod net;
+pub mod onnx;
 pub mod quant;
 #[cfg(feature = "train")]
 pub mod report;

@@ -1,4 +1,4 @@
-//! `nas eval`: a run's delivered model on the test split.
+//! `nas eval`: a run's delivered model (a candidate of it, or an ONNX model) on the test split.
 
 use crate::search::rundir::ModelDir;
 use crate::search::{load_data, DataSource};
@@ -10,13 +10,16 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Run directory written by `nas search` or `nas train`
-    #[arg(long)]
-    pub run: PathBuf,
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    pub run: Option<PathBuf>,
     /// Evaluate this candidate of the search (e.g. g003-c01) instead of the delivered model;
     /// its final training when it had one
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", requires = "run")]
     pub candidate: Option<String>,
-    /// Evaluate on this dataset's test split instead of the run's own data
+    #[command(flatten)]
+    pub onnx: super::OnnxArgs,
+    /// Evaluate on this dataset's test split instead of the run's own data (required with
+    /// --onnx)
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Print JSON instead of tables
@@ -30,16 +33,27 @@ pub struct EvalArgs {
 
 /// `nas eval`: the delivered model's test metrics and confusion matrix.
 pub fn run(a: EvalArgs) -> Result<()> {
-    let md = ModelDir::open_model(&a.run, a.candidate.as_deref())?;
-    let (spec, w) = (&md.spec, &md.weights);
-    let source = match &a.data {
-        Some(p) => DataSource::Dir {
+    let (spec, w, name, own_data, seed) = match (&a.run, &a.onnx.onnx) {
+        (_, Some(_)) => {
+            let (im, path) = a.onnx.import()?;
+            (im.spec, im.weights, path, None, 0)
+        }
+        (Some(run), None) => {
+            let md = ModelDir::open_model(run, a.candidate.as_deref())?;
+            (md.spec, md.weights, run.clone(), Some(md.data), md.seed)
+        }
+        (None, None) => bail!("give --run DIR, or --onnx MODEL.onnx with --data DIR"),
+    };
+    let (spec, w) = (&spec, &w);
+    let source = match (&a.data, own_data) {
+        (Some(p), _) => DataSource::Dir {
             path: p.clone(),
             limit_per_class: None,
         },
-        None => md.data.clone(),
+        (None, Some(d)) => d,
+        (None, None) => bail!("--onnx needs --data DIR: the dataset to evaluate on"),
     };
-    let splits = load_data(&source, md.seed)?;
+    let splits = load_data(&source, seed)?;
     if splits.test.len != spec.input_len {
         bail!(
             "the test samples have length {}, the winner expects {}",
@@ -55,7 +69,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         );
     }
     let m = train::evaluate(spec, w, &splits.test)?;
-    let int8 = match a.dtype.resolve(Some(&a.run)) {
+    let int8 = match a.dtype.resolve(a.run.as_deref()) {
         crate::quant::Dtype::F32 => None,
         crate::quant::Dtype::Int8 => {
             let method = a.dtype.method()?;
@@ -78,13 +92,13 @@ pub fn run(a: EvalArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"run": a.run, "candidate": a.candidate, "spec": spec, "test": m, "test_int8": int8})
+                &serde_json::json!({"run": name, "candidate": a.candidate, "spec": spec, "test": m, "test_int8": int8})
             )?
         );
     } else {
         match &a.candidate {
-            Some(id) => println!("{} candidate {id}: {}", a.run.display(), spec.summary()),
-            None => println!("{}: {}", a.run.display(), spec.summary()),
+            Some(id) => println!("{} candidate {id}: {}", name.display(), spec.summary()),
+            None => println!("{}: {}", name.display(), spec.summary()),
         }
         println!(
             "test split ({} samples{}): {}",

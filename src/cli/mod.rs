@@ -6,6 +6,7 @@
 mod bench;
 mod eval;
 mod export;
+mod import;
 mod pcap;
 pub mod quant;
 mod report;
@@ -16,6 +17,7 @@ mod verify;
 pub use bench::BenchArgs;
 pub use eval::EvalArgs;
 pub use export::ExportArgs;
+pub use import::ImportArgs;
 pub use pcap::FromPcapArgs;
 pub use report::ReportArgs;
 pub use search::SearchArgs;
@@ -56,8 +58,11 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Evaluate a run's delivered model on the test split: metrics and confusion matrix
     Eval(EvalArgs),
-    /// Render a run's winner (or a spec + weights) as a C or no_std Rust inference kernel
+    /// Render a run's winner (or a spec + weights, or an ONNX model) as a C or no_std Rust
+    /// kernel, or as ONNX
     Export(ExportArgs),
+    /// Import a trained 1D-CNN from an ONNX file (PyTorch, Keras + tf2onnx) as spec + weights
+    Import(ImportArgs),
     /// Cross-compile the kernel into firmware, measure flash/RAM from the ELF, run it in QEMU
     Verify(VerifyArgs),
     /// One HTML page (SVG plots) or JSON with a run's search progress, Pareto fronts, the
@@ -80,8 +85,10 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct CostArgs {
     /// NetSpec JSON file (as written to a run directory, or by hand)
-    #[arg(long)]
-    pub net: PathBuf,
+    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    pub net: Option<PathBuf>,
+    #[command(flatten)]
+    pub onnx: OnnxArgs,
     /// Target name or alias (see `nas targets`), or a path to a TOML profile
     #[arg(long, default_value = "stm32f401re")]
     pub target: String,
@@ -143,6 +150,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval(a) => eval::run(a),
         Command::Export(a) => export::run(a),
+        Command::Import(a) => import::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Cost(a) => cost_cmd(a),
         Command::Targets(a) => targets_cmd(a),
@@ -154,7 +162,11 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn cost_cmd(a: CostArgs) -> Result<()> {
-    let spec = read_spec(&a.net)?;
+    let spec = match (&a.onnx.onnx, &a.net) {
+        (Some(_), _) => a.onnx.import()?.0.spec,
+        (None, Some(net)) => read_spec(net)?,
+        (None, None) => bail!("give --net SPEC.json or --onnx MODEL.onnx"),
+    };
     let t = target::resolve(&a.target)?;
     let c = cost::cost_as(&plan::lower(&spec)?, &t, &t.limits(), a.dtype);
     if a.json {
@@ -261,22 +273,64 @@ fn inspect_cmd(dir: &std::path::Path, json: bool) -> Result<()> {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// Run directory of `nas search` or `nas train`: its delivered model (best/)
-    #[arg(long, conflicts_with_all = ["net", "weights"], required_unless_present_any = ["net", "weights"])]
+    #[arg(long, conflicts_with_all = ["net", "weights", "onnx"], required_unless_present_any = ["net", "weights", "onnx"])]
     pub run: Option<PathBuf>,
     /// With --run: this candidate of the search (e.g. g003-c01, a member of pareto.json)
     /// instead of the delivered model; its final training when it had one
     #[arg(long, requires = "run", value_name = "ID")]
     pub candidate: Option<String>,
     /// Network spec JSON (instead of --run; needs --weights)
-    #[arg(long, requires = "weights")]
+    #[arg(long, requires = "weights", conflicts_with = "onnx")]
     pub net: Option<PathBuf>,
     /// Trained weights, safetensors (instead of --run; needs --net)
-    #[arg(long, requires = "net")]
+    #[arg(long, requires = "net", conflicts_with = "onnx")]
     pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub onnx: OnnxArgs,
     /// Target name or alias (see `nas targets`), or a TOML profile [default: the run's, else
     /// stm32f401re]
     #[arg(long)]
     pub target: Option<String>,
+}
+
+/// A trained model in an ONNX file (PyTorch, Keras + tf2onnx, or `nas export --lang onnx`).
+#[derive(Debug, Args)]
+pub struct OnnxArgs {
+    /// ONNX model to import instead of --run or --net/--weights (see `nas import`)
+    #[arg(long)]
+    pub onnx: Option<PathBuf>,
+    /// With --onnx: the graph's input is byte × this [default: the model's `nas.input_scale`
+    /// metadata, else 1 when the graph rescales its input itself, else 1/255]
+    #[arg(long, requires = "onnx", value_parser = positive_f32)]
+    pub input_scale: Option<f32>,
+}
+
+impl OnnxArgs {
+    /// Import the file, printing what was folded or dropped to stderr.
+    pub fn import(&self) -> Result<(crate::onnx::Imported, PathBuf)> {
+        let path = self.onnx.clone().context("no --onnx file")?;
+        let im = crate::onnx::import_file(
+            &path,
+            &crate::onnx::ImportOptions {
+                input_scale: self.input_scale,
+            },
+        )?;
+        for n in &im.notes {
+            eprintln!("note: {n}");
+        }
+        Ok((im, path))
+    }
+}
+
+fn positive_f32(s: &str) -> std::result::Result<f32, String> {
+    let v: f32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number (e.g. 0.00392156863 for 1/255)"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a positive number"))
+    }
 }
 
 /// A model resolved from [`ModelArgs`].
@@ -296,6 +350,10 @@ pub const DEFAULT_TARGET: &str = "stm32f401re";
 impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel> {
         let (spec, weights, source, recorded) = match (&self.run, &self.net, &self.weights) {
+            _ if self.onnx.onnx.is_some() => {
+                let (im, path) = self.onnx.import()?;
+                (im.spec, im.weights, path.display().to_string(), None)
+            }
             (Some(dir), _, _) => {
                 let m =
                     crate::search::rundir::ModelDir::open_model(dir, self.candidate.as_deref())?;

@@ -1,0 +1,219 @@
+//! [`NetSpec`] + [`Weights`] → ONNX (opset 13, float32).
+//!
+//! The graph computes what the kernels compute, on the input `byte × 1/255` laid out
+//! channels-first `[N, C, L]` (batch symbolic): per block Conv (explicit Keras-'same' or zero
+//! pads) → BatchNormalization (ε = 1e-3, the statistics as trained, not folded) → Relu →
+//! MaxPool/AveragePool (window = stride, no padding); then GlobalAveragePool → Flatten → Gemm
+//! to the logits. Dropout is training-only and left out of the graph; the spec JSON travels in
+//! the model's metadata ([`super::META_SPEC`]) so the importer restores it, and the input scale
+//! in [`super::META_INPUT_SCALE`].
+
+use super::{META_INPUT_SCALE, META_SPEC};
+use crate::net::NetSpec;
+use crate::weights::{Weights, BN_EPSILON};
+use anyhow::{Context, Result};
+use onnx_ir::{
+    AttributeProto, AttributeType, GraphProto, Message, ModelProto, NodeProto, TensorProto,
+    ValueInfoProto,
+};
+
+/// Operator set of the exported models.
+pub const EXPORT_OPSET: i64 = 13;
+/// IR version matching opset 13.
+const IR_VERSION: i64 = 7;
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::INTS.into();
+    a.ints = v.to_vec();
+    a
+}
+
+fn int(name: &str, v: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::INT.into();
+    a.i = v;
+    a
+}
+
+fn float(name: &str, v: f32) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.type_ = AttributeType::FLOAT.into();
+    a.f = v;
+    a
+}
+
+fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    output: &str,
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name.into();
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = vec![output.into()];
+    n.attribute = attrs;
+    n
+}
+
+fn initializer(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.iter().map(|&d| d as i64).collect();
+    t.data_type = 1;
+    let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    t.raw_data = bytes.into();
+    t
+}
+
+/// A float tensor value with a symbolic batch `N` and fixed other dims.
+fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
+    let mut v = ValueInfoProto::new();
+    v.name = name.into();
+    let ty = v.type_.mut_or_insert_default();
+    let tt = ty.mut_tensor_type();
+    tt.elem_type = 1;
+    let shape = tt.shape.mut_or_insert_default();
+    shape.dim.push(Default::default());
+    shape.dim[0].set_dim_param("N".into());
+    for &d in dims {
+        shape.dim.push(Default::default());
+        shape
+            .dim
+            .last_mut()
+            .expect("pushed")
+            .set_dim_value(d as i64);
+    }
+    v
+}
+
+/// Render a network as an ONNX model (the serialised bytes).
+pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
+    let shapes = spec.shapes()?;
+    weights
+        .check(spec)
+        .context("the weights do not match the spec")?;
+    let mut g = GraphProto::new();
+    g.name = "nas".into();
+    g.input
+        .push(value_info("input", &[spec.input_channels, spec.input_len]));
+    let mut x = "input".to_string();
+    for (i, (b, sh)) in spec.blocks.iter().zip(&shapes).enumerate() {
+        let w = format!("conv{i}.weight");
+        let bias = format!("conv{i}.bias");
+        let t = &weights.tensors[&w];
+        g.initializer.push(initializer(&w, &t.shape, &t.data));
+        let t = &weights.tensors[&bias];
+        g.initializer.push(initializer(&bias, &t.shape, &t.data));
+        let out = format!("conv{i}");
+        g.node.push(node(
+            "Conv",
+            &out,
+            &[&x, &w, &bias],
+            &out,
+            vec![
+                ints("kernel_shape", &[b.kernel as i64]),
+                ints("strides", &[b.stride as i64]),
+                ints("pads", &[sh.pad_left as i64, sh.pad_right as i64]),
+                ints("dilations", &[1]),
+                int("group", 1),
+            ],
+        ));
+        x = out;
+        if b.batch_norm {
+            let names: Vec<String> = ["gamma", "beta", "mean", "var"]
+                .iter()
+                .map(|p| format!("bn{i}.{p}"))
+                .collect();
+            for n in &names {
+                let t = &weights.tensors[n];
+                g.initializer.push(initializer(n, &t.shape, &t.data));
+            }
+            let out = format!("bn{i}");
+            g.node.push(node(
+                "BatchNormalization",
+                &out,
+                &[&x, &names[0], &names[1], &names[2], &names[3]],
+                &out,
+                vec![float("epsilon", BN_EPSILON)],
+            ));
+            x = out;
+        }
+        let out = format!("relu{i}");
+        g.node.push(node("Relu", &out, &[&x], &out, vec![]));
+        x = out;
+        if let Some(p) = b.pool {
+            let op = match p.kind {
+                crate::net::PoolKind::Max => "MaxPool",
+                crate::net::PoolKind::Avg => "AveragePool",
+            };
+            let out = format!("pool{i}");
+            g.node.push(node(
+                op,
+                &out,
+                &[&x],
+                &out,
+                vec![
+                    ints("kernel_shape", &[p.size as i64]),
+                    ints("strides", &[p.size as i64]),
+                ],
+            ));
+            x = out;
+        }
+    }
+    g.node
+        .push(node("GlobalAveragePool", "gap", &[&x], "gap", vec![]));
+    g.node.push(node(
+        "Flatten",
+        "flatten",
+        &["gap"],
+        "features",
+        vec![int("axis", 1)],
+    ));
+    for n in ["dense.weight", "dense.bias"] {
+        let t = &weights.tensors[n];
+        g.initializer.push(initializer(n, &t.shape, &t.data));
+    }
+    g.node.push(node(
+        "Gemm",
+        "dense",
+        &["features", "dense.weight", "dense.bias"],
+        "logits",
+        vec![],
+    ));
+    g.output.push(value_info("logits", &[spec.classes]));
+
+    let mut m = ModelProto::new();
+    m.ir_version = IR_VERSION;
+    m.producer_name = "nas".into();
+    m.producer_version = env!("CARGO_PKG_VERSION").into();
+    m.doc_string = doc.into();
+    m.opset_import.push(Default::default());
+    m.opset_import[0].domain = String::new();
+    m.opset_import[0].version = EXPORT_OPSET;
+    for (k, v) in [
+        (META_SPEC, serde_json::to_string(spec)?),
+        (META_INPUT_SCALE, format!("{}", crate::data::INPUT_SCALE)),
+        (
+            "nas.input_layout",
+            "input[n][channel][position] = byte × nas.input_scale (channels-first)".to_string(),
+        ),
+        (
+            "nas.output",
+            "logits (no softmax): argmax is the class".to_string(),
+        ),
+    ] {
+        m.metadata_props.push(Default::default());
+        let e = m.metadata_props.last_mut().expect("pushed");
+        e.key = k.into();
+        e.value = v;
+    }
+    m.graph = Some(g).into();
+    Ok(m.write_to_bytes()?)
+}
