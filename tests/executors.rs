@@ -175,15 +175,16 @@ fn a_failing_worker_is_retried_then_recorded_as_failed() {
     assert!(events.contains("\"failed\":\"its worker failed twice"));
 }
 
-/// A tiny deterministic generator for the kill delays (no dev-dependency needed).
-fn delays(seed: u64, n: usize) -> Vec<Duration> {
+/// Kill delays: seeded fractions (5–35 %) of an uninterrupted run's wall time, so that the
+/// kills land inside the run however fast the machine is (a tiny xorshift; no dev-dependency).
+fn delays(seed: u64, n: usize, whole: Duration) -> Vec<Duration> {
     let mut s = seed;
     (0..n)
         .map(|_| {
             s ^= s << 13;
             s ^= s >> 7;
             s ^= s << 17;
-            Duration::from_millis(150 + s % 1200)
+            whole.mul_f64(0.05 + 0.30 * (s % 1000) as f64 / 1000.0)
         })
         .collect()
 }
@@ -192,7 +193,9 @@ fn delays(seed: u64, n: usize) -> Vec<Duration> {
 fn killed_at_random_points_the_search_resumes_to_the_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (whole, killed) = (tmp.path().join("whole"), tmp.path().join("killed"));
+    let start = Instant::now();
     ok(nas(&args(&whole, &[]), &[]));
+    let wall = start.elapsed();
 
     let fresh = args(&killed, &[]);
     let resume: Vec<String> = ["search", "--resume", killed.to_str().unwrap(), "--quiet"]
@@ -200,7 +203,7 @@ fn killed_at_random_points_the_search_resumes_to_the_uninterrupted_run() {
         .map(|s| s.to_string())
         .collect();
     let mut kills = 0;
-    for (i, d) in delays(0x5eed_1234, 6).into_iter().enumerate() {
+    for (i, d) in delays(0x5eed_1234, 8, wall).into_iter().enumerate() {
         let a = if i == 0 { &fresh } else { &resume };
         let mut child = Command::new(env!("CARGO_BIN_EXE_nas"))
             .args(a)

@@ -37,31 +37,17 @@ pub fn run_task(
     bar: &ProgressBar,
 ) -> Result<(Record, Weights)> {
     let cfg = &run.config;
-    let c = cost_of(&task.spec, &cfg.target, &cfg.limits, cfg.dtype)?;
+    let (base, c) = untrained_record(run, task)?;
     let t = train_candidate(&task.spec, init, train_set, folds, cfg, task.seed, bar)?;
     let rec = Record {
-        id: task.id.clone(),
-        generation: task.generation,
-        index: task.index,
-        parent: task.parent.clone(),
-        spec: task.spec.clone(),
-        summary: task.spec.summary(),
-        params: c.params,
-        flops: c.flops,
-        max_tensor: c.max_tensor,
-        ram_bytes: c.ram_bytes,
-        flash_bytes: c.flash_bytes,
         score: cfg.metric.of(&t.val),
         val: t.val,
         epochs_run: t.epochs_run,
         best_epoch: t.best_epoch,
-        inherited_blocks: task.inherited_blocks,
         train_seconds: t.seconds,
         train_samples_per_sec: t.samples_per_sec,
-        measured: task.measured,
-        duplicate_of: None,
-        failed: None,
         history: t.history,
+        ..base
     };
     run.save_candidate(&rec, &t.weights, &c)?;
     Ok((rec, t.weights))
@@ -70,9 +56,18 @@ pub fn run_task(
 /// The record of a task that could not be trained (its worker failed twice): kept in the run,
 /// never chosen as parent or winner.
 pub fn failed_record(run: &Run, task: &Task, reason: String) -> Result<Record> {
+    let (base, _) = untrained_record(run, task)?;
+    Ok(Record {
+        failed: Some(reason),
+        ..base
+    })
+}
+
+/// A task's record before training: its identity and cost, no metrics.
+fn untrained_record(run: &Run, task: &Task) -> Result<(Record, Cost)> {
     let cfg = &run.config;
     let c = cost_of(&task.spec, &cfg.target, &cfg.limits, cfg.dtype)?;
-    Ok(Record {
+    let rec = Record {
         id: task.id.clone(),
         generation: task.generation,
         index: task.index,
@@ -93,9 +88,10 @@ pub fn failed_record(run: &Run, task: &Task, reason: String) -> Result<Record> {
         train_samples_per_sec: 0.0,
         measured: task.measured,
         duplicate_of: None,
-        failed: Some(reason),
+        failed: None,
         history: Vec::new(),
-    })
+    };
+    Ok((rec, c))
 }
 
 /// `nas worker`: train candidate `id` of the run in `dir` from its task files.
