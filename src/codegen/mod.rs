@@ -115,7 +115,12 @@ impl Provenance {
     }
 }
 
-fn render(templates: &[(&str, &str, String)], ctx: &Ctx) -> Result<Vec<GeneratedFile>> {
+/// Render built-in templates `(name, text, output path)` with one context: the float and the
+/// int8 kernels share it.
+pub(crate) fn render<C: Serialize>(
+    templates: &[(&str, &str, String)],
+    ctx: &C,
+) -> Result<Vec<GeneratedFile>> {
     let mut tera = tera::Tera::default();
     tera.autoescape_on(vec![]);
     tera.add_raw_templates(templates.iter().map(|(n, t, _)| (*n, *t)))

@@ -3,10 +3,10 @@
 
 use super::kernel::{by_filter, chan_consts, full_range, pack_rows, row4, ChanConsts};
 use super::lower::QuantLowered;
-use crate::codegen::{sanitize_identifier, GeneratedFile, Lang, Provenance};
+use crate::codegen::{render, sanitize_identifier, GeneratedFile, Lang, Provenance};
 use crate::net::plan::{self, Op};
 use crate::net::NetSpec;
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 
 const C_HEADER: &str = include_str!("../../templates/c/int8/model.h.tera");
@@ -416,26 +416,6 @@ fn context(
         by_filter: by,
         steps,
     })
-}
-
-fn render(templates: &[(&str, &str, String)], ctx: &Ctx) -> Result<Vec<GeneratedFile>> {
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
-    tera.add_raw_templates(templates.iter().map(|(n, t, _)| (*n, *t)))
-        .context("internal: a built-in template does not parse")?;
-    let context = tera::Context::from_serialize(ctx)?;
-    templates
-        .iter()
-        .map(|(n, _, path)| {
-            let contents = tera
-                .render(n, &context)
-                .with_context(|| format!("internal: rendering template {n}"))?;
-            Ok(GeneratedFile {
-                path: path.clone(),
-                contents,
-            })
-        })
-        .collect()
 }
 
 /// Render the int8 C kernel: `NAME.h`, `NAME.c`, `NAME_weights.h`. `name` is sanitised.
