@@ -74,7 +74,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
         crate::quant::Dtype::Int8 => {
             let method = a.dtype.method()?;
             let (calib, what) = match &a.dtype.calibration_data {
-                Some(dir) => crate::quant::calibration_data(Some(dir), None)?,
+                Some(dir) => crate::quant::calibration_data(
+                    Some(dir),
+                    None,
+                    spec.input_len * spec.input_channels,
+                )?,
                 None => (
                     splits.train.clone(),
                     format!("the training split of {}", splits.train.name),

@@ -11,6 +11,7 @@ use std::path::PathBuf;
     after_help = "Examples:\n  nas export --run runs/r1 --lang c --out out/c\n  \
     nas export --net spec.json --weights w.safetensors --lang rust --out out/kernel --name kws\n  \
     nas export --run runs/r1 --lang onnx --out out/onnx   # out/onnx/model.onnx\n  \
+    nas export --run runs/r1 --lang onnx --dtype int8 --out out/onnx   # QDQ int8\n  \
     nas export --onnx theirs.onnx --lang c --out out/c"
 )]
 pub struct ExportArgs {
@@ -37,8 +38,9 @@ pub enum ExportLang {
     C,
     /// A no_std Rust crate: Cargo.toml, src/lib.rs, src/weights.rs
     Rust,
-    /// NAME.onnx: float32, opset 13, input byte/255 as [N, C, L], output the logits (for
-    /// Netron, onnxruntime, ST Edge AI; `nas import` reads it back to the same spec and weights)
+    /// NAME.onnx: opset 13, input byte/255 as [N, C, L], output the logits (for Netron,
+    /// onnxruntime, ST Edge AI). float32 (`nas import` reads it back to the same spec and
+    /// weights) or, with --dtype int8, QDQ int8 with the kernels' scales and zero points
     Onnx,
 }
 
@@ -47,43 +49,14 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let plan = plan::lower(&m.spec)?;
     let dtype = a.dtype.resolve(a.model.run.as_deref());
     let footprint = crate::net::cost::cost_as(&plan, &m.target, &m.limits, dtype);
-    anyhow::ensure!(
-        !(a.lang == ExportLang::Onnx && dtype == crate::quant::Dtype::Int8),
-        "ONNX export writes the float32 model; int8 QDQ export is not built yet: \
-         pass --dtype f32 to export the float model"
-    );
     let quant = a.dtype.quantize(&m, None, a.model.run.as_deref())?;
     let name = sanitize_identifier(&a.name).context("invalid --name")?;
     if name != a.name {
         eprintln!("note: --name {:?} sanitised to `{name}`", a.name);
     }
-    let note = Provenance::new(m.source).with_footprint(&m.target, footprint.clone());
+    let note = Provenance::new(m.source.clone()).with_footprint(&m.target, footprint.clone());
     let files = match (a.lang, &quant) {
-        (ExportLang::Onnx, _) => {
-            let doc = format!(
-                "{} from {} by nas {}; input: byte × 1/255 as [N, {}, {}] (channels-first); output: logits",
-                m.spec.summary(),
-                note.source,
-                note.tool_version,
-                m.spec.input_channels,
-                m.spec.input_len
-            );
-            let bytes = crate::onnx::export(&m.spec, &m.weights, &doc)?;
-            std::fs::create_dir_all(&a.out)
-                .with_context(|| format!("cannot create {}", a.out.display()))?;
-            let path = a.out.join(format!("{name}.onnx"));
-            crate::util::write_atomic(&path, &bytes)?;
-            println!("{}", m.spec.summary());
-            println!(
-                "wrote {} ({} bytes, opset {}, float32; input [N, {}, {}] = byte × 1/255, output logits)",
-                path.display(),
-                bytes.len(),
-                crate::onnx::EXPORT_OPSET,
-                m.spec.input_channels,
-                m.spec.input_len
-            );
-            return Ok(());
-        }
+        (ExportLang::Onnx, q) => return write_onnx(&a, &m, &note, &name, q.as_ref()),
         (ExportLang::C, None) => generate_c(&m.spec, &m.weights, &name, &note)?,
         (ExportLang::Rust, None) => generate_rust(&m.spec, &m.weights, &name, &note)?,
         (ExportLang::C, Some(q)) => {
@@ -108,6 +81,46 @@ pub fn run(a: ExportArgs) -> Result<()> {
         footprint.arena_bytes,
         footprint.deployed_params,
         footprint.executed_macs
+    );
+    Ok(())
+}
+
+/// `--lang onnx`: the float model, or with `--dtype int8` its QDQ form.
+fn write_onnx(
+    a: &ExportArgs,
+    m: &super::LoadedModel,
+    note: &Provenance,
+    name: &str,
+    quant: Option<&crate::quant::QuantLowered>,
+) -> Result<()> {
+    let (c, l) = (m.spec.input_channels, m.spec.input_len);
+    let what = match quant {
+        None => "float32".to_string(),
+        Some(_) => {
+            "int8 QDQ: int8 weights per channel, int32 biases, Q/DQ on every activation".to_string()
+        }
+    };
+    let doc = format!(
+        "{} from {} by nas {} ({what}); input: byte × 1/255 as [N, {c}, {l}] (channels-first); \
+         output: logits",
+        m.spec.summary(),
+        note.source,
+        note.tool_version,
+    );
+    let bytes = match quant {
+        None => crate::onnx::export(&m.spec, &m.weights, &doc)?,
+        Some(q) => crate::onnx::export_int8(&m.spec, q, &doc)?,
+    };
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let path = a.out.join(format!("{name}.onnx"));
+    crate::util::write_atomic(&path, &bytes)?;
+    println!("{}", m.spec.summary());
+    println!(
+        "wrote {} ({} bytes, opset {}, {what}; input [N, {c}, {l}] = byte × 1/255, output logits)",
+        path.display(),
+        bytes.len(),
+        crate::onnx::EXPORT_OPSET,
     );
     Ok(())
 }

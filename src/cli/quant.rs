@@ -71,7 +71,8 @@ impl DtypeArgs {
         }
         let method = self.method()?;
         let dir = self.calibration_data.as_deref().or(data);
-        let (calib, what) = crate::quant::calibration_data(dir, run)?;
+        let len = m.spec.input_len * m.spec.input_channels;
+        let (calib, what) = crate::quant::calibration_data(dir, run, len)?;
         eprintln!(
             "int8: calibrating activation ranges on {} samples of {what}",
             self.calibration_samples.min(calib.n())

@@ -22,7 +22,7 @@ pub const EXPORT_OPSET: i64 = 13;
 /// IR version matching opset 13.
 const IR_VERSION: i64 = 7;
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
+pub(super) fn ints(name: &str, v: &[i64]) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();
     a.type_ = AttributeType::INTS.into();
@@ -30,7 +30,7 @@ fn ints(name: &str, v: &[i64]) -> AttributeProto {
     a
 }
 
-fn int(name: &str, v: i64) -> AttributeProto {
+pub(super) fn int(name: &str, v: i64) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();
     a.type_ = AttributeType::INT.into();
@@ -38,7 +38,7 @@ fn int(name: &str, v: i64) -> AttributeProto {
     a
 }
 
-fn float(name: &str, v: f32) -> AttributeProto {
+pub(super) fn float(name: &str, v: f32) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.into();
     a.type_ = AttributeType::FLOAT.into();
@@ -46,7 +46,7 @@ fn float(name: &str, v: f32) -> AttributeProto {
     a
 }
 
-fn node(
+pub(super) fn node(
     op: &str,
     name: &str,
     inputs: &[&str],
@@ -62,18 +62,36 @@ fn node(
     n
 }
 
-fn initializer(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
+pub(super) fn initializer(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
+    let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    raw_initializer(name, dims, DataType::Float, bytes)
+}
+
+/// ONNX `TensorProto.DataType` codes of the element types we write.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum DataType {
+    Float = 1,
+    Int8 = 3,
+    Int32 = 6,
+}
+
+/// A constant tensor from its little-endian bytes.
+pub(super) fn raw_initializer(
+    name: &str,
+    dims: &[usize],
+    ty: DataType,
+    bytes: Vec<u8>,
+) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.into();
     t.dims = dims.iter().map(|&d| d as i64).collect();
-    t.data_type = 1;
-    let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+    t.data_type = ty as i32;
     t.raw_data = bytes.into();
     t
 }
 
 /// A float tensor value with a symbolic batch `N` and fixed other dims.
-fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
+pub(super) fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
     let mut v = ValueInfoProto::new();
     v.name = name.into();
     let ty = v.type_.mut_or_insert_default();
@@ -188,7 +206,17 @@ pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
         vec![],
     ));
     g.output.push(value_info("logits", &[spec.classes]));
+    model(g, spec, doc, &[])
+}
 
+/// Wrap a graph into an opset-13 model whose metadata carries the spec, the input scale, the
+/// input layout and what the output means, plus `extra` entries.
+pub(super) fn model(
+    g: GraphProto,
+    spec: &NetSpec,
+    doc: &str,
+    extra: &[(&str, String)],
+) -> Result<Vec<u8>> {
     let mut m = ModelProto::new();
     m.ir_version = IR_VERSION;
     m.producer_name = "nas".into();
@@ -208,7 +236,10 @@ pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
             "nas.output",
             "logits (no softmax): argmax is the class".to_string(),
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(extra.iter().cloned())
+    {
         m.metadata_props.push(Default::default());
         let e = m.metadata_props.last_mut().expect("pushed");
         e.key = k.into();

@@ -11,13 +11,17 @@
 //!   listed in [`SUPPORTED`]; anything else is an error naming the node, its op type and why.
 //! - [`export`]: a spec and its weights → an ONNX model (opset 13, float32), which the importer
 //!   reads back to the identical spec and weights.
+//! - [`export_int8`]: an int8 network → a QDQ model (int8 weights, int32 biases, our scales
+//!   and zero points) for int8 runtimes.
 
 mod export;
 mod import;
 mod proto;
+mod qdq;
 
 pub use export::{export, EXPORT_OPSET};
 pub use import::{import_bytes, import_file, ImportOptions, Imported, InputLayout, SUPPORTED};
+pub use qdq::export_int8;
 
 /// Metadata key under which [`export`] stores the spec JSON (training-only fields such as
 /// dropout, and the padding choice where 'same' and 'valid' coincide, which the graph alone

@@ -54,10 +54,12 @@ pub fn ptq(
 #[cfg(feature = "train")]
 /// The samples int8 calibration uses on the command line: the training split of `data` when
 /// given, else of the dataset the run in `run` was searched on, else synthetic samples (said so
-/// in the returned description). Never the test split.
+/// in the returned description) of `sample_len` bytes, the network's input. Never the test
+/// split.
 pub fn calibration_data(
     data: Option<&std::path::Path>,
     run: Option<&std::path::Path>,
+    sample_len: usize,
 ) -> anyhow::Result<(crate::data::Dataset, String)> {
     use anyhow::Context;
     if let Some(dir) = data {
@@ -76,7 +78,7 @@ pub fn calibration_data(
         return Ok((s.train, what));
     }
     Ok((
-        crate::data::synthetic_splits(crate::data::DEFAULT_SEED).train,
+        crate::data::synthetic(2_400, sample_len, 12, crate::data::DEFAULT_SEED),
         "SYNTHETIC samples (give --data DIR to calibrate on real training data)".to_string(),
     ))
 }
