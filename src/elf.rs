@@ -95,88 +95,8 @@ impl ElfImage {
                 header.e_type(endian)
             );
         }
-        let loads: Vec<_> = file
-            .elf_program_headers()
-            .iter()
-            .filter(|p| p.p_type(endian) == elf::PT_LOAD)
-            .collect();
-        let table = file.elf_section_table();
-        let mut sections = Vec::new();
-        for sh in table.iter() {
-            let flags = sh.sh_flags(endian);
-            let size = u64::from(sh.sh_size(endian));
-            if flags & elf::SHF_ALLOC == 0 || size == 0 {
-                continue;
-            }
-            let name = String::from_utf8_lossy(table.section_name(endian, sh)?).into_owned();
-            let vma = u64::from(sh.sh_addr(endian));
-            let nobits = sh.sh_type(endian) == elf::SHT_NOBITS;
-            let offset = u64::from(sh.sh_offset(endian));
-            // The PT_LOAD segment whose file image holds the section gives its load address.
-            let lma = if nobits {
-                vma
-            } else {
-                loads
-                    .iter()
-                    .find(|p| {
-                        let (off, filesz) =
-                            (u64::from(p.p_offset(endian)), u64::from(p.p_filesz(endian)));
-                        let (va, memsz) =
-                            (u64::from(p.p_vaddr(endian)), u64::from(p.p_memsz(endian)));
-                        offset >= off
-                            && offset + size <= off + filesz
-                            && vma >= va
-                            && vma + size <= va + memsz
-                    })
-                    .map(|p| u64::from(p.p_paddr(endian)) + (vma - u64::from(p.p_vaddr(endian))))
-                    .with_context(|| format!("section {name} is in no PT_LOAD segment"))?
-            };
-            sections.push(Section {
-                in_flash: !nobits && flash.contains(lma),
-                in_ram: ram.contains(vma),
-                name,
-                vma,
-                lma,
-                size,
-                nobits,
-            });
-        }
-        sections.sort_by_key(|s| (s.vma, s.name.clone()));
-
-        let mut symbols = Vec::new();
-        let symtab = file.elf_symbol_table();
-        for sym in symtab.iter() {
-            let kind = match sym.st_type() {
-                elf::STT_FUNC => SymbolType::Function,
-                elf::STT_OBJECT => SymbolType::Object,
-                _ => continue,
-            };
-            let size = u64::from(sym.st_size(endian));
-            let shndx = sym.st_shndx(endian);
-            if size == 0 || shndx == elf::SHN_UNDEF || shndx >= elf::SHN_LORESERVE {
-                continue;
-            }
-            let section = table
-                .section(object::SectionIndex(shndx as usize))
-                .ok()
-                .and_then(|sh| table.section_name(endian, sh).ok())
-                .map(|n| String::from_utf8_lossy(n).into_owned())
-                .unwrap_or_default();
-            let mut addr = u64::from(sym.st_value(endian));
-            if kind == SymbolType::Function {
-                addr &= !1;
-            }
-            symbols.push(Symbol {
-                name: String::from_utf8_lossy(symtab.symbol_name(endian, sym)?).into_owned(),
-                addr,
-                size,
-                kind,
-                section,
-                local: sym.st_bind() == elf::STB_LOCAL,
-            });
-        }
-        symbols.sort_by(|a, b| (a.addr, &a.name).cmp(&(b.addr, &b.name)));
-
+        let sections = sections(&file, flash, ram)?;
+        let symbols = symbols(&file)?;
         let flash_bytes = sections.iter().filter(|s| s.in_flash).map(|s| s.size).sum();
         let ram_bytes = sections.iter().filter(|s| s.in_ram).map(|s| s.size).sum();
         Ok(ElfImage {
@@ -234,6 +154,105 @@ impl ElfImage {
             .iter()
             .any(|s| s.in_ram && s.name == sym.section)
     }
+}
+
+/// The allocated sections of non-zero size, in address order, placed in flash and RAM.
+fn sections(file: &ElfFile32<Endianness>, flash: Region, ram: Region) -> Result<Vec<Section>> {
+    let endian = file.endian();
+    let loads: Vec<_> = file
+        .elf_program_headers()
+        .iter()
+        .filter(|p| p.p_type(endian) == elf::PT_LOAD)
+        .collect();
+    let table = file.elf_section_table();
+    let mut sections = Vec::new();
+    for sh in table.iter() {
+        let flags = sh.sh_flags(endian);
+        let size = u64::from(sh.sh_size(endian));
+        if flags & elf::SHF_ALLOC == 0 || size == 0 {
+            continue;
+        }
+        let name = String::from_utf8_lossy(table.section_name(endian, sh)?).into_owned();
+        let vma = u64::from(sh.sh_addr(endian));
+        let nobits = sh.sh_type(endian) == elf::SHT_NOBITS;
+        let offset = u64::from(sh.sh_offset(endian));
+        let lma = if nobits {
+            vma
+        } else {
+            load_address(&loads, endian, offset, vma, size)
+                .with_context(|| format!("section {name} is in no PT_LOAD segment"))?
+        };
+        sections.push(Section {
+            in_flash: !nobits && flash.contains(lma),
+            in_ram: ram.contains(vma),
+            name,
+            vma,
+            lma,
+            size,
+            nobits,
+        });
+    }
+    sections.sort_by_key(|s| (s.vma, s.name.clone()));
+    Ok(sections)
+}
+
+/// The load address of the section of `size` bytes at file `offset` and run address `vma`:
+/// the PT_LOAD segment whose file image holds the section gives it.
+fn load_address(
+    loads: &[&elf::ProgramHeader32<Endianness>],
+    endian: Endianness,
+    offset: u64,
+    vma: u64,
+    size: u64,
+) -> Option<u64> {
+    loads
+        .iter()
+        .find(|p| {
+            let (off, filesz) = (u64::from(p.p_offset(endian)), u64::from(p.p_filesz(endian)));
+            let (va, memsz) = (u64::from(p.p_vaddr(endian)), u64::from(p.p_memsz(endian)));
+            offset >= off && offset + size <= off + filesz && vma >= va && vma + size <= va + memsz
+        })
+        .map(|p| u64::from(p.p_paddr(endian)) + (vma - u64::from(p.p_vaddr(endian))))
+}
+
+/// The defined function and data symbols of non-zero size, in address order.
+fn symbols(file: &ElfFile32<Endianness>) -> Result<Vec<Symbol>> {
+    let endian = file.endian();
+    let table = file.elf_section_table();
+    let symtab = file.elf_symbol_table();
+    let mut symbols = Vec::new();
+    for sym in symtab.iter() {
+        let kind = match sym.st_type() {
+            elf::STT_FUNC => SymbolType::Function,
+            elf::STT_OBJECT => SymbolType::Object,
+            _ => continue,
+        };
+        let size = u64::from(sym.st_size(endian));
+        let shndx = sym.st_shndx(endian);
+        if size == 0 || shndx == elf::SHN_UNDEF || shndx >= elf::SHN_LORESERVE {
+            continue;
+        }
+        let section = table
+            .section(object::SectionIndex(shndx as usize))
+            .ok()
+            .and_then(|sh| table.section_name(endian, sh).ok())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        let mut addr = u64::from(sym.st_value(endian));
+        if kind == SymbolType::Function {
+            addr &= !1;
+        }
+        symbols.push(Symbol {
+            name: String::from_utf8_lossy(symtab.symbol_name(endian, sym)?).into_owned(),
+            addr,
+            size,
+            kind,
+            section,
+            local: sym.st_bind() == elf::STB_LOCAL,
+        });
+    }
+    symbols.sort_by(|a, b| (a.addr, &a.name).cmp(&(b.addr, &b.name)));
+    Ok(symbols)
 }
 
 /// Names of the function and data symbols an object file (`.o`) defines, local ones included.

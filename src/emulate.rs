@@ -199,103 +199,145 @@ fn hex(tok: Option<&str>, what: &str) -> Result<u64> {
     u64::from_str_radix(t, 16).with_context(|| format!("bad {what} '{t}'"))
 }
 
-/// Parse the `@nas` lines of a run; fail with the run's output when it did not end cleanly.
-pub fn parse(run: &QemuRun) -> Result<HarnessOutput> {
-    let tail = || {
-        let lines: Vec<&str> = run.output.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    };
+/// The last lines of a run's output, for messages.
+fn output_tail(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// What the `@nas` lines of a run said, before it is checked to be complete.
+#[derive(Default)]
+struct Reported {
+    /// Samples, input length and classes.
+    start: Option<(usize, usize, usize)>,
+    cal: Option<Calibration>,
+    inferences: Vec<Inference>,
+    predicted: Option<u32>,
+    stack: Option<u64>,
+    ended: bool,
+}
+
+impl Reported {
+    /// Read the `@nas` lines of `output`.
+    fn read(output: &str) -> Result<Reported> {
+        let mut r = Reported::default();
+        for line in output.lines().filter(|l| l.starts_with("@nas ")) {
+            r.line(line)
+                .with_context(|| format!("malformed firmware output line '{line}'"))?;
+        }
+        Ok(r)
+    }
+
+    /// Take in one `@nas` line.
+    fn line(&mut self, line: &str) -> Result<()> {
+        let mut t = line.split_whitespace().skip(1);
+        match t.next().unwrap_or("") {
+            "start" => self.start = Some(parse_start(&mut t)?),
+            "cal" => self.cal = Some(parse_calibration(&mut t)?),
+            "out" => self.inferences.push(parse_inference(&mut t)?),
+            "predict" => self.predicted = Some(hex(t.next(), "class")? as u32),
+            "stack" => self.stack = Some(hex(t.next(), "stack bytes")?),
+            "end" => self.ended = true,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// `@nas start SAMPLES INPUT_LEN CLASSES`, in hex.
+fn parse_start<'a>(t: &mut impl Iterator<Item = &'a str>) -> Result<(usize, usize, usize)> {
+    let s = hex(t.next(), "samples")?;
+    let l = hex(t.next(), "input length")?;
+    let c = hex(t.next(), "classes")?;
+    Ok((s as usize, l as usize, c as usize))
+}
+
+/// `@nas cal N1 SPIN1 N2 SPIN2 EMPTY`, in hex: each span two timer readings, each reading two
+/// 32-bit halves.
+fn parse_calibration<'a>(t: &mut impl Iterator<Item = &'a str>) -> Result<Calibration> {
+    let mut v = Vec::new();
+    for _ in 0..14 {
+        v.push(hex(t.next(), "calibration")?);
+    }
+    let w = |i: usize| (v[i] << 32) | v[i + 1];
+    Ok(Calibration {
+        n1: v[0],
+        spin1: Span {
+            start: w(1),
+            end: w(3),
+        },
+        n2: v[5],
+        spin2: Span {
+            start: w(6),
+            end: w(8),
+        },
+        empty: Span {
+            start: w(10),
+            end: w(12),
+        },
+    })
+}
+
+/// `@nas out INDEX SPAN LOGITS...`, in hex: the span two timer readings in 32-bit halves, the
+/// logits' bit patterns.
+fn parse_inference<'a>(t: &mut impl Iterator<Item = &'a str>) -> Result<Inference> {
+    let index = hex(t.next(), "index")? as usize;
+    let mut w = [0u64; 4];
+    for x in &mut w {
+        *x = hex(t.next(), "timer reading")?;
+    }
+    let logits = t
+        .map(|x| u32::from_str_radix(x, 16).map_err(anyhow::Error::from))
+        .collect::<Result<Vec<u32>>>()?;
+    Ok(Inference {
+        index,
+        span: Span {
+            start: (w[0] << 32) | w[1],
+            end: (w[2] << 32) | w[3],
+        },
+        logits,
+    })
+}
+
+/// Fail when the run timed out or the firmware faulted.
+fn check_not_stopped(run: &QemuRun) -> Result<()> {
     if run.timed_out {
         bail!(
             "the firmware did not finish within {:.0} s under QEMU ({}); output so far:\n{}",
             run.wall.as_secs_f64(),
             run.command,
-            tail()
+            output_tail(&run.output)
         );
     }
     if let Some(line) = run.output.lines().find(|l| l.starts_with("@nas fault")) {
         bail!(
             "the firmware faulted under QEMU ({line}: exception number in hex); output:\n{}",
-            tail()
+            output_tail(&run.output)
         );
     }
-    let mut start = None;
-    let mut cal = None;
-    let mut inferences = Vec::new();
-    let mut predicted = None;
-    let mut stack = None;
-    let mut ended = false;
-    for line in run.output.lines().filter(|l| l.starts_with("@nas ")) {
-        let mut t = line.split_whitespace().skip(1);
-        let what = t.next().unwrap_or("");
-        let ctx = || format!("malformed firmware output line '{line}'");
-        match what {
-            "start" => {
-                let s = hex(t.next(), "samples").with_context(ctx)?;
-                let l = hex(t.next(), "input length").with_context(ctx)?;
-                let c = hex(t.next(), "classes").with_context(ctx)?;
-                start = Some((s as usize, l as usize, c as usize));
-            }
-            "cal" => {
-                let mut v = Vec::new();
-                for _ in 0..14 {
-                    v.push(hex(t.next(), "calibration").with_context(ctx)?);
-                }
-                let w = |i: usize| (v[i] << 32) | v[i + 1];
-                cal = Some(Calibration {
-                    n1: v[0],
-                    spin1: Span {
-                        start: w(1),
-                        end: w(3),
-                    },
-                    n2: v[5],
-                    spin2: Span {
-                        start: w(6),
-                        end: w(8),
-                    },
-                    empty: Span {
-                        start: w(10),
-                        end: w(12),
-                    },
-                });
-            }
-            "out" => {
-                let index = hex(t.next(), "index").with_context(ctx)? as usize;
-                let mut w = [0u64; 4];
-                for x in &mut w {
-                    *x = hex(t.next(), "timer reading").with_context(ctx)?;
-                }
-                let logits = t
-                    .map(|x| u32::from_str_radix(x, 16).with_context(ctx))
-                    .collect::<Result<Vec<u32>>>()?;
-                inferences.push(Inference {
-                    index,
-                    span: Span {
-                        start: (w[0] << 32) | w[1],
-                        end: (w[2] << 32) | w[3],
-                    },
-                    logits,
-                });
-            }
-            "predict" => predicted = Some(hex(t.next(), "class").with_context(ctx)? as u32),
-            "stack" => stack = Some(hex(t.next(), "stack bytes").with_context(ctx)?),
-            "end" => ended = true,
-            _ => {}
-        }
-    }
+    Ok(())
+}
+
+/// Parse the `@nas` lines of a run; fail with the run's output when it did not end cleanly.
+pub fn parse(run: &QemuRun) -> Result<HarnessOutput> {
+    check_not_stopped(run)?;
+    let r = Reported::read(&run.output)?;
     let status = run.status.map_or("killed".to_string(), |s| s.to_string());
-    if !ended || run.status != Some(0) {
+    if !r.ended || run.status != Some(0) {
         bail!(
             "the firmware did not run to its end under QEMU (exit status {status}; {}); output:\n{}",
             run.command,
-            tail()
+            output_tail(&run.output)
         );
     }
-    let (samples, input_len, classes) = start.context("the firmware did not report its start")?;
-    let calibration = cal.context("the firmware did not report its calibration")?;
+    let (samples, input_len, classes) = r.start.context("the firmware did not report its start")?;
+    let calibration = r
+        .cal
+        .context("the firmware did not report its calibration")?;
     if calibration.ticks_per_instruction() <= 0.0 {
         bail!("instruction-count calibration failed: the timer did not advance ({calibration:?}); is SysTick running under QEMU's -icount?");
     }
+    let inferences = r.inferences;
     if inferences.len() != samples || inferences.iter().any(|i| i.logits.len() != classes) {
         bail!(
             "the firmware reported {} inferences for {samples} samples (or logits of the wrong length)",
@@ -308,8 +350,8 @@ pub fn parse(run: &QemuRun) -> Result<HarnessOutput> {
         classes,
         calibration,
         inferences,
-        predicted,
-        stack_peak_bytes: stack,
+        predicted: r.predicted,
+        stack_peak_bytes: r.stack,
     })
 }
 

@@ -83,6 +83,14 @@ pub(crate) struct Compiled {
     pub(crate) rust: Option<RustBuild>,
 }
 
+/// The harness's C sources, compiled into `nas_harness_*.o`.
+const HARNESS_C: [&str; 4] = [
+    "nas_harness_startup.c",
+    "nas_harness_semihost.c",
+    "nas_harness_main.c",
+    "nas_harness_samples.c",
+];
+
 /// Write the harness and the samples to `d` and compile them, with the kernel: the generated C
 /// kernel, compiled with the target's flags and [`COMMON_CFLAGS`] only (the harness gets a few
 /// more), or the Rust staticlib (from `opts.rust_lib`, else built here in `d/rust-lib`).
@@ -95,49 +103,98 @@ pub(crate) fn compile(
     opts: &Options,
     estimate: &Cost,
 ) -> Result<Compiled> {
-    let samples = &opts.samples;
     let (kernel, rust_lib) = match opts.lang {
-        Lang::C => {
-            let note = Provenance::new("nas verify").with_footprint(target, estimate.clone());
-            let files = match &opts.quant {
-                Some(q) => crate::quant::export::generate_c_int8(spec, q, KERNEL_NAME, &note)?,
-                None => codegen::generate_c(spec, weights, KERNEL_NAME, &note)?,
-            };
-            codegen::write_files(&files, d)?;
-            (KERNEL_NAME.to_string(), None)
-        }
+        Lang::C => (
+            write_c_kernel(d, spec, weights, target, opts, estimate)?,
+            None,
+        ),
         Lang::Rust => {
-            let lib = match &opts.rust_lib {
-                Some(lib) => {
-                    ensure!(
-                        lib.target == target.name,
-                        "the Rust library was built for {}, not {}",
-                        lib.target,
-                        target.name
-                    );
-                    lib.clone()
-                }
-                None => Arc::new(build_rust_lib(
-                    target,
-                    &[RustKernel {
-                        name: KERNEL_NAME,
-                        spec,
-                        weights,
-                        quant: opts.quant.as_deref(),
-                    }],
-                    Some(&d.join("rust-lib")),
-                )?),
-            };
-            let name = lib.find(lowered, opts.quant.as_deref()).with_context(|| {
-                format!(
-                    "the Rust library {} holds no kernel with these weights (it has {})",
-                    lib.build.library.display(),
-                    lib.kernel_names().join(", ")
-                )
-            })?;
-            (name.to_string(), Some(lib))
+            let (name, lib) = rust_kernel(d, spec, weights, lowered, target, opts)?;
+            (name, Some(lib))
         }
     };
+    write_harness(d, spec, target, opts, &kernel)?;
+    let mut cflags: Vec<String> = target.toolchain.cflags.clone();
+    cflags.extend(COMMON_CFLAGS.iter().map(|s| s.to_string()));
+    compile_c(d, &cflags, &kernel, opts.lang)?;
+    let (objects, kernel_symbols, rust) = objects_to_link(d, &kernel, rust_lib.as_deref())?;
+    Ok(Compiled {
+        objects,
+        kernel_symbols,
+        cflags,
+        kernel,
+        rust,
+    })
+}
+
+/// Generate the C kernel (float, or int8 when `opts.quant` is set) into `d`; its name.
+fn write_c_kernel(
+    d: &Path,
+    spec: &NetSpec,
+    weights: &Weights,
+    target: &Target,
+    opts: &Options,
+    estimate: &Cost,
+) -> Result<String> {
+    let note = Provenance::new("nas verify").with_footprint(target, estimate.clone());
+    let files = match &opts.quant {
+        Some(q) => crate::quant::export::generate_c_int8(spec, q, KERNEL_NAME, &note)?,
+        None => codegen::generate_c(spec, weights, KERNEL_NAME, &note)?,
+    };
+    codegen::write_files(&files, d)?;
+    Ok(KERNEL_NAME.to_string())
+}
+
+/// The Rust library holding this network (`opts.rust_lib`, else one built in `d/rust-lib`) and
+/// the name of its kernel there.
+fn rust_kernel(
+    d: &Path,
+    spec: &NetSpec,
+    weights: &Weights,
+    lowered: &codegen::Lowered,
+    target: &Target,
+    opts: &Options,
+) -> Result<(String, Arc<RustLib>)> {
+    let lib = match &opts.rust_lib {
+        Some(lib) => {
+            ensure!(
+                lib.target == target.name,
+                "the Rust library was built for {}, not {}",
+                lib.target,
+                target.name
+            );
+            lib.clone()
+        }
+        None => Arc::new(build_rust_lib(
+            target,
+            &[RustKernel {
+                name: KERNEL_NAME,
+                spec,
+                weights,
+                quant: opts.quant.as_deref(),
+            }],
+            Some(&d.join("rust-lib")),
+        )?),
+    };
+    let name = lib.find(lowered, opts.quant.as_deref()).with_context(|| {
+        format!(
+            "the Rust library {} holds no kernel with these weights (it has {})",
+            lib.build.library.display(),
+            lib.kernel_names().join(", ")
+        )
+    })?;
+    Ok((name.to_string(), lib))
+}
+
+/// Write the harness's sources, its configuration and the embedded samples to `d`.
+fn write_harness(
+    d: &Path,
+    spec: &NetSpec,
+    target: &Target,
+    opts: &Options,
+    kernel: &str,
+) -> Result<()> {
+    let samples = &opts.samples;
     for (name, text) in HARNESS_SOURCES {
         write(d, name, text)?;
     }
@@ -145,36 +202,30 @@ pub(crate) fn compile(
     write(
         d,
         "nas_config.h",
-        &config_header(target, spec, samples.inputs.len(), opts.lang, &kernel)?,
+        &config_header(target, spec, samples.inputs.len(), opts.lang, kernel)?,
     )?;
     write(
         d,
         "nas_harness_samples.c",
         &samples_source(samples, input_len),
-    )?;
+    )
+}
 
-    let mut cflags: Vec<String> = target.toolchain.cflags.clone();
-    cflags.extend(COMMON_CFLAGS.iter().map(|s| s.to_string()));
-    let kernel_o = format!("{kernel}.o");
-    let mut kernel_args = cflags.clone();
+/// Compile the harness, and the C kernel when the kernel is C, concurrently in `d`.
+fn compile_c(d: &Path, cflags: &[String], kernel: &str, lang: Lang) -> Result<()> {
+    let mut kernel_args = cflags.to_vec();
     kernel_args.extend([
         "-c".into(),
         format!("{kernel}.c"),
         "-o".into(),
-        kernel_o.clone(),
+        format!("{kernel}.o"),
     ]);
-    let harness_c = [
-        "nas_harness_startup.c",
-        "nas_harness_semihost.c",
-        "nas_harness_main.c",
-        "nas_harness_samples.c",
-    ];
-    let mut harness_args = cflags.clone();
+    let mut harness_args = cflags.to_vec();
     harness_args.extend(HARNESS_CFLAGS.iter().map(|s| s.to_string()));
     harness_args.extend(["-I.".into(), "-c".into()]);
-    harness_args.extend(harness_c.iter().map(|s| s.to_string()));
+    harness_args.extend(HARNESS_C.iter().map(|s| s.to_string()));
     let (k, h) = std::thread::scope(|s| {
-        let k = (opts.lang == Lang::C).then(|| s.spawn(|| run_tool(d, &kernel_args)));
+        let k = (lang == Lang::C).then(|| s.spawn(|| run_tool(d, &kernel_args)));
         let h = run_tool(d, &harness_args);
         (k.map(|k| k.join().expect("compiler thread")), h)
     });
@@ -192,13 +243,24 @@ pub(crate) fn compile(
             tail(&e, 20)
         );
     }
-    let mut objects: Vec<String> = harness_c.iter().map(|c| c.replace(".c", ".o")).collect();
-    let (kernel_symbols, rust) = match &rust_lib {
+    Ok(())
+}
+
+/// The objects to link (the C kernel's first, the Rust staticlib last), the symbols the kernel
+/// defines, and how the Rust kernel was built.
+fn objects_to_link(
+    d: &Path,
+    kernel: &str,
+    rust_lib: Option<&RustLib>,
+) -> Result<(Vec<String>, BTreeSet<String>, Option<RustBuild>)> {
+    let mut objects: Vec<String> = HARNESS_C.iter().map(|c| c.replace(".c", ".o")).collect();
+    match rust_lib {
         None => {
+            let kernel_o = format!("{kernel}.o");
             objects.insert(0, kernel_o.clone());
             let symbols = crate::elf::defined_symbols(&std::fs::read(d.join(&kernel_o))?)
                 .context("reading the kernel's object file")?;
-            (symbols, None)
+            Ok((objects, symbols, None))
         }
         Some(lib) => {
             let a = lib.build.library.to_str().with_context(|| {
@@ -208,14 +270,7 @@ pub(crate) fn compile(
                 )
             })?;
             objects.push(a.to_string());
-            (lib.kernel_symbols.clone(), Some(lib.build.clone()))
+            Ok((objects, lib.kernel_symbols.clone(), Some(lib.build.clone())))
         }
-    };
-    Ok(Compiled {
-        objects,
-        kernel_symbols,
-        cflags,
-        kernel,
-        rust,
-    })
+    }
 }

@@ -236,39 +236,78 @@ pub(crate) fn build_rust_lib_in(
             name != RUST_LIB_CRATE && !names.iter().any(|(n, _)| *n == name),
             "kernel name {name} is used twice"
         );
-        let lowered = codegen::lower_weights(k.spec, k.weights)?;
-        let dtype = if k.quant.is_some() {
-            Dtype::Int8
-        } else {
-            Dtype::F32
-        };
-        let estimate = cost::cost_as(&lowered.plan, target, &target.limits(), dtype);
-        let note = Provenance::new("nas verify").with_footprint(target, estimate.clone());
-        let files = match k.quant {
-            Some(q) => crate::quant::export::generate_rust_int8(k.spec, q, &name, &note)?,
-            None => codegen::generate_rust(k.spec, k.weights, &name, &note)?,
-        };
-        codegen::write_files(&files, &d.join(&name))?;
-        let mut c = BTreeMap::new();
-        c.insert("name", name.clone());
-        c.insert("crate_name", name.clone());
-        c.insert("arena_bytes", estimate.arena_bytes.to_string());
-        // The float crates also take inputs already scaled to [0, 1].
-        c.insert("infer_f32", k.quant.is_none().to_string());
-        ctx_kernels.push(c);
-        names.push((
-            name,
-            match k.quant {
-                Some(q) => fingerprint_int8(q),
-                None => fingerprint(&lowered),
-            },
-        ));
+        let (ctx, constants) = write_kernel_crate(d, target, k, &name)?;
+        ctx_kernels.push(ctx);
+        names.push((name, constants));
     }
+    write_lib_crate(d, target, &ctx_kernels)?;
+
+    let flags = rustflags(target);
+    let d = std::path::absolute(d).with_context(|| format!("resolving {}", d.display()))?;
+    let target_dir = d.join("target");
+    let build_seconds = cargo_build(&d, &target_dir, rust_target, &flags)?;
+    let library = target_dir
+        .join(rust_target)
+        .join("release")
+        .join(format!("lib{RUST_LIB_CRATE}.a"));
+    let kernel_symbols = library_symbols(&library, &names)?;
+    let build = RustBuild {
+        rust_target: rust_target.clone(),
+        rustc: tools.rustc.clone(),
+        rustflags: flags,
+        profile: RUST_PROFILE.iter().map(|s| s.to_string()).collect(),
+        library,
+        kernels_in_library: names.len(),
+        build_seconds,
+    };
+    Ok((build, names, kernel_symbols))
+}
+
+/// Generate one kernel's crate in `d/name`; its entry in the staticlib's templates, and the
+/// fingerprint of its constants.
+fn write_kernel_crate(
+    d: &Path,
+    target: &Target,
+    k: &RustKernel,
+    name: &str,
+) -> Result<(BTreeMap<&'static str, String>, u64)> {
+    let lowered = codegen::lower_weights(k.spec, k.weights)?;
+    let dtype = if k.quant.is_some() {
+        Dtype::Int8
+    } else {
+        Dtype::F32
+    };
+    let estimate = cost::cost_as(&lowered.plan, target, &target.limits(), dtype);
+    let note = Provenance::new("nas verify").with_footprint(target, estimate.clone());
+    let files = match k.quant {
+        Some(q) => crate::quant::export::generate_rust_int8(k.spec, q, name, &note)?,
+        None => codegen::generate_rust(k.spec, k.weights, name, &note)?,
+    };
+    codegen::write_files(&files, &d.join(name))?;
+    let mut c = BTreeMap::new();
+    c.insert("name", name.to_string());
+    c.insert("crate_name", name.to_string());
+    c.insert("arena_bytes", estimate.arena_bytes.to_string());
+    // The float crates also take inputs already scaled to [0, 1].
+    c.insert("infer_f32", k.quant.is_none().to_string());
+    let constants = match k.quant {
+        Some(q) => fingerprint_int8(q),
+        None => fingerprint(&lowered),
+    };
+    Ok((c, constants))
+}
+
+/// Write the staticlib wrapping the kernels' crates: its `Cargo.toml` and `lib.rs`.
+fn write_lib_crate(
+    d: &Path,
+    target: &Target,
+    ctx_kernels: &[BTreeMap<&'static str, String>],
+) -> Result<()> {
     let mut ctx = tera::Context::new();
     ctx.insert("target", &target.name);
-    ctx.insert("rust_target", rust_target);
+    ctx.insert("rust_target", &target.toolchain.rust_target);
     ctx.insert("crate_name", RUST_LIB_CRATE);
-    ctx.insert("kernels", &ctx_kernels);
+    ctx.insert("kernels", ctx_kernels);
     ctx.insert("profile", RUST_PROFILE);
     write(
         d,
@@ -281,11 +320,12 @@ pub(crate) fn build_rust_lib_in(
         "lib.rs",
         &tera::Tera::one_off(RUST_LIB_TEMPLATE, &ctx, false)
             .context("internal: rendering firmware/rust/lib.rs.tera")?,
-    )?;
+    )
+}
 
-    let flags = rustflags(target);
-    let d = std::path::absolute(d).with_context(|| format!("resolving {}", d.display()))?;
-    let target_dir = d.join("target");
+/// `cargo build --release` the staticlib in `d` (absolute) for `rust_target` with `flags`;
+/// the build's wall time in seconds.
+fn cargo_build(d: &Path, target_dir: &Path, rust_target: &str, flags: &[String]) -> Result<f64> {
     let manifest = d.join("Cargo.toml");
     let args: Vec<&std::ffi::OsStr> = vec![
         "build".as_ref(),
@@ -318,11 +358,13 @@ pub(crate) fn build_rust_lib_in(
             tail(&String::from_utf8_lossy(&out.stderr), 30)
         );
     }
-    let library = target_dir
-        .join(rust_target)
-        .join("release")
-        .join(format!("lib{RUST_LIB_CRATE}.a"));
-    let data = std::fs::read(&library)
+    Ok(build_seconds)
+}
+
+/// The symbols the staticlib's own code defines (not `compiler_builtins`), checked to hold
+/// each kernel's `NAME_infer` and `NAME_arena`.
+fn library_symbols(library: &Path, names: &[(String, u64)]) -> Result<BTreeSet<String>> {
+    let data = std::fs::read(library)
         .with_context(|| format!("cargo built no library {}", library.display()))?;
     let members = crate::elf::archive_members(&data)
         .with_context(|| format!("reading {}", library.display()))?;
@@ -331,7 +373,7 @@ pub(crate) fn build_rust_lib_in(
         .filter(|m| !m.name.starts_with("compiler_builtins"))
         .flat_map(|m| m.symbols)
         .collect();
-    for (name, _) in &names {
+    for (name, _) in names {
         ensure!(
             kernel_symbols.contains(&format!("{name}_infer"))
                 && kernel_symbols.contains(&format!("{name}_arena")),
@@ -339,16 +381,7 @@ pub(crate) fn build_rust_lib_in(
             library.display()
         );
     }
-    let build = RustBuild {
-        rust_target: rust_target.clone(),
-        rustc: tools.rustc.clone(),
-        rustflags: flags,
-        profile: RUST_PROFILE.iter().map(|s| s.to_string()).collect(),
-        library,
-        kernels_in_library: names.len(),
-        build_seconds,
-    };
-    Ok((build, names, kernel_symbols))
+    Ok(kernel_symbols)
 }
 
 /// Whether a symbol of a Rust kernel crate `krate` is one of its weight tables: a static of its

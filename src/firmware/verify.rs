@@ -61,92 +61,24 @@ pub(crate) fn verify_in(
         opts.lang,
         &compiled.kernel,
     );
-
-    let (emulation, emulation_skipped) = match (&target.emulator, opts.emulate, links_for_chip) {
-        (_, false, _) => (None, Some("not requested (--no-emulate)".to_string())),
-        (None, _, _) => (
-            None,
-            Some(format!(
-                "the profile {} has no [emulator] section",
-                target.name
-            )),
-        ),
-        (_, _, false) => (None, Some("the image does not fit the chip".to_string())),
-        (Some(emu), true, true) => {
-            let (rep, run, what) = run_emulator(
-                d,
-                target,
-                emu,
-                &compiled.objects,
-                &chip,
-                &image,
-                opts.timeout,
-            )
-            .context("running the firmware under QEMU")?;
+    let (emulation, emulation_skipped) = match emulator_to_run(target, opts, links_for_chip) {
+        Err(reason) => (None, Some(reason)),
+        Ok(emu) => {
+            let built = Built {
+                objects: &compiled.objects,
+                chip: &chip,
+                image: &image,
+            };
             (
-                Some(compare(
-                    &|x: &[u8]| host_reference(lowered, opts.quant.as_deref(), x),
-                    &opts.samples,
-                    &rep,
-                    &run,
-                    &emu.machine,
-                    what,
-                    plan,
-                )?),
+                Some(emulate_and_compare(d, target, emu, lowered, opts, built)?),
                 None,
             )
         }
     };
-
-    // The model's share, against the estimate and the budgets.
-    let m = &target.memory;
     let stack_peak = emulation.as_ref().and_then(|e| e.stack_peak_bytes);
-    let stack_bytes = stack_peak.unwrap_or(estimate.stack_bytes);
-    let flash_bytes = image.flash_bytes - bd.harness_flash_bytes;
-    let ram_bytes = image.ram_bytes - bd.harness_ram_bytes - bd.stack_reserved_bytes + stack_bytes;
-    let measured = Measured {
-        flash_bytes,
-        ram_bytes,
-        code_bytes: flash_bytes - bd.weights_bytes,
-        stack_bytes,
-        stack_measured: stack_peak.is_some(),
-        flash_error_pct: pct(estimate.flash_bytes, flash_bytes),
-        ram_error_pct: pct(estimate.ram_bytes, ram_bytes),
-    };
-    let limits = FootprintLimits {
-        max_flash_bytes: budget.max_flash_bytes,
-        max_ram_bytes: budget.max_ram_bytes,
-        chip_flash_bytes: m.flash_bytes,
-        chip_ram_bytes: m.ram_bytes,
-    };
-    let mut violations = Vec::new();
-    for o in &overflows {
-        let size = if o.region == "RAM" {
-            m.ram_bytes
-        } else {
-            m.flash_bytes
-        };
-        violations.push(format!(
-            "region {} overflowed by {} bytes (ld): the firmware image needs {} bytes of the chip's {size}",
-            o.region,
-            o.bytes,
-            o.bytes + size
-        ));
-    }
-    if flash_bytes > limits.max_flash_bytes {
-        violations.push(format!(
-            "region FLASH: the model takes {flash_bytes} bytes, over its budget of {} bytes by {} bytes",
-            limits.max_flash_bytes,
-            flash_bytes - limits.max_flash_bytes
-        ));
-    }
-    if ram_bytes > limits.max_ram_bytes {
-        violations.push(format!(
-            "region RAM: the model takes {ram_bytes} bytes, over its budget of {} bytes by {} bytes",
-            limits.max_ram_bytes,
-            ram_bytes - limits.max_ram_bytes
-        ));
-    }
+    let measured = measure(&image, &bd, &estimate, stack_peak);
+    let limits = footprint_limits(target, budget);
+    let violations = violations(&overflows, &measured, &limits);
     let fits = violations.is_empty();
     let ok = fits
         && emulation
@@ -166,16 +98,7 @@ pub(crate) fn verify_in(
         cflags: compiled.cflags,
         rust: compiled.rust,
         build_dir: None,
-        estimate: Estimate {
-            flash_bytes: estimate.flash_bytes,
-            ram_bytes: estimate.ram_bytes,
-            weights_bytes: estimate.weights_bytes,
-            code_bytes: estimate.code_bytes,
-            arena_bytes: estimate.arena_bytes,
-            stack_bytes: estimate.stack_bytes,
-            instructions: estimate.instructions,
-            instructions_worst_error_pct: target.latency.map(|l| l.worst_error_pct),
-        },
+        estimate: estimate_report(&estimate, target),
         limits,
         links_for_chip,
         overflows,
@@ -188,6 +111,139 @@ pub(crate) fn verify_in(
         fits,
         ok,
     })
+}
+
+/// The profile's emulator when the firmware is to run under it, else why it is not run.
+fn emulator_to_run<'t>(
+    target: &'t Target,
+    opts: &Options,
+    links_for_chip: bool,
+) -> std::result::Result<&'t crate::target::Emulator, String> {
+    match (&target.emulator, opts.emulate, links_for_chip) {
+        (_, false, _) => Err("not requested (--no-emulate)".to_string()),
+        (None, _, _) => Err(format!(
+            "the profile {} has no [emulator] section",
+            target.name
+        )),
+        (_, _, false) => Err("the image does not fit the chip".to_string()),
+        (Some(emu), true, true) => Ok(emu),
+    }
+}
+
+/// The firmware as built for the chip: its objects, the linked image and what was read from it.
+struct Built<'a> {
+    objects: &'a [String],
+    chip: &'a Linked,
+    image: &'a ElfImage,
+}
+
+/// Run the firmware under QEMU and compare its logits with the host reference.
+fn emulate_and_compare(
+    d: &Path,
+    target: &Target,
+    emu: &crate::target::Emulator,
+    lowered: &codegen::Lowered,
+    opts: &Options,
+    built: Built,
+) -> Result<Emulation> {
+    let (rep, run, what) = run_emulator(
+        d,
+        target,
+        emu,
+        built.objects,
+        built.chip,
+        built.image,
+        opts.timeout,
+    )
+    .context("running the firmware under QEMU")?;
+    compare(
+        &|x: &[u8]| host_reference(lowered, opts.quant.as_deref(), x),
+        &opts.samples,
+        &rep,
+        &run,
+        &emu.machine,
+        what,
+        &lowered.plan,
+    )
+}
+
+/// The model's share of the image, against the estimate: the image less the harness and the
+/// stack reservation, plus the stack (measured under QEMU when `stack_peak` is known).
+fn measure(image: &ElfImage, bd: &Breakdown, estimate: &Cost, stack_peak: Option<u64>) -> Measured {
+    let stack_bytes = stack_peak.unwrap_or(estimate.stack_bytes);
+    let flash_bytes = image.flash_bytes - bd.harness_flash_bytes;
+    let ram_bytes = image.ram_bytes - bd.harness_ram_bytes - bd.stack_reserved_bytes + stack_bytes;
+    Measured {
+        flash_bytes,
+        ram_bytes,
+        code_bytes: flash_bytes - bd.weights_bytes,
+        stack_bytes,
+        stack_measured: stack_peak.is_some(),
+        flash_error_pct: pct(estimate.flash_bytes, flash_bytes),
+        ram_error_pct: pct(estimate.ram_bytes, ram_bytes),
+    }
+}
+
+/// The model's budgets next to the chip's memory.
+fn footprint_limits(target: &Target, budget: &Limits) -> FootprintLimits {
+    FootprintLimits {
+        max_flash_bytes: budget.max_flash_bytes,
+        max_ram_bytes: budget.max_ram_bytes,
+        chip_flash_bytes: target.memory.flash_bytes,
+        chip_ram_bytes: target.memory.ram_bytes,
+    }
+}
+
+/// Why the model does not fit: the regions the linker overflowed, then the budgets exceeded.
+fn violations(
+    overflows: &[Overflow],
+    measured: &Measured,
+    limits: &FootprintLimits,
+) -> Vec<String> {
+    let mut violations = Vec::new();
+    for o in overflows {
+        let size = if o.region == "RAM" {
+            limits.chip_ram_bytes
+        } else {
+            limits.chip_flash_bytes
+        };
+        violations.push(format!(
+            "region {} overflowed by {} bytes (ld): the firmware image needs {} bytes of the chip's {size}",
+            o.region,
+            o.bytes,
+            o.bytes + size
+        ));
+    }
+    let (flash_bytes, ram_bytes) = (measured.flash_bytes, measured.ram_bytes);
+    if flash_bytes > limits.max_flash_bytes {
+        violations.push(format!(
+            "region FLASH: the model takes {flash_bytes} bytes, over its budget of {} bytes by {} bytes",
+            limits.max_flash_bytes,
+            flash_bytes - limits.max_flash_bytes
+        ));
+    }
+    if ram_bytes > limits.max_ram_bytes {
+        violations.push(format!(
+            "region RAM: the model takes {ram_bytes} bytes, over its budget of {} bytes by {} bytes",
+            limits.max_ram_bytes,
+            ram_bytes - limits.max_ram_bytes
+        ));
+    }
+    violations
+}
+
+/// The cost model's figures as reported.
+fn estimate_report(estimate: &Cost, target: &Target) -> Estimate {
+    Estimate {
+        flash_bytes: estimate.flash_bytes,
+        ram_bytes: estimate.ram_bytes,
+        weights_bytes: estimate.weights_bytes,
+        code_bytes: estimate.code_bytes,
+        arena_bytes: estimate.arena_bytes,
+        stack_bytes: estimate.stack_bytes,
+        instructions: estimate.instructions,
+        instructions_worst_error_pct: target.latency.map(|l| l.worst_error_pct),
+    }
 }
 
 /// Logits and predicted class of one sample on the host.
@@ -229,40 +285,11 @@ pub(crate) fn compare(
     let mut correct = 0;
     let mut predict_agrees = true;
     for inf in &rep.inferences {
-        let input = samples.inputs.get(inf.index).with_context(|| {
-            format!(
-                "the firmware reported sample {} of {}: its output is corrupt",
-                inf.index,
-                samples.inputs.len()
-            )
-        })?;
-        anyhow::ensure!(
-            inf.logits.len() == plan.classes,
-            "the firmware reported {} logits for sample {}, the network has {} classes",
-            inf.logits.len(),
-            inf.index,
-            plan.classes
-        );
+        let input = reported_input(samples, inf, plan.classes)?;
         let (reference, class) = reference(input);
-        let got: Vec<f32> = inf.logits.iter().map(|&b| f32::from_bits(b)).collect();
-        let differing = reference
-            .iter()
-            .zip(&inf.logits)
-            .filter(|(r, &g)| r.to_bits() != g)
-            .count();
-        if differing == 0 {
-            bit_exact += 1;
-        } else {
-            let max_abs_diff = reference
-                .iter()
-                .zip(&got)
-                .map(|(r, g)| (f64::from(*r) - f64::from(*g)).abs())
-                .fold(0.0, f64::max);
-            mismatches.push(Mismatch {
-                index: inf.index,
-                classes_differing: differing,
-                max_abs_diff,
-            });
+        match mismatch(inf, &reference) {
+            None => bit_exact += 1,
+            Some(m) => mismatches.push(m),
         }
         if let Some(labels) = &samples.labels {
             correct += usize::from(labels[inf.index] as usize == class);
@@ -271,16 +298,7 @@ pub(crate) fn compare(
             predict_agrees = rep.predicted == Some(class as u32);
         }
     }
-    let instructions: Vec<u64> = rep
-        .inferences
-        .iter()
-        .map(|i| rep.calibration.instructions(i.span))
-        .collect();
-    let mut sorted = instructions.clone();
-    sorted.sort_unstable();
-    let median = *sorted
-        .get(sorted.len() / 2)
-        .context("the firmware reported no inference")?;
+    let (instructions, median) = instruction_counts(rep)?;
     let executed_macs: u64 = plan.layers.iter().map(|l| l.executed_macs()).sum();
     Ok(Emulation {
         machine: machine.to_string(),
@@ -300,6 +318,68 @@ pub(crate) fn compare(
         stack_peak_bytes: rep.stack_peak_bytes,
         wall_seconds: run.wall.as_secs_f64(),
     })
+}
+
+/// The sample an inference the firmware reported ran on, once its index and its number of
+/// logits are checked.
+fn reported_input<'s>(
+    samples: &'s Samples,
+    inf: &emulate::Inference,
+    classes: usize,
+) -> Result<&'s [u8]> {
+    let input = samples.inputs.get(inf.index).with_context(|| {
+        format!(
+            "the firmware reported sample {} of {}: its output is corrupt",
+            inf.index,
+            samples.inputs.len()
+        )
+    })?;
+    anyhow::ensure!(
+        inf.logits.len() == classes,
+        "the firmware reported {} logits for sample {}, the network has {} classes",
+        inf.logits.len(),
+        inf.index,
+        classes
+    );
+    Ok(input)
+}
+
+/// How an inference's logits differ from the reference; `None` when equal bit for bit.
+fn mismatch(inf: &emulate::Inference, reference: &[f32]) -> Option<Mismatch> {
+    let differing = reference
+        .iter()
+        .zip(&inf.logits)
+        .filter(|(r, &g)| r.to_bits() != g)
+        .count();
+    if differing == 0 {
+        return None;
+    }
+    let got: Vec<f32> = inf.logits.iter().map(|&b| f32::from_bits(b)).collect();
+    let max_abs_diff = reference
+        .iter()
+        .zip(&got)
+        .map(|(r, g)| (f64::from(*r) - f64::from(*g)).abs())
+        .fold(0.0, f64::max);
+    Some(Mismatch {
+        index: inf.index,
+        classes_differing: differing,
+        max_abs_diff,
+    })
+}
+
+/// Instructions of each inference, and their median.
+fn instruction_counts(rep: &emulate::HarnessOutput) -> Result<(Vec<u64>, u64)> {
+    let instructions: Vec<u64> = rep
+        .inferences
+        .iter()
+        .map(|i| rep.calibration.instructions(i.span))
+        .collect();
+    let mut sorted = instructions.clone();
+    sorted.sort_unstable();
+    let median = *sorted
+        .get(sorted.len() / 2)
+        .context("the firmware reported no inference")?;
+    Ok((instructions, median))
 }
 
 /// Verify the kernels `which` asks for: the C kernel and the Rust kernel are built and run
