@@ -71,19 +71,7 @@ pub fn tensor(t: &TensorProto, what: &str) -> Result<Const> {
     if t.data_location.value() == 1 {
         bail!("{what} keeps its data in an external file; save the model with the weights inside (e.g. onnx.save(model, path, save_as_external_data=False))");
     }
-    let mut dims = Vec::with_capacity(t.dims.len().min(8));
-    let mut n: usize = 1;
-    for &d in &t.dims {
-        if d < 0 {
-            bail!("{what} has a negative dimension {d}");
-        }
-        let d = d as usize;
-        n = n
-            .checked_mul(d)
-            .filter(|&n| n <= MAX_CONST_ELEMENTS)
-            .ok_or_else(|| anyhow::anyhow!("{what} is too large ({:?})", t.dims))?;
-        dims.push(d);
-    }
+    let (dims, n) = checked_dims(t, what)?;
     let raw = &t.raw_data[..];
     let width = match t.data_type {
         FLOAT | INT32 => 4,
@@ -100,62 +88,64 @@ pub fn tensor(t: &TensorProto, what: &str) -> Result<Const> {
             type_name(t.data_type)
         );
     }
-    let check = |len: usize| -> Result<()> {
-        if len != n {
-            bail!("{what} holds {len} values for dims {:?}", t.dims);
-        }
-        Ok(())
+    let c = Const {
+        dims,
+        data: values(t, raw),
     };
-    let data = match t.data_type {
-        FLOAT => {
-            let v: Vec<f32> = if !raw.is_empty() {
-                raw.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            } else {
-                t.float_data.clone()
-            };
-            check(v.len())?;
-            Data::F32(v)
+    if c.numel() != n {
+        bail!("{what} holds {} values for dims {:?}", c.numel(), t.dims);
+    }
+    Ok(c)
+}
+
+/// A tensor's dims and element count, checked to be non-negative and at most
+/// [`MAX_CONST_ELEMENTS`] in all.
+fn checked_dims(t: &TensorProto, what: &str) -> Result<(Vec<usize>, usize)> {
+    let mut dims = Vec::with_capacity(t.dims.len().min(8));
+    let mut n: usize = 1;
+    for &d in &t.dims {
+        if d < 0 {
+            bail!("{what} has a negative dimension {d}");
         }
-        DOUBLE => {
-            let v: Vec<f32> = if !raw.is_empty() {
-                raw.chunks_exact(8)
-                    .map(|c| {
-                        f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-                    })
-                    .collect()
-            } else {
-                t.double_data.iter().map(|&x| x as f32).collect()
-            };
-            check(v.len())?;
-            Data::F32(v)
-        }
-        INT64 => {
-            let v: Vec<i64> = if !raw.is_empty() {
-                raw.chunks_exact(8)
-                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                    .collect()
-            } else {
-                t.int64_data.clone()
-            };
-            check(v.len())?;
-            Data::I64(v)
-        }
-        _ => {
-            // INT32
-            let v: Vec<i64> = if !raw.is_empty() {
-                raw.chunks_exact(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-                    .collect()
-            } else {
-                t.int32_data.iter().map(|&x| x as i64).collect()
-            };
-            check(v.len())?;
-            Data::I64(v)
-        }
-    };
-    Ok(Const { dims, data })
+        let d = d as usize;
+        n = n
+            .checked_mul(d)
+            .filter(|&n| n <= MAX_CONST_ELEMENTS)
+            .ok_or_else(|| anyhow::anyhow!("{what} is too large ({:?})", t.dims))?;
+        dims.push(d);
+    }
+    Ok((dims, n))
+}
+
+/// Little-endian `W`-byte chunks of raw data.
+fn le_chunks<const W: usize>(raw: &[u8]) -> impl Iterator<Item = [u8; W]> + '_ {
+    raw.chunks_exact(W)
+        .map(|c| c.try_into().expect("chunks_exact yields W bytes"))
+}
+
+/// A tensor's values: from its raw bytes when it has them, else from its typed field. The
+/// element type is one of [`FLOAT`], [`DOUBLE`], [`INT64`], [`INT32`].
+fn values(t: &TensorProto, raw: &[u8]) -> Data {
+    let from_raw = !raw.is_empty();
+    match t.data_type {
+        FLOAT if from_raw => Data::F32(le_chunks(raw).map(f32::from_le_bytes).collect()),
+        FLOAT => Data::F32(t.float_data.clone()),
+        DOUBLE if from_raw => Data::F32(
+            le_chunks(raw)
+                .map(|c| f64::from_le_bytes(c) as f32)
+                .collect(),
+        ),
+        DOUBLE => Data::F32(t.double_data.iter().map(|&x| x as f32).collect()),
+        INT64 if from_raw => Data::I64(le_chunks(raw).map(i64::from_le_bytes).collect()),
+        INT64 => Data::I64(t.int64_data.clone()),
+        // INT32
+        _ if from_raw => Data::I64(
+            le_chunks(raw)
+                .map(|c| i32::from_le_bytes(c) as i64)
+                .collect(),
+        ),
+        _ => Data::I64(t.int32_data.iter().map(|&x| x as i64).collect()),
+    }
 }
 
 /// A node's attributes, looked up by name.
