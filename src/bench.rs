@@ -241,41 +241,7 @@ pub fn run(a: &BenchConfig, say: &mut dyn FnMut(String)) -> Result<BenchReport> 
         a.repeats,
     ));
 
-    let mut ours = Vec::new();
-    let mut keras = Vec::new();
-    for rep in 0..a.repeats {
-        for &arch in &archs {
-            let spec = reference(arch, tr.len, tr.classes);
-            let r = measure_ours(arch, &spec, tr, te, a)?;
-            say(format!(
-                "[{}/{}] ours  {arch}: train {:>8.1} samples/s  infer {:>8} samples/s  \
-                 test acc {:.4} wF1 {:.4}  (epoch {:.1} s)",
-                rep + 1,
-                a.repeats,
-                r.train_sps,
-                r.infer_sps.map_or("-".into(), |v| format!("{v:.1}")),
-                r.test_acc,
-                r.test_wf1,
-                r.train_s,
-            ));
-            ours.push(r);
-            if let (Some(py), Some(script)) = (&a.keras, &keras_script) {
-                let k = measure_keras(py, script, arch, a)?;
-                say(format!(
-                    "[{}/{}] keras {arch}: train {:>8.1} samples/s  infer {:>8} samples/s  \
-                     test acc {:.4} wF1 {:.4}",
-                    rep + 1,
-                    a.repeats,
-                    k.train_sps,
-                    k.infer_sps.map_or("-".into(), |v| format!("{v:.1}")),
-                    k.test_acc,
-                    k.test_wf1,
-                ));
-                keras.push(k);
-            }
-        }
-    }
-
+    let (ours, keras) = measure_alternately(a, &archs, tr, te, keras_script.as_deref(), say)?;
     let proxy = if a.proxy_epochs > 0 {
         let p = measure_proxy(tr, a.proxy_epochs, a.seed)?;
         say(format!(
@@ -305,6 +271,53 @@ pub fn run(a: &BenchConfig, say: &mut dyn FnMut(String)) -> Result<BenchReport> 
         proxy,
     };
     Ok(report)
+}
+
+/// `--repeats` rounds over the networks: ours, then (with a Keras script) the same
+/// measurement in Keras right after it, each announced through `say`.
+fn measure_alternately(
+    a: &BenchConfig,
+    archs: &[&str],
+    tr: &Dataset,
+    te: &Dataset,
+    keras_script: Option<&Path>,
+    say: &mut dyn FnMut(String),
+) -> Result<(Vec<OursRun>, Vec<KerasRun>)> {
+    let mut ours = Vec::new();
+    let mut keras = Vec::new();
+    for rep in 0..a.repeats {
+        for &arch in archs {
+            let spec = reference(arch, tr.len, tr.classes);
+            let r = measure_ours(arch, &spec, tr, te, a)?;
+            say(format!(
+                "[{}/{}] ours  {arch}: train {:>8.1} samples/s  infer {:>8} samples/s  \
+                 test acc {:.4} wF1 {:.4}  (epoch {:.1} s)",
+                rep + 1,
+                a.repeats,
+                r.train_sps,
+                r.infer_sps.map_or("-".into(), |v| format!("{v:.1}")),
+                r.test_acc,
+                r.test_wf1,
+                r.train_s,
+            ));
+            ours.push(r);
+            if let (Some(py), Some(script)) = (&a.keras, keras_script) {
+                let k = measure_keras(py, script, arch, a)?;
+                say(format!(
+                    "[{}/{}] keras {arch}: train {:>8.1} samples/s  infer {:>8} samples/s  \
+                     test acc {:.4} wF1 {:.4}",
+                    rep + 1,
+                    a.repeats,
+                    k.train_sps,
+                    k.infer_sps.map_or("-".into(), |v| format!("{v:.1}")),
+                    k.test_acc,
+                    k.test_wf1,
+                ));
+                keras.push(k);
+            }
+        }
+    }
+    Ok((ours, keras))
 }
 
 fn reference(arch: &str, len: usize, classes: usize) -> NetSpec {

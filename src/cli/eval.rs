@@ -1,11 +1,15 @@
 //! `nas eval`: a run's delivered model (a candidate of it, or an ONNX model) on the test split.
 
+use crate::data::Splits;
+use crate::net::NetSpec;
 use crate::search::rundir::ModelDir;
 use crate::search::{load_data, DataSource};
 use crate::train;
+use crate::train::metrics::Metrics;
+use crate::weights::Weights;
 use anyhow::{bail, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -33,7 +37,28 @@ pub struct EvalArgs {
 
 /// `nas eval`: the delivered model's test metrics and confusion matrix.
 pub fn run(a: EvalArgs) -> Result<()> {
-    let (spec, w, name, own_data, seed) = match (&a.run, &a.onnx.onnx) {
+    let (spec, w, name, own_data, seed) = load_model(&a)?;
+    let (spec, w) = (&spec, &w);
+    let splits = test_splits(&a, own_data, seed, spec)?;
+    let m = train::evaluate(spec, w, &splits.test)?;
+    let int8 = int8_metrics(&a, spec, w, &splits)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"run": name, "candidate": a.candidate, "spec": spec, "test": m, "test_int8": int8})
+            )?
+        );
+    } else {
+        print_tables(&a, &name, spec, &splits, &m, int8.as_ref());
+    }
+    Ok(())
+}
+
+/// The model to evaluate (from --onnx, or the run's delivered model or --candidate): its spec,
+/// weights and name, and the run's own data and seed.
+fn load_model(a: &EvalArgs) -> Result<(NetSpec, Weights, PathBuf, Option<DataSource>, u64)> {
+    Ok(match (&a.run, &a.onnx.onnx) {
         (_, Some(_)) => {
             let (im, path) = a.onnx.import()?;
             (im.spec, im.weights, path, None, 0)
@@ -43,8 +68,17 @@ pub fn run(a: EvalArgs) -> Result<()> {
             (md.spec, md.weights, run.clone(), Some(md.data), md.seed)
         }
         (None, None) => bail!("give --run DIR, or --onnx MODEL.onnx with --data DIR"),
-    };
-    let (spec, w) = (&spec, &w);
+    })
+}
+
+/// The splits to evaluate on (--data, else the run's own data), checked against the spec's
+/// input length and classes.
+fn test_splits(
+    a: &EvalArgs,
+    own_data: Option<DataSource>,
+    seed: u64,
+    spec: &NetSpec,
+) -> Result<Splits> {
     let source = match (&a.data, own_data) {
         (Some(p), _) => DataSource::Dir {
             path: p.clone(),
@@ -68,8 +102,18 @@ pub fn run(a: EvalArgs) -> Result<()> {
             spec.classes
         );
     }
-    let m = train::evaluate(spec, w, &splits.test)?;
-    let int8 = match a.dtype.resolve(a.run.as_deref()) {
+    Ok(splits)
+}
+
+/// With int8: the post-training-quantized model's test metrics, calibrated on
+/// --calibration-data or else the training split.
+fn int8_metrics(
+    a: &EvalArgs,
+    spec: &NetSpec,
+    w: &Weights,
+    splits: &Splits,
+) -> Result<Option<Metrics>> {
+    Ok(match a.dtype.resolve(a.run.as_deref()) {
         crate::quant::Dtype::F32 => None,
         crate::quant::Dtype::Int8 => {
             let method = a.dtype.method()?;
@@ -91,45 +135,46 @@ pub fn run(a: EvalArgs) -> Result<()> {
             let q = crate::quant::ptq(spec, w, &calib, a.dtype.calibration_samples, method)?;
             Some(crate::quant::evaluate_int8(&q, &splits.test))
         }
-    };
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"run": name, "candidate": a.candidate, "spec": spec, "test": m, "test_int8": int8})
-            )?
-        );
-    } else {
-        match &a.candidate {
-            Some(id) => println!("{} candidate {id}: {}", name.display(), spec.summary()),
-            None => println!("{}: {}", name.display(), spec.summary()),
-        }
-        println!(
-            "test split ({} samples{}): {}",
-            m.samples,
-            if splits.synthetic { ", synthetic" } else { "" },
-            m.brief()
-        );
-        println!(
-            "weighted precision {:.2} %  weighted recall {:.2} %\n",
-            100.0 * m.weighted_precision,
-            100.0 * m.weighted_recall
-        );
-        print!("{}", m.confusion_table(None));
-        if let Some(q) = &int8 {
-            println!(
-                "\nint8 (post-training quantization) on the same split: {}",
-                q.brief()
-            );
-            println!(
-                "  float32 accuracy {:.2} %, int8 {:.2} % ({:+.2} points); weighted F1 {:.2} % vs {:.2} %",
-                100.0 * m.accuracy,
-                100.0 * q.accuracy,
-                100.0 * (q.accuracy - m.accuracy),
-                100.0 * m.weighted_f1,
-                100.0 * q.weighted_f1
-            );
-        }
+    })
+}
+
+/// The metrics and confusion matrix as tables, and the int8 figures next to the float ones.
+fn print_tables(
+    a: &EvalArgs,
+    name: &Path,
+    spec: &NetSpec,
+    splits: &Splits,
+    m: &Metrics,
+    int8: Option<&Metrics>,
+) {
+    match &a.candidate {
+        Some(id) => println!("{} candidate {id}: {}", name.display(), spec.summary()),
+        None => println!("{}: {}", name.display(), spec.summary()),
     }
-    Ok(())
+    println!(
+        "test split ({} samples{}): {}",
+        m.samples,
+        if splits.synthetic { ", synthetic" } else { "" },
+        m.brief()
+    );
+    println!(
+        "weighted precision {:.2} %  weighted recall {:.2} %\n",
+        100.0 * m.weighted_precision,
+        100.0 * m.weighted_recall
+    );
+    print!("{}", m.confusion_table(None));
+    if let Some(q) = int8 {
+        println!(
+            "\nint8 (post-training quantization) on the same split: {}",
+            q.brief()
+        );
+        println!(
+            "  float32 accuracy {:.2} %, int8 {:.2} % ({:+.2} points); weighted F1 {:.2} % vs {:.2} %",
+            100.0 * m.accuracy,
+            100.0 * q.accuracy,
+            100.0 * (q.accuracy - m.accuracy),
+            100.0 * m.weighted_f1,
+            100.0 * q.weighted_f1
+        );
+    }
 }

@@ -24,7 +24,17 @@ impl KernelReport {
     /// The human-readable report.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let n = thousands;
+        self.write_header(&mut s);
+        self.write_footprint(&mut s);
+        self.write_breakdown(&mut s);
+        self.write_sections(&mut s);
+        self.write_emulation(&mut s);
+        self.write_fits(&mut s);
+        s
+    }
+
+    /// The title line, how the kernel was compiled and where its build files were kept.
+    fn write_header(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "nas verify on {} ({}, {}), {} {} kernel: {}",
@@ -67,6 +77,10 @@ impl KernelReport {
             let _ = writeln!(s, "build files kept in {}", d.display());
         }
         let _ = writeln!(s);
+    }
+
+    /// The flash and RAM rows: measured against the estimate, the budget and the chip.
+    fn write_footprint(&self, s: &mut String) {
         let m = &self.measured;
         let e = &self.estimate;
         let l = &self.limits;
@@ -75,49 +89,23 @@ impl KernelReport {
             "{:<8} {:>12} {:>12} {:>8} {:>12} {:>12} {:>12}",
             "model", "ELF", "estimate", "error", "budget", "image", "chip"
         );
-        let row = |s: &mut String,
-                   name: &str,
-                   meas: u64,
-                   est: u64,
-                   err: f64,
-                   budget: u64,
-                   image: u64,
-                   chip: u64| {
-            let mark = if meas > budget || image > chip {
-                "  OVER"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                s,
-                "{name:<8} {:>12} {:>12} {:>+7.2}% {:>12} {:>12} {:>12}{mark}",
-                n(meas),
-                n(est),
-                err,
-                n(budget),
-                n(image),
-                n(chip)
-            );
-        };
-        row(
-            &mut s,
+        footprint_row(
+            s,
             "flash",
-            m.flash_bytes,
-            e.flash_bytes,
+            [m.flash_bytes, e.flash_bytes],
             m.flash_error_pct,
-            l.max_flash_bytes,
-            self.image.flash_bytes,
-            l.chip_flash_bytes,
+            [
+                l.max_flash_bytes,
+                self.image.flash_bytes,
+                l.chip_flash_bytes,
+            ],
         );
-        row(
-            &mut s,
+        footprint_row(
+            s,
             "RAM",
-            m.ram_bytes,
-            e.ram_bytes,
+            [m.ram_bytes, e.ram_bytes],
             m.ram_error_pct,
-            l.max_ram_bytes,
-            self.image.ram_bytes,
-            l.chip_ram_bytes,
+            [l.max_ram_bytes, self.image.ram_bytes, l.chip_ram_bytes],
         );
         let _ = writeln!(
             s,
@@ -127,32 +115,26 @@ impl KernelReport {
             self.breakdown.stack_reserved_bytes
         );
         let _ = writeln!(s);
+    }
 
+    /// Where the bytes go, by symbol: weights, kernel, runtime, padding, arena, stack, harness.
+    fn write_breakdown(&self, s: &mut String) {
+        let n = thousands;
+        let m = &self.measured;
+        let e = &self.estimate;
         let b = &self.breakdown;
         let _ = writeln!(s, "where the bytes go (symbols):");
-        let list = |v: &[SymbolSize]| {
-            let mut v: Vec<String> = v
-                .iter()
-                .map(|x| format!("{} {}", x.name, x.bytes))
-                .collect();
-            if v.len() > 6 {
-                let more = v.len() - 6;
-                v.truncate(6);
-                v.push(format!("… {more} more"));
-            }
-            v.join(", ")
-        };
         let _ = writeln!(
             s,
             "  weights           {:>10}  {}",
             n(b.weights_bytes),
-            list(&b.weights)
+            symbol_list(&b.weights)
         );
         let _ = writeln!(
             s,
             "  kernel code       {:>10}  {}",
             n(b.kernel_code_bytes),
-            list(&b.kernel_functions)
+            symbol_list(&b.kernel_functions)
         );
         let _ = writeln!(
             s,
@@ -167,7 +149,7 @@ impl KernelReport {
             s,
             "  runtime library   {:>10}  {}",
             n(b.runtime_bytes),
-            list(&b.runtime_functions)
+            symbol_list(&b.runtime_functions)
         );
         let _ = writeln!(
             s,
@@ -184,6 +166,15 @@ impl KernelReport {
             n(m.code_bytes),
             n(e.code_bytes)
         );
+        self.write_ram_breakdown(s);
+    }
+
+    /// The RAM part of the breakdown (arena, other kernel data, stack) and the harness's share.
+    fn write_ram_breakdown(&self, s: &mut String) {
+        let n = thousands;
+        let m = &self.measured;
+        let e = &self.estimate;
+        let b = &self.breakdown;
         let arena_check = if b.arena_bytes == e.arena_bytes {
             "= the plan's arena"
         } else {
@@ -218,6 +209,10 @@ impl KernelReport {
             n(b.stack_reserved_bytes)
         );
         let _ = writeln!(s);
+    }
+
+    /// The image's sections with their addresses and where each one counts.
+    fn write_sections(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "sections of the image ({}):",
@@ -245,74 +240,86 @@ impl KernelReport {
                 sec.name,
                 sec.vma,
                 sec.lma,
-                n(sec.size)
+                thousands(sec.size)
             );
         }
         let _ = writeln!(s);
+    }
 
+    /// What QEMU found, or why it did not run.
+    fn write_emulation(&self, s: &mut String) {
         match (&self.emulation, &self.emulation_skipped) {
-            (Some(em), _) => {
-                let _ = writeln!(s, "QEMU {} ({}):", em.machine, em.image);
-                let _ = writeln!(s, "  samples: {}", em.samples_source);
-                let _ = writeln!(
-                    s,
-                    "  {}/{} samples bit-exact with the host reference{}; model_predict {}",
-                    em.bit_exact,
-                    em.samples,
-                    em.correct.map_or(String::new(), |c| format!(
-                        " ({c} of them classified as labelled)"
-                    )),
-                    if em.predict_agrees {
-                        "agrees"
-                    } else {
-                        "DISAGREES"
-                    }
-                );
-                for mm in &em.mismatches {
-                    let _ = writeln!(
-                        s,
-                        "  MISMATCH sample {}: {} logits differ, max |Δ| = {:e}",
-                        mm.index, mm.classes_differing, mm.max_abs_diff
-                    );
-                }
-                let (lo, hi) = (
-                    em.instructions.iter().min().copied().unwrap_or(0),
-                    em.instructions.iter().max().copied().unwrap_or(0),
-                );
-                let _ = writeln!(
-                    s,
-                    "  instructions per inference: {} (range {}–{}), {} executed MACs → {:.2} instructions/MAC",
-                    n(em.instructions_per_inference),
-                    n(lo),
-                    n(hi),
-                    n(em.executed_macs),
-                    em.instructions_per_mac
-                );
-                if let (Lang::C, Some(est), Some(worst)) = (
-                    self.lang,
-                    self.estimate.instructions,
-                    self.estimate.instructions_worst_error_pct,
-                ) {
-                    let _ = writeln!(
-                        s,
-                        "  latency model's estimate: {} instructions ({:+.1} % against QEMU; the profile's calibration states ±{worst} %)",
-                        n(est),
-                        100.0 * (est as f64 - em.instructions_per_inference as f64)
-                            / em.instructions_per_inference.max(1) as f64
-                    );
-                }
-                let _ = writeln!(
-                    s,
-                    "  (QEMU -icount with SysTick, {:.3} ticks per instruction; {:.2} s wall)",
-                    em.ticks_per_instruction, em.wall_seconds
-                );
-            }
+            (Some(em), _) => self.write_emulation_run(s, em),
             (None, Some(why)) => {
                 let _ = writeln!(s, "QEMU: not run: {why}");
             }
             (None, None) => {}
         }
         let _ = writeln!(s);
+    }
+
+    /// The emulation's outcome: agreement with the reference, instruction counts, the latency
+    /// model's estimate against them.
+    fn write_emulation_run(&self, s: &mut String, em: &Emulation) {
+        let n = thousands;
+        let _ = writeln!(s, "QEMU {} ({}):", em.machine, em.image);
+        let _ = writeln!(s, "  samples: {}", em.samples_source);
+        let _ = writeln!(
+            s,
+            "  {}/{} samples bit-exact with the host reference{}; model_predict {}",
+            em.bit_exact,
+            em.samples,
+            em.correct.map_or(String::new(), |c| format!(
+                " ({c} of them classified as labelled)"
+            )),
+            if em.predict_agrees {
+                "agrees"
+            } else {
+                "DISAGREES"
+            }
+        );
+        for mm in &em.mismatches {
+            let _ = writeln!(
+                s,
+                "  MISMATCH sample {}: {} logits differ, max |Δ| = {:e}",
+                mm.index, mm.classes_differing, mm.max_abs_diff
+            );
+        }
+        let (lo, hi) = (
+            em.instructions.iter().min().copied().unwrap_or(0),
+            em.instructions.iter().max().copied().unwrap_or(0),
+        );
+        let _ = writeln!(
+            s,
+            "  instructions per inference: {} (range {}–{}), {} executed MACs → {:.2} instructions/MAC",
+            n(em.instructions_per_inference),
+            n(lo),
+            n(hi),
+            n(em.executed_macs),
+            em.instructions_per_mac
+        );
+        if let (Lang::C, Some(est), Some(worst)) = (
+            self.lang,
+            self.estimate.instructions,
+            self.estimate.instructions_worst_error_pct,
+        ) {
+            let _ = writeln!(
+                s,
+                "  latency model's estimate: {} instructions ({:+.1} % against QEMU; the profile's calibration states ±{worst} %)",
+                n(est),
+                100.0 * (est as f64 - em.instructions_per_inference as f64)
+                    / em.instructions_per_inference.max(1) as f64
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  (QEMU -icount with SysTick, {:.3} ticks per instruction; {:.2} s wall)",
+            em.ticks_per_instruction, em.wall_seconds
+        );
+    }
+
+    /// The verdict, with the violations when it does not fit.
+    fn write_fits(&self, s: &mut String) {
         if self.fits {
             let _ = writeln!(s, "fits {}: yes", self.target);
         } else {
@@ -321,8 +328,48 @@ impl KernelReport {
                 let _ = writeln!(s, "  - {v}");
             }
         }
-        s
     }
+}
+
+/// One row of the footprint table: `[measured, estimate]`, the estimate's error and
+/// `[budget, image, chip]`, marked OVER when the model exceeds its budget or the image the chip.
+fn footprint_row(
+    s: &mut String,
+    name: &str,
+    [meas, est]: [u64; 2],
+    err: f64,
+    [budget, image, chip]: [u64; 3],
+) {
+    let n = thousands;
+    let mark = if meas > budget || image > chip {
+        "  OVER"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        s,
+        "{name:<8} {:>12} {:>12} {:>+7.2}% {:>12} {:>12} {:>12}{mark}",
+        n(meas),
+        n(est),
+        err,
+        n(budget),
+        n(image),
+        n(chip)
+    );
+}
+
+/// Symbols as `name bytes`, the first six and then how many more.
+fn symbol_list(v: &[SymbolSize]) -> String {
+    let mut v: Vec<String> = v
+        .iter()
+        .map(|x| format!("{} {}", x.name, x.bytes))
+        .collect();
+    if v.len() > 6 {
+        let more = v.len() - 6;
+        v.truncate(6);
+        v.push(format!("… {more} more"));
+    }
+    v.join(", ")
 }
 
 impl Verification {

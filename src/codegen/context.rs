@@ -256,36 +256,13 @@ pub(crate) fn context(
         plan.arena_bytes
     );
     let upper = name.to_ascii_uppercase();
-    let arr_ident = |layer: &str, what: &str| match lang {
-        Lang::C => format!("{name}_{layer}_{what}"),
-        Lang::Rust => format!(
-            "{}_{}",
-            layer.to_ascii_uppercase(),
-            what.to_ascii_uppercase()
-        ),
-    };
-    let cfg_ident = |layer: &str| match lang {
-        Lang::C => format!("{name}_{layer}_cfg"),
-        Lang::Rust => layer.to_ascii_uppercase(),
-    };
-    let arena_expr = |offset: usize| format!("{name}_arena + {}", offset / ELEM_BYTES);
+    let ids = Idents { name, lang };
     let mut arrays = Vec::new();
     let mut convs = Vec::new();
     let mut steps = Vec::new();
     for (l, k) in plan.layers.iter().zip(&lowered.layers) {
         if !k.weights.is_empty() {
-            arrays.push(ArrayCtx {
-                ident: arr_ident(&l.name, "w"),
-                comment: comment_safe(&format!("{}: weights", layer_desc(l))),
-                len: k.weights.len(),
-                lines: table_lines(&k.weights, lang),
-            });
-            arrays.push(ArrayCtx {
-                ident: arr_ident(&l.name, "b"),
-                comment: comment_safe(&format!("{}: bias", l.name)),
-                len: k.bias.len(),
-                lines: table_lines(&k.bias, lang),
-            });
+            arrays.extend(layer_arrays(l, k, &ids));
         }
         let mut s = StepCtx {
             comment: comment_safe(&format!(
@@ -294,79 +271,13 @@ pub(crate) fn context(
                 buffer_desc(&l.input),
                 buffer_desc(&l.output)
             )),
-            w: arr_ident(&l.name, "w"),
-            b: arr_ident(&l.name, "b"),
+            w: ids.array(&l.name, "w"),
+            b: ids.array(&l.name, "b"),
             ..StepCtx::default()
         };
-        match l.input {
-            Buffer::Input { .. } => {
-                s.from_input = true;
-                s.src_u8 = "in_u8".into();
-                s.src_f32 = "in_f32".into();
-                s.scale = "scale".into();
-            }
-            Buffer::Arena { offset, elements } => {
-                s.src_u8 = "NULL".into();
-                s.src_f32 = arena_expr(offset);
-                s.scale = float_literal(1.0, lang);
-                s.src_start = offset / ELEM_BYTES;
-                s.src_end = s.src_start + elements;
-            }
-            Buffer::Logits { .. } => bail!("internal: layer {} reads the logits", l.name),
-        }
-        match l.output {
-            Buffer::Arena { offset, elements } => {
-                s.dst = arena_expr(offset);
-                s.dst_start = offset / ELEM_BYTES;
-                s.dst_end = s.dst_start + elements;
-            }
-            Buffer::Logits { .. } => s.dst = "logits".into(),
-            Buffer::Input { .. } => bail!("internal: layer {} writes the input", l.name),
-        }
-        match &l.op {
-            Op::Conv(c) => {
-                let (pool, pool_max, pool_scale) = pool_params(c);
-                ensure!(
-                    matches!(l.output, Buffer::Arena { .. }),
-                    "internal: conv {} must write to the arena",
-                    l.name
-                );
-                convs.push(ConvCtx {
-                    ident: cfg_ident(&l.name),
-                    comment: comment_safe(&layer_desc(l)),
-                    in_len: c.in_len,
-                    in_ch: c.in_channels,
-                    out_ch: c.out_channels,
-                    kernel: c.kernel,
-                    stride: c.stride,
-                    pad_left: c.pad_left,
-                    out_len: c.out_len,
-                    pool,
-                    pool_max: match lang {
-                        Lang::C => u8::from(pool_max).to_string(),
-                        Lang::Rust => pool_max.to_string(),
-                    },
-                    pool_scale: float_literal(pool_scale, lang),
-                });
-                s.op = "conv";
-                s.cfg = cfg_ident(&l.name);
-            }
-            Op::GlobalAvgPool { len, channels } => {
-                ensure!(!s.from_input, "internal: global pooling reads the input");
-                s.op = "gap";
-                s.len = *len;
-                s.ch = *channels;
-                s.inv_len = float_literal(1.0f32 / *len as f32, lang);
-            }
-            Op::Dense { inputs, outputs } => {
-                ensure!(
-                    !s.from_input && matches!(l.output, Buffer::Logits { .. }),
-                    "internal: the dense head must read the arena and write the logits"
-                );
-                s.op = "dense";
-                s.inputs = *inputs;
-                s.outputs = *outputs;
-            }
+        step_buffers(&mut s, l, &ids)?;
+        if let Some(c) = step_op(&mut s, l, &ids)? {
+            convs.push(c);
         }
         steps.push(s);
     }
@@ -385,5 +296,144 @@ pub(crate) fn context(
         arrays,
         convs,
         steps,
+    })
+}
+
+/// How the generated code names a kernel's constants and arena slices in its language.
+struct Idents<'a> {
+    name: &'a str,
+    lang: Lang,
+}
+
+impl Idents<'_> {
+    /// A layer's weight (`w`) or bias (`b`) table.
+    fn array(&self, layer: &str, what: &str) -> String {
+        let name = self.name;
+        match self.lang {
+            Lang::C => format!("{name}_{layer}_{what}"),
+            Lang::Rust => format!(
+                "{}_{}",
+                layer.to_ascii_uppercase(),
+                what.to_ascii_uppercase()
+            ),
+        }
+    }
+
+    /// A conv layer's configuration constant.
+    fn cfg(&self, layer: &str) -> String {
+        let name = self.name;
+        match self.lang {
+            Lang::C => format!("{name}_{layer}_cfg"),
+            Lang::Rust => layer.to_ascii_uppercase(),
+        }
+    }
+
+    /// The arena at a byte offset, as a C pointer expression.
+    fn arena(&self, offset: usize) -> String {
+        format!("{}_arena + {}", self.name, offset / ELEM_BYTES)
+    }
+}
+
+/// A layer's weight and bias tables.
+fn layer_arrays(l: &plan::Layer, k: &LayerConsts, ids: &Idents) -> [ArrayCtx; 2] {
+    [
+        ArrayCtx {
+            ident: ids.array(&l.name, "w"),
+            comment: comment_safe(&format!("{}: weights", layer_desc(l))),
+            len: k.weights.len(),
+            lines: table_lines(&k.weights, ids.lang),
+        },
+        ArrayCtx {
+            ident: ids.array(&l.name, "b"),
+            comment: comment_safe(&format!("{}: bias", l.name)),
+            len: k.bias.len(),
+            lines: table_lines(&k.bias, ids.lang),
+        },
+    ]
+}
+
+/// Where a step reads and writes: the caller's input, an arena slice or the logits.
+fn step_buffers(s: &mut StepCtx, l: &plan::Layer, ids: &Idents) -> Result<()> {
+    match l.input {
+        Buffer::Input { .. } => {
+            s.from_input = true;
+            s.src_u8 = "in_u8".into();
+            s.src_f32 = "in_f32".into();
+            s.scale = "scale".into();
+        }
+        Buffer::Arena { offset, elements } => {
+            s.src_u8 = "NULL".into();
+            s.src_f32 = ids.arena(offset);
+            s.scale = float_literal(1.0, ids.lang);
+            s.src_start = offset / ELEM_BYTES;
+            s.src_end = s.src_start + elements;
+        }
+        Buffer::Logits { .. } => bail!("internal: layer {} reads the logits", l.name),
+    }
+    match l.output {
+        Buffer::Arena { offset, elements } => {
+            s.dst = ids.arena(offset);
+            s.dst_start = offset / ELEM_BYTES;
+            s.dst_end = s.dst_start + elements;
+        }
+        Buffer::Logits { .. } => s.dst = "logits".into(),
+        Buffer::Input { .. } => bail!("internal: layer {} writes the input", l.name),
+    }
+    Ok(())
+}
+
+/// What a step computes; for a conv, also its configuration constant.
+fn step_op(s: &mut StepCtx, l: &plan::Layer, ids: &Idents) -> Result<Option<ConvCtx>> {
+    match &l.op {
+        Op::Conv(c) => {
+            let conv = conv_ctx(l, c, ids)?;
+            s.op = "conv";
+            s.cfg = ids.cfg(&l.name);
+            return Ok(Some(conv));
+        }
+        Op::GlobalAvgPool { len, channels } => {
+            ensure!(!s.from_input, "internal: global pooling reads the input");
+            s.op = "gap";
+            s.len = *len;
+            s.ch = *channels;
+            s.inv_len = float_literal(1.0f32 / *len as f32, ids.lang);
+        }
+        Op::Dense { inputs, outputs } => {
+            ensure!(
+                !s.from_input && matches!(l.output, Buffer::Logits { .. }),
+                "internal: the dense head must read the arena and write the logits"
+            );
+            s.op = "dense";
+            s.inputs = *inputs;
+            s.outputs = *outputs;
+        }
+    }
+    Ok(None)
+}
+
+/// A conv layer's configuration: shapes, padding and the fused pooling.
+fn conv_ctx(l: &plan::Layer, c: &ConvOp, ids: &Idents) -> Result<ConvCtx> {
+    let (pool, pool_max, pool_scale) = pool_params(c);
+    ensure!(
+        matches!(l.output, Buffer::Arena { .. }),
+        "internal: conv {} must write to the arena",
+        l.name
+    );
+    Ok(ConvCtx {
+        ident: ids.cfg(&l.name),
+        comment: comment_safe(&layer_desc(l)),
+        in_len: c.in_len,
+        in_ch: c.in_channels,
+        out_ch: c.out_channels,
+        kernel: c.kernel,
+        stride: c.stride,
+        pad_left: c.pad_left,
+        out_len: c.out_len,
+        pool,
+        pool_max: match ids.lang {
+            Lang::C => u8::from(pool_max).to_string(),
+            Lang::Rust => pool_max.to_string(),
+        },
+        pool_scale: float_literal(pool_scale, ids.lang),
     })
 }

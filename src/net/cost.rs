@@ -28,7 +28,8 @@
 //! `[latency]` model describes the float kernel only, so int8 costs carry no instruction
 //! estimate (and a latency budget is refused for an int8 search).
 
-use crate::net::plan::{Op, Plan, ELEM_BYTES};
+use crate::net::plan::{Layer, Op, Plan, ELEM_BYTES};
+use crate::quant::lower::Int8Arena;
 use crate::quant::Dtype;
 use crate::target::{Latency, LatencyFeatures, Limits, Target};
 use serde::{Deserialize, Serialize};
@@ -128,94 +129,19 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
 /// [`cost`] for a network deployed in `dtype`.
 pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> Cost {
     let int8_arena = crate::quant::lower::int8_arena(plan);
-    let mut layers = Vec::new();
-    for (i, l) in plan.layers.iter().enumerate() {
-        let (w, b) = l.deployed_params();
-        let deployed = (w + b) as u64;
-        let (desc, in_shape, out_shape, params, max_tensor) = match &l.op {
-            Op::Conv(c) => {
-                let bn = if c.batch_norm { " +bn" } else { "" };
-                let pool = c
-                    .pool
-                    .map_or(String::new(), |(k, s)| format!(" +{}pool{s}", k.name()));
-                let keras = l.keras_params();
-                (
-                    format!(
-                        "conv {}×k{}/s{}{bn} +relu{pool}",
-                        c.out_channels, c.kernel, c.stride
-                    ),
-                    (c.in_len, c.in_channels),
-                    (c.out_len, c.out_channels),
-                    keras,
-                    (c.conv_len * c.out_channels) as u64,
-                )
-            }
-            Op::GlobalAvgPool { len, channels } => (
-                "global avg pool".to_string(),
-                (*len, *channels),
-                (1, *channels),
-                0,
-                *channels as u64,
-            ),
-            Op::Dense { inputs, outputs } => (
-                format!("dense {inputs}→{outputs}"),
-                (1, *inputs),
-                (1, *outputs),
-                deployed,
-                *outputs as u64,
-            ),
-        };
-        layers.push(LayerCost {
-            name: l.name.clone(),
-            desc,
-            in_shape,
-            out_shape,
-            params,
-            deployed_params: deployed,
-            macs: l.macs(),
-            executed_macs: l.executed_macs(),
-            max_tensor,
-            arena_offset: match dtype {
-                Dtype::F32 => l.output.arena_range().map(|r| r.start),
-                Dtype::Int8 => int8_arena.output[i],
-            },
-            out_bytes: l.output.elements()
-                * match dtype {
-                    Dtype::F32 => ELEM_BYTES,
-                    Dtype::Int8 => 1,
-                },
-        });
-    }
-    let bn_stats: u64 = plan
+    let layers: Vec<LayerCost> = plan
         .layers
         .iter()
-        .map(|l| match &l.op {
-            Op::Conv(c) if c.batch_norm => 2 * c.out_channels as u64,
-            _ => 0,
-        })
-        .sum();
+        .enumerate()
+        .map(|(i, l)| layer_cost(i, l, dtype, &int8_arena))
+        .collect();
     let params: u64 = layers.iter().map(|l| l.params).sum();
     let deployed_params: u64 = layers.iter().map(|l| l.deployed_params).sum();
     let macs: u64 = layers.iter().map(|l| l.macs).sum();
     let executed_macs: u64 = layers.iter().map(|l| l.executed_macs).sum();
     let max_tensor = layers.iter().map(|l| l.max_tensor).max().unwrap_or(0);
-    let (arena_bytes, weights_bytes, code_bytes, stack_bytes) = match dtype {
-        Dtype::F32 => (
-            plan.arena_bytes as u64,
-            deployed_params * ELEM_BYTES as u64,
-            target.code_size.base_bytes
-                + target.code_size.per_layer_bytes * plan.layers.len() as u64,
-            target.code_size.stack_bytes,
-        ),
-        Dtype::Int8 => (
-            int8_arena.bytes as u64,
-            crate::quant::kernel::plan_constant_bytes(plan) as u64,
-            target
-                .code_size_int8
-                .code_bytes(&crate::quant::kernel::code_features(plan)),
-            target.code_size_int8.stack_bytes,
-        ),
-    };
+    let (arena_bytes, weights_bytes, code_bytes, stack_bytes) =
+        footprint(plan, target, dtype, deployed_params, &int8_arena);
     let flash_bytes = weights_bytes + code_bytes;
     let ram_bytes = arena_bytes + stack_bytes;
     let flops = 2 * macs;
@@ -229,30 +155,20 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
         .zip(instructions)
         .map(|(m, i)| m.millis(i, target.clock_hz));
 
-    let mut violations = Vec::new();
-    for (budget, value, limit) in [
+    let mut violations = over_budget(&[
         ("params", params, limits.max_params),
         ("flops", flops, limits.max_flops),
         ("max_tensor", max_tensor, limits.max_tensor),
         ("flash_bytes", flash_bytes, limits.max_flash_bytes),
         ("ram_bytes", ram_bytes, limits.max_ram_bytes),
-    ] {
-        if value > limit {
-            violations.push(Violation {
-                budget: budget.to_string(),
-                value,
-                limit,
-                over_by: value - limit,
-            });
-        }
-    }
+    ]);
     if let Some(v) = latency_violation(latency_ms, limits.max_latency_ms) {
         violations.push(v);
     }
     Cost {
         dtype,
         params,
-        trainable_params: params - bn_stats,
+        trainable_params: params - bn_statistics(plan),
         deployed_params,
         macs,
         executed_macs,
@@ -276,6 +192,125 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
         limits: *limits,
         layers,
     }
+}
+
+/// The cost of plan layer `i` deployed in `dtype`: what it is, its shapes, parameters, MACs and
+/// where its output sits in the arena.
+fn layer_cost(i: usize, l: &Layer, dtype: Dtype, int8_arena: &Int8Arena) -> LayerCost {
+    let (w, b) = l.deployed_params();
+    let deployed = (w + b) as u64;
+    let (desc, in_shape, out_shape, params, max_tensor) = describe_layer(l, deployed);
+    LayerCost {
+        name: l.name.clone(),
+        desc,
+        in_shape,
+        out_shape,
+        params,
+        deployed_params: deployed,
+        macs: l.macs(),
+        executed_macs: l.executed_macs(),
+        max_tensor,
+        arena_offset: match dtype {
+            Dtype::F32 => l.output.arena_range().map(|r| r.start),
+            Dtype::Int8 => int8_arena.output[i],
+        },
+        out_bytes: l.output.elements()
+            * match dtype {
+                Dtype::F32 => ELEM_BYTES,
+                Dtype::Int8 => 1,
+            },
+    }
+}
+
+/// A layer's operator description, input and output shapes `(len, channels)`, parameters as
+/// Keras counts them and largest tensor in the training graph.
+fn describe_layer(l: &Layer, deployed: u64) -> (String, (usize, usize), (usize, usize), u64, u64) {
+    match &l.op {
+        Op::Conv(c) => {
+            let bn = if c.batch_norm { " +bn" } else { "" };
+            let pool = c
+                .pool
+                .map_or(String::new(), |(k, s)| format!(" +{}pool{s}", k.name()));
+            (
+                format!(
+                    "conv {}×k{}/s{}{bn} +relu{pool}",
+                    c.out_channels, c.kernel, c.stride
+                ),
+                (c.in_len, c.in_channels),
+                (c.out_len, c.out_channels),
+                l.keras_params(),
+                (c.conv_len * c.out_channels) as u64,
+            )
+        }
+        Op::GlobalAvgPool { len, channels } => (
+            "global avg pool".to_string(),
+            (*len, *channels),
+            (1, *channels),
+            0,
+            *channels as u64,
+        ),
+        Op::Dense { inputs, outputs } => (
+            format!("dense {inputs}→{outputs}"),
+            (1, *inputs),
+            (1, *outputs),
+            deployed,
+            *outputs as u64,
+        ),
+    }
+}
+
+/// The BatchNorm running statistics among the Keras parameters (two vectors per normalised
+/// conv): what `params` counts and training does not.
+fn bn_statistics(plan: &Plan) -> u64 {
+    plan.layers
+        .iter()
+        .map(|l| match &l.op {
+            Op::Conv(c) if c.batch_norm => 2 * c.out_channels as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// `(arena, constants, code, stack)` bytes of the deployed kernel: float32 from the plan and
+/// the profile's `[code_size]`, int8 from its own arena, constant layout and `[code_size_int8]`.
+fn footprint(
+    plan: &Plan,
+    target: &Target,
+    dtype: Dtype,
+    deployed_params: u64,
+    int8_arena: &Int8Arena,
+) -> (u64, u64, u64, u64) {
+    match dtype {
+        Dtype::F32 => (
+            plan.arena_bytes as u64,
+            deployed_params * ELEM_BYTES as u64,
+            target.code_size.base_bytes
+                + target.code_size.per_layer_bytes * plan.layers.len() as u64,
+            target.code_size.stack_bytes,
+        ),
+        Dtype::Int8 => (
+            int8_arena.bytes as u64,
+            crate::quant::kernel::plan_constant_bytes(plan) as u64,
+            target
+                .code_size_int8
+                .code_bytes(&crate::quant::kernel::code_features(plan)),
+            target.code_size_int8.stack_bytes,
+        ),
+    }
+}
+
+/// The violations among `(budget, value, limit)` checks, in their order.
+fn over_budget(checks: &[(&str, u64, u64)]) -> Vec<Violation> {
+    checks
+        .iter()
+        .filter(|(_, value, limit)| value > limit)
+        .map(|&(budget, value, limit)| Violation {
+            budget: budget.to_string(),
+            value,
+            limit,
+            over_by: value - limit,
+        })
+        .collect()
 }
 
 /// What the latency model counts in a plan (see [`LatencyFeatures`] for the definitions).
@@ -347,6 +382,24 @@ impl Cost {
     /// A per-layer table and the totals against the budget, for terminals.
     pub fn table(&self, target_name: &str) -> String {
         let mut s = String::new();
+        self.write_layers(&mut s);
+        let _ = writeln!(s);
+        let _ = writeln!(s, "totals for {target_name}:");
+        self.write_totals(&mut s);
+        let _ = writeln!(s);
+        if self.fits {
+            let _ = writeln!(s, "fits: yes");
+        } else {
+            let _ = writeln!(s, "fits: NO");
+            for v in &self.violations {
+                let _ = writeln!(s, "  - {v}");
+            }
+        }
+        s
+    }
+
+    /// One row per layer: operator, shapes, parameters, MACs, largest tensor, arena offset.
+    fn write_layers(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "{:<6} {:<36} {:>11} {:>11} {:>9} {:>11} {:>11} {:>10}",
@@ -370,30 +423,18 @@ impl Cost {
                 off
             );
         }
-        let _ = writeln!(s);
-        let _ = writeln!(s, "totals for {target_name}:");
+    }
+
+    /// Each total against its budget, latency included, then the figures for comparison.
+    fn write_totals(&self, s: &mut String) {
         let lim = &self.limits;
-        let row = |s: &mut String, name: &str, v: u64, limit: Option<u64>, note: String| {
-            let (lim, pct, mark) = match limit {
-                Some(l) => (
-                    l.to_string(),
-                    format!("{:.1} %", 100.0 * v as f64 / l.max(1) as f64),
-                    if v > l { "OVER" } else { "ok" },
-                ),
-                None => (String::new(), String::new(), ""),
-            };
-            let _ = writeln!(
-                s,
-                "  {name:<16} {v:>12} {lim:>12} {pct:>8} {mark:<4} {note}"
-            );
-        };
         let _ = writeln!(
             s,
             "  {:<16} {:>12} {:>12} {:>8}",
             "", "value", "budget", "used"
         );
-        row(
-            &mut s,
+        total_row(
+            s,
             "params",
             self.params,
             Some(lim.max_params),
@@ -402,29 +443,29 @@ impl Cost {
                 self.trainable_params, self.deployed_params
             ),
         );
-        row(
-            &mut s,
+        total_row(
+            s,
             "flops",
             self.flops,
             Some(lim.max_flops),
             format!("(2 × {} MACs; {} executed)", self.macs, self.executed_macs),
         );
-        row(
-            &mut s,
+        total_row(
+            s,
             "max_tensor",
             self.max_tensor,
             Some(lim.max_tensor),
             "(elements)".into(),
         );
-        row(
-            &mut s,
+        total_row(
+            s,
             "ram_bytes",
             self.ram_bytes,
             Some(lim.max_ram_bytes),
             format!("(arena {} + stack {})", self.arena_bytes, self.stack_bytes),
         );
-        row(
-            &mut s,
+        total_row(
+            s,
             "flash_bytes",
             self.flash_bytes,
             Some(lim.max_flash_bytes),
@@ -433,67 +474,76 @@ impl Cost {
                 self.weights_bytes, self.code_bytes
             ),
         );
-        match (self.instructions, self.latency_ms) {
-            (Some(instructions), Some(ms)) => {
-                let note = self.latency_model.map_or(String::new(), |m| {
-                    format!(
-                        "at {} MHz assuming {} cycle(s)/instruction; instruction model within ±{:.1} % of QEMU",
-                        self.clock_hz as f64 / 1e6,
-                        m.cycles_per_instruction,
-                        m.worst_error_pct
-                    )
-                });
-                let (budget, pct, mark) = match lim.max_latency_ms {
-                    Some(max) => (
-                        format!("{max:.3}"),
-                        format!("{:.1} %", 100.0 * ms / max),
-                        if self.violations.iter().any(|v| v.budget == "latency_us") {
-                            "OVER"
-                        } else {
-                            "ok"
-                        },
-                    ),
-                    None => (String::new(), String::new(), ""),
-                };
-                let _ = writeln!(
-                    s,
-                    "  {:<16} {ms:>12.3} {budget:>12} {pct:>8} {mark:<4} ({instructions} instructions, estimate, {note})",
-                    "latency_ms"
-                );
-            }
-            _ => {
-                let _ = writeln!(
-                    s,
-                    "  {:<16} {:>12} {:>12} {:>8}      (no [latency] model in the target profile)",
-                    "latency_ms", "-", "", ""
-                );
-            }
-        }
-        row(
-            &mut s,
+        self.write_latency_row(s);
+        total_row(
+            s,
             "naive arena",
             self.naive_arena_bytes,
             None,
             "(one buffer per tensor, for comparison)".into(),
         );
-        row(
-            &mut s,
+        total_row(
+            s,
             "seed RAM",
             self.seed_ram_bytes,
             None,
             "(4 B × largest tensor, the seed's estimate)".into(),
         );
-        let _ = writeln!(s);
-        if self.fits {
-            let _ = writeln!(s, "fits: yes");
-        } else {
-            let _ = writeln!(s, "fits: NO");
-            for v in &self.violations {
-                let _ = writeln!(s, "  - {v}");
-            }
-        }
-        s
     }
+
+    /// The estimated latency against its budget, with the model and clock behind it, or why
+    /// there is none.
+    fn write_latency_row(&self, s: &mut String) {
+        let (Some(instructions), Some(ms)) = (self.instructions, self.latency_ms) else {
+            let _ = writeln!(
+                s,
+                "  {:<16} {:>12} {:>12} {:>8}      (no [latency] model in the target profile)",
+                "latency_ms", "-", "", ""
+            );
+            return;
+        };
+        let note = self.latency_model.map_or(String::new(), |m| {
+            format!(
+                "at {} MHz assuming {} cycle(s)/instruction; instruction model within ±{:.1} % of QEMU",
+                self.clock_hz as f64 / 1e6,
+                m.cycles_per_instruction,
+                m.worst_error_pct
+            )
+        });
+        let (budget, pct, mark) = match self.limits.max_latency_ms {
+            Some(max) => (
+                format!("{max:.3}"),
+                format!("{:.1} %", 100.0 * ms / max),
+                if self.violations.iter().any(|v| v.budget == "latency_us") {
+                    "OVER"
+                } else {
+                    "ok"
+                },
+            ),
+            None => (String::new(), String::new(), ""),
+        };
+        let _ = writeln!(
+            s,
+            "  {:<16} {ms:>12.3} {budget:>12} {pct:>8} {mark:<4} ({instructions} instructions, estimate, {note})",
+            "latency_ms"
+        );
+    }
+}
+
+/// One row of the totals: the value, and against a budget the share used, marked OVER or ok.
+fn total_row(s: &mut String, name: &str, v: u64, limit: Option<u64>, note: String) {
+    let (lim, pct, mark) = match limit {
+        Some(l) => (
+            l.to_string(),
+            format!("{:.1} %", 100.0 * v as f64 / l.max(1) as f64),
+            if v > l { "OVER" } else { "ok" },
+        ),
+        None => (String::new(), String::new(), ""),
+    };
+    let _ = writeln!(
+        s,
+        "  {name:<16} {v:>12} {lim:>12} {pct:>8} {mark:<4} {note}"
+    );
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! Tensor layout in the kernel is channels-last (`[len][channels]`), so a conv window over all
 //! input channels is one contiguous run. Conv weights are `[out][kernel][in]`, dense `[out][in]`.
 
-use crate::net::{NetSpec, PoolKind, SpecError};
+use crate::net::{BlockShape, NetSpec, PoolKind, SpecError};
 use serde::Serialize;
 
 /// Bytes per activation and weight element (float32 kernels).
@@ -168,8 +168,22 @@ impl Layer {
 pub fn lower(spec: &NetSpec) -> Result<Plan, SpecError> {
     let shapes = spec.shapes()?;
     // Operators first, with element counts of their outputs; then place the buffers.
+    let ops = operators(spec, &shapes);
+    let (layers, arena_bytes) = place_buffers(spec, ops);
+    Ok(Plan {
+        input_len: spec.input_len,
+        input_channels: spec.input_channels,
+        classes: spec.classes,
+        layers,
+        arena_bytes,
+    })
+}
+
+/// The executed operators in order, each with its name and the element count of its output:
+/// one fused conv per block, the global average pool, the dense head.
+fn operators(spec: &NetSpec, shapes: &[BlockShape]) -> Vec<(String, Op, usize)> {
     let mut ops = Vec::new();
-    for (i, (b, s)) in spec.blocks.iter().zip(&shapes).enumerate() {
+    for (i, (b, s)) in spec.blocks.iter().zip(shapes).enumerate() {
         ops.push((
             format!("conv{i}"),
             Op::Conv(ConvOp {
@@ -205,7 +219,12 @@ pub fn lower(spec: &NetSpec) -> Result<Plan, SpecError> {
         },
         spec.classes,
     ));
+    ops
+}
 
+/// The layers with their buffers placed in one arena (see the module documentation), and the
+/// arena's size in bytes.
+fn place_buffers(spec: &NetSpec, ops: Vec<(String, Op, usize)>) -> (Vec<Layer>, usize) {
     // Intermediate buffers are the outputs of every layer but the last (which writes logits).
     let sizes: Vec<usize> = ops[..ops.len() - 1]
         .iter()
@@ -250,13 +269,7 @@ pub fn lower(spec: &NetSpec) -> Result<Plan, SpecError> {
             },
         })
         .collect();
-    Ok(Plan {
-        input_len: spec.input_len,
-        input_channels: spec.input_channels,
-        classes: spec.classes,
-        layers,
-        arena_bytes,
-    })
+    (layers, arena_bytes)
 }
 
 impl Plan {

@@ -35,15 +35,8 @@ pub(crate) fn train_candidate(
     };
     let mut results = Vec::new();
     for f in 0..fold_count {
-        let val_idx = &folds[f];
-        let tr_idx: Vec<usize> = folds
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != f)
-            .flat_map(|(_, v)| v.iter().copied())
-            .collect();
-        let (tr, val) = (train_set.subset(&tr_idx), train_set.subset(val_idx));
-        let out = train::train(
+        let (tr, val) = fold_sets(train_set, folds, f);
+        let mut out = train::train(
             spec,
             init,
             &tr,
@@ -55,23 +48,59 @@ pub(crate) fn train_candidate(
                 bar.set_position((f * total + done) as u64);
             },
         )?;
-        let mut out = out;
         if cfg.dtype == crate::quant::Dtype::Int8 {
-            // Score what would be deployed: the network quantized, calibrated on this fold's
-            // training samples.
-            let q = crate::quant::ptq(
-                spec,
-                &out.weights,
-                &tr,
-                crate::quant::calibrate::DEFAULT_CALIBRATION_SAMPLES,
-                crate::quant::CalibrationMethod::MinMax,
-            )?;
-            out.val = crate::quant::evaluate_int8(&q, &val);
+            out.val = int8_score(spec, &out.weights, &tr, &val)?;
         }
         results.push(out);
     }
     let n = results.len() as f64;
     // Mean validation metrics over folds; the weights of the best fold are kept.
+    let val = mean_over_folds(&results);
+    let best = results
+        .iter()
+        .max_by(|a, b| cfg.metric.of(&a.val).total_cmp(&cfg.metric.of(&b.val)))
+        .expect("at least one fold");
+    let seconds = results.iter().map(|r| r.seconds).sum();
+    let sps = results.iter().map(|r| r.train_samples_per_sec).sum::<f64>() / n;
+    Ok(Trained {
+        weights: best.weights.clone(),
+        val,
+        epochs_run: best.epochs_run,
+        best_epoch: best.best_epoch,
+        seconds,
+        samples_per_sec: sps,
+        history: best.history.clone(),
+    })
+}
+
+/// Fold `f`'s training set (every other fold) and validation set (fold `f`).
+fn fold_sets(train_set: &Dataset, folds: &[Vec<usize>], f: usize) -> (Dataset, Dataset) {
+    let tr_idx: Vec<usize> = folds
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != f)
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    (train_set.subset(&tr_idx), train_set.subset(&folds[f]))
+}
+
+/// Score what would be deployed in int8: the network quantized, calibrated on the fold's
+/// training samples, evaluated on its validation samples.
+fn int8_score(spec: &NetSpec, weights: &Weights, tr: &Dataset, val: &Dataset) -> Result<Metrics> {
+    let q = crate::quant::ptq(
+        spec,
+        weights,
+        tr,
+        crate::quant::calibrate::DEFAULT_CALIBRATION_SAMPLES,
+        crate::quant::CalibrationMethod::MinMax,
+    )?;
+    Ok(crate::quant::evaluate_int8(&q, val))
+}
+
+/// The folds' validation metrics: means of the rates and loss, sums of the samples and the
+/// confusion matrices (one fold's own metrics when there is one).
+fn mean_over_folds(results: &[train::TrainOutcome]) -> Metrics {
+    let n = results.len() as f64;
     let mut val = results[0].val.clone();
     if results.len() > 1 {
         val.accuracy = results.iter().map(|r| r.val.accuracy).sum::<f64>() / n;
@@ -93,21 +122,7 @@ pub(crate) fn train_candidate(
             }
         }
     }
-    let best = results
-        .iter()
-        .max_by(|a, b| cfg.metric.of(&a.val).total_cmp(&cfg.metric.of(&b.val)))
-        .expect("at least one fold");
-    let seconds = results.iter().map(|r| r.seconds).sum();
-    let sps = results.iter().map(|r| r.train_samples_per_sec).sum::<f64>() / n;
-    Ok(Trained {
-        weights: best.weights.clone(),
-        val,
-        epochs_run: best.epochs_run,
-        best_epoch: best.best_epoch,
-        seconds,
-        samples_per_sec: sps,
-        history: best.history.clone(),
-    })
+    val
 }
 
 pub(crate) struct Session<'a> {

@@ -280,22 +280,7 @@ fn stopped(s: &Session) -> Result<RunSummary> {
 
 fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<RunSummary> {
     let run = s.run;
-    let (rec, w, fin) = match delivered {
-        Some(d) => {
-            let c = cost_of(
-                &d.candidate.spec,
-                &run.config.target,
-                &run.config.limits,
-                run.config.dtype,
-            )?;
-            run.save_delivered(&d, &c)?;
-            (d.candidate, d.weights, Some(d.record))
-        }
-        None => {
-            let (rec, w) = s.best.clone().context("no candidate was evaluated")?;
-            (rec, w, None)
-        }
-    };
+    let (rec, w, fin) = winner(s, delivered)?;
     let c = cost_of(
         &rec.spec,
         &run.config.target,
@@ -324,9 +309,46 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
     };
     write_json(&run.dir.join("summary.json"), &summary)?;
     run.event_once(serde_json::json!({"event": "finished", "winner": rec.id}))?;
+    let text = summary_text(run, &summary, &test);
+    for line in text.lines() {
+        run.log(line)?;
+    }
+    write_atomic(&run.dir.join("summary.txt"), text.as_bytes())?;
+    Ok(summary)
+}
+
+/// The run's model: the delivered finalist (saved under `best/` here), else the best
+/// candidate of the search; with its final training's record when it had one.
+fn winner(
+    s: &Session,
+    delivered: Option<Delivered>,
+) -> Result<(Record, Weights, Option<FinalRecord>)> {
+    let run = s.run;
+    Ok(match delivered {
+        Some(d) => {
+            let c = cost_of(
+                &d.candidate.spec,
+                &run.config.target,
+                &run.config.limits,
+                run.config.dtype,
+            )?;
+            run.save_delivered(&d, &c)?;
+            (d.candidate, d.weights, Some(d.record))
+        }
+        None => {
+            let (rec, w) = s.best.clone().context("no candidate was evaluated")?;
+            (rec, w, None)
+        }
+    })
+}
+
+/// `summary.txt`, also logged: the winner's validation and test figures, its cost table, the
+/// Pareto front and what to do next.
+fn summary_text(run: &Run, summary: &RunSummary, test: &Metrics) -> String {
+    let rec = &summary.winner;
     let mut text = String::new();
     text.push_str(&format!("\nwinner {}: {}\n", rec.id, rec.summary));
-    match &fin {
+    match &summary.delivered {
         Some(f) => {
             text.push_str(&format!(
             "  proxy validation: {}\n  final validation: {}  ({} epochs, best {}, batch {}{})\n",
@@ -351,7 +373,7 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         "  {} candidates, {:.0} s of training in all, {:.0} s this session\n\n",
         summary.candidates, summary.seconds_training_total, summary.seconds_this_session
     ));
-    text.push_str(&c.table(&run.config.target.name));
+    text.push_str(&summary.cost.table(&run.config.target.name));
     text.push_str(&format!("\n{}", pareto::table(&summary.pareto)));
     text.push_str(&format!(
         "\nnext: nas export --run {} --lang c --out model/   |   nas verify --run {} --target {}",
@@ -359,9 +381,5 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         run.dir.display(),
         run.config.target.name
     ));
-    for line in text.lines() {
-        run.log(line)?;
-    }
-    write_atomic(&run.dir.join("summary.txt"), text.as_bytes())?;
-    Ok(summary)
+    text
 }

@@ -13,9 +13,9 @@ use crate::net::NetSpec;
 use crate::weights::Weights;
 use anyhow::{bail, Result};
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use metrics::Metrics;
 use model::Net;
 use rand::seq::SliceRandom;
@@ -304,60 +304,18 @@ pub fn train_observed(
     let dev = plain.clone().autodiff();
     dev.seed(seed);
     let mut net = Net::from_weights(spec, init, &dev)?;
-    let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&dev);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a);
-
     let len = spec.input_len;
-    let bs = cfg.batch_size.max(1);
-    let steps_per_epoch = {
-        let full = train.n().div_ceil(bs);
-        cfg.max_steps_per_epoch.map_or(full, |m| m.min(full)).max(1)
-    };
-    let total_steps = steps_per_epoch * cfg.epochs;
+    let mut steps = Steps::new(train, len, cfg, seed, &dev);
+    let calibration = calibration_samples(train.n(), cfg.bn_recalibration, seed);
     let mut schedule = Schedule::new(cfg);
     let mut best: Option<(usize, Weights, Metrics)> = None;
     let mut history = Vec::new();
-    let mut trained_samples = 0usize;
     let mut step_secs = 0.0f64;
-    let mut order: Vec<usize> = (0..train.n()).collect();
-    let calibration: Vec<usize> = {
-        let mut idx = order.clone();
-        idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
-            seed ^ 0xba7c_4e0a,
-        ));
-        idx.truncate(cfg.bn_recalibration);
-        idx
-    };
-    let mut x_buf = Vec::with_capacity(bs * len);
 
     for epoch in 0..cfg.epochs {
         let epoch_start = Instant::now();
-        order.shuffle(&mut rng);
-        let mut loss_sum = 0.0;
-        for step in 0..steps_per_epoch {
-            let idx = &order[step * bs..((step + 1) * bs).min(order.len())];
-            x_buf.clear();
-            for &i in idx {
-                x_buf.extend(train.sample(i).iter().map(|&b| crate::data::input_value(b)));
-            }
-            let y: Vec<i64> = idx.iter().map(|&i| train.labels[i] as i64).collect();
-            let x = Tensor::<3>::from_data(
-                TensorData::new(x_buf.clone(), vec![idx.len(), 1, len]),
-                &dev,
-            );
-            let y = Tensor::<1, Int>::from_data(TensorData::new(y, vec![idx.len()]), &dev);
-            let logits = net.forward(x, Some(&mut rng));
-            let loss = loss_fn.forward(logits, y);
-            loss_sum += loss.clone().into_scalar::<f32>() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optim.step(schedule.lr, net, grads);
-            trained_samples += idx.len();
-            observe(Progress::Step(
-                epoch * steps_per_epoch + step + 1,
-                total_steps,
-            ));
-        }
+        let train_loss;
+        (net, train_loss) = steps.epoch(net, epoch, schedule.lr, observe);
         step_secs += epoch_start.elapsed().as_secs_f64();
         let weights = if cfg.bn_recalibration > 0 {
             recalibrated_weights(&net, train, &calibration, len, &dev)
@@ -368,7 +326,7 @@ pub fn train_observed(
         let val_loss = val_metrics.loss.unwrap_or(f64::INFINITY);
         history.push(EpochLog {
             epoch,
-            train_loss: loss_sum / steps_per_epoch as f64,
+            train_loss,
             val_loss,
             val_accuracy: val_metrics.accuracy,
             learning_rate: schedule.lr,
@@ -395,8 +353,112 @@ pub fn train_observed(
         epochs_run: history.len(),
         history,
         seconds,
-        train_samples_per_sec: trained_samples as f64 / step_secs.max(1e-9),
+        train_samples_per_sec: steps.trained_samples as f64 / step_secs.max(1e-9),
     })
+}
+
+/// The training samples BatchNorm's statistics are recalibrated on: `count` of the `n`, drawn
+/// under the seed.
+fn calibration_samples(n: usize, count: usize, seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed ^ 0xba7c_4e0a,
+    ));
+    idx.truncate(count);
+    idx
+}
+
+/// The mini-batch loop's state from epoch to epoch: the optimizer and loss, the generator that
+/// shuffles the samples and draws the dropout masks, the sample order.
+struct Steps<'a> {
+    train: &'a Dataset,
+    dev: Device,
+    optim: ModuleOptimizer,
+    loss_fn: CrossEntropyLoss,
+    rng: rand_chacha::ChaCha8Rng,
+    order: Vec<usize>,
+    x_buf: Vec<f32>,
+    len: usize,
+    batch_size: usize,
+    per_epoch: usize,
+    total: usize,
+    /// Samples trained on so far, for the throughput.
+    trained_samples: usize,
+}
+
+impl<'a> Steps<'a> {
+    fn new(train: &'a Dataset, len: usize, cfg: &TrainConfig, seed: u64, dev: &Device) -> Self {
+        let batch_size = cfg.batch_size.max(1);
+        let per_epoch = {
+            let full = train.n().div_ceil(batch_size);
+            cfg.max_steps_per_epoch.map_or(full, |m| m.min(full)).max(1)
+        };
+        Steps {
+            train,
+            dev: dev.clone(),
+            optim: AdamConfig::new().with_epsilon(1e-7).init(),
+            loss_fn: CrossEntropyLossConfig::new().init(dev),
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a),
+            order: (0..train.n()).collect(),
+            x_buf: Vec::with_capacity(batch_size * len),
+            len,
+            batch_size,
+            per_epoch,
+            total: per_epoch * cfg.epochs,
+            trained_samples: 0,
+        }
+    }
+
+    /// One epoch at learning rate `lr`: the samples shuffled, one Adam step per mini-batch.
+    /// Returns the net after it and the mean training loss.
+    fn epoch(
+        &mut self,
+        mut net: Net,
+        epoch: usize,
+        lr: f64,
+        observe: &mut dyn FnMut(Progress),
+    ) -> (Net, f64) {
+        self.order.shuffle(&mut self.rng);
+        let bs = self.batch_size;
+        let mut loss_sum = 0.0;
+        for step in 0..self.per_epoch {
+            let batch = step * bs..((step + 1) * bs).min(self.order.len());
+            let samples = batch.len();
+            let (x, y) = self.batch(batch);
+            let logits = net.forward(x, Some(&mut self.rng));
+            let loss = self.loss_fn.forward(logits, y);
+            loss_sum += loss.clone().into_scalar::<f32>() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = self.optim.step(lr, net, grads);
+            self.trained_samples += samples;
+            observe(Progress::Step(
+                epoch * self.per_epoch + step + 1,
+                self.total,
+            ));
+        }
+        (net, loss_sum / self.per_epoch as f64)
+    }
+
+    /// The inputs `[n, 1, len]` and labels of the samples at `order[batch]`.
+    fn batch(&mut self, batch: std::ops::Range<usize>) -> (Tensor<3>, Tensor<1, Int>) {
+        let idx = &self.order[batch];
+        self.x_buf.clear();
+        for &i in idx {
+            self.x_buf.extend(
+                self.train
+                    .sample(i)
+                    .iter()
+                    .map(|&b| crate::data::input_value(b)),
+            );
+        }
+        let y: Vec<i64> = idx.iter().map(|&i| self.train.labels[i] as i64).collect();
+        let x = Tensor::<3>::from_data(
+            TensorData::new(self.x_buf.clone(), vec![idx.len(), 1, self.len]),
+            &self.dev,
+        );
+        let y = Tensor::<1, Int>::from_data(TensorData::new(y, vec![idx.len()]), &self.dev);
+        (x, y)
+    }
 }
 
 #[cfg(test)]
