@@ -134,30 +134,8 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
         looked_for,
         found: found.clone(),
     };
-
-    // Every pair that was started must be complete.
-    let mut complete = Vec::new();
-    for (prefix, pair) in &pairs {
-        match (&pair.images, &pair.labels) {
-            (Some(i), Some(l)) => complete.push((prefix.as_str(), i.clone(), l.clone())),
-            (Some(_), None) => {
-                return Err(missing(format!(
-                    "{prefix}-labels-idx1-ubyte[.gz] to go with the {prefix} images"
-                )))
-            }
-            (None, Some(_)) => {
-                return Err(missing(format!(
-                    "{prefix}-images-idx3-ubyte[.gz] to go with the {prefix} labels"
-                )))
-            }
-            (None, None) => {}
-        }
-    }
-
-    let name = dir
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string());
+    let complete = complete_pairs(&pairs).map_err(missing)?;
+    let name = dataset_name(dir);
     let train = complete.iter().find(|(p, _, _)| *p == "train");
     let tests: Vec<_> = complete
         .iter()
@@ -172,56 +150,15 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
     }
 
     match (train, tests.first()) {
-        (Some((_, ti, tl)), Some((_, si, sl))) => {
-            let train = load_pair(ti, tl)?;
-            let test = load_pair(si, sl)?;
-            if train.len != test.len {
-                return Err(DataError::LengthMismatch {
-                    train_path: train.images,
-                    train_len: train.len,
-                    test_path: test.images,
-                    test_len: test.len,
-                });
-            }
-            let classes = resolve_classes(opts, [&train, &test])?;
-            let train_ds = Dataset::new(
-                format!("{name}/train"),
-                train.samples,
-                train.labels,
-                train.len,
-                classes,
-            )?;
-            let test_ds = Dataset::new(
-                format!("{name}/test"),
-                test.samples,
-                test.labels,
-                test.len,
-                classes,
-            )?;
-            Ok(Splits {
-                train: cap_train(train_ds, opts),
-                test: test_ds,
-                test_held_out: false,
-                synthetic: false,
-            })
-        }
+        (Some((_, ti, tl)), Some((_, si, sl))) => load_train_test(
+            &name,
+            (ti.as_path(), tl.as_path()),
+            (si.as_path(), sl.as_path()),
+            opts,
+        ),
         _ if complete.len() == 1 => {
             let (_, images, labels) = &complete[0];
-            let pair = load_pair(images, labels)?;
-            let classes = resolve_classes(opts, [&pair])?;
-            let all = Dataset::new(name.clone(), pair.samples, pair.labels, pair.len, classes)?;
-            let (keep, held) =
-                stratified_split(&all.labels, classes, opts.test_fraction, opts.seed)?;
-            let mut train = all.subset(&keep);
-            train.name = format!("{name}/train");
-            let mut test = all.subset(&held);
-            test.name = format!("{name}/test");
-            Ok(Splits {
-                train: cap_train(train, opts),
-                test,
-                test_held_out: true,
-                synthetic: false,
-            })
+            load_held_out(&name, images, labels, opts)
         }
         _ if complete.is_empty() => Err(missing(LOOKED_FOR.to_string())),
         _ => Err(DataError::Ambiguous {
@@ -232,6 +169,99 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
             candidates: complete.iter().map(|(p, _, _)| p.to_string()).collect(),
         }),
     }
+}
+
+/// The complete pairs of `pairs` as `(prefix, images, labels)`; a pair that was started but
+/// misses its images or labels is an error, returned as what to look for.
+fn complete_pairs(pairs: &BTreeMap<String, Pair>) -> Result<Vec<(&str, PathBuf, PathBuf)>, String> {
+    let mut complete = Vec::new();
+    for (prefix, pair) in pairs {
+        match (&pair.images, &pair.labels) {
+            (Some(i), Some(l)) => complete.push((prefix.as_str(), i.clone(), l.clone())),
+            (Some(_), None) => {
+                return Err(format!(
+                    "{prefix}-labels-idx1-ubyte[.gz] to go with the {prefix} images"
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "{prefix}-images-idx3-ubyte[.gz] to go with the {prefix} labels"
+                ))
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(complete)
+}
+
+/// The dataset's name: the directory's name, else its path.
+fn dataset_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// Loads a train pair and a test pair (each as `(images, labels)`), read as given.
+fn load_train_test(
+    name: &str,
+    (train_images, train_labels): (&Path, &Path),
+    (test_images, test_labels): (&Path, &Path),
+    opts: &LoadOptions,
+) -> Result<Splits, DataError> {
+    let train = load_pair(train_images, train_labels)?;
+    let test = load_pair(test_images, test_labels)?;
+    if train.len != test.len {
+        return Err(DataError::LengthMismatch {
+            train_path: train.images,
+            train_len: train.len,
+            test_path: test.images,
+            test_len: test.len,
+        });
+    }
+    let classes = resolve_classes(opts, [&train, &test])?;
+    let train_ds = Dataset::new(
+        format!("{name}/train"),
+        train.samples,
+        train.labels,
+        train.len,
+        classes,
+    )?;
+    let test_ds = Dataset::new(
+        format!("{name}/test"),
+        test.samples,
+        test.labels,
+        test.len,
+        classes,
+    )?;
+    Ok(Splits {
+        train: cap_train(train_ds, opts),
+        test: test_ds,
+        test_held_out: false,
+        synthetic: false,
+    })
+}
+
+/// Loads a single pair and holds out a stratified test split of it.
+fn load_held_out(
+    name: &str,
+    images: &Path,
+    labels: &Path,
+    opts: &LoadOptions,
+) -> Result<Splits, DataError> {
+    let pair = load_pair(images, labels)?;
+    let classes = resolve_classes(opts, [&pair])?;
+    let all = Dataset::new(name, pair.samples, pair.labels, pair.len, classes)?;
+    let (keep, held) = stratified_split(&all.labels, classes, opts.test_fraction, opts.seed)?;
+    let mut train = all.subset(&keep);
+    train.name = format!("{name}/train");
+    let mut test = all.subset(&held);
+    test.name = format!("{name}/test");
+    Ok(Splits {
+        train: cap_train(train, opts),
+        test,
+        test_held_out: true,
+        synthetic: false,
+    })
 }
 
 /// The number of classes to use, with every label of every pair checked against it.

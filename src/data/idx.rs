@@ -95,60 +95,92 @@ impl IdxSpec<'_> {
         gzip: bool,
         max_bytes: u64,
     ) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+        let nd = self.read_magic(&mut r, gzip)?;
+        let header_len = 4 + 4 * usize::from(nd);
+        let dims32 = self.read_dims(&mut r, gzip, nd, header_len)?;
+        let shape = self.check_dims(&dims32, header_len)?;
+        // Raw files: the exact size is known, so check it before reading or allocating.
+        if !gzip {
+            self.check_raw_size(max_bytes, shape.expected_total)?;
+        }
+        let data = self.read_payload(r, gzip, max_bytes, header_len, &shape)?;
+        Ok((shape.dims, data))
+    }
+
+    /// The error of a failed read: a gzip error for gzip streams, else an I/O error.
+    fn stream_err(&self, gzip: bool, source: io::Error) -> DataError {
         let path = self.path.to_path_buf();
-        let stream_err = |source| {
-            if gzip {
-                DataError::Gzip {
-                    path: path.clone(),
-                    source,
-                }
-            } else {
-                DataError::Io {
-                    path: path.clone(),
-                    source,
-                }
-            }
-        };
-        let truncated = |expected_bytes: u64, actual_bytes: u64| DataError::Truncated {
-            path: path.clone(),
+        if gzip {
+            DataError::Gzip { path, source }
+        } else {
+            DataError::Io { path, source }
+        }
+    }
+
+    fn truncated(&self, expected_bytes: u64, actual_bytes: u64) -> DataError {
+        DataError::Truncated {
+            path: self.path.to_path_buf(),
             expected_bytes,
             actual_bytes,
-        };
-
-        // Magic: 0x00 0x00, type byte, number of dimensions.
-        let mut magic = [0u8; 4];
-        let got = read_up_to(&mut r, &mut magic).map_err(stream_err)?;
-        if got < magic.len() {
-            return Err(truncated(4, got as u64));
         }
-        let found = u32::from_be_bytes(magic);
+    }
+
+    fn trailing(&self, expected_bytes: u64) -> DataError {
+        DataError::TrailingBytes {
+            path: self.path.to_path_buf(),
+            expected_bytes,
+        }
+    }
+
+    /// Reads and checks the magic (0x00 0x00, type byte, number of dimensions); returns the
+    /// number of dimensions.
+    fn read_magic<R: Read>(&self, r: &mut R, gzip: bool) -> Result<u8, DataError> {
+        let mut magic = [0u8; 4];
+        let got = read_up_to(r, &mut magic).map_err(|e| self.stream_err(gzip, e))?;
+        if got < magic.len() {
+            return Err(self.truncated(4, got as u64));
+        }
         let nd = magic[3];
         if magic[0] != 0 || magic[1] != 0 || magic[2] != IDX_TYPE_U8 || !self.ndims.contains(&nd) {
             return Err(DataError::BadMagic {
-                path,
-                found,
+                path: self.path.to_path_buf(),
+                found: u32::from_be_bytes(magic),
                 expected: self.expected_magic,
             });
         }
+        Ok(nd)
+    }
 
-        // Dimensions: one big-endian u32 each.
-        let header_len = 4 + 4 * usize::from(nd);
+    /// Reads the `nd` dimensions, one big-endian u32 each.
+    fn read_dims<R: Read>(
+        &self,
+        r: &mut R,
+        gzip: bool,
+        nd: u8,
+        header_len: usize,
+    ) -> Result<Vec<u32>, DataError> {
         let mut raw = vec![0u8; 4 * usize::from(nd)];
-        let got = read_up_to(&mut r, &mut raw).map_err(stream_err)?;
+        let got = read_up_to(r, &mut raw).map_err(|e| self.stream_err(gzip, e))?;
         if got < raw.len() {
-            return Err(truncated(header_len as u64, (4 + got) as u64));
+            return Err(self.truncated(header_len as u64, (4 + got) as u64));
         }
-        let dims32: Vec<u32> = raw
+        Ok(raw
             .chunks_exact(4)
             .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+            .collect())
+    }
+
+    /// Checks the dimensions (no zero, no overflow) and works out the sizes they imply.
+    fn check_dims(&self, dims32: &[u32], header_len: usize) -> Result<IdxShape, DataError> {
         let bad_dims = |reason: &str| DataError::BadDims {
-            path: path.clone(),
-            dims: dims32.clone(),
+            path: self.path.to_path_buf(),
+            dims: dims32.to_vec(),
             reason: reason.to_string(),
         };
         if dims32[0] == 0 {
-            return Err(DataError::Empty { path });
+            return Err(DataError::Empty {
+                path: self.path.to_path_buf(),
+            });
         }
         if dims32[1..].contains(&0) {
             return Err(bad_dims("a sample dimension is zero"));
@@ -167,44 +199,67 @@ impl IdxSpec<'_> {
             .map_err(|_| bad_dims("a dimension does not fit this platform's usize"))?;
         let payload_usize = usize::try_from(payload)
             .map_err(|_| bad_dims("the data size does not fit this platform's usize"))?;
+        Ok(IdxShape {
+            dims,
+            payload,
+            payload_usize,
+            expected_total,
+        })
+    }
 
-        // Raw files: the exact size is known, so check it before reading or allocating.
-        if !gzip {
-            if max_bytes < expected_total {
-                return Err(truncated(expected_total, max_bytes));
-            }
-            if max_bytes > expected_total {
-                return Err(DataError::TrailingBytes {
-                    path,
-                    expected_bytes: expected_total,
-                });
-            }
+    /// A raw file's size must be exactly what its header implies.
+    fn check_raw_size(&self, file_len: u64, expected_total: u64) -> Result<(), DataError> {
+        if file_len < expected_total {
+            return Err(self.truncated(expected_total, file_len));
         }
+        if file_len > expected_total {
+            return Err(self.trailing(expected_total));
+        }
+        Ok(())
+    }
 
+    /// Reads the payload that `shape` announces, and checks that exactly that much follows.
+    fn read_payload<R: Read>(
+        &self,
+        mut r: R,
+        gzip: bool,
+        max_bytes: u64,
+        header_len: usize,
+        shape: &IdxShape,
+    ) -> Result<Vec<u8>, DataError> {
+        let payload = shape.payload;
         // Pre-allocate no more than the stream can possibly hold, then read at most one byte
         // past the header-implied size so that both truncation and trailing data show. When
         // fewer bytes arrive than the limit, the stream reached its end: for gzip that means
         // every member's CRC and size trailer was checked and nothing follows the last one.
         let capacity = payload.min(max_bytes.saturating_sub(header_len as u64));
         let mut data = Vec::new();
-        data.try_reserve_exact(usize::try_from(capacity).unwrap_or(payload_usize))
-            .map_err(|e| stream_err(io::Error::new(io::ErrorKind::OutOfMemory, e)))?;
+        data.try_reserve_exact(usize::try_from(capacity).unwrap_or(shape.payload_usize))
+            .map_err(|e| self.stream_err(gzip, io::Error::new(io::ErrorKind::OutOfMemory, e)))?;
         (&mut r)
             .take(payload.saturating_add(1))
             .read_to_end(&mut data)
-            .map_err(stream_err)?;
+            .map_err(|e| self.stream_err(gzip, e))?;
         let got = data.len() as u64;
         if got < payload {
-            return Err(truncated(expected_total, header_len as u64 + got));
+            return Err(self.truncated(shape.expected_total, header_len as u64 + got));
         }
         if got > payload {
-            return Err(DataError::TrailingBytes {
-                path,
-                expected_bytes: expected_total,
-            });
+            return Err(self.trailing(shape.expected_total));
         }
-        Ok((dims, data))
+        Ok(data)
     }
+}
+
+/// The sizes an IDX header implies.
+struct IdxShape {
+    /// The dimensions, count first.
+    dims: Vec<usize>,
+    /// Payload bytes (the product of the dimensions), also as a `usize`.
+    payload: u64,
+    payload_usize: usize,
+    /// Header plus payload bytes.
+    expected_total: u64,
 }
 
 /// Fills `buf` from `r` until it is full or the stream ends; returns the bytes read.

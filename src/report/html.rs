@@ -1,7 +1,9 @@
 //! One self-contained HTML page: inline CSS, inline SVG, no scripts, no external resources.
 
-use super::model::RunReport;
+use super::model::{RunReport, Winner};
 use super::plots::Figure;
+use crate::search::FinalRecord;
+use crate::train::metrics::Metrics;
 use std::fmt::Write as _;
 
 /// Escape text for HTML content and attribute values.
@@ -38,6 +40,17 @@ th{background:#f4f4f4}td.l,th.l{text-align:left}figure{margin:16px 0}figcaption{
 /// Render the report page.
 pub fn render(r: &RunReport, figures: &[Figure]) -> String {
     let mut h = String::new();
+    write_head(&mut h, r);
+    write_winner(&mut h, r);
+    write_figures(&mut h, r, figures);
+    write_verify(&mut h, r);
+    write_candidates(&mut h, r);
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+/// The document head, the title, the run's settings, its notes and its budgets.
+fn write_head(h: &mut String, r: &RunReport) {
     let title = format!("nas report: {}", r.run.display());
     let _ = write!(
         h,
@@ -79,20 +92,32 @@ pub fn render(r: &RunReport, figures: &[Figure]) -> String {
         kib(l.max_flash_bytes),
         kib(l.max_ram_bytes)
     );
+}
 
-    if let Some(w) = &r.winner {
-        let rec = &w.record;
-        h.push_str("<h2>The winner</h2>\n<table>\n");
-        let mut row = |k: &str, v: String| {
-            let _ = writeln!(
-                h,
-                "<tr><th class=\"l\">{}</th><td class=\"l\">{}</td></tr>",
-                esc(k),
-                v
-            );
-        };
-        row("candidate", esc(&format!("{}: {}", rec.id, rec.summary)));
-        row(
+/// The winner's table, or a note that there is none yet.
+fn write_winner(h: &mut String, r: &RunReport) {
+    let Some(w) = &r.winner else {
+        h.push_str("<p class=\"note\">No candidate has finished yet.</p>\n");
+        return;
+    };
+    h.push_str("<h2>The winner</h2>\n<table>\n");
+    for (k, v) in winner_rows(w) {
+        let _ = writeln!(
+            h,
+            "<tr><th class=\"l\">{}</th><td class=\"l\">{}</td></tr>",
+            esc(k),
+            v
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// The winner's table rows: a heading and its HTML.
+fn winner_rows(w: &Winner) -> Vec<(&'static str, String)> {
+    let rec = &w.record;
+    let mut rows = vec![
+        ("candidate", esc(&format!("{}: {}", rec.id, rec.summary))),
+        (
             "validation (proxy)",
             format!(
                 "accuracy {} · weighted F1 {} · macro F1 {}",
@@ -100,66 +125,69 @@ pub fn render(r: &RunReport, figures: &[Figure]) -> String {
                 pct(rec.val.weighted_f1),
                 pct(rec.val.macro_f1)
             ),
-        );
-        if let Some(f) = &w.final_training {
-            row(
-                "final training",
-                format!(
-                    "validation accuracy {} · weighted F1 {} after {} epochs (best {}){}",
-                    pct(f.val.accuracy),
-                    pct(f.val.weighted_f1),
-                    f.epochs_run,
-                    f.best_epoch + 1,
-                    if f.warm_start {
-                        ", from the proxy weights"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-        }
-        row(
-            "test (used once)",
-            match &w.test {
-                Some(t) => format!(
-                    "accuracy {} · weighted F1 {} · macro F1 {} on {} samples",
-                    pct(t.accuracy),
-                    pct(t.weighted_f1),
-                    pct(t.macro_f1),
-                    t.samples
-                ),
-                None => "not yet (the run is incomplete)".into(),
-            },
-        );
-        row(
-            "size",
-            format!(
-                "{} parameters · {} MACs executed · flash {} · RAM {} (arena {} B)",
-                w.cost.params,
-                w.cost.executed_macs,
-                kib(w.cost.flash_bytes),
-                kib(w.cost.ram_bytes),
-                w.cost.arena_bytes
-            ),
-        );
-        if let Some(m) = &rec.measured {
-            row(
-                "measured ELF (search --verify)",
-                format!("flash {} · RAM {}", kib(m.flash_bytes), kib(m.ram_bytes)),
-            );
-        }
-        row(
-            "training",
-            format!(
-                "{} epochs (best {}), {:.1} s, {:.0} samples/s",
-                rec.epochs_run, rec.best_epoch, rec.train_seconds, rec.train_samples_per_sec
-            ),
-        );
-        h.push_str("</table>\n");
-    } else {
-        h.push_str("<p class=\"note\">No candidate has finished yet.</p>\n");
+        ),
+    ];
+    if let Some(f) = &w.final_training {
+        rows.push(("final training", final_training(f)));
     }
+    rows.push(("test (used once)", test_metrics(w.test.as_ref())));
+    rows.push((
+        "size",
+        format!(
+            "{} parameters · {} MACs executed · flash {} · RAM {} (arena {} B)",
+            w.cost.params,
+            w.cost.executed_macs,
+            kib(w.cost.flash_bytes),
+            kib(w.cost.ram_bytes),
+            w.cost.arena_bytes
+        ),
+    ));
+    if let Some(m) = &rec.measured {
+        rows.push((
+            "measured ELF (search --verify)",
+            format!("flash {} · RAM {}", kib(m.flash_bytes), kib(m.ram_bytes)),
+        ));
+    }
+    rows.push((
+        "training",
+        format!(
+            "{} epochs (best {}), {:.1} s, {:.0} samples/s",
+            rec.epochs_run, rec.best_epoch, rec.train_seconds, rec.train_samples_per_sec
+        ),
+    ));
+    rows
+}
 
+fn final_training(f: &FinalRecord) -> String {
+    format!(
+        "validation accuracy {} · weighted F1 {} after {} epochs (best {}){}",
+        pct(f.val.accuracy),
+        pct(f.val.weighted_f1),
+        f.epochs_run,
+        f.best_epoch + 1,
+        if f.warm_start {
+            ", from the proxy weights"
+        } else {
+            ""
+        }
+    )
+}
+
+fn test_metrics(test: Option<&Metrics>) -> String {
+    match test {
+        Some(t) => format!(
+            "accuracy {} · weighted F1 {} · macro F1 {} on {} samples",
+            pct(t.accuracy),
+            pct(t.weighted_f1),
+            pct(t.macro_f1),
+            t.samples
+        ),
+        None => "not yet (the run is incomplete)".into(),
+    }
+}
+
+/// Every figure with its caption; the per-layer table after the layers figure.
+fn write_figures(h: &mut String, r: &RunReport, figures: &[Figure]) {
     for f in figures {
         let _ = writeln!(
             h,
@@ -171,46 +199,56 @@ pub fn render(r: &RunReport, figures: &[Figure]) -> String {
         );
         if f.id == "fig-layers" {
             if let Some(w) = &r.winner {
-                h.push_str("<table>\n<tr><th class=\"l\">layer</th><th class=\"l\">operation</th><th>MACs</th><th>params</th><th>flash B</th><th>arena out</th></tr>\n");
-                for (row, a) in w.layers.iter().zip(&w.arena) {
-                    let _ = writeln!(
-                        h,
-                        "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        esc(&row.name),
-                        esc(&row.desc),
-                        row.executed_macs,
-                        row.params,
-                        row.flash_bytes,
-                        a.output.map_or("(caller)".to_string(), |(o, n)| format!("{o}..{}", o + n))
-                    );
-                }
-                h.push_str("</table>\n");
+                write_layer_table(h, w);
             }
         }
     }
+}
 
-    if let Some(v) = &r.verify {
-        h.push_str("<table>\n<tr><th class=\"l\">kernel</th><th>flash est.</th><th>flash ELF</th><th>RAM est.</th><th>RAM ELF</th><th>fits</th><th>instructions / inference</th><th>bit-exact</th></tr>\n");
-        for k in &v.kernels {
-            let _ = writeln!(
-                h,
-                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&k.lang),
-                k.estimate.flash_bytes,
-                k.measured.flash_bytes,
-                k.estimate.ram_bytes,
-                k.measured.ram_bytes,
-                if k.fits { "ok" } else { "bad" },
-                if k.fits { "yes" } else { "no" },
-                k.emulation.as_ref().map_or("-".into(), |e| e.instructions_per_inference.to_string()),
-                k.emulation.as_ref().map_or("-".into(), |e| format!("{}/{}", e.bit_exact, e.samples)),
-            );
-        }
-        h.push_str("</table>\n");
-    } else {
-        h.push_str("<p class=\"note\">No footprint measured from an ELF yet: <code>nas verify --run DIR</code> saves one in the run and the next report shows it beside the estimate.</p>\n");
+fn write_layer_table(h: &mut String, w: &Winner) {
+    h.push_str("<table>\n<tr><th class=\"l\">layer</th><th class=\"l\">operation</th><th>MACs</th><th>params</th><th>flash B</th><th>arena out</th></tr>\n");
+    for (row, a) in w.layers.iter().zip(&w.arena) {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&row.name),
+            esc(&row.desc),
+            row.executed_macs,
+            row.params,
+            row.flash_bytes,
+            a.output.map_or("(caller)".to_string(), |(o, n)| format!("{o}..{}", o + n))
+        );
     }
+    h.push_str("</table>\n");
+}
 
+/// `nas verify`'s measurements per kernel, or a note on how to get them.
+fn write_verify(h: &mut String, r: &RunReport) {
+    let Some(v) = &r.verify else {
+        h.push_str("<p class=\"note\">No footprint measured from an ELF yet: <code>nas verify --run DIR</code> saves one in the run and the next report shows it beside the estimate.</p>\n");
+        return;
+    };
+    h.push_str("<table>\n<tr><th class=\"l\">kernel</th><th>flash est.</th><th>flash ELF</th><th>RAM est.</th><th>RAM ELF</th><th>fits</th><th>instructions / inference</th><th>bit-exact</th></tr>\n");
+    for k in &v.kernels {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&k.lang),
+            k.estimate.flash_bytes,
+            k.measured.flash_bytes,
+            k.estimate.ram_bytes,
+            k.measured.ram_bytes,
+            if k.fits { "ok" } else { "bad" },
+            if k.fits { "yes" } else { "no" },
+            k.emulation.as_ref().map_or("-".into(), |e| e.instructions_per_inference.to_string()),
+            k.emulation.as_ref().map_or("-".into(), |e| format!("{}/{}", e.bit_exact, e.samples)),
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// Every candidate, then a note per candidate that could not be trained.
+fn write_candidates(h: &mut String, r: &RunReport) {
     h.push_str("<h2>All candidates</h2>\n<table>\n<tr><th class=\"l\">id</th><th class=\"l\">parent</th><th class=\"l\">network</th><th>score</th><th>val acc</th><th>params</th><th>MACs</th><th>flash B</th><th>RAM B</th><th>epochs</th><th>train s</th><th class=\"l\">note</th></tr>\n");
     for c in &r.candidates {
         let note = match &c.duplicate_of {
@@ -244,6 +282,4 @@ pub fn render(r: &RunReport, figures: &[Figure]) -> String {
             esc(why)
         );
     }
-    h.push_str("</body>\n</html>\n");
-    h
 }

@@ -221,30 +221,7 @@ pub struct SavedEmulation {
 pub fn load(dir: &Path) -> Result<RunReport> {
     let run = search::open_run(dir)?;
     let cfg = &run.config;
-    let cand_dir = dir.join("candidates");
-    let mut records: Vec<(Record, Option<Cost>)> = Vec::new();
-    if cand_dir.is_dir() {
-        let entries = std::fs::read_dir(&cand_dir)
-            .with_context(|| format!("cannot list {}", cand_dir.display()))?;
-        for e in entries {
-            let path = e
-                .with_context(|| format!("cannot list {}", cand_dir.display()))?
-                .path();
-            let rec_path = path.join("record.json");
-            // A candidate without its record was interrupted while training: not finished.
-            if !rec_path.is_file() {
-                continue;
-            }
-            let rec: Record = read_json(&rec_path)?;
-            let cost_path = path.join("cost.json");
-            let cost = if cost_path.is_file() {
-                Some(read_json::<Cost>(&cost_path)?)
-            } else {
-                None
-            };
-            records.push((rec, cost));
-        }
-    }
+    let mut records = read_records(dir)?;
     records.sort_by_key(|(r, _)| (r.generation, r.index));
     let failed: Vec<(String, String)> = records
         .iter()
@@ -252,94 +229,13 @@ pub fn load(dir: &Path) -> Result<RunReport> {
         .collect();
     records.retain(|(r, _)| r.failed.is_none());
 
-    let verify_path = dir.join(VERIFY_FILE);
-    let verify: Option<SavedVerify> = if verify_path.is_file() {
-        Some(read_json(&verify_path)?)
-    } else {
-        None
-    };
-    let ipm = verify
-        .as_ref()
-        .and_then(|v| v.kernels.first())
-        .and_then(|k| k.emulation.as_ref())
-        .map(|e| e.instructions_per_mac)
-        .filter(|x| x.is_finite() && *x > 0.0);
-    let clock = cfg.target.clock_hz.max(1);
-    let modelled = records
-        .iter()
-        .any(|(_, c)| c.as_ref().is_some_and(|c| c.latency_ms.is_some()));
-    let latency = LatencyModel {
-        instructions_per_mac: ipm,
-        clock_hz: clock,
-        modelled,
-        description: match ipm {
-            _ if modelled => format!(
-                "estimated by the target's latency model (calibrated against nas verify's \
-                 instruction counts under QEMU) at {} MHz",
-                clock / 1_000_000
-            ),
-            Some(x) => format!(
-                "estimated: executed MACs × {x:.2} instructions/MAC (measured by nas verify on the \
-                 winner under QEMU) at {} MHz, one instruction per cycle",
-                clock / 1_000_000
-            ),
-            None => "executed MACs (no verify report in the run to turn them into time: \
-                     run `nas verify --run DIR`)"
-                .to_string(),
-        },
-    };
-
+    let verify: Option<SavedVerify> = read_optional(&dir.join(VERIFY_FILE))?;
+    let latency = latency_model(&records, verify.as_ref(), cfg.target.clock_hz.max(1));
     let candidates: Vec<Candidate> = records
         .iter()
-        .map(|(r, c)| {
-            let executed_macs = c.as_ref().map(|c| c.executed_macs);
-            Candidate {
-                id: r.id.clone(),
-                generation: r.generation,
-                index: r.index,
-                parent: r.parent.clone(),
-                summary: r.summary.clone(),
-                score: r.score,
-                val_accuracy: r.val.accuracy,
-                val_weighted_f1: r.val.weighted_f1,
-                params: r.params,
-                flops: r.flops,
-                executed_macs,
-                ram_bytes: r.ram_bytes,
-                flash_bytes: r.flash_bytes,
-                // The target's calibrated latency model (in cost.json) first; else the MACs
-                // at the instructions per MAC verify measured for the winner.
-                latency_ms: c
-                    .as_ref()
-                    .and_then(|c| c.latency_ms)
-                    .or(match (executed_macs, ipm) {
-                        (Some(m), Some(x)) => Some(m as f64 * x / clock as f64 * 1e3),
-                        _ => None,
-                    }),
-                measured: r.measured,
-                duplicate_of: r.duplicate_of.clone(),
-                epochs_run: r.epochs_run,
-                train_seconds: r.train_seconds,
-            }
-        })
+        .map(|(r, c)| candidate(r, c.as_ref(), &latency))
         .collect();
-
-    // The parent of generation g is the `parent` of its children.
-    let mut parents: Vec<ParentStep> = Vec::new();
-    for c in &candidates {
-        let Some(p) = &c.parent else { continue };
-        if parents.last().is_some_and(|s| s.generation == c.generation) {
-            continue;
-        }
-        if let Some(pc) = candidates.iter().find(|x| &x.id == p) {
-            parents.push(ParentStep {
-                generation: c.generation,
-                parent: p.clone(),
-                score: pc.score,
-            });
-        }
-    }
-
+    let parents = parent_steps(&candidates);
     let rejected = read_rejections(dir)?;
     let pareto = ParetoFronts {
         flash: pareto_front(&candidates, |c| Some(c.flash_bytes as f64)),
@@ -348,46 +244,12 @@ pub fn load(dir: &Path) -> Result<RunReport> {
     };
 
     let winner = load_winner(dir, cfg.target.code_size.per_layer_bytes)?;
-    let summary: Option<RunSummary> = {
-        let p = dir.join("summary.json");
-        if p.is_file() {
-            Some(read_json(&p)?)
-        } else {
-            None
-        }
-    };
-    let (data, synthetic, class_names) = match &cfg.data {
-        search::DataSource::Synthetic { seed } => {
-            (format!("synthetic demo dataset (seed {seed})"), true, None)
-        }
-        search::DataSource::Dir {
-            path,
-            limit_per_class,
-        } => (
-            format!(
-                "{}{}",
-                path.display(),
-                limit_per_class.map_or(String::new(), |n| format!(
-                    " (at most {n} train samples per class)"
-                ))
-            ),
-            false,
-            crate::data::classes::read_class_names(path)?,
-        ),
-    };
+    let summary: Option<RunSummary> = read_optional(&dir.join("summary.json"))?;
+    let (data, synthetic, class_names) = describe_data(&cfg.data)?;
     Ok(RunReport {
         run: dir.to_path_buf(),
         tool_version: cfg.tool_version.clone(),
-        target: TargetInfo {
-            name: cfg.target.name.clone(),
-            description: cfg.target.description.clone(),
-            core: cfg.target.core.clone(),
-            clock_hz: cfg.target.clock_hz,
-            chip_flash_bytes: cfg.target.memory.flash_bytes,
-            chip_ram_bytes: cfg.target.memory.ram_bytes,
-            code_per_layer_bytes: cfg.target.code_size.per_layer_bytes,
-            code_base_bytes: cfg.target.code_size.base_bytes,
-        },
+        target: target_info(&cfg.target),
         limits: cfg.limits,
         metric: serde_json::to_value(cfg.metric)?
             .as_str()
@@ -415,6 +277,166 @@ pub fn load(dir: &Path) -> Result<RunReport> {
         winner,
         verify,
     })
+}
+
+/// The JSON file at `path`, or `None` when there is no such file.
+fn read_optional<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if path.is_file() {
+        Ok(Some(read_json(path)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The record of every candidate that finished (failed ones included), with its `cost.json`
+/// when it has one, in directory order.
+fn read_records(dir: &Path) -> Result<Vec<(Record, Option<Cost>)>> {
+    let cand_dir = dir.join("candidates");
+    let mut records = Vec::new();
+    if !cand_dir.is_dir() {
+        return Ok(records);
+    }
+    let entries = std::fs::read_dir(&cand_dir)
+        .with_context(|| format!("cannot list {}", cand_dir.display()))?;
+    for e in entries {
+        let path = e
+            .with_context(|| format!("cannot list {}", cand_dir.display()))?
+            .path();
+        let rec_path = path.join("record.json");
+        // A candidate without its record was interrupted while training: not finished.
+        if !rec_path.is_file() {
+            continue;
+        }
+        let rec: Record = read_json(&rec_path)?;
+        let cost = read_optional::<Cost>(&path.join("cost.json"))?;
+        records.push((rec, cost));
+    }
+    Ok(records)
+}
+
+/// How the latency axis is computed: from the candidates' latency estimates when their costs
+/// carry one, else from the instructions per MAC that verify measured, else not at all.
+fn latency_model(
+    records: &[(Record, Option<Cost>)],
+    verify: Option<&SavedVerify>,
+    clock: u64,
+) -> LatencyModel {
+    let ipm = verify
+        .and_then(|v| v.kernels.first())
+        .and_then(|k| k.emulation.as_ref())
+        .map(|e| e.instructions_per_mac)
+        .filter(|x| x.is_finite() && *x > 0.0);
+    let modelled = records
+        .iter()
+        .any(|(_, c)| c.as_ref().is_some_and(|c| c.latency_ms.is_some()));
+    LatencyModel {
+        instructions_per_mac: ipm,
+        clock_hz: clock,
+        modelled,
+        description: match ipm {
+            _ if modelled => format!(
+                "estimated by the target's latency model (calibrated against nas verify's \
+                 instruction counts under QEMU) at {} MHz",
+                clock / 1_000_000
+            ),
+            Some(x) => format!(
+                "estimated: executed MACs × {x:.2} instructions/MAC (measured by nas verify on the \
+                 winner under QEMU) at {} MHz, one instruction per cycle",
+                clock / 1_000_000
+            ),
+            None => "executed MACs (no verify report in the run to turn them into time: \
+                     run `nas verify --run DIR`)"
+                .to_string(),
+        },
+    }
+}
+
+/// A finished candidate as the report shows it.
+fn candidate(r: &Record, c: Option<&Cost>, latency: &LatencyModel) -> Candidate {
+    let executed_macs = c.map(|c| c.executed_macs);
+    Candidate {
+        id: r.id.clone(),
+        generation: r.generation,
+        index: r.index,
+        parent: r.parent.clone(),
+        summary: r.summary.clone(),
+        score: r.score,
+        val_accuracy: r.val.accuracy,
+        val_weighted_f1: r.val.weighted_f1,
+        params: r.params,
+        flops: r.flops,
+        executed_macs,
+        ram_bytes: r.ram_bytes,
+        flash_bytes: r.flash_bytes,
+        // The target's calibrated latency model (in cost.json) first; else the MACs at the
+        // instructions per MAC verify measured for the winner.
+        latency_ms: c.and_then(|c| c.latency_ms).or(
+            match (executed_macs, latency.instructions_per_mac) {
+                (Some(m), Some(x)) => Some(m as f64 * x / latency.clock_hz as f64 * 1e3),
+                _ => None,
+            },
+        ),
+        measured: r.measured,
+        duplicate_of: r.duplicate_of.clone(),
+        epochs_run: r.epochs_run,
+        train_seconds: r.train_seconds,
+    }
+}
+
+/// The parent of each generation: the `parent` of its children.
+fn parent_steps(candidates: &[Candidate]) -> Vec<ParentStep> {
+    let mut parents: Vec<ParentStep> = Vec::new();
+    for c in candidates {
+        let Some(p) = &c.parent else { continue };
+        if parents.last().is_some_and(|s| s.generation == c.generation) {
+            continue;
+        }
+        if let Some(pc) = candidates.iter().find(|x| &x.id == p) {
+            parents.push(ParentStep {
+                generation: c.generation,
+                parent: p.clone(),
+                score: pc.score,
+            });
+        }
+    }
+    parents
+}
+
+/// Where the data came from, in words; whether it is the synthetic set; the class names of
+/// a dataset directory that has them.
+fn describe_data(data: &search::DataSource) -> Result<(String, bool, Option<Vec<String>>)> {
+    Ok(match data {
+        search::DataSource::Synthetic { seed } => {
+            (format!("synthetic demo dataset (seed {seed})"), true, None)
+        }
+        search::DataSource::Dir {
+            path,
+            limit_per_class,
+        } => (
+            format!(
+                "{}{}",
+                path.display(),
+                limit_per_class.map_or(String::new(), |n| format!(
+                    " (at most {n} train samples per class)"
+                ))
+            ),
+            false,
+            crate::data::classes::read_class_names(path)?,
+        ),
+    })
+}
+
+fn target_info(t: &crate::target::Target) -> TargetInfo {
+    TargetInfo {
+        name: t.name.clone(),
+        description: t.description.clone(),
+        core: t.core.clone(),
+        clock_hz: t.clock_hz,
+        chip_flash_bytes: t.memory.flash_bytes,
+        chip_ram_bytes: t.memory.ram_bytes,
+        code_per_layer_bytes: t.code_size.per_layer_bytes,
+        code_base_bytes: t.code_size.base_bytes,
+    }
 }
 
 /// The value on the latency axis: estimated milliseconds, else executed MACs.
@@ -490,18 +512,8 @@ fn load_winner(dir: &Path, code_per_layer: u64) -> Result<Option<Winner>> {
     }
     let record: Record = read_json(&rec_path)?;
     let cost: Cost = read_json(&best.join("cost.json"))?;
-    let final_path = best.join(search::rundir::FINAL_RECORD);
-    let final_training = if final_path.is_file() {
-        Some(read_json(&final_path)?)
-    } else {
-        None
-    };
-    let test_path = best.join("test.json");
-    let test: Option<Metrics> = if test_path.is_file() {
-        Some(read_json(&test_path)?)
-    } else {
-        None
-    };
+    let final_training = read_optional(&best.join(search::rundir::FINAL_RECORD))?;
+    let test: Option<Metrics> = read_optional(&best.join("test.json"))?;
     let elem = crate::net::plan::ELEM_BYTES as u64;
     let layers = cost
         .layers
