@@ -17,7 +17,13 @@
 //! ```text
 //! cargo run --release --example calibrate_latency                   # every profile
 //! cargo run --release --example calibrate_latency -- stm32f401re    # some
+//! cargo run --release --example calibrate_latency -- --int8         # the int8 kernel's [latency_int8]
 //! ```
+//!
+//! For the int8 kernel the same features are fitted to its counts: it also takes filters four
+//! at a time (one input word feeds four filters through dual 16-bit MACs), pays a
+//! requantization per output and a call per window and group, so the model's terms hold with
+//! other coefficients.
 //!
 //! Needs `arm-none-eabi-gcc`, newlib and `qemu-system-arm` (`apt-get install -y
 //! gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm`).
@@ -27,7 +33,9 @@ use nas::firmware::{self, Lang, Options, Samples};
 use nas::net::cost::latency_features;
 use nas::net::plan::lower;
 use nas::net::{Block, NetSpec, Padding, PoolKind};
+use nas::quant::kernel::latency_features_int8;
 use nas::weights::Weights;
+use std::sync::Arc;
 
 /// Features and coefficients of the model.
 const N: usize = 6;
@@ -205,12 +213,14 @@ fn nnls(x: &[[f64; N]], y: &[f64]) -> Result<[f64; N]> {
 
 fn main() -> Result<()> {
     let mut names = Vec::new();
+    let mut int8 = false;
     for a in std::env::args().skip(1) {
         match a.as_str() {
             "-h" | "--help" => {
-                println!("usage: calibrate_latency [TARGET...]");
+                println!("usage: calibrate_latency [--int8] [TARGET...]");
                 return Ok(());
             }
+            "--int8" => int8 = true,
             s if s.starts_with('-') => bail!("unknown option {s}"),
             _ => names.push(a),
         }
@@ -238,6 +248,17 @@ fn main() -> Result<()> {
             let mut opts = Options::new(Samples::synthetic(3, 784));
             opts.emulate = true;
             opts.lang = Lang::C;
+            if int8 {
+                let calib = nas::data::synthetic(64, 784, 12, i as u64);
+                let q = nas::quant::ptq(
+                    spec,
+                    &weights,
+                    &calib,
+                    64,
+                    nas::quant::CalibrationMethod::MinMax,
+                )?;
+                opts.quant = Some(Arc::new(q));
+            }
             // Measured whatever the budgets: these networks are for timing, not for deployment.
             let mut limits = target.limits();
             limits.max_params = u64::MAX;
@@ -254,18 +275,35 @@ fn main() -> Result<()> {
                 );
                 continue;
             };
-            let f = latency_features(&lower(spec)?);
-            eprintln!(
-                "{:<12} net {i}: {:>9} MACs ({} one by one) {:>6} calls {:>7} outputs {} layers → {:>10} instructions",
-                target.name,
-                f.executed_macs(),
-                f.macs_single,
-                f.dot_calls,
-                f.conv_outputs,
-                f.layers,
-                em.instructions_per_inference
-            );
-            x.push(f.row());
+            let plan = lower(spec)?;
+            let row = if int8 {
+                let f = latency_features_int8(&plan);
+                eprintln!(
+                    "{:<12} net {i}: {:>8} word MACs ({} single) {:>6} calls {:>7} outputs {:>7} filter-outer → {:>10} instructions",
+                    target.name,
+                    f.word_macs_grouped,
+                    f.word_macs_single,
+                    f.calls,
+                    f.outputs,
+                    f.filter_outputs,
+                    em.instructions_per_inference
+                );
+                f.row()
+            } else {
+                let f = latency_features(&plan);
+                eprintln!(
+                    "{:<12} net {i}: {:>9} MACs ({} one by one) {:>6} calls {:>7} outputs {} layers → {:>10} instructions",
+                    target.name,
+                    f.executed_macs(),
+                    f.macs_single,
+                    f.dot_calls,
+                    f.conv_outputs,
+                    f.layers,
+                    em.instructions_per_inference
+                );
+                f.row()
+            };
+            x.push(row);
             y.push(em.instructions_per_inference as f64);
             names.push(spec.summary());
         }
@@ -277,7 +315,7 @@ fn main() -> Result<()> {
             round(c[1], 4),
             round(c[2], 3),
             round(c[3], 3),
-            round(c[4], 1),
+            round(c[4], 3),
             round(c[5], 0),
         ];
         let worst = worst_rel(&c, &x, &y);
@@ -288,13 +326,30 @@ fn main() -> Result<()> {
             100.0 * worst,
             x.len()
         );
-        println!("[latency]");
-        println!("per_mac = {:.4}", c[0]);
-        println!("per_single_mac = {:.4}", c[1]);
-        println!("per_call = {:.3}", c[2]);
-        println!("per_output = {:.3}", c[3]);
-        println!("per_layer = {:.1}", c[4]);
-        println!("base = {:.0}", c[5]);
+        let keys = if int8 {
+            println!("[latency_int8]");
+            [
+                "per_word_mac",
+                "per_single_word_mac",
+                "per_call",
+                "per_output",
+                "per_filter_output",
+                "base",
+            ]
+        } else {
+            println!("[latency]");
+            [
+                "per_mac",
+                "per_single_mac",
+                "per_call",
+                "per_output",
+                "per_layer",
+                "base",
+            ]
+        };
+        for ((key, v), digits) in keys.iter().zip(c).zip([4, 4, 3, 3, 3, 0]) {
+            println!("{key} = {v:.digits$}");
+        }
         println!("cycles_per_instruction = 1.0");
         println!(
             "worst_error_pct = {:.1}",

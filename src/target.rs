@@ -49,6 +49,9 @@ pub struct Target {
     /// estimate, and a latency budget cannot be checked for it.
     #[serde(default)]
     pub latency: Option<Latency>,
+    /// The same for the int8 kernel (`--dtype int8`), over its own terms.
+    #[serde(default)]
+    pub latency_int8: Option<LatencyInt8>,
 }
 
 /// Instructions of one inference of the generated C kernel, as a linear model of what the
@@ -140,27 +143,90 @@ impl Latency {
         v.max(0.0).round() as u64
     }
 
-    /// Milliseconds of `instructions` at `clock_hz`, under the profile's cycles per instruction.
-    pub fn millis(&self, instructions: u64, clock_hz: u64) -> f64 {
-        instructions as f64 * self.cycles_per_instruction * 1e3 / clock_hz as f64
+    fn check(&self) -> Result<()> {
+        check_linear_model(
+            "latency",
+            &self.coefficients(),
+            self.cycles_per_instruction,
+            self.worst_error_pct,
+        )
+    }
+}
+
+/// Instructions of one inference of the int8 C kernel, as a linear model of what the plan
+/// makes it execute ([`crate::quant::kernel::LatencyFeaturesInt8`]):
+///
+/// ```text
+/// per_word_mac · word MACs of four-filter groups + per_single_word_mac · word MACs of the
+///   remaining filters + per_call · window-group calls + per_output · requantized outputs
+///   + per_filter_output · outputs of filter-outer convs + base
+/// ```
+///
+/// A word MAC is four byte products (one 32-bit weight word); calibrated like [`Latency`]
+/// (`examples/calibrate_latency.rs --int8`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyInt8 {
+    pub per_word_mac: f64,
+    pub per_single_word_mac: f64,
+    pub per_call: f64,
+    pub per_output: f64,
+    pub per_filter_output: f64,
+    pub base: f64,
+    pub cycles_per_instruction: f64,
+    pub worst_error_pct: f64,
+}
+
+impl LatencyInt8 {
+    /// The coefficients in the order of [`crate::quant::kernel::LatencyFeaturesInt8::row`].
+    pub fn coefficients(&self) -> [f64; 6] {
+        [
+            self.per_word_mac,
+            self.per_single_word_mac,
+            self.per_call,
+            self.per_output,
+            self.per_filter_output,
+            self.base,
+        ]
+    }
+
+    /// Estimated instructions of one inference.
+    pub fn instructions(&self, f: &crate::quant::kernel::LatencyFeaturesInt8) -> u64 {
+        let v: f64 = self
+            .coefficients()
+            .iter()
+            .zip(f.row())
+            .map(|(c, x)| c * x)
+            .sum();
+        v.max(0.0).round() as u64
     }
 
     fn check(&self) -> Result<()> {
-        if self
-            .coefficients()
-            .iter()
-            .any(|c| !c.is_finite() || *c < 0.0)
-        {
-            bail!("latency coefficients must be finite and non-negative");
-        }
-        if !(self.cycles_per_instruction.is_finite() && self.cycles_per_instruction > 0.0) {
-            bail!("latency.cycles_per_instruction must be positive");
-        }
-        if !(self.worst_error_pct.is_finite() && self.worst_error_pct >= 0.0) {
-            bail!("latency.worst_error_pct must be a non-negative percentage");
-        }
-        Ok(())
+        check_linear_model(
+            "latency_int8",
+            &self.coefficients(),
+            self.cycles_per_instruction,
+            self.worst_error_pct,
+        )
     }
+}
+
+fn check_linear_model(
+    section: &str,
+    coefficients: &[f64],
+    cycles_per_instruction: f64,
+    worst_error_pct: f64,
+) -> Result<()> {
+    if coefficients.iter().any(|c| !c.is_finite() || *c < 0.0) {
+        bail!("{section} coefficients must be finite and non-negative");
+    }
+    if !(cycles_per_instruction.is_finite() && cycles_per_instruction > 0.0) {
+        bail!("{section}.cycles_per_instruction must be positive");
+    }
+    if !(worst_error_pct.is_finite() && worst_error_pct >= 0.0) {
+        bail!("{section}.worst_error_pct must be a non-negative percentage");
+    }
+    Ok(())
 }
 
 /// What the generated kernel costs beyond its weights and arena, measured from cross-compiled
@@ -339,6 +405,9 @@ impl Target {
             bail!("clock_hz must be positive");
         }
         if let Some(l) = &self.latency {
+            l.check()?;
+        }
+        if let Some(l) = &self.latency_int8 {
             l.check()?;
         }
         Ok(())

@@ -472,6 +472,25 @@ fn verify_int8(spec: &NetSpec, target: &str, lang: Lang, seed: u64, flash_pct: f
         r.measured.stack_bytes,
     );
     assert_eq!(r.dtype, nas::quant::Dtype::Int8);
+    // The [latency_int8] estimate (a model of the C kernel), for networks its calibration
+    // never saw.
+    let (estimate, worst) = (
+        r.estimate
+            .instructions
+            .expect("an int8 instruction estimate"),
+        r.estimate.instructions_worst_error_pct.unwrap(),
+    );
+    let measured = em.instructions_per_inference as f64;
+    let err = 100.0 * (estimate as f64 - measured).abs() / measured;
+    eprintln!(
+        "  instructions: estimate {estimate}, QEMU {measured} ({err:.2} %, stated ±{worst} %)"
+    );
+    if lang == Lang::C {
+        assert!(
+            err <= worst,
+            "instruction estimate {estimate} vs QEMU {measured}: {err:.2} %"
+        );
+    }
     assert_eq!(em.bit_exact, em.samples, "{}: not bit-exact", target.name);
     assert!(
         em.predict_agrees,
@@ -772,7 +791,15 @@ fn search_int8_costs_and_scores_int8() {
             "--generations",
             "1",
         ])
-        .args(["--children", "1", "--verify", "--quiet", "--out"])
+        .args([
+            "--children",
+            "1",
+            "--verify",
+            "--quiet",
+            "--max-latency-ms",
+            "500",
+            "--out",
+        ])
         .arg(&run)
         .output()
         .unwrap();
@@ -809,6 +836,13 @@ fn search_int8_costs_and_scores_int8() {
             r["measured"]["flash_bytes"].as_f64().unwrap(),
         );
         assert!((a - b).abs() / b < 0.02, "flash estimate {a} vs ELF {b}");
+    }
+    // Estimated by the int8 model (`[latency_int8]`) and under the latency budget.
+    let pareto: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("pareto.json")).unwrap()).unwrap();
+    for p in pareto["evaluated"].as_array().unwrap() {
+        let ms = p["latency_ms"].as_f64().expect("an int8 latency estimate");
+        assert!(ms > 0.0 && ms <= 500.0, "{p}");
     }
     assert!(candidates >= 2, "{events}");
     let out = run_ok(

@@ -98,7 +98,7 @@ pub(crate) fn verify_in(
         cflags: compiled.cflags,
         rust: compiled.rust,
         build_dir: None,
-        estimate: estimate_report(&estimate, target),
+        estimate: estimate_report(&estimate),
         limits,
         links_for_chip,
         overflows,
@@ -233,7 +233,7 @@ fn violations(
 }
 
 /// The cost model's figures as reported.
-fn estimate_report(estimate: &Cost, target: &Target) -> Estimate {
+fn estimate_report(estimate: &Cost) -> Estimate {
     Estimate {
         flash_bytes: estimate.flash_bytes,
         ram_bytes: estimate.ram_bytes,
@@ -242,7 +242,7 @@ fn estimate_report(estimate: &Cost, target: &Target) -> Estimate {
         arena_bytes: estimate.arena_bytes,
         stack_bytes: estimate.stack_bytes,
         instructions: estimate.instructions,
-        instructions_worst_error_pct: target.latency.map(|l| l.worst_error_pct),
+        instructions_worst_error_pct: estimate.latency_model.map(|l| l.worst_error_pct),
     }
 }
 

@@ -24,14 +24,14 @@
 //! by the same rule ([`crate::quant::lower::int8_arena`]; the int8 kernels need no scratch), and
 //! the constants are the int8 weights, each row padded to whole 32-bit words, plus 16 bytes per
 //! output channel (int32 bias, multiplier and rounding, the shifts): the layout of
-//! [`crate::quant::kernel`]. The code-size model is the profile's `[code_size_int8]`. The
-//! `[latency]` model describes the float kernel only, so int8 costs carry no instruction
-//! estimate (and a latency budget is refused for an int8 search).
+//! [`crate::quant::kernel`]. The code-size model is the profile's `[code_size_int8]` and the
+//! instruction model its `[latency_int8]`, over the int8 kernel's own terms
+//! ([`crate::quant::kernel::LatencyFeaturesInt8`]).
 
 use crate::net::plan::{Layer, Op, Plan, ELEM_BYTES};
 use crate::quant::lower::Int8Arena;
 use crate::quant::Dtype;
-use crate::target::{Latency, LatencyFeatures, Limits, Target};
+use crate::target::{Latency, LatencyFeatures, LatencyInt8, Limits, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -111,13 +111,46 @@ pub struct Cost {
     pub latency_ms: Option<f64>,
     /// The model and clock behind the two figures above, so that they can be stated with them.
     #[serde(default)]
-    pub latency_model: Option<Latency>,
+    pub latency_model: Option<LatencyBasis>,
     #[serde(default)]
     pub clock_hz: u64,
     pub fits: bool,
     pub violations: Vec<Violation>,
     pub limits: Limits,
     pub layers: Vec<LayerCost>,
+}
+
+/// What a latency estimate rests on, stated with it: the profile's assumed cycles per
+/// instruction and its instruction model's worst calibration error (`[latency]` for float,
+/// `[latency_int8]` for int8).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LatencyBasis {
+    pub cycles_per_instruction: f64,
+    pub worst_error_pct: f64,
+}
+
+impl LatencyBasis {
+    fn millis(&self, instructions: u64, clock_hz: u64) -> f64 {
+        instructions as f64 * self.cycles_per_instruction * 1e3 / clock_hz as f64
+    }
+}
+
+impl From<Latency> for LatencyBasis {
+    fn from(m: Latency) -> Self {
+        LatencyBasis {
+            cycles_per_instruction: m.cycles_per_instruction,
+            worst_error_pct: m.worst_error_pct,
+        }
+    }
+}
+
+impl From<LatencyInt8> for LatencyBasis {
+    fn from(m: LatencyInt8) -> Self {
+        LatencyBasis {
+            cycles_per_instruction: m.cycles_per_instruction,
+            worst_error_pct: m.worst_error_pct,
+        }
+    }
 }
 
 /// Cost a plan for a target under the given limits (usually `target.limits()`, possibly with
@@ -146,14 +179,22 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
     let ram_bytes = arena_bytes + stack_bytes;
     let flops = 2 * macs;
     let latency_features = latency_features(plan);
-    let instructions = match dtype {
-        Dtype::F32 => target.latency.map(|m| m.instructions(&latency_features)),
-        Dtype::Int8 => None,
+    let (instructions, latency_model) = match dtype {
+        Dtype::F32 => target
+            .latency
+            .map(|m| (m.instructions(&latency_features), m.into()))
+            .unzip(),
+        Dtype::Int8 => target
+            .latency_int8
+            .map(|m| {
+                let f = crate::quant::kernel::latency_features_int8(plan);
+                (m.instructions(&f), m.into())
+            })
+            .unzip(),
     };
-    let latency_ms = target
-        .latency
+    let latency_ms = latency_model
         .zip(instructions)
-        .map(|(m, i)| m.millis(i, target.clock_hz));
+        .map(|(m, i): (LatencyBasis, u64)| m.millis(i, target.clock_hz));
 
     let mut violations = over_budget(&[
         ("params", params, limits.max_params),
@@ -185,7 +226,7 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
         latency_features,
         instructions,
         latency_ms,
-        latency_model: target.latency,
+        latency_model,
         clock_hz: target.clock_hz,
         fits: violations.is_empty(),
         violations,
@@ -360,18 +401,23 @@ pub fn latency_violation(
     })
 }
 
-/// A latency budget needs the target's latency model, and must be a positive number of
-/// milliseconds.
-pub fn check_latency_budget(target: &Target, limits: &Limits) -> anyhow::Result<()> {
+/// A latency budget needs the target's latency model for the deployed dtype (`[latency]` or
+/// `[latency_int8]`), and must be a positive number of milliseconds.
+pub fn check_latency_budget(target: &Target, limits: &Limits, dtype: Dtype) -> anyhow::Result<()> {
     if let Some(max) = limits.max_latency_ms {
         anyhow::ensure!(
             max.is_finite() && max > 0.0,
             "the latency budget must be a positive number of milliseconds (got {max})"
         );
+        let (has, section, flag) = match dtype {
+            Dtype::F32 => (target.latency.is_some(), "[latency]", ""),
+            Dtype::Int8 => (target.latency_int8.is_some(), "[latency_int8]", " --int8"),
+        };
         anyhow::ensure!(
-            target.latency.is_some(),
-            "target {} has no [latency] model, so a latency budget cannot be checked; add one \
-             (see examples/calibrate_latency.rs) or drop --max-latency-ms",
+            has,
+            "target {} has no {section} model, so a latency budget cannot be checked; add one \
+             (cargo run --release --example calibrate_latency --{flag} {}) or drop --max-latency-ms",
+            target.name,
             target.name
         );
     }
@@ -730,11 +776,11 @@ mod tests {
         // A budget the target cannot check, or a nonsensical one, is an error up front.
         let mut bare = t.clone();
         bare.latency = None;
-        let e = check_latency_budget(&bare, &limits)
+        let e = check_latency_budget(&bare, &limits, Dtype::F32)
             .unwrap_err()
             .to_string();
         assert!(e.contains("no [latency] model"), "{e}");
         limits.max_latency_ms = Some(-1.0);
-        assert!(check_latency_budget(&t, &limits).is_err());
+        assert!(check_latency_budget(&t, &limits, Dtype::F32).is_err());
     }
 }

@@ -138,6 +138,73 @@ pub fn code_features(plan: &crate::net::plan::Plan) -> CodeFeatures {
     f
 }
 
+/// What the int8 C kernel's instruction count depends on, counted over a plan (the terms of a
+/// profile's `[latency_int8]` model, [`crate::target::LatencyInt8`]). A "word MAC" is four
+/// byte products of a weight word (rows are padded to whole words, so padding is counted):
+/// - `word_macs_grouped`: words × filters in groups of four, which share each input word;
+/// - `word_macs_single`: the same for the filters of a last group of fewer than four, which
+///   take the input word once each;
+/// - `calls`: windows × filter groups (one accumulation routine call each), convs and dense;
+/// - `outputs`: values requantized by the generic conv and the dense layer (pooled windows
+///   included);
+/// - `filter_outputs`: outputs of filter-outer convs ([`by_filter`]: one word and one
+///   requantization each, everything in registers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LatencyFeaturesInt8 {
+    pub word_macs_grouped: u64,
+    pub word_macs_single: u64,
+    pub calls: u64,
+    pub outputs: u64,
+    pub filter_outputs: u64,
+}
+
+impl LatencyFeaturesInt8 {
+    /// The features in the order of [`crate::target::LatencyInt8::coefficients`], the
+    /// constant last.
+    pub fn row(&self) -> [f64; 6] {
+        [
+            self.word_macs_grouped as f64,
+            self.word_macs_single as f64,
+            self.calls as f64,
+            self.outputs as f64,
+            self.filter_outputs as f64,
+            1.0,
+        ]
+    }
+}
+
+/// Count [`LatencyFeaturesInt8`] over a plan.
+pub fn latency_features_int8(plan: &crate::net::plan::Plan) -> LatencyFeaturesInt8 {
+    use crate::net::plan::Op;
+    let mut f = LatencyFeaturesInt8::default();
+    let mut generic = |windows: u64, row: usize, filters: usize| {
+        let (words, full) = ((row4(row) / 4) as u64, (filters / 4 * 4) as u64);
+        f.word_macs_grouped += windows * words * full;
+        f.word_macs_single += windows * words * (filters as u64 - full);
+        f.calls += windows * filters.div_ceil(4) as u64;
+        f.outputs += windows * filters as u64;
+    };
+    for l in &plan.layers {
+        match &l.op {
+            Op::Conv(c) if by_filter(c) => {}
+            Op::Conv(c) => {
+                let windows = c.pool.map_or(c.conv_len, |p| c.out_len * p.1) as u64;
+                generic(windows, c.kernel * c.in_channels, c.out_channels);
+            }
+            Op::Dense { inputs, outputs } => generic(1, *inputs, *outputs),
+            Op::GlobalAvgPool { .. } => {}
+        }
+    }
+    for l in &plan.layers {
+        if let Op::Conv(c) = &l.op {
+            if by_filter(c) {
+                f.filter_outputs += (c.conv_len * c.out_channels) as u64;
+            }
+        }
+    }
+    f
+}
+
 /// Flash bytes of a layer's int8 constants: packed weights plus [`CHAN_BYTES`] per output
 /// channel.
 pub fn layer_constant_bytes(l: &crate::net::plan::Layer) -> usize {

@@ -111,12 +111,7 @@ impl RunConfig {
         self.final_train
             .validate()
             .context("final training settings")?;
-        cost::check_latency_budget(&self.target, &self.limits)?;
-        anyhow::ensure!(
-            self.dtype == crate::quant::Dtype::F32 || self.limits.max_latency_ms.is_none(),
-            "a latency budget cannot be checked for --dtype int8 yet: the [latency] models \
-             describe the float kernel; drop --max-latency-ms"
-        );
+        cost::check_latency_budget(&self.target, &self.limits, self.dtype)?;
         Ok(())
     }
 }
