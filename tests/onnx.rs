@@ -813,7 +813,10 @@ fn cli_import_export_and_cost() {
         "{ops:?}"
     );
     let err = import_err(&bytes);
-    assert!(err.contains("int8"), "{err}");
+    assert!(
+        err.contains("QuantizeLinear") && err.contains("quantized model"),
+        "{err}"
+    );
 
     let o = nas()
         .args(["cost", "--json", "--onnx"])

@@ -41,6 +41,37 @@ pub(super) fn default_opset(model: &ModelProto) -> Result<i64> {
     Ok(opset)
 }
 
+/// Ops of quantized graphs (QDQ and QOperator forms). The importer reads float networks:
+/// their int8 form is ours to compute (`--dtype int8`), from the float weights.
+const QUANTIZED_OPS: &[&str] = &[
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
+];
+
+/// A quantized model is refused up front, naming its first quantization node, rather than
+/// failing on whichever int8 initializer comes first.
+pub(super) fn refuse_quantized(graph: &GraphProto) -> Result<()> {
+    if let Some((i, n)) = graph
+        .node
+        .iter()
+        .enumerate()
+        .find(|(_, n)| QUANTIZED_OPS.contains(&n.op_type.as_str()))
+    {
+        bail!(
+            "{} makes this a quantized model; nas import reads float32 models: import the float \
+             model (e.g. `nas export --lang onnx` without --dtype int8, or your framework's float \
+             export) and deploy it in int8 with --dtype int8",
+            super::node::node_label(i, n)
+        );
+    }
+    Ok(())
+}
+
 /// The initializers, decoded, by name.
 pub(super) fn initializers(graph: &GraphProto) -> Result<HashMap<String, Const>> {
     let mut consts = HashMap::new();

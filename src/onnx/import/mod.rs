@@ -118,6 +118,7 @@ pub fn import_bytes(bytes: &[u8], opts: &ImportOptions) -> Result<Imported> {
     let model = graph::parse(bytes)?;
     let graph = graph::nonempty_graph(&model)?;
     let opset = graph::default_opset(&model)?;
+    graph::refuse_quantized(graph)?;
     let consts = graph::initializers(graph)?;
     let input = graph::single_input(graph, &consts)?;
     let output_name = graph::single_output(graph)?;

@@ -14,7 +14,7 @@ fn input(n: &NodeProto, i: usize) -> Option<&String> {
 }
 
 /// How errors name a node: by its name, else its position, with its op type.
-fn node_label(i: usize, node: &NodeProto) -> String {
+pub(super) fn node_label(i: usize, node: &NodeProto) -> String {
     if node.name.is_empty() {
         format!("node #{i} ({})", node.op_type)
     } else {
