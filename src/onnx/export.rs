@@ -123,67 +123,7 @@ pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
         .push(value_info("input", &[spec.input_channels, spec.input_len]));
     let mut x = "input".to_string();
     for (i, (b, sh)) in spec.blocks.iter().zip(&shapes).enumerate() {
-        let w = format!("conv{i}.weight");
-        let bias = format!("conv{i}.bias");
-        let t = &weights.tensors[&w];
-        g.initializer.push(initializer(&w, &t.shape, &t.data));
-        let t = &weights.tensors[&bias];
-        g.initializer.push(initializer(&bias, &t.shape, &t.data));
-        let out = format!("conv{i}");
-        g.node.push(node(
-            "Conv",
-            &out,
-            &[&x, &w, &bias],
-            &out,
-            vec![
-                ints("kernel_shape", &[b.kernel as i64]),
-                ints("strides", &[b.stride as i64]),
-                ints("pads", &[sh.pad_left as i64, sh.pad_right as i64]),
-                ints("dilations", &[1]),
-                int("group", 1),
-            ],
-        ));
-        x = out;
-        if b.batch_norm {
-            let names: Vec<String> = ["gamma", "beta", "mean", "var"]
-                .iter()
-                .map(|p| format!("bn{i}.{p}"))
-                .collect();
-            for n in &names {
-                let t = &weights.tensors[n];
-                g.initializer.push(initializer(n, &t.shape, &t.data));
-            }
-            let out = format!("bn{i}");
-            g.node.push(node(
-                "BatchNormalization",
-                &out,
-                &[&x, &names[0], &names[1], &names[2], &names[3]],
-                &out,
-                vec![float("epsilon", BN_EPSILON)],
-            ));
-            x = out;
-        }
-        let out = format!("relu{i}");
-        g.node.push(node("Relu", &out, &[&x], &out, vec![]));
-        x = out;
-        if let Some(p) = b.pool {
-            let op = match p.kind {
-                crate::net::PoolKind::Max => "MaxPool",
-                crate::net::PoolKind::Avg => "AveragePool",
-            };
-            let out = format!("pool{i}");
-            g.node.push(node(
-                op,
-                &out,
-                &[&x],
-                &out,
-                vec![
-                    ints("kernel_shape", &[p.size as i64]),
-                    ints("strides", &[p.size as i64]),
-                ],
-            ));
-            x = out;
-        }
+        x = block(&mut g, weights, i, b, sh, x);
     }
     g.node
         .push(node("GlobalAveragePool", "gap", &[&x], "gap", vec![]));
@@ -194,10 +134,7 @@ pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
         "features",
         vec![int("axis", 1)],
     ));
-    for n in ["dense.weight", "dense.bias"] {
-        let t = &weights.tensors[n];
-        g.initializer.push(initializer(n, &t.shape, &t.data));
-    }
+    constants(&mut g, weights, &["dense.weight", "dense.bias"]);
     g.node.push(node(
         "Gemm",
         "dense",
@@ -207,6 +144,74 @@ pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
     ));
     g.output.push(value_info("logits", &[spec.classes]));
     model(g, spec, doc, &[])
+}
+
+/// The named weight tensors as initializers (the names are checked by `Weights::check`).
+fn constants(g: &mut GraphProto, weights: &Weights, names: &[&str]) {
+    for n in names {
+        let t = &weights.tensors[*n];
+        g.initializer.push(initializer(n, &t.shape, &t.data));
+    }
+}
+
+/// Block `i` after tensor `x`: Conv → BatchNormalization (if any) → Relu → pooling (if any);
+/// returns the block's output tensor.
+fn block(
+    g: &mut GraphProto,
+    weights: &Weights,
+    i: usize,
+    b: &crate::net::Block,
+    sh: &crate::net::BlockShape,
+    x: String,
+) -> String {
+    let (w, bias) = (format!("conv{i}.weight"), format!("conv{i}.bias"));
+    constants(g, weights, &[&w, &bias]);
+    let conv = format!("conv{i}");
+    g.node.push(node(
+        "Conv",
+        &conv,
+        &[&x, &w, &bias],
+        &conv,
+        vec![
+            ints("kernel_shape", &[b.kernel as i64]),
+            ints("strides", &[b.stride as i64]),
+            ints("pads", &[sh.pad_left as i64, sh.pad_right as i64]),
+            ints("dilations", &[1]),
+            int("group", 1),
+        ],
+    ));
+    let mut x = conv;
+    if b.batch_norm {
+        let names: Vec<String> = ["gamma", "beta", "mean", "var"]
+            .iter()
+            .map(|p| format!("bn{i}.{p}"))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        constants(g, weights, &refs);
+        let out = format!("bn{i}");
+        let inputs = [x.as_str(), refs[0], refs[1], refs[2], refs[3]];
+        let attrs = vec![float("epsilon", BN_EPSILON)];
+        g.node
+            .push(node("BatchNormalization", &out, &inputs, &out, attrs));
+        x = out;
+    }
+    let relu = format!("relu{i}");
+    g.node.push(node("Relu", &relu, &[&x], &relu, vec![]));
+    x = relu;
+    if let Some(p) = b.pool {
+        let op = match p.kind {
+            crate::net::PoolKind::Max => "MaxPool",
+            crate::net::PoolKind::Avg => "AveragePool",
+        };
+        let out = format!("pool{i}");
+        let window = vec![
+            ints("kernel_shape", &[p.size as i64]),
+            ints("strides", &[p.size as i64]),
+        ];
+        g.node.push(node(op, &out, &[&x], &out, window));
+        x = out;
+    }
+    x
 }
 
 /// Wrap a graph into an opset-13 model whose metadata carries the spec, the input scale, the

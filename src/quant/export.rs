@@ -2,9 +2,9 @@
 //! full (sizes, offsets, packed constants, window ranges, identifiers).
 
 use super::kernel::{by_filter, chan_consts, full_range, pack_rows, row4, ChanConsts};
-use super::lower::QuantLowered;
+use super::lower::{QuantLayer, QuantLowered};
 use crate::codegen::{render, sanitize_identifier, GeneratedFile, Lang, Provenance};
-use crate::net::plan::{self, Op};
+use crate::net::plan::{self, ConvOp, Layer, Op};
 use crate::net::NetSpec;
 use anyhow::{bail, ensure, Result};
 use serde::Serialize;
@@ -171,61 +171,13 @@ fn header_lines(
     ];
     if full {
         h.push(String::new());
-        h.push("layers (int8, channels-last; arena offsets in bytes):".into());
-        for (i, (l, ql)) in plan.layers.iter().zip(&q.layers).enumerate() {
-            let at = |o: Option<usize>, n: usize, io: &str| match o {
-                Some(o) => format!("arena[{o}..{}]", o + n),
-                None => io.to_string(),
-            };
-            h.push(format!(
-                "  {}: {}  [{} -> {}]  in scale {:e} zp {}, out scale {:e} zp {}",
-                l.name,
-                crate::codegen::layer_desc(l),
-                at(q.arena.input[i], l.input.elements(), "input"),
-                at(q.arena.output[i], l.output.elements(), "q"),
-                ql.input.scale,
-                ql.input.zero_point,
-                ql.output.scale,
-                ql.output.zero_point
-            ));
-        }
+        h.extend(layer_table_lines(q));
     }
     h.push(String::new());
-    match &note.footprint {
-        Some(c) => {
-            let on = note.target.as_deref().map(|t| format!(" on {t}"));
-            h.push(format!("footprint{} (int8):", on.unwrap_or_default()));
-            h.push(format!(
-                "  params {} ({} deployed), MACs {} ({} executed)",
-                c.params, c.deployed_params, c.macs, c.executed_macs
-            ));
-            h.push(format!(
-                "  arena {} bytes, RAM estimate {} bytes (arena + stack)",
-                c.arena_bytes, c.ram_bytes
-            ));
-            h.push(format!(
-                "  flash estimate {} bytes (constants {} + code {})",
-                c.flash_bytes, c.weights_bytes, c.code_bytes
-            ));
-            h.push(format!(
-                "  fits the budget: {}",
-                if c.fits { "yes" } else { "NO" }
-            ));
-        }
-        None => h.push(format!("arena {} bytes", q.arena.bytes)),
-    }
+    h.extend(footprint_lines(q, note));
     if full {
         h.push(String::new());
-        h.push(
-            "numerics: TFLite int8 (bit-exact with CMSIS-NN): int8 weights symmetric per".into(),
-        );
-        h.push(
-            "output channel, int8 activations with zero point -128 stored as x + 128, int32".into(),
-        );
-        h.push(
-            "bias, MultiplyByQuantizedMultiplier requantization, TFLite average rounding.".into(),
-        );
-        h.push("Integer arithmetic: the results equal nas's host reference exactly.".into());
+        h.extend(NUMERICS.iter().map(|l| l.to_string()));
         h.push(String::new());
         h.push("spec (JSON):".into());
         h.extend(
@@ -239,6 +191,242 @@ fn header_lines(
         .collect()
 }
 
+/// What the int8 arithmetic is, for the header.
+const NUMERICS: &[&str] = &[
+    "numerics: TFLite int8 (bit-exact with CMSIS-NN): int8 weights symmetric per",
+    "output channel, int8 activations with zero point -128 stored as x + 128, int32",
+    "bias, MultiplyByQuantizedMultiplier requantization, TFLite average rounding.",
+    "Integer arithmetic: the results equal nas's host reference exactly.",
+];
+
+/// One line per layer: what it computes, where its tensors live, their scales and zero points.
+fn layer_table_lines(q: &QuantLowered) -> Vec<String> {
+    let mut h = vec!["layers (int8, channels-last; arena offsets in bytes):".to_string()];
+    for (i, (l, ql)) in q.plan.layers.iter().zip(&q.layers).enumerate() {
+        let at = |o: Option<usize>, n: usize, io: &str| match o {
+            Some(o) => format!("arena[{o}..{}]", o + n),
+            None => io.to_string(),
+        };
+        h.push(format!(
+            "  {}: {}  [{} -> {}]  in scale {:e} zp {}, out scale {:e} zp {}",
+            l.name,
+            crate::codegen::layer_desc(l),
+            at(q.arena.input[i], l.input.elements(), "input"),
+            at(q.arena.output[i], l.output.elements(), "q"),
+            ql.input.scale,
+            ql.input.zero_point,
+            ql.output.scale,
+            ql.output.zero_point
+        ));
+    }
+    h
+}
+
+/// The cost model's int8 footprint, or the arena alone when the caller gave none.
+fn footprint_lines(q: &QuantLowered, note: &Provenance) -> Vec<String> {
+    let Some(c) = &note.footprint else {
+        return vec![format!("arena {} bytes", q.arena.bytes)];
+    };
+    let on = note.target.as_deref().map(|t| format!(" on {t}"));
+    vec![
+        format!("footprint{} (int8):", on.unwrap_or_default()),
+        format!(
+            "  params {} ({} deployed), MACs {} ({} executed)",
+            c.params, c.deployed_params, c.macs, c.executed_macs
+        ),
+        format!(
+            "  arena {} bytes, RAM estimate {} bytes (arena + stack)",
+            c.arena_bytes, c.ram_bytes
+        ),
+        format!(
+            "  flash estimate {} bytes (constants {} + code {})",
+            c.flash_bytes, c.weights_bytes, c.code_bytes
+        ),
+        format!("  fits the budget: {}", if c.fits { "yes" } else { "NO" }),
+    ]
+}
+
+/// How the generated code names things: arena pointers and per-layer constants.
+struct Names<'a> {
+    name: &'a str,
+    lang: Lang,
+}
+
+impl Names<'_> {
+    /// A layer's source or destination: an arena offset, else the kernel's input or output.
+    fn buf(&self, o: Option<usize>, io: &str) -> String {
+        match o {
+            Some(o) => format!("{}_arena + {o}", self.name),
+            None => io.to_string(),
+        }
+    }
+
+    /// A per-layer constant: `NAME_layer_what` in C, `LAYER_WHAT` in Rust.
+    fn ident(&self, layer: &str, what: &str) -> String {
+        match self.lang {
+            Lang::C => format!("{}_{layer}_{what}", self.name),
+            Lang::Rust => format!("{layer}_{what}").to_ascii_uppercase(),
+        }
+    }
+
+    /// A conv's configuration constant.
+    fn cfg(&self, layer: &str) -> String {
+        match self.lang {
+            Lang::C => format!("{}_{layer}_cfg", self.name),
+            Lang::Rust => layer.to_ascii_uppercase(),
+        }
+    }
+}
+
+/// A layer's constant arrays: packed weights and per-channel constants (none for pooling).
+fn layer_arrays(l: &Layer, ql: &QuantLayer, n: &Names) -> Vec<ArrayCtx> {
+    let (nw, nb) = l.deployed_params();
+    let Some(row) = nw.checked_div(nb) else {
+        return Vec::new();
+    };
+    let desc = crate::codegen::comment_safe(&crate::codegen::layer_desc(l));
+    let words = pack_rows(&ql.weights, nb, row);
+    vec![
+        ArrayCtx {
+            ident: n.ident(&l.name, "w"),
+            comment: format!("{desc}: int8 weights, packed"),
+            ctype: "uint32_t".into(),
+            rtype: "u32".into(),
+            len: words.len(),
+            lines: word_lines(&words, n.lang),
+        },
+        ArrayCtx {
+            ident: n.ident(&l.name, "b"),
+            comment: format!("{}: bias and requantization per output channel", l.name),
+            ctype: format!("{}_chan_t", n.name),
+            rtype: "Chan".into(),
+            len: nb,
+            lines: chan_lines(&chan_consts(ql), n.lang),
+        },
+    ]
+}
+
+/// A conv's configuration, and its filter-outer sweep when the C kernel runs it that way.
+fn conv_ctx(l: &Layer, c: &ConvOp, n: &Names) -> Result<(ConvCtx, Option<ByFilterCtx>)> {
+    let desc = crate::codegen::comment_safe(&crate::codegen::layer_desc(l));
+    let (lo, hi) = full_range(c);
+    let r4 = row4(c.kernel * c.in_channels);
+    for v in [c.in_len, c.in_channels, c.out_channels, c.out_len, r4, hi] {
+        ensure!(
+            v <= u16::MAX as usize,
+            "layer {}: a dimension of {v} exceeds the int8 kernel's 16-bit fields",
+            l.name
+        );
+    }
+    let cfg = n.cfg(&l.name);
+    let avg = matches!(c.pool, Some((crate::net::PoolKind::Avg, _)));
+    let filter_outer = by_filter(c) && n.lang == Lang::C;
+    let conv = ConvCtx {
+        ident: cfg.clone(),
+        comment: desc.clone(),
+        w: n.ident(&l.name, "w"),
+        q: n.ident(&l.name, "b"),
+        in_len: c.in_len,
+        in_ch: c.in_channels,
+        out_ch: c.out_channels,
+        kernel: c.kernel,
+        stride: c.stride,
+        pad_left: c.pad_left,
+        out_len: c.out_len,
+        pool: c.pool.map_or(1, |p| p.1),
+        row4: r4,
+        full_lo: lo,
+        full_hi: hi,
+        pool_avg: u8::from(avg),
+        avg,
+        generic: !filter_outer,
+        fn_name: format!("{}_{}", n.name, l.name),
+    };
+    let by = filter_outer.then(|| {
+        let step = c.stride * c.in_channels;
+        let x_lo = if hi > lo {
+            (lo * c.stride - c.pad_left) * c.in_channels
+        } else {
+            0
+        };
+        ByFilterCtx {
+            comment: desc,
+            layer: l.name.clone(),
+            cfg,
+            out_ch: c.out_channels,
+            out_len: c.out_len,
+            full_lo: lo,
+            full_hi: hi,
+            step,
+            x_lo,
+            x_hi: x_lo + (hi - lo) * step,
+            o_lo: lo * c.out_channels,
+        }
+    });
+    Ok((conv, by))
+}
+
+/// Layer `i`'s step in the inference sequence; a conv also yields its configuration.
+fn step_ctx(
+    q: &QuantLowered,
+    i: usize,
+    n: &Names,
+) -> Result<(StepCtx, Option<(ConvCtx, Option<ByFilterCtx>)>)> {
+    let (l, ql) = (&q.plan.layers[i], &q.layers[i]);
+    let (input, output) = (q.arena.input[i], q.arena.output[i]);
+    let mut s = StepCtx {
+        comment: crate::codegen::comment_safe(&crate::codegen::layer_desc(l)),
+        layer: l.name.clone(),
+        src: n.buf(input, "input"),
+        dst: n.buf(output, "q"),
+        w: n.ident(&l.name, "w"),
+        b: n.ident(&l.name, "b"),
+        from_input: input.is_none(),
+        src_start: input.unwrap_or(0),
+        src_end: input.map_or(0, |o| o + l.input.elements()),
+        dst_start: output.unwrap_or(0),
+        dst_end: output.map_or(0, |o| o + l.output.elements()),
+        ..StepCtx::default()
+    };
+    let mut conv = None;
+    match &l.op {
+        Op::Conv(c) => {
+            ensure!(
+                output.is_some(),
+                "internal: conv {} must write to the arena",
+                l.name
+            );
+            ensure!(
+                ql.output.zero_point == -128 && ql.act_min == -128,
+                "internal: conv {} output zero point {} (the kernel stores x + 128)",
+                l.name,
+                ql.output.zero_point
+            );
+            let (cc, by) = conv_ctx(l, c, n)?;
+            s.cfg = cc.ident.clone();
+            if by.is_some() {
+                s.op = "conv_by_filter";
+            } else {
+                s.op = "conv";
+                s.fn_name = cc.fn_name.clone();
+            }
+            conv = Some((cc, by));
+        }
+        Op::GlobalAvgPool { len, channels } => {
+            ensure!(input.is_some(), "internal: global pooling reads the input");
+            (s.op, s.len, s.ch) = ("gap", *len, *channels);
+        }
+        Op::Dense { inputs, outputs } => {
+            ensure!(
+                input.is_some() && output.is_none(),
+                "internal: the dense head must read the arena and write the outputs"
+            );
+            (s.op, s.inputs, s.outputs, s.row4) = ("dense", *inputs, *outputs, row4(*inputs));
+        }
+    }
+    Ok((s, conv))
+}
+
 fn context(
     spec: &NetSpec,
     q: &QuantLowered,
@@ -247,155 +435,23 @@ fn context(
     lang: Lang,
 ) -> Result<Ctx> {
     let plan = &q.plan;
-    let upper = name.to_ascii_uppercase();
-    let buf = |o: Option<usize>, io: &str| match o {
-        Some(o) => format!("{name}_arena + {o}"),
-        None => io.to_string(),
-    };
-    let ident = |layer: &str, what: &str| match lang {
-        Lang::C => format!("{name}_{layer}_{what}"),
-        Lang::Rust => format!("{layer}_{what}").to_ascii_uppercase(),
-    };
+    let names = Names { name, lang };
     let (mut arrays, mut convs, mut by, mut steps) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, (l, ql)) in plan.layers.iter().zip(&q.layers).enumerate() {
-        let desc = crate::codegen::comment_safe(&crate::codegen::layer_desc(l));
-        let w_ident = ident(&l.name, "w");
-        let b_ident = ident(&l.name, "b");
-        let (nw, nb) = l.deployed_params();
-        if let Some(row) = nw.checked_div(nb) {
-            let words = pack_rows(&ql.weights, nb, row);
-            arrays.push(ArrayCtx {
-                ident: w_ident.clone(),
-                comment: format!("{desc}: int8 weights, packed"),
-                ctype: "uint32_t".into(),
-                rtype: "u32".into(),
-                len: words.len(),
-                lines: word_lines(&words, lang),
-            });
-            arrays.push(ArrayCtx {
-                ident: b_ident.clone(),
-                comment: format!("{}: bias and requantization per output channel", l.name),
-                ctype: format!("{name}_chan_t"),
-                rtype: "Chan".into(),
-                len: nb,
-                lines: chan_lines(&chan_consts(ql), lang),
-            });
+        arrays.extend(layer_arrays(l, ql, &names));
+        let (step, conv) = step_ctx(q, i, &names)?;
+        if let Some((c, b)) = conv {
+            convs.push(c);
+            by.extend(b);
         }
-        let mut s = StepCtx {
-            comment: desc.clone(),
-            layer: l.name.clone(),
-            src: buf(q.arena.input[i], "input"),
-            dst: buf(q.arena.output[i], "q"),
-            w: w_ident.clone(),
-            b: b_ident.clone(),
-            from_input: q.arena.input[i].is_none(),
-            src_start: q.arena.input[i].unwrap_or(0),
-            src_end: q.arena.input[i].map_or(0, |o| o + l.input.elements()),
-            dst_start: q.arena.output[i].unwrap_or(0),
-            dst_end: q.arena.output[i].map_or(0, |o| o + l.output.elements()),
-            ..StepCtx::default()
-        };
-        match &l.op {
-            Op::Conv(c) => {
-                ensure!(
-                    q.arena.output[i].is_some(),
-                    "internal: conv {} must write to the arena",
-                    l.name
-                );
-                ensure!(
-                    ql.output.zero_point == -128 && ql.act_min == -128,
-                    "internal: conv {} output zero point {} (the kernel stores x + 128)",
-                    l.name,
-                    ql.output.zero_point
-                );
-                let (lo, hi) = full_range(c);
-                let r4 = row4(c.kernel * c.in_channels);
-                let cfg = match lang {
-                    Lang::C => format!("{name}_{}_cfg", l.name),
-                    Lang::Rust => l.name.to_ascii_uppercase(),
-                };
-                convs.push(ConvCtx {
-                    ident: cfg.clone(),
-                    comment: desc.clone(),
-                    w: w_ident,
-                    q: b_ident,
-                    in_len: c.in_len,
-                    in_ch: c.in_channels,
-                    out_ch: c.out_channels,
-                    kernel: c.kernel,
-                    stride: c.stride,
-                    pad_left: c.pad_left,
-                    out_len: c.out_len,
-                    pool: c.pool.map_or(1, |p| p.1),
-                    row4: r4,
-                    full_lo: lo,
-                    full_hi: hi,
-                    pool_avg: u8::from(matches!(c.pool, Some((crate::net::PoolKind::Avg, _)))),
-                    avg: matches!(c.pool, Some((crate::net::PoolKind::Avg, _))),
-                    generic: !(by_filter(c) && lang == Lang::C),
-                    fn_name: format!("{name}_{}", l.name),
-                });
-                for v in [c.in_len, c.in_channels, c.out_channels, c.out_len, r4, hi] {
-                    ensure!(
-                        v <= u16::MAX as usize,
-                        "layer {}: a dimension of {v} exceeds the int8 kernel's 16-bit fields",
-                        l.name
-                    );
-                }
-                if by_filter(c) && lang == Lang::C {
-                    let step = c.stride * c.in_channels;
-                    let x_lo = if hi > lo {
-                        (lo * c.stride - c.pad_left) * c.in_channels
-                    } else {
-                        0
-                    };
-                    by.push(ByFilterCtx {
-                        comment: desc.clone(),
-                        layer: l.name.clone(),
-                        cfg: cfg.clone(),
-                        out_ch: c.out_channels,
-                        out_len: c.out_len,
-                        full_lo: lo,
-                        full_hi: hi,
-                        step,
-                        x_lo,
-                        x_hi: x_lo + (hi - lo) * step,
-                        o_lo: lo * c.out_channels,
-                    });
-                    s.op = "conv_by_filter";
-                } else {
-                    s.op = "conv";
-                    s.fn_name = format!("{name}_{}", l.name);
-                }
-                s.cfg = cfg;
-            }
-            Op::GlobalAvgPool { len, channels } => {
-                ensure!(
-                    q.arena.input[i].is_some(),
-                    "internal: global pooling reads the input"
-                );
-                s.op = "gap";
-                s.len = *len;
-                s.ch = *channels;
-            }
-            Op::Dense { inputs, outputs } => {
-                ensure!(
-                    q.arena.input[i].is_some() && q.arena.output[i].is_none(),
-                    "internal: the dense head must read the arena and write the outputs"
-                );
-                s.op = "dense";
-                s.inputs = *inputs;
-                s.outputs = *outputs;
-                s.row4 = row4(*inputs);
-            }
-        }
-        steps.push(s);
+        steps.push(step);
     }
     let out = q.output_params();
     if !(out.scale.is_finite() && out.scale > 0.0) {
         bail!("internal: output scale {}", out.scale);
     }
+    let upper = name.to_ascii_uppercase();
     Ok(Ctx {
         name: name.to_string(),
         tool_version: note.tool_version.clone(),

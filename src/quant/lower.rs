@@ -166,10 +166,6 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
     let mut layers = Vec::with_capacity(plan.layers.len());
     for ((layer, consts), &(lo, hi)) in plan.layers.iter().zip(&lowered.layers).zip(&ranges.layers)
     {
-        let err = |msg: String| QuantError::Layer {
-            layer: layer.name.clone(),
-            msg,
-        };
         let q = match &layer.op {
             Op::GlobalAvgPool { .. } => QuantLayer {
                 weights: Vec::new(),
@@ -185,75 +181,10 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
             },
             Op::Conv(_) | Op::Dense { .. } => {
                 let relu = matches!(layer.op, Op::Conv(_));
-                let output = QuantParams::from_range(lo, hi).map_err(|e| err(e.to_string()))?;
-                let channels = consts.bias.len();
-                let row = consts.weights.len() / channels.max(1);
-                let (mut weights, mut bias, mut scales, mut mult, mut shift, mut bound) = (
-                    Vec::with_capacity(consts.weights.len()),
-                    Vec::with_capacity(channels),
-                    Vec::with_capacity(channels),
-                    Vec::with_capacity(channels),
-                    Vec::with_capacity(channels),
-                    Vec::with_capacity(channels),
-                );
-                // |x − zp_in| for any int8 x.
-                let x_max = (127 - input.zero_point).max(input.zero_point + 128) as i64;
-                for c in 0..channels {
-                    let w = &consts.weights[c * row..(c + 1) * row];
-                    let b = consts.bias[c] as f64;
-                    let wmax = w.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
-                    let s_in = input.scale as f64;
-                    let mut s_w = (wmax / 127.0).max(b.abs() / (s_in * MAX_BIAS));
-                    if s_w == 0.0 {
-                        s_w = 1.0 / 127.0; // an all-zero channel: any scale represents it
-                    }
-                    let s_w = s_w as f32;
-                    let wq: Vec<i8> = w
-                        .iter()
-                        .map(|&v| (v as f64 / s_w as f64).round().clamp(-127.0, 127.0) as i8)
-                        .collect();
-                    let bq = (b / (s_in * s_w as f64)).round().clamp(-MAX_BIAS, MAX_BIAS) as i32;
-                    let m = s_in * s_w as f64 / output.scale as f64;
-                    let (m0, sh) = quantize_multiplier(m).map_err(|e| err(e.to_string()))?;
-                    let acc_bound = bq.unsigned_abs() as i64
-                        + x_max * wq.iter().map(|&v| (v as i64).abs()).sum::<i64>();
-                    let (lsh, _, _) = fast_shifts(sh);
-                    if acc_bound >= 1i64 << (31 - lsh) {
-                        return Err(err(format!(
-                            "channel {c}: accumulators up to {acc_bound} with requantization \
-                             multiplier {m:.3e} overflow 32 bits in the kernels"
-                        )));
-                    }
-                    weights.extend(wq);
-                    bias.push(bq);
-                    scales.push(s_w);
-                    mult.push(m0);
-                    shift.push(sh);
-                    bound.push(acc_bound);
-                }
-                if relu && output.zero_point != -128 {
-                    // Cannot happen: a ReLU output's range starts at 0.
-                    return Err(err(format!(
-                        "a ReLU output has zero point {} (expected -128)",
-                        output.zero_point
-                    )));
-                }
-                QuantLayer {
-                    weights,
-                    bias,
-                    weight_scales: scales,
-                    multiplier: mult,
-                    shift,
-                    input,
-                    output,
-                    act_min: if relu {
-                        output.zero_point.max(-128)
-                    } else {
-                        -128
-                    },
-                    act_max: 127,
-                    acc_bound: bound,
-                }
+                quantize_layer(consts, input, (lo, hi), relu).map_err(|msg| QuantError::Layer {
+                    layer: layer.name.clone(),
+                    msg,
+                })?
             }
         };
         input = q.output;
@@ -263,6 +194,107 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
         plan: plan.clone(),
         layers,
         arena: int8_arena(plan),
+    })
+}
+
+/// One output channel in int8.
+struct QuantChannel {
+    weights: Vec<i8>,
+    bias: i32,
+    scale: f32,
+    multiplier: i32,
+    shift: i32,
+    acc_bound: i64,
+}
+
+/// A conv or dense layer (`relu`: a conv, whose output range starts at 0) with its float
+/// constants, on an input quantized with `input`, its output calibrated to `range`.
+fn quantize_layer(
+    consts: &crate::codegen::LayerConsts,
+    input: QuantParams,
+    range: (f32, f32),
+    relu: bool,
+) -> Result<QuantLayer, String> {
+    let output = QuantParams::from_range(range.0, range.1).map_err(|e| e.to_string())?;
+    if relu && output.zero_point != -128 {
+        // Cannot happen: a ReLU output's range starts at 0.
+        return Err(format!(
+            "a ReLU output has zero point {} (expected -128)",
+            output.zero_point
+        ));
+    }
+    let channels = consts.bias.len();
+    let row = consts.weights.len() / channels.max(1);
+    let mut q = QuantLayer {
+        weights: Vec::with_capacity(consts.weights.len()),
+        bias: Vec::with_capacity(channels),
+        weight_scales: Vec::with_capacity(channels),
+        multiplier: Vec::with_capacity(channels),
+        shift: Vec::with_capacity(channels),
+        input,
+        output,
+        act_min: if relu {
+            output.zero_point.max(-128)
+        } else {
+            -128
+        },
+        act_max: 127,
+        acc_bound: Vec::with_capacity(channels),
+    };
+    for c in 0..channels {
+        let w = &consts.weights[c * row..(c + 1) * row];
+        let ch = quantize_channel(w, consts.bias[c] as f64, input, output)
+            .map_err(|msg| format!("channel {c}: {msg}"))?;
+        q.weights.extend(ch.weights);
+        q.bias.push(ch.bias);
+        q.weight_scales.push(ch.scale);
+        q.multiplier.push(ch.multiplier);
+        q.shift.push(ch.shift);
+        q.acc_bound.push(ch.acc_bound);
+    }
+    Ok(q)
+}
+
+/// One channel's weights `w` and bias `b`: symmetric int8 weights, int32 bias at `s_in · s_w`,
+/// the requantization multiplier, and the proof that its accumulators fit the kernels.
+fn quantize_channel(
+    w: &[f32],
+    b: f64,
+    input: QuantParams,
+    output: QuantParams,
+) -> Result<QuantChannel, String> {
+    // |x − zp_in| for any int8 x.
+    let x_max = (127 - input.zero_point).max(input.zero_point + 128) as i64;
+    let wmax = w.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+    let s_in = input.scale as f64;
+    let mut s_w = (wmax / 127.0).max(b.abs() / (s_in * MAX_BIAS));
+    if s_w == 0.0 {
+        s_w = 1.0 / 127.0; // an all-zero channel: any scale represents it
+    }
+    let s_w = s_w as f32;
+    let weights: Vec<i8> = w
+        .iter()
+        .map(|&v| (v as f64 / s_w as f64).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    let bias = (b / (s_in * s_w as f64)).round().clamp(-MAX_BIAS, MAX_BIAS) as i32;
+    let m = s_in * s_w as f64 / output.scale as f64;
+    let (multiplier, shift) = quantize_multiplier(m).map_err(|e| e.to_string())?;
+    let acc_bound =
+        bias.unsigned_abs() as i64 + x_max * weights.iter().map(|&v| (v as i64).abs()).sum::<i64>();
+    let (lsh, _, _) = fast_shifts(shift);
+    if acc_bound >= 1i64 << (31 - lsh) {
+        return Err(format!(
+            "accumulators up to {acc_bound} with requantization multiplier {m:.3e} overflow \
+             32 bits in the kernels"
+        ));
+    }
+    Ok(QuantChannel {
+        weights,
+        bias,
+        scale: s_w,
+        multiplier,
+        shift,
+        acc_bound,
     })
 }
 
