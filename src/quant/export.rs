@@ -307,7 +307,7 @@ fn layer_arrays(l: &Layer, ql: &QuantLayer, n: &Names) -> Vec<ArrayCtx> {
 }
 
 /// A conv's configuration, and its filter-outer sweep when the C kernel runs it that way.
-fn conv_ctx(l: &Layer, c: &ConvOp, n: &Names) -> Result<(ConvCtx, Option<ByFilterCtx>)> {
+fn conv_ctx(l: &Layer, c: &ConvOp, n: &Names) -> Result<ConvParts> {
     let desc = crate::codegen::comment_safe(&crate::codegen::layer_desc(l));
     let (lo, hi) = full_range(c);
     let r4 = row4(c.kernel * c.in_channels);
@@ -366,12 +366,11 @@ fn conv_ctx(l: &Layer, c: &ConvOp, n: &Names) -> Result<(ConvCtx, Option<ByFilte
     Ok((conv, by))
 }
 
+/// A conv's configuration and, for a filter-outer conv, its sweep.
+type ConvParts = (ConvCtx, Option<ByFilterCtx>);
+
 /// Layer `i`'s step in the inference sequence; a conv also yields its configuration.
-fn step_ctx(
-    q: &QuantLowered,
-    i: usize,
-    n: &Names,
-) -> Result<(StepCtx, Option<(ConvCtx, Option<ByFilterCtx>)>)> {
+fn step_ctx(q: &QuantLowered, i: usize, n: &Names) -> Result<(StepCtx, Option<ConvParts>)> {
     let (l, ql) = (&q.plan.layers[i], &q.layers[i]);
     let (input, output) = (q.arena.input[i], q.arena.output[i]);
     let mut s = StepCtx {
