@@ -487,3 +487,66 @@ fn train_restores_the_best_epoch_and_writes_a_run_like_directory() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a training"));
 }
+
+/// `nas train --qat-epochs`: post-training and QAT int8 figures in the summary, the directory
+/// deploys int8 (export defaults to the int8 kernel), and the delivered weights are the ones
+/// that validated better in int8.
+#[test]
+fn train_with_qat_reports_int8_figures_and_deploys_int8() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("qat");
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/specs/smart-start.json");
+    let out = ok(nas(&[
+        "train",
+        "--net",
+        spec.to_str().unwrap(),
+        "--data",
+        iscx().to_str().unwrap(),
+        "--limit-per-class",
+        "30",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "4",
+        "--batch-size",
+        "32",
+        "--qat-epochs",
+        "2",
+        "--out",
+        dir.to_str().unwrap(),
+        "--json",
+    ]
+    .map(String::from)));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let q = &s["int8"];
+    assert_eq!(q["qat_epochs"], 2, "{s}");
+    for k in ["ptq_val", "ptq_test", "qat_val", "qat_test"] {
+        let acc = q[k]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{k}: {q}");
+    }
+    assert_eq!(q["qat_test"]["samples"], 3244);
+    let metric = |m: &serde_json::Value| m["weighted_f1"].as_f64().unwrap();
+    let qat_wins = metric(&q["qat_val"]) >= metric(&q["ptq_val"]);
+    assert_eq!(q["delivered_qat"], qat_wins, "{q}");
+    assert_eq!(s["cost"]["dtype"], "int8");
+    let text = std::fs::read_to_string(dir.join("summary.txt")).unwrap();
+    assert!(text.contains("QAT (2 epochs"), "{text}");
+    let c = tmp.path().join("c");
+    ok(nas(&[
+        "export",
+        "--run",
+        dir.to_str().unwrap(),
+        "--lang",
+        "c",
+        "--calibration-samples",
+        "100",
+        "--out",
+        c.to_str().unwrap(),
+    ]
+    .map(String::from)));
+    let src = std::fs::read_to_string(c.join("model.c")).unwrap();
+    assert!(
+        src.contains("model_infer_int8"),
+        "the directory deploys int8"
+    );
+}

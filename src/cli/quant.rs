@@ -32,9 +32,17 @@ impl DtypeArgs {
     pub fn resolve(&self, run: Option<&Path>) -> Dtype {
         self.dtype
             .or_else(|| {
-                let cfg = run?.join(crate::search::rundir::CONFIG);
-                let v: serde_json::Value = crate::util::read_json(&cfg).ok()?;
-                serde_json::from_value(v.get("dtype")?.clone()).ok()
+                // A search run's config.json, or a `nas train` directory's train.json.
+                let run = run?;
+                [
+                    crate::search::rundir::CONFIG,
+                    crate::search::rundir::TRAIN_CONFIG,
+                ]
+                .iter()
+                .find_map(|name| {
+                    let v: serde_json::Value = crate::util::read_json(&run.join(name)).ok()?;
+                    serde_json::from_value(v.get("dtype")?.clone()).ok()
+                })
             })
             .unwrap_or_default()
     }

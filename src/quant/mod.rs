@@ -68,8 +68,9 @@ pub fn calibration_data(
         return Ok((s.train, format!("the training split of {}", dir.display())));
     }
     if let Some(run) = run {
-        let r = crate::search::open_run(run)?;
-        let s = crate::search::load_data(&r.config.data, r.config.seed)?;
+        // A search run or a `nas train` directory: the data it was trained on.
+        let m = crate::search::rundir::ModelDir::open(run)?;
+        let s = crate::search::load_data(&m.data, m.seed)?;
         let what = if s.synthetic {
             "the run's synthetic training set".to_string()
         } else {

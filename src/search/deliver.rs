@@ -70,12 +70,7 @@ pub fn train_final(
     seed: u64,
     observe: &mut dyn FnMut(train::Progress),
 ) -> Result<(FinalRecord, Weights)> {
-    let mut in_val = vec![false; train_set.n()];
-    for &i in val_idx {
-        in_val[i] = true;
-    }
-    let tr_idx: Vec<usize> = (0..train_set.n()).filter(|&i| !in_val[i]).collect();
-    let (tr, val) = (train_set.subset(&tr_idx), train_set.subset(val_idx));
+    let (tr, val) = split_off(train_set, val_idx);
     let out = train::train_observed(spec, init, &tr, &val, cfg, seed, observe)?;
     let rec = FinalRecord {
         candidate: None,
@@ -95,6 +90,111 @@ pub fn train_final(
         history: out.history,
     };
     Ok((rec, out.weights))
+}
+
+/// The training split without the samples at `val_idx`, and those samples.
+fn split_off(train_set: &Dataset, val_idx: &[usize]) -> (Dataset, Dataset) {
+    let mut in_val = vec![false; train_set.n()];
+    for &i in val_idx {
+        in_val[i] = true;
+    }
+    let tr_idx: Vec<usize> = (0..train_set.n()).filter(|&i| !in_val[i]).collect();
+    (train_set.subset(&tr_idx), train_set.subset(val_idx))
+}
+
+/// What `nas train --qat-epochs N` measured of the int8 network: post-training quantization
+/// of the float model, then after quantization-aware fine-tuning (all int8 figures from the
+/// int8 host reference, which the kernels equal bit for bit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Int8Figures {
+    pub calibration_samples: usize,
+    pub ptq_val: Metrics,
+    pub ptq_test: Metrics,
+    pub qat_epochs: usize,
+    pub qat_best_epoch: usize,
+    pub qat_val: Metrics,
+    pub qat_test: Metrics,
+    /// Whether the delivered weights are QAT's (they validated better in int8) or the float
+    /// model's.
+    pub delivered_qat: bool,
+}
+
+impl Int8Figures {
+    pub fn text(&self) -> String {
+        format!(
+            "int8 (calibrated on {} training samples):\n  post-training: validation {}\n                 \
+             test {}\n  QAT ({} epochs, best {}): validation {}\n                 test {}\n  \
+             delivered: {}",
+            self.calibration_samples,
+            self.ptq_val.brief(),
+            self.ptq_test.brief(),
+            self.qat_epochs,
+            self.qat_best_epoch + 1,
+            self.qat_val.brief(),
+            self.qat_test.brief(),
+            if self.delivered_qat {
+                "the QAT weights"
+            } else {
+                "the float weights (QAT did not validate better in int8)"
+            }
+        )
+    }
+}
+
+/// Quantization-aware fine-tuning of the float training's `weights` (same split), with the
+/// int8 figures before and after; returns the weights to deliver.
+fn qat_stage(
+    cfg: &rundir::TrainRunConfig,
+    weights: Weights,
+    splits: &data::Splits,
+    val_idx: &[usize],
+    log: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<(Weights, Int8Figures)> {
+    use crate::quant::{evaluate_int8, ptq, CalibrationMethod};
+    use crate::train::qat::{fine_tune, CALIBRATION_SAMPLES};
+    let spec = &cfg.spec;
+    let (tr, val) = split_off(&splits.train, val_idx);
+    let quantize = |w: &Weights| ptq(spec, w, &tr, CALIBRATION_SAMPLES, CalibrationMethod::MinMax);
+    let q = quantize(&weights)?;
+    let (ptq_val, ptq_test) = (evaluate_int8(&q, &val), evaluate_int8(&q, &splits.test));
+    log(&format!(
+        "int8 post-training: validation {}",
+        ptq_val.brief()
+    ))?;
+    let qat_cfg = TrainConfig {
+        epochs: cfg.qat_epochs,
+        learning_rate: cfg.train.learning_rate * 0.1,
+        early_stop_patience: cfg.qat_epochs,
+        ..cfg.train.clone()
+    };
+    log(&format!(
+        "quantization-aware fine-tuning: {} epochs at learning rate {:.1e}",
+        cfg.qat_epochs, qat_cfg.learning_rate
+    ))?;
+    let mut log_error = None;
+    let out = fine_tune(spec, &weights, &tr, &val, &qat_cfg, cfg.seed, &mut |p| {
+        if let train::Progress::Epoch(e) = p {
+            if let Err(err) = log(&format!("qat {}", epoch_line(e))) {
+                log_error.get_or_insert(err);
+            }
+        }
+    })?;
+    if let Some(e) = log_error {
+        return Err(e);
+    }
+    let qat_test = evaluate_int8(&quantize(&out.weights)?, &splits.test);
+    let delivered_qat = cfg.metric.of(&out.val) >= cfg.metric.of(&ptq_val);
+    let figures = Int8Figures {
+        calibration_samples: CALIBRATION_SAMPLES.min(tr.n()),
+        ptq_val,
+        ptq_test,
+        qat_epochs: cfg.qat_epochs,
+        qat_best_epoch: out.best_epoch,
+        qat_val: out.val,
+        qat_test,
+        delivered_qat,
+    };
+    Ok((if delivered_qat { out.weights } else { weights }, figures))
 }
 
 impl Session<'_> {
@@ -198,6 +298,9 @@ pub struct TrainSummary {
     /// The trained model on the test split (used once).
     pub test: Metrics,
     pub cost: Cost,
+    /// With `--qat-epochs`: the int8 figures, post-training and after QAT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<Int8Figures>,
 }
 
 /// `nas train`: train `cfg.spec` with the full routine (a stratified `val_fraction` of the
@@ -257,13 +360,21 @@ pub fn train_spec(
     if let Some(e) = log_error {
         return Err(e);
     }
+    let (weights, int8) = if cfg.qat_epochs > 0 {
+        let mut say = |line: &str| log(line);
+        let (w, f) = qat_stage(cfg, weights, &splits, &val_idx, &mut say)?;
+        (w, Some(f))
+    } else {
+        (weights, None)
+    };
     let test = train::evaluate(spec, &weights, &splits.test)?;
-    let cost = cost_of(spec, &cfg.target, &cfg.limits, crate::quant::Dtype::F32)?;
+    let cost = cost_of(spec, &cfg.target, &cfg.limits, cfg.dtype)?;
     let summary = TrainSummary {
         dir: dir.to_path_buf(),
         record,
         test,
         cost,
+        int8,
     };
     out.save(&summary, &weights)?;
     for line in out.summary_text(&summary)?.lines() {

@@ -289,6 +289,12 @@ pub struct TrainRunConfig {
     pub metric: Metric,
     /// Weights training started from, if not a fresh start.
     pub init: Option<PathBuf>,
+    /// Quantization-aware fine-tuning epochs after the float training (0: none).
+    #[serde(default)]
+    pub qat_epochs: usize,
+    /// The deployed element type (int8 with QAT): `export`, `verify` and `eval` default to it.
+    #[serde(default)]
+    pub dtype: crate::quant::Dtype,
 }
 
 impl TrainRunConfig {
@@ -358,6 +364,10 @@ impl TrainDir {
             self.dir.display(),
             self.dir.display()
         );
+        let text = match &s.int8 {
+            Some(q) => format!("{}\n\n{}", q.text(), text),
+            None => text,
+        };
         write_atomic(&self.dir.join("summary.txt"), text.as_bytes())?;
         Ok(text)
     }

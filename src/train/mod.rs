@@ -7,6 +7,7 @@
 
 pub mod metrics;
 pub mod model;
+pub mod qat;
 
 use crate::data::Dataset;
 use crate::net::NetSpec;
@@ -299,14 +300,38 @@ pub fn train_observed(
     observe: &mut dyn FnMut(Progress),
 ) -> Result<TrainOutcome> {
     check_data(spec, train, val)?;
-    let start = Instant::now();
     let plain = model::default_device();
     let dev = plain.clone().autodiff();
     dev.seed(seed);
-    let mut net = Net::from_weights(spec, init, &dev)?;
+    let net = Net::from_weights(spec, init, &dev)?;
     let len = spec.input_len;
-    let mut steps = Steps::new(train, len, cfg, seed, &dev);
     let calibration = calibration_samples(train.n(), cfg.bn_recalibration, seed);
+    fit(net, train, len, cfg, seed, observe, &mut |net| {
+        let weights = if cfg.bn_recalibration > 0 {
+            recalibrated_weights(net, train, &calibration, len, &dev)
+        } else {
+            net.valid().to_weights()
+        };
+        let metrics = evaluate(spec, &weights, val)?;
+        Ok((weights, metrics))
+    })
+}
+
+/// The training loop: epochs of mini-batch steps on `net`, each followed by `validate` (the
+/// weights to keep and their validation metrics), the learning rate lowered on plateaus,
+/// stopped early, and the weights of the epoch with the best validation loss returned.
+fn fit(
+    mut net: Net,
+    train: &Dataset,
+    len: usize,
+    cfg: &TrainConfig,
+    seed: u64,
+    observe: &mut dyn FnMut(Progress),
+    validate: &mut dyn FnMut(&Net) -> Result<(Weights, Metrics)>,
+) -> Result<TrainOutcome> {
+    let start = Instant::now();
+    let dev = net.dense.weight.val().device();
+    let mut steps = Steps::new(train, len, cfg, seed, &dev);
     let mut schedule = Schedule::new(cfg);
     let mut best: Option<(usize, Weights, Metrics)> = None;
     let mut history = Vec::new();
@@ -317,12 +342,7 @@ pub fn train_observed(
         let train_loss;
         (net, train_loss) = steps.epoch(net, epoch, schedule.lr, observe);
         step_secs += epoch_start.elapsed().as_secs_f64();
-        let weights = if cfg.bn_recalibration > 0 {
-            recalibrated_weights(&net, train, &calibration, len, &dev)
-        } else {
-            net.valid().to_weights()
-        };
-        let val_metrics = evaluate(spec, &weights, val)?;
+        let (weights, val_metrics) = validate(&net)?;
         let val_loss = val_metrics.loss.unwrap_or(f64::INFINITY);
         history.push(EpochLog {
             epoch,

@@ -70,6 +70,10 @@ pub struct ConvBlock {
 pub struct Net {
     pub blocks: Vec<ConvBlock>,
     pub dense: Linear,
+    /// Quantization-aware training: when set, [`Net::forward`] computes the int8 network's
+    /// function with fake quantization ([`super::qat`]).
+    #[module(skip)]
+    pub fake_quant: Option<super::qat::FakeQuant>,
 }
 
 fn tensor<const D: usize>(w: &Weights, name: &str, dev: &Device) -> Tensor<D> {
@@ -129,7 +133,11 @@ impl Net {
         let mut dense = LinearConfig::new(ch, spec.classes).init(dev);
         dense.weight = Param::from_tensor(tensor(weights, "dense.weight", dev));
         dense.bias = Some(Param::from_tensor(tensor(weights, "dense.bias", dev)));
-        Ok(Net { blocks, dense })
+        Ok(Net {
+            blocks,
+            dense,
+            fake_quant: None,
+        })
     }
 
     /// Read the model's parameters back into plain weights.
@@ -181,6 +189,9 @@ impl Net {
     /// The result is the same function as burn's layers in `[batch, channels, length]`
     /// ([`Net::forward_reference`]), with the same gradients and running statistics (tests).
     pub fn forward(&self, x: Tensor<3>, mut dropout: Option<&mut dyn rand::RngCore>) -> Tensor<2> {
+        if let Some(fq) = &self.fake_quant {
+            return super::qat::forward(self, x, fq);
+        }
         let [batch, ch, len] = x.dims();
         // [B, C, L] → [B, L, C]: a free reshape for one input channel.
         let mut x = if ch == 1 {
@@ -276,7 +287,7 @@ impl Net {
 
 /// Conv weights and bias with an inference-mode BatchNorm folded in:
 /// `W'[o] = W[o] · a[o]`, `b'[o] = (b[o] − mean[o]) · a[o] + β[o]`, `a = γ / √(var + ε)`.
-fn fold_batch_norm(
+pub(super) fn fold_batch_norm(
     w: Tensor<3>,
     bias: Option<Tensor<1>>,
     bn: &BatchNorm,
@@ -308,7 +319,7 @@ fn fold_batch_norm(
 /// padded the input itself is the matrix (no copy). When the columns are copied anyway, a
 /// column of ones joins them and the bias becomes a row of `W`, which spares a pass over the
 /// output (and the bias gradient falls out of the product's).
-fn conv_channels_last(
+pub(super) fn conv_channels_last(
     x: Tensor<3>,
     weight: Tensor<3>,
     bias: Option<Tensor<1>>,
@@ -413,7 +424,7 @@ fn batch_norm_rows(x: Tensor<2>, bn: &BatchNorm) -> Tensor<2> {
 }
 
 /// Max or average pooling over the length of `[B, L, C]`, window = stride = `size`, 'valid'.
-fn pool_channels_last(x: Tensor<3>, size: usize, max: bool) -> Tensor<3> {
+pub(super) fn pool_channels_last(x: Tensor<3>, size: usize, max: bool) -> Tensor<3> {
     let [b, l, c] = x.dims();
     let l_out = l / size;
     let x = if l_out * size != l {
