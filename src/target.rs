@@ -134,13 +134,7 @@ impl Latency {
 
     /// Estimated instructions of one inference.
     pub fn instructions(&self, f: &LatencyFeatures) -> u64 {
-        let v: f64 = self
-            .coefficients()
-            .iter()
-            .zip(f.row())
-            .map(|(c, x)| c * x)
-            .sum();
-        v.max(0.0).round() as u64
+        linear_model(&self.coefficients(), &f.row())
     }
 
     fn check(&self) -> Result<()> {
@@ -192,13 +186,7 @@ impl LatencyInt8 {
 
     /// Estimated instructions of one inference.
     pub fn instructions(&self, f: &crate::quant::kernel::LatencyFeaturesInt8) -> u64 {
-        let v: f64 = self
-            .coefficients()
-            .iter()
-            .zip(f.row())
-            .map(|(c, x)| c * x)
-            .sum();
-        v.max(0.0).round() as u64
+        linear_model(&self.coefficients(), &f.row())
     }
 
     fn check(&self) -> Result<()> {
@@ -209,6 +197,12 @@ impl LatencyInt8 {
             self.worst_error_pct,
         )
     }
+}
+
+/// `Σ coefficient · feature`, rounded to whole instructions (never negative).
+fn linear_model(coefficients: &[f64], row: &[f64]) -> u64 {
+    let v: f64 = coefficients.iter().zip(row).map(|(c, x)| c * x).sum();
+    v.max(0.0).round() as u64
 }
 
 fn check_linear_model(

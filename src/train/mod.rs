@@ -486,7 +486,7 @@ mod tests {
     use super::*;
     use crate::data::{load_dir, LoadOptions};
 
-    fn iscx() -> crate::data::Splits {
+    pub(crate) fn iscx() -> crate::data::Splits {
         let dir = crate::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7");
         load_dir(&dir, &LoadOptions::default())
             .unwrap_or_else(|e| panic!("the real datasets are needed at {}: {e}", dir.display()))

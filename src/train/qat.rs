@@ -170,15 +170,9 @@ pub fn fine_tune(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{load_dir, LoadOptions};
     use crate::quant::reference_int8;
+    use crate::train::tests::iscx;
     use burn::tensor::TensorData;
-
-    fn iscx() -> crate::data::Splits {
-        let dir = crate::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7");
-        load_dir(&dir, &LoadOptions::default())
-            .unwrap_or_else(|e| panic!("the real datasets are needed at {}: {e}", dir.display()))
-    }
 
     /// Briefly trained weights of the smart start (BatchNorm statistics that are not the
     /// identity), on a small real subset.
