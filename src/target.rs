@@ -407,6 +407,15 @@ impl Target {
         Ok(())
     }
 
+    /// Whether the core has the DSP extension (SMLAD and friends): Cortex-M4, M7, M33, M35P,
+    /// M55, M85. The int8 kernels use it there.
+    pub fn has_dsp(&self) -> bool {
+        matches!(
+            self.core.as_str(),
+            "cortex-m4" | "cortex-m7" | "cortex-m33" | "cortex-m35p" | "cortex-m55" | "cortex-m85"
+        )
+    }
+
     /// Budgets with flash/RAM defaults filled in from memory minus reserve.
     pub fn limits(&self) -> Limits {
         Limits {

@@ -75,6 +75,12 @@ pub fn run(a: ExportArgs) -> Result<()> {
             f.contents.lines().count()
         );
     }
+    if a.lang == ExportLang::Rust && quant.is_some() && m.target.has_dsp() {
+        println!(
+            "{} has the DSP extension: enable the crate's `dsp` feature there (SMLAD path)",
+            m.target.core
+        );
+    }
     println!(
         "{} kernel: arena {} bytes (cost model), {} deployed parameters, {} MACs per inference",
         dtype.label(),

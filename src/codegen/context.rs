@@ -90,6 +90,8 @@ pub(crate) struct Ctx {
     pub(crate) arrays: Vec<ArrayCtx>,
     pub(crate) convs: Vec<ConvCtx>,
     pub(crate) steps: Vec<StepCtx>,
+    /// Whether the kernel is int8 (its Rust crate then has the `dsp` feature).
+    pub(crate) int8: bool,
 }
 
 pub(crate) fn layer_desc(l: &plan::Layer) -> String {
@@ -296,6 +298,7 @@ pub(crate) fn context(
         arrays,
         convs,
         steps,
+        int8: false,
     })
 }
 

@@ -113,6 +113,8 @@ struct Ctx {
     convs: Vec<ConvCtx>,
     by_filter: Vec<ByFilterCtx>,
     steps: Vec<StepCtx>,
+    /// Always true: the Rust crate gets the `dsp` feature.
+    int8: bool,
 }
 
 fn word_lines(words: &[u32], lang: Lang) -> Vec<String> {
@@ -470,6 +472,7 @@ fn context(
         convs,
         by_filter: by,
         steps,
+        int8: true,
     })
 }
 
