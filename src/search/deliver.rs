@@ -107,6 +107,8 @@ fn split_off(train_set: &Dataset, val_idx: &[usize]) -> (Dataset, Dataset) {
 /// int8 host reference, which the kernels equal bit for bit).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Int8Figures {
+    /// The float model (before QAT) on the test split.
+    pub float_test: Metrics,
     pub calibration_samples: usize,
     pub ptq_val: Metrics,
     pub ptq_test: Metrics,
@@ -122,9 +124,10 @@ pub struct Int8Figures {
 impl Int8Figures {
     pub fn text(&self) -> String {
         format!(
-            "int8 (calibrated on {} training samples):\n  post-training: validation {}\n                 \
-             test {}\n  QAT ({} epochs, best {}): validation {}\n                 test {}\n  \
-             delivered: {}",
+            "float32 before QAT:  test {}\nint8 (calibrated on {} training samples):\n  \
+             post-training: validation {}\n                 test {}\n  QAT ({} epochs, best {}): \
+             validation {}\n                 test {}\n  delivered: {}",
+            self.float_test.brief(),
             self.calibration_samples,
             self.ptq_val.brief(),
             self.ptq_test.brief(),
@@ -185,6 +188,7 @@ fn qat_stage(
     let qat_test = evaluate_int8(&quantize(&out.weights)?, &splits.test);
     let delivered_qat = cfg.metric.of(&out.val) >= cfg.metric.of(&ptq_val);
     let figures = Int8Figures {
+        float_test: train::evaluate(spec, &weights, &splits.test)?,
         calibration_samples: CALIBRATION_SAMPLES.min(tr.n()),
         ptq_val,
         ptq_test,
