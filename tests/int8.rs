@@ -562,48 +562,6 @@ fn verify_int8_rust_kernel() {
     }
 }
 
-/// Measures the int8 C kernel's code bytes for a range of networks on every shipped profile
-/// with an emulator (the data behind `[code_size_int8]` in `targets/*.toml`). Run by hand:
-/// `cargo test --release --test int8 code_size_survey -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn code_size_survey() {
-    require_tools();
-    let mut nets = vec![NetSpec::smart_start(784, 12), five_block()];
-    nets.extend((0..12).map(|i| random_spec(300 + i)));
-    for target in nas::target::builtin() {
-        let mut opts_base = Options::new(Samples::synthetic(1, 784));
-        opts_base.emulate = false;
-        for (i, spec) in nets.iter().enumerate() {
-            let mut opts = opts_base.clone();
-            opts.quant = Some(Arc::new(quantized(spec, i as u64)));
-            let r = firmware::verify(
-                spec,
-                &Weights::random(spec, 1),
-                &target,
-                &target.limits(),
-                &opts,
-            )
-            .unwrap();
-            let f = nas::quant::kernel::code_features(&nas::net::plan::lower(spec).unwrap());
-            println!(
-                "survey {} layers {} by_filter {} generic {} avg {} max {} edges {} partial {} code {} flash {} estimate {}",
-                target.name,
-                r.layers,
-                f.by_filter,
-                f.generic,
-                f.avg_pool,
-                f.max_pool,
-                f.edges,
-                f.partial_group,
-                r.measured.code_bytes,
-                r.measured.flash_bytes,
-                r.estimate.flash_bytes
-            );
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------------------------
@@ -707,54 +665,6 @@ fn cli_int8_cost_export_verify() {
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("--calibration-samples"), "{err}");
-}
-
-/// Instructions per inference on the M4, float32 against int8, for the smart start and the
-/// ISCX winner of the README (`examples/specs`). Run by hand:
-/// `cargo test --release --test int8 f32_vs_int8_figures -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn f32_vs_int8_figures() {
-    require_tools();
-    let winner: NetSpec = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/specs/iscx-f401re-winner.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let target = nas::target::resolve("stm32f401re").unwrap();
-    for (name, spec) in [
-        ("smart start", NetSpec::smart_start(784, 12)),
-        ("ISCX winner", winner),
-    ] {
-        let w = Weights::random(&spec, 1);
-        let f32_report = firmware::verify(
-            &spec,
-            &w,
-            &target,
-            &target.limits(),
-            &Options::new(fw_samples(&spec, 4)),
-        )
-        .unwrap();
-        let i8_report = verify_int8(&spec, "stm32f401re", Lang::C, 1, 100.0);
-        let (f, q) = (
-            f32_report.emulation.unwrap(),
-            i8_report.emulation.as_ref().unwrap().clone(),
-        );
-        println!(
-            "figures {name}: f32 {} instructions ({:.2}/MAC), flash {} B, arena {} B; int8 {} ({:.2}/MAC), flash {} B, arena {} B; {:.2}x fewer instructions",
-            f.instructions_per_inference,
-            f.instructions_per_mac,
-            f32_report.measured.flash_bytes,
-            f32_report.breakdown.arena_bytes,
-            q.instructions_per_inference,
-            q.instructions_per_mac,
-            i8_report.measured.flash_bytes,
-            i8_report.breakdown.arena_bytes,
-            f.instructions_per_inference as f64 / q.instructions_per_inference as f64
-        );
-    }
 }
 
 /// `nas search --dtype int8` on a small real ISCX subset: the run records its dtype, every

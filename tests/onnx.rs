@@ -67,25 +67,38 @@ fn samples(n: usize, len: usize, seed: u32) -> Vec<Vec<u8>> {
 
 /// Run an ONNX model in tract on one input of `dims` (batch 1).
 fn tract_run(model: &[u8], dims: &[usize], data: Vec<f32>) -> Vec<f32> {
-    let m = tract_onnx::onnx()
-        .model_for_read(&mut &model[..])
-        .expect("tract reads the model")
-        .with_input_fact(0, f32::fact(dims).into())
-        .unwrap()
-        .into_optimized()
-        .expect("tract optimises the model")
-        .into_runnable()
-        .unwrap();
-    let input = Tensor::from_shape(dims, &data).unwrap();
-    let out = m
-        .run(tvec!(input.into_tvalue()))
-        .expect("tract runs the model");
+    let out = tract_outputs(model, dims, data, None);
     out[0]
         .to_array_view::<f32>()
         .unwrap()
         .iter()
         .copied()
         .collect()
+}
+
+/// Run an ONNX model in tract on one input of `dims`; its outputs, or the tensors `names`.
+fn tract_outputs(
+    model: &[u8],
+    dims: &[usize],
+    data: Vec<f32>,
+    names: Option<&[String]>,
+) -> TVec<TValue> {
+    let mut m = tract_onnx::onnx()
+        .model_for_read(&mut &model[..])
+        .expect("tract reads the model")
+        .with_input_fact(0, f32::fact(dims).into())
+        .unwrap();
+    if let Some(names) = names {
+        m = m.with_output_names(names).unwrap();
+    }
+    let m = m
+        .into_optimized()
+        .expect("tract optimises the model")
+        .into_runnable()
+        .unwrap();
+    let input = Tensor::from_shape(dims, &data).unwrap();
+    m.run(tvec!(input.into_tvalue()))
+        .expect("tract runs the model")
 }
 
 /// The graph's input for one byte sample (`[len][channels]`), in the graph's own layout.
@@ -202,22 +215,8 @@ fn values(t: &TensorProto) -> Vec<f64> {
 /// Run an ONNX model in tract on one input; return the named int8 tensors, flattened in the
 /// graph's channels-first layout.
 fn tract_run_int8(model: &[u8], dims: &[usize], data: Vec<f32>, names: &[String]) -> Vec<Vec<i8>> {
-    let m = tract_onnx::onnx()
-        .model_for_read(&mut &model[..])
-        .expect("tract reads the model")
-        .with_input_fact(0, f32::fact(dims).into())
-        .unwrap()
-        .with_output_names(names)
-        .unwrap()
-        .into_optimized()
-        .expect("tract optimises the model")
-        .into_runnable()
-        .unwrap();
-    let input = Tensor::from_shape(dims, &data).unwrap();
-    let out = m
-        .run(tvec!(input.into_tvalue()))
-        .expect("tract runs the model");
-    out.iter()
+    tract_outputs(model, dims, data, Some(names))
+        .iter()
         .map(|t| t.to_array_view::<i8>().unwrap().iter().copied().collect())
         .collect()
 }
