@@ -4,19 +4,11 @@
 //! executor on the local cluster (started by `scripts/test.sh`) gives the local executor's
 //! winner, and a driver killed mid-array resumes without losing or repeating a candidate.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{iscx, ok};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn iscx() -> PathBuf {
-    let p = nas::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7");
-    assert!(
-        p.is_dir(),
-        "real dataset not found at {} (set NAS_SHARED_DATA)",
-        p.display()
-    );
-    p
-}
 
 /// A small real search: 1 + 2 × 3 candidates, each a few steps, 2 final epochs.
 fn args(out: &Path, extra: &[&str]) -> Vec<String> {
@@ -57,16 +49,6 @@ fn nas(args: &[String], env: &[(&str, &str)]) -> Output {
         .envs(env.iter().copied())
         .output()
         .expect("run nas")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "nas failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Drop what differs between two runs of the same computation: wall times and throughputs.

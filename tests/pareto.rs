@@ -1,6 +1,8 @@
 //! The Pareto front, the latency estimate and `--candidate`, end to end: a tiny search on a
 //! real ISCX subset through the real binary, and the latency model against QEMU's count.
 
+mod common;
+use common::{iscx, ok};
 use nas::firmware::{self, Options, Samples};
 use nas::net::cost::{cost, Cost};
 use nas::net::plan::lower;
@@ -8,34 +10,14 @@ use nas::net::NetSpec;
 use nas::search::pareto::{dominates, front, ParetoFile, Point};
 use nas::search::Record;
 use nas::weights::Weights;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn iscx() -> PathBuf {
-    let p = nas::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7");
-    assert!(
-        p.is_dir(),
-        "the real datasets are needed at {} (../shared/data beside the checkout)",
-        p.display()
-    );
-    p
-}
 
 fn nas(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nas"))
         .args(args)
         .output()
         .expect("run nas")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "nas failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn read<T: serde::de::DeserializeOwned>(p: &Path) -> T {

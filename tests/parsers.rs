@@ -2,6 +2,8 @@
 //! `scripts/fuzz.sh`): every parser of user input, fed real files with random byte edits and
 //! cuts, returns a value or an error, never panics, and what it accepts is usable.
 
+mod common;
+use common::iscx;
 use nas::net::{cost, plan, NetSpec};
 use proptest::prelude::*;
 use std::path::Path;
@@ -25,10 +27,6 @@ fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
             }
             v
         })
-}
-
-fn iscx() -> std::path::PathBuf {
-    nas::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7")
 }
 
 /// The first samples of the real ISCX test images as a small raw IDX file.

@@ -1,19 +1,11 @@
 //! End-to-end tests of `nas search` / `nas eval` on a small real subset of ISCX VPN-nonVPN,
 //! through the real binary.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{iscx, ok};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn iscx() -> PathBuf {
-    let p = nas::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7");
-    assert!(
-        p.is_dir(),
-        "the real datasets are needed at {} (../shared/data beside the checkout)",
-        p.display()
-    );
-    p
-}
 
 /// Quick-training arguments: 20 samples per class, 1 epoch of 3 steps per candidate.
 fn quick(out: &Path) -> Vec<String> {
@@ -47,16 +39,6 @@ fn nas(args: &[String]) -> Output {
         .args(args)
         .output()
         .expect("run nas")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "nas failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn candidate_events(run: &Path) -> Vec<serde_json::Value> {
