@@ -209,6 +209,58 @@ fn killed_search_resumes_without_retraining() {
     assert!(summary["trained_this_session"].as_u64().unwrap() as usize <= 7 - before.len());
 }
 
+#[test]
+fn time_budget_ends_the_evolution_and_still_delivers_a_trained_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = quick(&run);
+    let at = args.iter().position(|a| a == "--final-epochs").unwrap();
+    args[at + 1] = "50".into();
+    // One second: the first candidate starts, then the estimated final training (50 epochs)
+    // takes all that is left, so the evolution stops and the best so far is delivered. (The
+    // cut of a final training at the deadline is `train::tests::a_passed_deadline_…`: these
+    // 3-step epochs are too quick to be cut reliably here.)
+    args.extend(
+        [
+            "--generations",
+            "3",
+            "--children",
+            "2",
+            "--time-budget",
+            "1s",
+            "--json",
+        ]
+        .map(String::from),
+    );
+    let out = ok(nas(&args));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["complete"], true);
+    assert_eq!(summary["candidates"], 1, "the evolution went on: {summary}");
+    let delivered = &summary["delivered"];
+    assert_eq!(delivered["candidate"], "g000-c00", "{delivered}");
+    assert!(delivered["cut_by_time_budget"].is_boolean(), "{delivered}");
+    assert!(summary["test"]["accuracy"].as_f64().is_some());
+    assert!(run.join("best").join("test.json").exists());
+    let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
+    assert!(log.contains("time budget: the evolution stops"), "{log}");
+
+    // Resuming without a budget finishes the evolution; nothing is trained twice.
+    let out = ok(nas(&[
+        "search",
+        "--resume",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--json",
+    ]
+    .map(String::from)));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["candidates"], 7);
+    let ids: Vec<String> = specs(&run).into_iter().map(|(id, _)| id).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids, unique, "a finished candidate was retrained");
+}
+
 fn candidate_events_count(run: &Path) -> usize {
     std::fs::read_to_string(run.join("events.jsonl"))
         .map(|s| {

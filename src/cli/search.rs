@@ -115,8 +115,10 @@ pub struct SearchArgs {
     /// cycles per instruction; see `nas cost`). Needs a [latency] section in the profile
     #[arg(long, value_name = "MS")]
     pub max_latency_ms: Option<f64>,
-    /// Stop cleanly after the candidate in progress once this much time has passed (e.g. 30m,
-    /// 2h); resume later with --resume
+    /// Wall time for this session, final training included (e.g. 30m, 2h): the evolution stops
+    /// starting candidates when what is left is the estimated final training of the best so
+    /// far, which then runs (cut at its best epoch if the budget ends first) and is delivered
+    /// with its test figure. `--resume` continues the evolution later
     #[arg(long, value_parser = humantime::parse_duration)]
     pub time_budget: Option<Duration>,
     /// Mutation attempts per child before giving up on the budgets

@@ -274,9 +274,11 @@ impl Session<'_> {
             return Ok(out);
         }
         let executor = self.executor.clone();
+        let evolution_deadline = self.evolution_deadline()?;
+        let stop = move || evolution_deadline.is_some_and(|d| Instant::now() >= d);
         if executor == Executor::Inline {
             for (k, task, init) in todo {
-                if self.out_of_time() {
+                if stop() {
                     break;
                 }
                 self.steps.reset();
@@ -295,8 +297,6 @@ impl Session<'_> {
             return Ok(out);
         }
         let tasks: Vec<&Task> = todo.iter().map(|(_, t, _)| *t).collect();
-        let (started, budget) = (self.started, self.time_budget);
-        let stop = move || budget.is_some_and(|b| started.elapsed() >= b);
         self.steps.set_message(format!(
             "{} candidates in {}",
             tasks.len(),
@@ -411,10 +411,30 @@ impl Session<'_> {
         Ok((rec, w))
     }
 
-    /// The run's time budget is spent: stop before starting another training.
+    /// When the time budget ends, if there is one.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.time_budget.map(|budget| self.started + budget)
+    }
+
+    /// The run's time budget is spent.
     pub(crate) fn out_of_time(&self) -> bool {
-        self.time_budget
-            .is_some_and(|budget| self.started.elapsed() >= budget)
+        self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// When the evolution must stop starting trainings: the end of the time budget less the
+    /// estimated final training of the current finalists.
+    pub(crate) fn evolution_deadline(&self) -> Result<Option<Instant>> {
+        let Some(end) = self.deadline() else {
+            return Ok(None);
+        };
+        let cfg = &self.run.config;
+        let records = self.run.records()?;
+        let reserve: f64 = finalists(&records, cfg.final_top)
+            .into_iter()
+            .map(|r| final_seconds_estimate(r, cfg))
+            .sum();
+        let reserve = Duration::from_secs_f64(reserve.max(0.0));
+        Ok(Some(end.checked_sub(reserve).unwrap_or(self.started)))
     }
 
     pub(crate) fn consider_best(&mut self, rec: &Record, w: &Weights, c: &Cost) -> Result<()> {

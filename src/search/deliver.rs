@@ -34,6 +34,10 @@ pub struct FinalRecord {
     pub train_seconds: f64,
     pub train_samples_per_sec: f64,
     pub history: Vec<train::EpochLog>,
+    /// The search's time budget ended this training before early stopping or the epoch limit
+    /// did (the best epoch so far was delivered).
+    #[serde(default)]
+    pub cut_by_time_budget: bool,
 }
 
 impl FinalRecord {
@@ -58,7 +62,25 @@ pub fn finalists(records: &[Record], top: usize) -> Vec<&Record> {
     v
 }
 
-/// Train `spec` with the full routine on `train_set`, holding out `val_idx` for early stopping.
+/// Estimated seconds of `rec`'s final training under `cfg`, for a time-budgeted search to
+/// leave room for it: the candidate's measured seconds per epoch (per fold) times the final
+/// epoch limit (an upper bound: early stopping often ends sooner).
+///
+/// Final training uses the proxy's own training samples (all but fold 0), so an epoch costs
+/// what a proxy epoch did; the batch size barely matters on the CPU backend (measured on ISCX
+/// with `nas train --epochs 2 --batch-size 64|256`: 5.2-5.9 s vs 5.8-6.2 s per epoch for a
+/// 4-block network, 4.1 s vs 4.4-5.4 s for the smart start).
+pub(crate) fn final_seconds_estimate(rec: &Record, cfg: &RunConfig) -> f64 {
+    let folds = match cfg.training {
+        Training::Proxy => 1,
+        Training::Full => cfg.folds,
+    };
+    let per_epoch = rec.train_seconds / (rec.epochs_run.max(1) * folds) as f64;
+    per_epoch * cfg.final_train.epochs as f64
+}
+
+/// Train `spec` with the full routine on `train_set`, holding out `val_idx` for early stopping;
+/// no epoch starts after `deadline`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_final(
     spec: &NetSpec,
@@ -68,10 +90,11 @@ pub fn train_final(
     cfg: &TrainConfig,
     metric: Metric,
     seed: u64,
+    deadline: Option<std::time::Instant>,
     observe: &mut dyn FnMut(train::Progress),
 ) -> Result<(FinalRecord, Weights)> {
     let (tr, val) = split_off(train_set, val_idx);
-    let out = train::train_observed(spec, init, &tr, &val, cfg, seed, observe)?;
+    let out = train::train_observed(spec, init, &tr, &val, cfg, seed, deadline, observe)?;
     let rec = FinalRecord {
         candidate: None,
         spec: spec.clone(),
@@ -88,6 +111,7 @@ pub fn train_final(
         train_seconds: out.seconds,
         train_samples_per_sec: out.train_samples_per_sec,
         history: out.history,
+        cut_by_time_budget: out.cut_by_deadline,
     };
     Ok((rec, out.weights))
 }
@@ -202,9 +226,10 @@ fn qat_stage(
 }
 
 impl Session<'_> {
-    /// Final training of the finalists; the best by final validation score, or `None` when the
-    /// time budget stopped the run first. With `final_top == 0` the best proxy candidate is
-    /// delivered as it is.
+    /// Final training of the finalists; the best by final validation score (`None` when no
+    /// candidate finished). Under a time budget, the evolution left time for this (see
+    /// [`final_seconds_estimate`]); a training still running at the budget's end keeps its best
+    /// epoch so far, and a finalist after the first is skipped once the budget is spent.
     pub(crate) fn deliver(&mut self) -> Result<Option<Delivered>> {
         let run = self.run;
         let cfg = &run.config;
@@ -217,12 +242,16 @@ impl Session<'_> {
                     run.event_once(serde_json::json!({"event": "final", "record": &done.0}))?;
                     done
                 }
-                None => {
-                    if self.out_of_time() {
-                        return Ok(None);
-                    }
-                    self.final_train(k, rec)?
+                None if k > 0 && self.out_of_time() => {
+                    self.overall.suspend(|| {
+                        run.log(&format!(
+                            "time budget spent: finalist {} gets no final training",
+                            rec.id
+                        ))
+                    })?;
+                    continue;
                 }
+                None => self.final_train(k, rec)?,
             };
             if best.as_ref().is_none_or(|b| fin.score > b.record.score) {
                 best = Some(Delivered {
@@ -259,6 +288,7 @@ impl Session<'_> {
             &cfg.final_train,
             cfg.metric,
             seed,
+            self.deadline(),
             &mut |p| {
                 if let train::Progress::Step(done, total) = p {
                     bar.set_length(total as u64);
@@ -273,11 +303,16 @@ impl Session<'_> {
         run.event_once(serde_json::json!({"event": "final", "record": &fin}))?;
         self.overall.suspend(|| {
             run.log(&format!(
-                "final {}  {}  {} epochs (best {})  val {}  ({:.1} s)",
+                "final {}  {}  {} epochs (best {}{})  val {}  ({:.1} s)",
                 rec.id,
                 rec.summary,
                 fin.epochs_run,
                 fin.best_epoch + 1,
+                if fin.cut_by_time_budget {
+                    "; stopped by the time budget"
+                } else {
+                    ""
+                },
                 fin.brief(),
                 fin.train_seconds
             ))
@@ -353,6 +388,7 @@ pub fn train_spec(
         &cfg.train,
         cfg.metric,
         cfg.seed,
+        None,
         &mut |p| {
             if let train::Progress::Epoch(e) = p {
                 if let Err(err) = log(&epoch_line(e)) {

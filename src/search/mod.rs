@@ -13,6 +13,10 @@
 //! (generation, index), so a resumed run regenerates the same candidates; a candidate whose
 //! `record.json` exists is loaded instead of retrained. Every file is written atomically.
 //!
+//! Time budget: the evolution stops starting candidates once the time left is the estimated
+//! final training of the best candidates so far; they are then trained and delivered, so a
+//! budgeted run ends with a tested model. Resuming continues the evolution where it stopped.
+//!
 //! Run directory layout:
 //! ```text
 //! config.json                  the configuration the run was started with
@@ -65,6 +69,7 @@ pub use config::*;
 pub use deliver::{
     epoch_line, finalists, train_final, train_spec, Delivered, FinalRecord, TrainSummary,
 };
+use deliver::final_seconds_estimate;
 use executor::{run_local, run_slurm};
 pub use executor::{task_from_list, Executor, SlurmOptions};
 use task::{failed_record, run_task, INIT, TASK};
@@ -75,7 +80,8 @@ pub use task::{work, Task, FAIL_ENV};
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
     pub resumed: bool,
-    /// Stop cleanly before starting a training once this much time has passed.
+    /// Wall time for the session, final training included: the evolution stops early enough
+    /// to leave the finalists' estimated final training.
     pub time_budget: Option<Duration>,
     pub executor: Executor,
 }
@@ -105,13 +111,13 @@ pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
     };
 
     if !evolve(&mut s, input_len, classes)? {
-        return stopped(&s);
+        if s.best.is_none() {
+            return stopped(&s);
+        }
+        cut_short(&s)?;
     }
     let delivered = if cfg.final_top > 0 {
-        match s.deliver()? {
-            Some(d) => Some(d),
-            None => return stopped(&s),
-        }
+        s.deliver()?
     } else {
         None
     };
@@ -240,6 +246,22 @@ fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
         parent = next;
     }
     Ok(true)
+}
+
+/// The time budget ended the evolution early: say so; the best candidates so far are delivered.
+fn cut_short(s: &Session) -> Result<()> {
+    s.overall.suspend(|| {
+        s.run.log(&format!(
+            "time budget: the evolution stops after {:.0} s ({} candidates trained this session), \
+             leaving the rest for final training. Continue the evolution later with: \
+             nas search --resume {} --time-budget T",
+            s.started.elapsed().as_secs_f64(),
+            s.trained,
+            s.run.dir.display()
+        ))
+    })?;
+    s.run.event(serde_json::json!({"event": "stopped", "reason": "time budget",
+        "phase": "evolution"}))
 }
 
 fn stopped(s: &Session) -> Result<RunSummary> {

@@ -139,6 +139,10 @@ pub struct TrainOutcome {
     pub seconds: f64,
     /// Training throughput over all epochs (samples per second, forward + backward + update).
     pub train_samples_per_sec: f64,
+    /// Training stopped at its deadline (a search's time budget) before early stopping or the
+    /// epoch limit ended it; the best epoch so far is the result.
+    #[serde(default)]
+    pub cut_by_deadline: bool,
 }
 
 /// Keras-style initial weights for a spec: Xavier-uniform kernels, zero biases, BatchNorm
@@ -282,14 +286,16 @@ pub fn train(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TrainOutcome> {
-    train_observed(spec, init, train, val, cfg, seed, &mut |p| {
+    train_observed(spec, init, train, val, cfg, seed, None, &mut |p| {
         if let Progress::Step(done, total) = p {
             progress(done, total)
         }
     })
 }
 
-/// [`train`], telling `observe` about every step and every epoch.
+/// [`train`], telling `observe` about every step and every epoch, and starting no epoch after
+/// `deadline` (the best epoch so far is then the result).
+#[allow(clippy::too_many_arguments)]
 pub fn train_observed(
     spec: &NetSpec,
     init: &Weights,
@@ -297,6 +303,7 @@ pub fn train_observed(
     val: &Dataset,
     cfg: &TrainConfig,
     seed: u64,
+    deadline: Option<Instant>,
     observe: &mut dyn FnMut(Progress),
 ) -> Result<TrainOutcome> {
     check_data(spec, train, val)?;
@@ -306,7 +313,8 @@ pub fn train_observed(
     let net = Net::from_weights(spec, init, &dev)?;
     let len = spec.input_len;
     let calibration = calibration_samples(train.n(), cfg.bn_recalibration, seed);
-    fit(net, train, len, cfg, seed, observe, &mut |net| {
+    let until = Until { deadline, observe };
+    fit(net, train, len, cfg, seed, until, &mut |net| {
         let weights = if cfg.bn_recalibration > 0 {
             recalibrated_weights(net, train, &calibration, len, &dev)
         } else {
@@ -317,18 +325,27 @@ pub fn train_observed(
     })
 }
 
+/// Who hears about a training's progress, and when it must stop at the latest.
+pub(crate) struct Until<'a> {
+    /// No epoch starts after this instant.
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) observe: &'a mut dyn FnMut(Progress),
+}
+
 /// The training loop: epochs of mini-batch steps on `net`, each followed by `validate` (the
 /// weights to keep and their validation metrics), the learning rate lowered on plateaus,
-/// stopped early, and the weights of the epoch with the best validation loss returned.
+/// stopped early (or at the deadline), and the weights of the epoch with the best validation
+/// loss returned.
 fn fit(
     mut net: Net,
     train: &Dataset,
     len: usize,
     cfg: &TrainConfig,
     seed: u64,
-    observe: &mut dyn FnMut(Progress),
+    until: Until,
     validate: &mut dyn FnMut(&Net) -> Result<(Weights, Metrics)>,
 ) -> Result<TrainOutcome> {
+    let Until { deadline, observe } = until;
     let start = Instant::now();
     let dev = net.dense.weight.val().device();
     let mut steps = Steps::new(train, len, cfg, seed, &dev);
@@ -336,8 +353,13 @@ fn fit(
     let mut best: Option<(usize, Weights, Metrics)> = None;
     let mut history = Vec::new();
     let mut step_secs = 0.0f64;
+    let mut cut_by_deadline = false;
 
     for epoch in 0..cfg.epochs {
+        if epoch > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+            cut_by_deadline = true;
+            break;
+        }
         let epoch_start = Instant::now();
         let train_loss;
         (net, train_loss) = steps.epoch(net, epoch, schedule.lr, observe);
@@ -374,6 +396,7 @@ fn fit(
         history,
         seconds,
         train_samples_per_sec: steps.trained_samples as f64 / step_secs.max(1e-9),
+        cut_by_deadline,
     })
 }
 
@@ -531,6 +554,39 @@ mod tests {
             "no better than chance: {}",
             out.val.brief()
         );
+    }
+
+    /// A deadline already passed lets the first epoch run and no other; the outcome says it
+    /// was cut. Without one the same training runs all its epochs.
+    #[test]
+    fn a_passed_deadline_stops_after_the_first_epoch() {
+        let s = iscx();
+        let train_set = s.train.stratified_head(20);
+        let val = s.test.stratified_head(5);
+        let spec = NetSpec::smart_start(784, 12);
+        let cfg = TrainConfig {
+            epochs: 3,
+            batch_size: 32,
+            max_steps_per_epoch: Some(2),
+            ..TrainConfig::proxy()
+        };
+        let init = initial_weights(&spec, 1);
+        let mut epochs = 0;
+        let run = |deadline, epochs: &mut usize| {
+            train_observed(&spec, &init, &train_set, &val, &cfg, 7, deadline, &mut |p| {
+                if let Progress::Epoch(_) = p {
+                    *epochs += 1;
+                }
+            })
+            .unwrap()
+        };
+        let cut = run(Some(Instant::now()), &mut epochs);
+        assert!(cut.cut_by_deadline);
+        assert_eq!((cut.epochs_run, epochs), (1, 1));
+        cut.weights.check(&spec).unwrap();
+        let full = run(None, &mut epochs);
+        assert!(!full.cut_by_deadline);
+        assert_eq!(full.epochs_run, 3);
     }
 
     /// After a short training the moving averages still describe the initial weights; the

@@ -160,7 +160,11 @@ pub fn fine_tune(
             bn.training = bn.training.clone().with_value(false);
         }
     }
-    fit(net, train, spec.input_len, cfg, seed, observe, &mut |net| {
+    let until = super::Until {
+        deadline: None,
+        observe,
+    };
+    fit(net, train, spec.input_len, cfg, seed, until, &mut |net| {
         let weights = net.valid().to_weights();
         let metrics: Metrics = crate::quant::evaluate_int8(&quantize(&weights)?, val);
         Ok((weights, metrics))
