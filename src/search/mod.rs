@@ -66,10 +66,10 @@ mod task;
 
 use candidate::*;
 pub use config::*;
+use deliver::final_seconds_estimate;
 pub use deliver::{
     epoch_line, finalists, train_final, train_spec, Delivered, FinalRecord, TrainSummary,
 };
-use deliver::final_seconds_estimate;
 use executor::{run_local, run_slurm};
 pub use executor::{task_from_list, Executor, SlurmOptions};
 use task::{failed_record, run_task, INIT, TASK};
@@ -260,8 +260,10 @@ fn cut_short(s: &Session) -> Result<()> {
             s.run.dir.display()
         ))
     })?;
-    s.run.event(serde_json::json!({"event": "stopped", "reason": "time budget",
-        "phase": "evolution"}))
+    s.run.event(
+        serde_json::json!({"event": "stopped", "reason": "time budget",
+        "phase": "evolution"}),
+    )
 }
 
 fn stopped(s: &Session) -> Result<RunSummary> {

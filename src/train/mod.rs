@@ -573,11 +573,20 @@ mod tests {
         let init = initial_weights(&spec, 1);
         let mut epochs = 0;
         let run = |deadline, epochs: &mut usize| {
-            train_observed(&spec, &init, &train_set, &val, &cfg, 7, deadline, &mut |p| {
-                if let Progress::Epoch(_) = p {
-                    *epochs += 1;
-                }
-            })
+            train_observed(
+                &spec,
+                &init,
+                &train_set,
+                &val,
+                &cfg,
+                7,
+                deadline,
+                &mut |p| {
+                    if let Progress::Epoch(_) = p {
+                        *epochs += 1;
+                    }
+                },
+            )
             .unwrap()
         };
         let cut = run(Some(Instant::now()), &mut epochs);
