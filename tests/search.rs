@@ -236,6 +236,7 @@ fn time_budget_ends_the_evolution_and_still_delivers_a_trained_model() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["complete"], true);
     assert_eq!(summary["candidates"], 1, "the evolution went on: {summary}");
+    assert_eq!(summary["evolution_cut"], true);
     let delivered = &summary["delivered"];
     assert_eq!(delivered["candidate"], "g000-c00", "{delivered}");
     assert!(delivered["cut_by_time_budget"].is_boolean(), "{delivered}");
@@ -255,6 +256,7 @@ fn time_budget_ends_the_evolution_and_still_delivers_a_trained_model() {
     .map(String::from)));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["candidates"], 7);
+    assert_eq!(summary["evolution_cut"], false);
     let ids: Vec<String> = specs(&run).into_iter().map(|(id, _)| id).collect();
     let mut unique = ids.clone();
     unique.dedup();

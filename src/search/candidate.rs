@@ -139,6 +139,8 @@ pub(crate) struct Session<'a> {
     /// recreates an earlier network reuses its result instead of training it again.
     pub(crate) seen: HashMap<String, String>,
     pub(crate) executor: Executor,
+    /// The time budget stopped the evolution in this session.
+    pub(crate) evolution_cut: bool,
 }
 
 /// What becomes of one child of a generation.

@@ -108,6 +108,7 @@ pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
         best: None,
         seen: HashMap::new(),
         executor: opts.executor.clone(),
+        evolution_cut: false,
     };
 
     if !evolve(&mut s, input_len, classes)? {
@@ -115,6 +116,7 @@ pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
             return stopped(&s);
         }
         cut_short(&s)?;
+        s.evolution_cut = true;
     }
     let delivered = if cfg.final_top > 0 {
         s.deliver()?
@@ -298,6 +300,7 @@ fn stopped(s: &Session) -> Result<RunSummary> {
         seconds_this_session: s.started.elapsed().as_secs_f64(),
         seconds_training_total: 0.0,
         complete: false,
+        evolution_cut: true,
         pareto: pareto::load(&s.run.dir)?.members,
     })
 }
@@ -329,6 +332,7 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         seconds_training_total: records.iter().map(|r| r.train_seconds).sum::<f64>()
             + final_seconds,
         complete: true,
+        evolution_cut: s.evolution_cut,
         pareto: pareto::load(&run.dir)?.members,
     };
     write_json(&run.dir.join("summary.json"), &summary)?;
@@ -375,13 +379,14 @@ fn summary_text(run: &Run, summary: &RunSummary, test: &Metrics) -> String {
     match &summary.delivered {
         Some(f) => {
             text.push_str(&format!(
-            "  proxy validation: {}\n  final validation: {}  ({} epochs, best {}, batch {}{})\n",
+            "  proxy validation: {}\n  final validation: {}  ({} epochs, best {}, batch {}{}{})\n",
             rec.val.brief(),
             f.val.brief(),
             f.epochs_run,
             f.best_epoch + 1,
             f.train.batch_size,
-            if f.warm_start { ", from the proxy weights" } else { "" }
+            if f.warm_start { ", from the proxy weights" } else { "" },
+            if f.cut_by_time_budget { ", stopped by the time budget" } else { "" }
         ))
         }
         None => text.push_str(&format!(
@@ -394,8 +399,15 @@ fn summary_text(run: &Run, summary: &RunSummary, test: &Metrics) -> String {
         test.brief()
     ));
     text.push_str(&format!(
-        "  {} candidates, {:.0} s of training in all, {:.0} s this session\n\n",
-        summary.candidates, summary.seconds_training_total, summary.seconds_this_session
+        "  {} candidates, {:.0} s of training in all, {:.0} s this session{}\n\n",
+        summary.candidates,
+        summary.seconds_training_total,
+        summary.seconds_this_session,
+        if summary.evolution_cut {
+            "; the time budget ended the evolution early (--resume continues it)"
+        } else {
+            ""
+        }
     ));
     text.push_str(&summary.cost.table(&run.config.target.name));
     text.push_str(&format!("\n{}", pareto::table(&summary.pareto)));

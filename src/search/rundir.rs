@@ -67,6 +67,10 @@ pub struct RunSummary {
     pub seconds_this_session: f64,
     pub seconds_training_total: f64,
     pub complete: bool,
+    /// The time budget stopped the evolution before its last generation (`--resume`
+    /// continues it); the best candidates so far were delivered.
+    #[serde(default)]
+    pub evolution_cut: bool,
     /// The run's Pareto front (see `pareto`).
     #[serde(default)]
     pub pareto: Vec<pareto::Point>,
