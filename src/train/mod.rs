@@ -22,7 +22,7 @@ use model::Net;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Training hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -293,8 +293,9 @@ pub fn train(
     })
 }
 
-/// [`train`], telling `observe` about every step and every epoch, and starting no epoch after
-/// `deadline` (the best epoch so far is then the result).
+/// [`train`], telling `observe` about every step and every epoch, and starting no epoch that
+/// would end after `deadline` by the last one's duration (the best epoch so far is then the
+/// result).
 #[allow(clippy::too_many_arguments)]
 pub fn train_observed(
     spec: &NetSpec,
@@ -327,7 +328,7 @@ pub fn train_observed(
 
 /// Who hears about a training's progress, and when it must stop at the latest.
 pub(crate) struct Until<'a> {
-    /// No epoch starts after this instant.
+    /// No epoch starts that would end after this instant (judged by the previous epoch).
     pub(crate) deadline: Option<Instant>,
     pub(crate) observe: &'a mut dyn FnMut(Progress),
 }
@@ -356,7 +357,11 @@ fn fit(
     let mut cut_by_deadline = false;
 
     for epoch in 0..cfg.epochs {
-        if epoch > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+        // No epoch that would end past the deadline, judging by the last one.
+        let last = history.last().map_or(0.0, |e: &EpochLog| e.seconds);
+        if epoch > 0
+            && deadline.is_some_and(|d| Instant::now() + Duration::from_secs_f64(last) >= d)
+        {
             cut_by_deadline = true;
             break;
         }
