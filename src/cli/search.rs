@@ -117,8 +117,9 @@ pub struct SearchArgs {
     pub max_latency_ms: Option<f64>,
     /// Wall time for this session, final training included (e.g. 30m, 2h): the evolution stops
     /// starting candidates when what is left is the estimated final training of the best so
-    /// far, which then runs (cut at its best epoch if the budget ends first) and is delivered
-    /// with its test figure. `--resume` continues the evolution later
+    /// far, which then runs (it starts no epoch that would overrun the budget and keeps its best
+    /// epoch so far) and is delivered with its test figure. `--resume` continues the evolution
+    /// later
     #[arg(long, value_parser = humantime::parse_duration)]
     pub time_budget: Option<Duration>,
     /// Mutation attempts per child before giving up on the budgets
