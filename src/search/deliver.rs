@@ -80,7 +80,7 @@ pub(crate) fn final_seconds_estimate(rec: &Record, cfg: &RunConfig) -> f64 {
 }
 
 /// Train `spec` with the full routine on `train_set`, holding out `val_idx` for early stopping;
-/// no epoch starts after `deadline`.
+/// no epoch starts that would end after `deadline` (see [`train::train_observed`]).
 #[allow(clippy::too_many_arguments)]
 pub fn train_final(
     spec: &NetSpec,

@@ -113,7 +113,7 @@ pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
 
     if !evolve(&mut s, input_len, classes)? {
         if s.best.is_none() {
-            return stopped(&s);
+            return nothing_finished(&s);
         }
         cut_short(&s)?;
         s.evolution_cut = true;
@@ -268,7 +268,9 @@ fn cut_short(s: &Session) -> Result<()> {
     )
 }
 
-fn stopped(s: &Session) -> Result<RunSummary> {
+/// The time budget ended the session before any candidate finished: nothing to deliver. The
+/// run is saved for `--resume`.
+fn nothing_finished(s: &Session) -> Result<RunSummary> {
     s.overall.finish_and_clear();
     s.steps.finish_and_clear();
     s.run.log(&format!(
@@ -278,31 +280,7 @@ fn stopped(s: &Session) -> Result<RunSummary> {
     ))?;
     s.run
         .event(serde_json::json!({"event": "stopped", "reason": "time budget"}))?;
-    let (rec, _) = s
-        .best
-        .clone()
-        .context("the time budget ended the run before any candidate finished")?;
-    let c = cost_of(
-        &rec.spec,
-        &s.run.config.target,
-        &s.run.config.limits,
-        s.run.config.dtype,
-    )?;
-    Ok(RunSummary {
-        run: s.run.dir.clone(),
-        target: s.run.config.target.name.clone(),
-        test: None,
-        winner: rec,
-        delivered: None,
-        cost: c,
-        candidates: 0,
-        trained_this_session: s.trained,
-        seconds_this_session: s.started.elapsed().as_secs_f64(),
-        seconds_training_total: 0.0,
-        complete: false,
-        evolution_cut: true,
-        pareto: pareto::load(&s.run.dir)?.members,
-    })
+    bail!("the time budget ended the run before any candidate finished")
 }
 
 fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<RunSummary> {

@@ -314,8 +314,7 @@ pub fn train_observed(
     let net = Net::from_weights(spec, init, &dev)?;
     let len = spec.input_len;
     let calibration = calibration_samples(train.n(), cfg.bn_recalibration, seed);
-    let until = Until { deadline, observe };
-    fit(net, train, len, cfg, seed, until, &mut |net| {
+    fit(net, train, len, cfg, seed, deadline, observe, &mut |net| {
         let weights = if cfg.bn_recalibration > 0 {
             recalibrated_weights(net, train, &calibration, len, &dev)
         } else {
@@ -326,27 +325,21 @@ pub fn train_observed(
     })
 }
 
-/// Who hears about a training's progress, and when it must stop at the latest.
-pub(crate) struct Until<'a> {
-    /// No epoch starts that would end after this instant (judged by the previous epoch).
-    pub(crate) deadline: Option<Instant>,
-    pub(crate) observe: &'a mut dyn FnMut(Progress),
-}
-
 /// The training loop: epochs of mini-batch steps on `net`, each followed by `validate` (the
 /// weights to keep and their validation metrics), the learning rate lowered on plateaus,
 /// stopped early (or at the deadline), and the weights of the epoch with the best validation
 /// loss returned.
+#[allow(clippy::too_many_arguments)]
 fn fit(
     mut net: Net,
     train: &Dataset,
     len: usize,
     cfg: &TrainConfig,
     seed: u64,
-    until: Until,
+    deadline: Option<Instant>,
+    observe: &mut dyn FnMut(Progress),
     validate: &mut dyn FnMut(&Net) -> Result<(Weights, Metrics)>,
 ) -> Result<TrainOutcome> {
-    let Until { deadline, observe } = until;
     let start = Instant::now();
     let dev = net.dense.weight.val().device();
     let mut steps = Steps::new(train, len, cfg, seed, &dev);

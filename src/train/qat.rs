@@ -160,15 +160,20 @@ pub fn fine_tune(
             bn.training = bn.training.clone().with_value(false);
         }
     }
-    let until = super::Until {
-        deadline: None,
+    fit(
+        net,
+        train,
+        spec.input_len,
+        cfg,
+        seed,
+        None,
         observe,
-    };
-    fit(net, train, spec.input_len, cfg, seed, until, &mut |net| {
-        let weights = net.valid().to_weights();
-        let metrics: Metrics = crate::quant::evaluate_int8(&quantize(&weights)?, val);
-        Ok((weights, metrics))
-    })
+        &mut |net| {
+            let weights = net.valid().to_weights();
+            let metrics: Metrics = crate::quant::evaluate_int8(&quantize(&weights)?, val);
+            Ok((weights, metrics))
+        },
+    )
 }
 
 #[cfg(test)]
