@@ -59,6 +59,8 @@ pub struct BenchConfig {
     pub no_infer: bool,
     /// Seed of the initial weights, shuffling and dropout.
     pub seed: u64,
+    /// Data-parallel shards per training batch ([`TrainConfig::shards`]).
+    pub shards: usize,
 }
 
 /// The batch size of both reference measurements (the seed's and `keras_baseline.py`'s).
@@ -196,6 +198,7 @@ pub struct BenchReport {
     pub warmup: usize,
     pub repeats: usize,
     pub threads: usize,
+    pub shards: usize,
     pub archs: Vec<ArchSummary>,
     pub ours: Vec<OursRun>,
     pub keras: Vec<KerasRun>,
@@ -230,7 +233,8 @@ pub fn run(a: &BenchConfig, say: &mut dyn FnMut(String)) -> Result<BenchReport> 
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     say(format!(
         "nas bench: {} (train {} / test {} samples of {} bytes, {} classes), batch {BATCH}, \
-         {} epoch(s) after {} warm-up steps, {} repeat(s), {threads} thread(s)",
+         {} epoch(s) after {} warm-up steps, {} repeat(s), {threads} thread(s), {} shard(s) \
+         per batch",
         a.data.display(),
         tr.n(),
         te.n(),
@@ -239,6 +243,7 @@ pub fn run(a: &BenchConfig, say: &mut dyn FnMut(String)) -> Result<BenchReport> 
         a.epochs,
         a.warmup,
         a.repeats,
+        a.shards,
     ));
 
     let (ours, keras) = measure_alternately(a, &archs, tr, te, keras_script.as_deref(), say)?;
@@ -265,6 +270,7 @@ pub fn run(a: &BenchConfig, say: &mut dyn FnMut(String)) -> Result<BenchReport> 
         warmup: a.warmup,
         repeats: a.repeats,
         threads,
+        shards: a.shards,
         archs: summaries,
         ours,
         keras,
@@ -341,6 +347,7 @@ fn measure_ours(
         // No plateau or early-stop decisions inside the timed run.
         early_stop_patience: usize::MAX,
         lr_patience: usize::MAX,
+        shards: a.shards,
         ..TrainConfig::proxy()
     };
     // Warm-up steps on a throw-away copy of the model (thread pool, allocator, caches).

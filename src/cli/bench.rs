@@ -43,6 +43,9 @@ pub struct BenchArgs {
     /// Seed of the initial weights, shuffling and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Data-parallel shards of each training batch (1: the whole batch in one pass).
+    #[arg(long, default_value_t = crate::train::DEFAULT_SHARDS)]
+    pub shards: usize,
     /// Machine-readable output (JSON on stdout).
     #[arg(long)]
     pub json: bool,
@@ -62,6 +65,7 @@ impl From<&BenchArgs> for BenchConfig {
             steps: a.steps,
             no_infer: a.no_infer,
             seed: a.seed,
+            shards: a.shards,
         }
     }
 }
@@ -88,8 +92,8 @@ fn print_table(r: &BenchReport) {
     let x = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
     println!();
     println!(
-        "medians over {} run(s), samples/s (batch {}, {} thread(s)):",
-        r.repeats, r.batch, r.threads
+        "medians over {} run(s), samples/s (batch {}, {} thread(s), {} shard(s)):",
+        r.repeats, r.batch, r.threads, r.shards
     );
     println!(
         "{:<5} {:>6} {:>9} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7} | {:>13}",

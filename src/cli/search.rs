@@ -74,6 +74,11 @@ pub struct SearchArgs {
     /// Training mini-batch size
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
+    /// Data-parallel shards of each mini-batch, trained on the cores at once with their
+    /// gradients summed; BatchNorm normalises each shard by its own statistics. Results depend
+    /// on this, not on the number of cores
+    #[arg(long, default_value_t = crate::train::DEFAULT_SHARDS)]
+    pub shards: usize,
     /// Adam's initial learning rate
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
@@ -205,6 +210,7 @@ fn build_config(a: &SearchArgs) -> Result<RunConfig> {
         lr_patience: a.lr_patience.unwrap_or(base.lr_patience),
         lr_factor: a.lr_factor.unwrap_or(base.lr_factor),
         max_steps_per_epoch: a.steps_per_epoch,
+        shards: a.shards,
         ..base
     };
     let data = match &a.data {
@@ -244,6 +250,7 @@ fn build_config(a: &SearchArgs) -> Result<RunConfig> {
             early_stop_patience: a.final_patience,
             learning_rate: a.learning_rate,
             max_steps_per_epoch: a.steps_per_epoch,
+            shards: a.shards,
             ..TrainConfig::delivery()
         },
         final_top: a.final_top,

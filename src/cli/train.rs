@@ -36,6 +36,11 @@ pub struct TrainArgs {
     /// Mini-batch size
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Data-parallel shards of each mini-batch, trained on the cores at once with their
+    /// gradients summed; BatchNorm normalises each shard by its own statistics. Results depend
+    /// on this, not on the number of cores
+    #[arg(long, default_value_t = crate::train::DEFAULT_SHARDS)]
+    pub shards: usize,
     /// Adam's initial learning rate
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
@@ -95,6 +100,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             learning_rate: a.learning_rate,
             early_stop_patience: a.patience,
             max_steps_per_epoch: a.steps_per_epoch,
+            shards: a.shards,
             ..TrainConfig::delivery()
         },
         val_fraction: a.val_fraction,

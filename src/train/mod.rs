@@ -21,6 +21,7 @@ use metrics::Metrics;
 use model::Net;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -46,10 +47,28 @@ pub struct TrainConfig {
     /// BatchNorm layers) looked worse than they are, and small datasets stayed at chance.
     #[serde(default = "default_bn_recalibration")]
     pub bn_recalibration: usize,
+    /// Data-parallel shards of each mini-batch ([`DEFAULT_SHARDS`]): the shards' forward and
+    /// backward passes run on the cores at once and their gradients are summed, which is the
+    /// gradient of the whole batch. BatchNorm normalises each shard by its own statistics
+    /// ("ghost batches"); the running statistics still move by the whole batch's. The result
+    /// depends on the shard count, never on the number of cores.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
 }
 
 fn default_bn_recalibration() -> usize {
     1024
+}
+
+/// Shards per mini-batch by default: two, which measured 1.8× the training throughput of one
+/// on two cores (reference network A, `nas bench`: 2,440 vs 1,330 samples/s), because burn's
+/// CPU backend runs its element-wise operations on one core and parallelises only the large
+/// matrix products; with one core the two shards run one after the other at about the speed
+/// of one.
+pub const DEFAULT_SHARDS: usize = 2;
+
+fn default_shards() -> usize {
+    DEFAULT_SHARDS
 }
 
 impl TrainConfig {
@@ -65,6 +84,7 @@ impl TrainConfig {
             min_learning_rate: 1e-6,
             max_steps_per_epoch: None,
             bn_recalibration: default_bn_recalibration(),
+            shards: DEFAULT_SHARDS,
         }
     }
 
@@ -92,6 +112,7 @@ impl TrainConfig {
             self.max_steps_per_epoch != Some(0),
             "steps per epoch must be positive"
         );
+        anyhow::ensure!(self.shards > 0, "shards per batch must be positive");
         Ok(())
     }
 
@@ -307,6 +328,7 @@ pub fn train_observed(
     deadline: Option<Instant>,
     observe: &mut dyn FnMut(Progress),
 ) -> Result<TrainOutcome> {
+    cfg.validate()?;
     check_data(spec, train, val)?;
     let plain = model::default_device();
     let dev = plain.clone().autodiff();
@@ -421,6 +443,7 @@ struct Steps<'a> {
     x_buf: Vec<f32>,
     len: usize,
     batch_size: usize,
+    shards: usize,
     per_epoch: usize,
     total: usize,
     /// Samples trained on so far, for the throughput.
@@ -444,6 +467,7 @@ impl<'a> Steps<'a> {
             x_buf: Vec::with_capacity(batch_size * len),
             len,
             batch_size,
+            shards: cfg.shards,
             per_epoch,
             total: per_epoch * cfg.epochs,
             trained_samples: 0,
@@ -466,10 +490,8 @@ impl<'a> Steps<'a> {
             let batch = step * bs..((step + 1) * bs).min(self.order.len());
             let samples = batch.len();
             let (x, y) = self.batch(batch);
-            let logits = net.forward(x, Some(&mut self.rng));
-            let loss = self.loss_fn.forward(logits, y);
-            loss_sum += loss.clone().into_scalar::<f32>() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let (loss, grads) = self.step(&net, x, y);
+            loss_sum += loss;
             net = self.optim.step(lr, net, grads);
             self.trained_samples += samples;
             observe(Progress::Step(
@@ -478,6 +500,61 @@ impl<'a> Steps<'a> {
             ));
         }
         (net, loss_sum / self.per_epoch as f64)
+    }
+
+    /// The mean loss of one mini-batch and its gradients, from `shards` data-parallel shards
+    /// (see [`TrainConfig::shards`]); BatchNorm's running statistics move by the batch's.
+    ///
+    /// Each shard runs on a fork of the net (the same parameters as new graph leaves, so the
+    /// shards' autodiff graphs stay apart and run without sharing a lock) with its own dropout
+    /// generator, seeded from the step's; its loss is weighted by its share of the batch, so
+    /// the summed gradients are those of the batch's mean loss. Shard results are combined in
+    /// shard order whatever thread ran them.
+    fn step(&mut self, net: &Net, x: Tensor<3>, y: Tensor<1, Int>) -> (f64, GradientsParams) {
+        let samples = y.dims()[0];
+        let shards = self.shards.clamp(1, samples.max(1));
+        if shards == 1 {
+            let (logits, stats) = net.forward_collect(x, Some(&mut self.rng));
+            let loss = self.loss_fn.forward(logits, y);
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            net.update_running_stats(&[stats]);
+            return (value, GradientsParams::from_grads(loss.backward(), net));
+        }
+        let parts: Vec<(Tensor<3>, Tensor<1, Int>, u64)> = (0..shards)
+            .map(|i| {
+                let rows = samples * i / shards..samples * (i + 1) / shards;
+                let seed = rand::RngCore::next_u64(&mut self.rng);
+                (
+                    x.clone().slice([rows.clone()]),
+                    y.clone().slice([rows]),
+                    seed,
+                )
+            })
+            .collect();
+        let (dev, loss_fn) = (&self.dev, &self.loss_fn);
+        let results: Vec<_> = parts
+            .into_par_iter()
+            .map(|(x, y, seed)| {
+                let replica = net.clone().fork(dev);
+                let share = y.dims()[0] as f32 / samples as f32;
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                let (logits, stats) = replica.forward_collect(x, Some(&mut rng));
+                let loss = loss_fn.forward(logits, y).mul_scalar(share);
+                let value = loss.clone().into_scalar::<f32>() as f64;
+                let grads = GradientsParams::from_grads(loss.backward(), &replica);
+                (value, grads, stats)
+            })
+            .collect();
+        let mut loss = 0.0;
+        let mut grads = Vec::with_capacity(shards);
+        let mut stats = Vec::with_capacity(shards);
+        for (l, g, s) in results {
+            loss += l;
+            grads.push(g);
+            stats.push(s);
+        }
+        net.update_running_stats(&stats);
+        (loss, sum_gradients(net, grads))
     }
 
     /// The inputs `[n, 1, len]` and labels of the samples at `order[batch]`.
@@ -500,6 +577,33 @@ impl<'a> Steps<'a> {
         let y = Tensor::<1, Int>::from_data(TensorData::new(y, vec![idx.len()]), &self.dev);
         (x, y)
     }
+}
+
+/// The sum of several gradient sets of `net`'s parameters, in the sets' order.
+fn sum_gradients(net: &Net, sets: Vec<GradientsParams>) -> GradientsParams {
+    struct Sum {
+        sets: Vec<GradientsParams>,
+        out: GradientsParams,
+    }
+    impl burn::module::ModuleVisitor for Sum {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let id = param.id;
+            let total = self
+                .sets
+                .iter_mut()
+                .filter_map(|g| g.remove::<D>(id))
+                .reduce(|a, b| a + b);
+            if let Some(total) = total {
+                self.out.register(id, total);
+            }
+        }
+    }
+    let mut sum = Sum {
+        sets,
+        out: GradientsParams::new(),
+    };
+    net.visit(&mut sum);
+    sum.out
 }
 
 #[cfg(test)]
@@ -594,6 +698,98 @@ mod tests {
         let full = run(None, &mut epochs);
         assert!(!full.cut_by_deadline);
         assert_eq!(full.epochs_run, 3);
+    }
+
+    /// Without BatchNorm or dropout a step's shards are a partition of the batch's sum: the
+    /// same loss and the same gradients as one pass over the whole batch.
+    #[test]
+    fn sharded_steps_give_the_batch_gradients() {
+        let s = iscx();
+        let data = s.train.stratified_head(2);
+        let mut spec = NetSpec::smart_start(784, 12);
+        for b in &mut spec.blocks {
+            b.batch_norm = false;
+            b.dropout = 0.0;
+        }
+        let dev = model::default_device().autodiff();
+        let w = initial_weights(&spec, 3);
+        let run = |shards| {
+            let cfg = TrainConfig {
+                shards,
+                ..TrainConfig::proxy()
+            };
+            let net = Net::from_weights(&spec, &w, &dev).unwrap();
+            let mut steps = Steps::new(&data, 784, &cfg, 1, &dev);
+            let (x, y) = steps.batch(0..data.n());
+            let (loss, grads) = steps.step(&net, x, y);
+            let conv: Vec<Tensor<3>> = net
+                .blocks
+                .iter()
+                .map(|b| grads.get::<3>(b.conv.weight.id).unwrap())
+                .collect();
+            (loss, conv, grads.get::<2>(net.dense.weight.id).unwrap())
+        };
+        let (loss, conv, dense) = run(1);
+        for shards in [2, 5] {
+            let (l, c, d) = run(shards);
+            assert!(
+                (l - loss).abs() < 1e-5,
+                "{shards} shards: loss {l} vs {loss}"
+            );
+            let diff = |a: Vec<f32>, b: Vec<f32>| {
+                a.iter()
+                    .zip(&b)
+                    .map(|(p, q)| (p - q).abs())
+                    .fold(0.0, f32::max)
+            };
+            let v = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
+            for (a, b) in conv.iter().zip(c) {
+                let e = diff(v(a.clone()), v(b));
+                assert!(e < 1e-6, "{shards} shards: conv gradient differs by {e}");
+            }
+            let e = diff(
+                dense.clone().into_data().try_to_vec().unwrap(),
+                d.into_data().try_to_vec().unwrap(),
+            );
+            assert!(e < 1e-6, "{shards} shards: dense gradient differs by {e}");
+        }
+    }
+
+    /// Sharded training (BatchNorm, dropout) gives the same weights on one core as on two.
+    #[test]
+    fn sharded_training_does_not_depend_on_the_cores() {
+        let s = iscx();
+        let train_set = s.train.stratified_head(20);
+        let val = s.test.stratified_head(5);
+        let spec = NetSpec::smart_start(784, 12);
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 48,
+            max_steps_per_epoch: Some(3),
+            shards: 2,
+            ..TrainConfig::proxy()
+        };
+        let on = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                train(
+                    &spec,
+                    &initial_weights(&spec, 1),
+                    &train_set,
+                    &val,
+                    &cfg,
+                    7,
+                    &mut |_, _| {},
+                )
+                .unwrap()
+            })
+        };
+        let (one, two) = (on(1), on(2));
+        assert_eq!(one.weights, two.weights);
+        assert_eq!(one.history[1].train_loss, two.history[1].train_loss);
     }
 
     /// After a short training the moving averages still describe the initial weights; the

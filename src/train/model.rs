@@ -188,10 +188,27 @@ impl Net {
     ///
     /// The result is the same function as burn's layers in `[batch, channels, length]`
     /// ([`Net::forward_reference`]), with the same gradients and running statistics (tests).
-    pub fn forward(&self, x: Tensor<3>, mut dropout: Option<&mut dyn rand::RngCore>) -> Tensor<2> {
+    pub fn forward(&self, x: Tensor<3>, dropout: Option<&mut dyn rand::RngCore>) -> Tensor<2> {
+        let (y, stats) = self.forward_collect(x, dropout);
+        self.update_running_stats(&[stats]);
+        y
+    }
+
+    /// [`Net::forward`] without moving BatchNorm's running statistics: the statistics of the
+    /// batch at each training-mode BatchNorm are returned instead (one entry per block, `None`
+    /// where the block has none or does not normalise with batch statistics), for
+    /// [`Net::update_running_stats`]. A training step that splits its batch into shards runs
+    /// this on each shard and moves the running statistics once, by the whole batch's.
+    pub fn forward_collect(
+        &self,
+        x: Tensor<3>,
+        mut dropout: Option<&mut dyn rand::RngCore>,
+    ) -> (Tensor<2>, Vec<Option<BatchStats>>) {
         if let Some(fq) = &self.fake_quant {
-            return super::qat::forward(self, x, fq);
+            // BatchNorm is frozen under quantization-aware training: no batch statistics.
+            return (super::qat::forward(self, x, fq), Vec::new());
         }
+        let mut stats = Vec::with_capacity(self.blocks.len());
         let [batch, ch, len] = x.dims();
         // [B, C, L] → [B, L, C]: a free reshape for one input channel.
         let mut x = if ch == 1 {
@@ -222,9 +239,11 @@ impl Net {
             let y = conv_channels_last(x, w, bias, b.conv.stride, &b.conv.padding);
             let [_, l, c] = y.dims();
             let mut y = y.reshape([batch * l, c]);
+            let mut block_stats = None;
             if let Some(bn) = bn {
-                y = batch_norm_rows(y, bn);
+                (y, block_stats) = batch_norm_rows(y, bn);
             }
+            stats.push(block_stats);
             let rate = dropout.is_some().then_some(b.dropout).filter(|&r| r > 0.0);
             let pooled = b.max_pool.is_some() || b.avg_pool.is_some();
             scale = rate.map_or(1.0, |r| 1.0 / (1.0 - r));
@@ -260,7 +279,40 @@ impl Net {
         if scale != 1.0 {
             pooled = pooled.mul_scalar(scale);
         }
-        self.dense.forward(pooled)
+        (self.dense.forward(pooled), stats)
+    }
+
+    /// Move each BatchNorm's running statistics by `momentum` towards the statistics of one
+    /// batch, given as the [`Net::forward_collect`] results of its shards (in any order): their
+    /// rows pooled, so the mean and biased variance are exactly those of the whole batch
+    /// (`var = Σ nᵢ (varᵢ + (meanᵢ − mean)²) / Σ nᵢ`).
+    pub fn update_running_stats(&self, shards: &[Vec<Option<BatchStats>>]) {
+        for (i, b) in self.blocks.iter().enumerate() {
+            let Some(bn) = &b.bn else { continue };
+            let parts: Vec<&BatchStats> = shards
+                .iter()
+                .filter_map(|s| s.get(i).and_then(Option::as_ref))
+                .collect();
+            let Some((mean, var)) = BatchStats::pooled(&parts) else {
+                continue;
+            };
+            let m = bn.momentum;
+            let device = mean.device();
+            let running_mean = bn.running_mean.value_sync().to_device(&device);
+            let running_var = bn.running_var.value_sync().to_device(&device);
+            bn.running_mean.update(
+                running_mean
+                    .mul_scalar(1.0 - m)
+                    .add(mean.mul_scalar(m))
+                    .detach(),
+            );
+            bn.running_var.update(
+                running_var
+                    .mul_scalar(1.0 - m)
+                    .add(var.mul_scalar(m))
+                    .detach(),
+            );
+        }
     }
 
     /// The same function as [`Net::forward`] without dropout, computed with burn's own layers
@@ -384,43 +436,69 @@ pub(super) fn conv_channels_last(
     y.reshape([b, l_out, c_out])
 }
 
+/// One training-mode BatchNorm's statistics over the rows (samples × positions) of a batch or
+/// of one shard of it: the per-channel mean and biased variance, detached from the graph.
+#[derive(Debug, Clone)]
+pub struct BatchStats {
+    pub rows: usize,
+    pub mean: Tensor<1>,
+    pub var: Tensor<1>,
+}
+
+impl BatchStats {
+    /// The mean and biased variance of the union of the parts' rows; `None` for no parts.
+    fn pooled(parts: &[&BatchStats]) -> Option<(Tensor<1>, Tensor<1>)> {
+        match parts {
+            [] => None,
+            [one] => Some((one.mean.clone(), one.var.clone())),
+            _ => {
+                let total = parts.iter().map(|p| p.rows).sum::<usize>() as f64;
+                let share = |p: &BatchStats| (p.rows as f64 / total) as f32;
+                let mean = parts
+                    .iter()
+                    .map(|p| p.mean.clone().mul_scalar(share(p)))
+                    .reduce(|a, b| a + b)?;
+                let var = parts
+                    .iter()
+                    .map(|p| {
+                        let d = p.mean.clone() - mean.clone();
+                        (p.var.clone() + d.clone() * d).mul_scalar(share(p))
+                    })
+                    .reduce(|a, b| a + b)?;
+                Some((mean, var))
+            }
+        }
+    }
+}
+
 /// BatchNorm of `[rows, channels]` (rows = samples × positions), the same function as
 /// burn's `BatchNorm::forward` on `[B, C, L]`: in training (autodiff device, layer not
-/// frozen) it normalises with the batch's mean and biased variance and moves the running
-/// statistics by `momentum`; otherwise it uses the running statistics.
+/// frozen) it normalises with the batch's mean and biased variance and returns them, for the
+/// running statistics ([`Net::update_running_stats`]); otherwise it uses the running
+/// statistics.
 ///
 /// The training path is written with tensor operations on the rows, whose reductions run
 /// along the contiguous axis: burn's fused `batch_norm_train` transposes its input to
 /// `[C, rows]` twice in the forward pass and twice more in the backward pass, and measured
 /// 1.4× slower here (forward and backward of a [12544, 140] batch: 17.5-19.3 ms vs
 /// 12.5-13.4 ms).
-fn batch_norm_rows(x: Tensor<2>, bn: &BatchNorm) -> Tensor<2> {
+fn batch_norm_rows(x: Tensor<2>, bn: &BatchNorm) -> (Tensor<2>, Option<BatchStats>) {
     let device = x.device();
     if !(device.is_autodiff() && bn.training.is_enabled()) {
-        return bn.forward(x);
+        return (bn.forward(x), None);
     }
-    let [_, c] = x.dims();
+    let [rows, c] = x.dims();
     let mean = x.clone().mean_dim(0);
     let centred = x - mean.clone();
     let var = (centred.clone() * centred.clone()).mean_dim(0);
     let inv_std = var.clone().add_scalar(bn.epsilon).sqrt().recip();
     let y = centred * (inv_std * bn.gamma.val().reshape([1, c])) + bn.beta.val().reshape([1, c]);
-    let m = bn.momentum;
-    let running_mean = bn.running_mean.value_sync().to_device(&device);
-    let running_var = bn.running_var.value_sync().to_device(&device);
-    bn.running_mean.update(
-        running_mean
-            .mul_scalar(1.0 - m)
-            .add(mean.detach().reshape([c]).mul_scalar(m))
-            .detach(),
-    );
-    bn.running_var.update(
-        running_var
-            .mul_scalar(1.0 - m)
-            .add(var.detach().reshape([c]).mul_scalar(m))
-            .detach(),
-    );
-    y
+    let stats = BatchStats {
+        rows,
+        mean: mean.detach().reshape([c]),
+        var: var.detach().reshape([c]),
+    };
+    (y, Some(stats))
 }
 
 /// Max or average pooling over the length of `[B, L, C]`, window = stride = `size`, 'valid'.
@@ -527,8 +605,11 @@ pub fn infer_logits(
     Ok(predict_logits(&net, samples, n, spec.input_len, &dev))
 }
 
-/// Batched inference with an already built model (not in training mode).
+/// Batched inference with an already built model (not in training mode). The batches run on
+/// the cores at once (each batch's logits depend on its samples only, so the result is the
+/// same on any number of cores): flex runs most of a small batch's operations on one core.
 pub fn predict_logits(net: &Net, samples: &[u8], n: usize, len: usize, dev: &Device) -> Vec<f32> {
+    use rayon::prelude::*;
     // Measured on reference networks A and B (2 cores): 128-256 samples per batch stay in
     // cache and run 15-40 % faster than 1024-2048.
     const BATCH: usize = 128;
@@ -538,22 +619,23 @@ pub fn predict_logits(net: &Net, samples: &[u8], n: usize, len: usize, dev: &Dev
         n,
         n * len
     );
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let end = (start + BATCH).min(n);
-        let x = input_tensor(&samples[start * len..end * len], end - start, len, dev);
-        let logits = net.forward(x, None);
-        out.extend(
-            logits
+    // The model is `Send` but not `Sync`: each batch gets its own (shallow) copy.
+    let batches: Vec<(Net, &[u8])> = samples[..n * len]
+        .chunks(BATCH * len)
+        .map(|chunk| (net.clone(), chunk))
+        .collect();
+    let parts: Vec<Vec<f32>> = batches
+        .into_par_iter()
+        .map(|(net, chunk)| {
+            let x = input_tensor(chunk, chunk.len() / len, len, dev);
+            net.forward(x, None)
                 .into_data()
                 .convert::<f32>()
                 .try_to_vec::<f32>()
-                .unwrap_or_default(),
-        );
-        start = end;
-    }
-    out
+                .unwrap_or_default()
+        })
+        .collect();
+    parts.concat()
 }
 
 /// Draw a keep/drop decision source from a seed (used by tests).
@@ -768,6 +850,49 @@ mod tests {
                 let [o, ci, k] = a.dims();
                 let d = max_abs_diff(a.reshape([o, ci * k]), c.reshape([o, ci * k]));
                 assert!(d < 1e-3, "spec {i}: conv weight gradients differ by {d}");
+            }
+        }
+    }
+
+    /// Statistics collected shard by shard move the running statistics exactly as the whole
+    /// batch's do (unequal shards, every spec), and a collecting forward pass leaves them
+    /// alone. Compared at the first BatchNorm: the later ones see activations normalised by
+    /// each shard's own statistics, which differ from the whole batch's by design.
+    #[test]
+    fn shard_statistics_pool_to_the_batch_statistics() {
+        let ad = default_device().autodiff();
+        for (i, spec) in varied_specs().into_iter().enumerate() {
+            let w = Weights::random(&spec, 20 + i as u64);
+            let x = random_input(7, spec.input_len, 30 + i as u64, &ad);
+            let whole = Net::from_weights(&spec, &w, &ad).unwrap();
+            drop(whole.forward(x.clone(), None));
+            let sharded = Net::from_weights(&spec, &w, &ad).unwrap();
+            let stats: Vec<_> = [0..2, 2..7]
+                .into_iter()
+                .map(|rows| sharded.forward_collect(x.clone().slice([rows]), None).1)
+                .collect();
+            assert_eq!(
+                sharded.to_weights(),
+                w,
+                "spec {i}: collecting moved the statistics"
+            );
+            assert!(
+                stats[0].iter().any(Option::is_some),
+                "spec {i}: no statistics"
+            );
+            sharded.update_running_stats(&stats);
+            let (a, b) = (whole.to_weights(), sharded.to_weights());
+            assert_ne!(a, w, "spec {i}: the statistics did not move");
+            let first = spec.blocks.iter().position(|b| b.batch_norm).unwrap();
+            for name in [format!("bn{first}.mean"), format!("bn{first}.var")] {
+                let t = &a.tensors[&name];
+                let d = t
+                    .data
+                    .iter()
+                    .zip(&b.tensors[&name].data)
+                    .map(|(p, q)| (p - q).abs())
+                    .fold(0.0, f32::max);
+                assert!(d < 1e-6, "spec {i}: {name} differs by {d}");
             }
         }
     }
