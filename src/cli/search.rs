@@ -158,7 +158,8 @@ pub struct SearchArgs {
     #[arg(long)]
     pub final_from_scratch: bool,
     /// Train this many candidates at once, each in a worker process on this machine (the cores
-    /// are split between them); the results are those of --jobs 1
+    /// are split between them); the results are those of --jobs 1. Each candidate's batches
+    /// already run on --shards cores, so this pays where there are more cores than shards
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub jobs: u64,
     /// Where candidates are trained: on this machine, or as one Slurm job array per generation

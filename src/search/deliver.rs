@@ -67,9 +67,10 @@ pub fn finalists(records: &[Record], top: usize) -> Vec<&Record> {
 /// epoch limit (an upper bound: early stopping often ends sooner).
 ///
 /// Final training uses the proxy's own training samples (all but fold 0), so an epoch costs
-/// what a proxy epoch did; the batch size barely matters on the CPU backend (measured on ISCX
-/// with `nas train --epochs 2 --batch-size 64|256`: 5.2-5.9 s vs 5.8-6.2 s per epoch for a
-/// 4-block network, 4.1 s vs 4.4-5.4 s for the smart start).
+/// about what a proxy epoch did: the final batch size matters little on the CPU backend
+/// (measured on ISCX with `nas train --epochs 2 --batch-size 64|256`, two shards: 3.2-4.1 s vs
+/// 3.3 s per epoch for the 5-block winner of a 60-minute search). Where the estimate falls
+/// short, final training's own deadline still ends it within the budget.
 pub(crate) fn final_seconds_estimate(rec: &Record, cfg: &RunConfig) -> f64 {
     let folds = match cfg.training {
         Training::Proxy => 1,
