@@ -611,6 +611,17 @@ mod tests {
     use super::*;
     use crate::data::{load_dir, LoadOptions};
 
+    /// `spec` trained from Keras-style initial weights (seed 1) under seed 7, unobserved.
+    fn quick_train(
+        spec: &NetSpec,
+        train_set: &Dataset,
+        val: &Dataset,
+        cfg: &TrainConfig,
+    ) -> TrainOutcome {
+        let init = initial_weights(spec, 1);
+        train(spec, &init, train_set, val, cfg, 7, &mut |_, _| {}).unwrap()
+    }
+
     pub(crate) fn iscx() -> crate::data::Splits {
         let dir = crate::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7");
         load_dir(&dir, &LoadOptions::default())
@@ -774,18 +785,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            pool.install(|| {
-                train(
-                    &spec,
-                    &initial_weights(&spec, 1),
-                    &train_set,
-                    &val,
-                    &cfg,
-                    7,
-                    &mut |_, _| {},
-                )
-                .unwrap()
-            })
+            pool.install(|| quick_train(&spec, &train_set, &val, &cfg))
         };
         let (one, two) = (on(1), on(2));
         assert_eq!(one.weights, two.weights);
@@ -808,16 +808,7 @@ mod tests {
                 bn_recalibration,
                 ..TrainConfig::proxy()
             };
-            train(
-                &spec,
-                &initial_weights(&spec, 1),
-                &train_set,
-                &val,
-                &cfg,
-                7,
-                &mut |_, _| {},
-            )
-            .unwrap()
+            quick_train(&spec, &train_set, &val, &cfg)
         };
         let (ema, recal) = (run(0), run(480));
         // 18 steps at momentum 0.01 leave the running variance at ≈ 0.83 · 1 + 0.17 · batch.
