@@ -619,14 +619,9 @@ pub fn predict_logits(net: &Net, samples: &[u8], n: usize, len: usize, dev: &Dev
         n,
         n * len
     );
-    // The model is `Send` but not `Sync`: each batch gets its own (shallow) copy.
-    let batches: Vec<(Net, &[u8])> = samples[..n * len]
-        .chunks(BATCH * len)
-        .map(|chunk| (net.clone(), chunk))
-        .collect();
-    let parts: Vec<Vec<f32>> = batches
-        .into_par_iter()
-        .map(|(net, chunk)| {
+    let parts: Vec<Vec<f32>> = samples[..n * len]
+        .par_chunks(BATCH * len)
+        .map(|chunk| {
             let x = input_tensor(chunk, chunk.len() / len, len, dev);
             net.forward(x, None)
                 .into_data()
