@@ -15,6 +15,7 @@ use burn::nn::pool::{AvgPool1d, AvgPool1dConfig, MaxPool1d, MaxPool1dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig1d};
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
+use rayon::prelude::*;
 
 /// Keras's BatchNorm momentum (0.99) in burn's convention (weight of the new batch).
 pub const BN_MOMENTUM: f64 = 0.01;
@@ -609,7 +610,6 @@ pub fn infer_logits(
 /// the cores at once (each batch's logits depend on its samples only, so the result is the
 /// same on any number of cores): flex runs most of a small batch's operations on one core.
 pub fn predict_logits(net: &Net, samples: &[u8], n: usize, len: usize, dev: &Device) -> Vec<f32> {
-    use rayon::prelude::*;
     // Measured on reference networks A and B (2 cores): 128-256 samples per batch stay in
     // cache and run 15-40 % faster than 1024-2048.
     const BATCH: usize = 128;
