@@ -31,9 +31,9 @@
 use anyhow::{bail, Context, Result};
 use nas::firmware::{self, Lang, Options, Samples};
 use nas::net::cost::latency_features;
+use nas::net::int8::latency_features_int8;
 use nas::net::plan::lower;
 use nas::net::{Block, NetSpec, Padding, PoolKind};
-use nas::quant::kernel::latency_features_int8;
 use nas::weights::Weights;
 use std::sync::Arc;
 

@@ -148,7 +148,7 @@ fn code_size_survey(data: &(nas::data::Dataset, Samples)) -> Result<()> {
     for target in nas::target::builtin() {
         for spec in &nets {
             let r = verify_int8(spec, &target, data, false)?;
-            let f = nas::quant::kernel::code_features(&nas::net::plan::lower(spec)?);
+            let f = nas::net::int8::code_features(&nas::net::plan::lower(spec)?);
             println!(
                 "{} layers {} by_filter {} generic {} avg {} max {} edges {} partial {} code {} flash {} estimate {}",
                 target.name,

@@ -83,44 +83,8 @@ pub struct Latency {
     pub worst_error_pct: f64,
 }
 
-/// What the latency model counts in a plan (`cost::latency_features`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct LatencyFeatures {
-    /// Executed MACs (padded taps skipped, conv and dense) of filters taken four at a time.
-    pub macs_grouped: u64,
-    /// Executed MACs of the filters left over (`out_channels % 4`), taken one by one.
-    pub macs_single: u64,
-    /// Calls of the dot-product routine: per computed window, one per group of four filters
-    /// and one per left-over filter (and the same per dense layer).
-    pub dot_calls: u64,
-    /// Conv output values computed, the windows a pooling layer folds together included
-    /// (`out_len × pool × out_channels`, or `conv_len × out_channels` without pooling).
-    pub conv_outputs: u64,
-    /// Executed layers (convs, global average pooling, dense).
-    pub layers: u64,
-}
-
-impl LatencyFeatures {
-    /// The features in the order of [`Latency::coefficients`], the constant last.
-    pub fn row(&self) -> [f64; 6] {
-        [
-            self.macs_grouped as f64,
-            self.macs_single as f64,
-            self.dot_calls as f64,
-            self.conv_outputs as f64,
-            self.layers as f64,
-            1.0,
-        ]
-    }
-
-    /// All executed MACs.
-    pub fn executed_macs(&self) -> u64 {
-        self.macs_grouped + self.macs_single
-    }
-}
-
 impl Latency {
-    /// The coefficients in the order of [`LatencyFeatures::row`].
+    /// The coefficients in the order of `net::cost::LatencyFeatures::row`.
     pub fn coefficients(&self) -> [f64; 6] {
         [
             self.per_mac,
@@ -132,9 +96,10 @@ impl Latency {
         ]
     }
 
-    /// Estimated instructions of one inference.
-    pub fn instructions(&self, f: &LatencyFeatures) -> u64 {
-        linear_model(&self.coefficients(), &f.row())
+    /// Estimated instructions of one inference with the counts `row`, in the order of
+    /// [`Latency::coefficients`].
+    pub fn instructions(&self, row: &[f64; 6]) -> u64 {
+        linear_model(&self.coefficients(), row)
     }
 
     fn check(&self) -> Result<()> {
@@ -148,7 +113,7 @@ impl Latency {
 }
 
 /// Instructions of one inference of the int8 C kernel, as a linear model of what the plan
-/// makes it execute ([`crate::quant::kernel::LatencyFeaturesInt8`]):
+/// makes it execute (`net::int8::LatencyFeaturesInt8`):
 ///
 /// ```text
 /// per_word_mac · word MACs of four-filter groups + per_single_word_mac · word MACs of the
@@ -157,7 +122,8 @@ impl Latency {
 /// ```
 ///
 /// A word MAC is four byte products (one 32-bit weight word); calibrated like [`Latency`]
-/// (`examples/calibrate_latency.rs --int8`).
+/// (`examples/calibrate_latency.rs --int8`); the counts are
+/// `net::int8::LatencyFeaturesInt8`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyInt8 {
@@ -172,7 +138,7 @@ pub struct LatencyInt8 {
 }
 
 impl LatencyInt8 {
-    /// The coefficients in the order of [`crate::quant::kernel::LatencyFeaturesInt8::row`].
+    /// The coefficients in the order of `net::int8::LatencyFeaturesInt8::row`.
     pub fn coefficients(&self) -> [f64; 6] {
         [
             self.per_word_mac,
@@ -184,9 +150,10 @@ impl LatencyInt8 {
         ]
     }
 
-    /// Estimated instructions of one inference.
-    pub fn instructions(&self, f: &crate::quant::kernel::LatencyFeaturesInt8) -> u64 {
-        linear_model(&self.coefficients(), &f.row())
+    /// Estimated instructions of one inference with the counts `row`, in the order of
+    /// [`LatencyInt8::coefficients`].
+    pub fn instructions(&self, row: &[f64; 6]) -> u64 {
+        linear_model(&self.coefficients(), row)
     }
 
     fn check(&self) -> Result<()> {
@@ -237,7 +204,7 @@ pub struct CodeSize {
 }
 
 /// The int8 C kernel's code-size model: a fixed part plus what each conv adds, by the
-/// [`crate::quant::kernel::CodeFeatures`] it has (a filter-outer sweep, or a generic conv
+/// `net::int8::CodeFeatures` it has (a filter-outer sweep, or a generic conv
 /// specialised to its configuration, whose size depends on its pooling, on windows that need
 /// the per-tap path and on a last group of fewer than four filters). A linear fit over
 /// measured ELFs, so single terms may be negative; `nas verify` reports the error.
@@ -267,20 +234,6 @@ impl Default for CodeSizeInt8 {
             partial_group_bytes: 110,
             stack_bytes: 224,
         }
-    }
-}
-
-impl CodeSizeInt8 {
-    /// Code bytes of a network with these features.
-    pub fn code_bytes(&self, f: &crate::quant::kernel::CodeFeatures) -> u64 {
-        let v = self.base_bytes
-            + self.by_filter_bytes * f.by_filter as i64
-            + self.conv_bytes * f.generic as i64
-            + self.avg_pool_bytes * f.avg_pool as i64
-            + self.max_pool_bytes * f.max_pool as i64
-            + self.edge_bytes * f.edges as i64
-            + self.partial_group_bytes * f.partial_group as i64;
-        v.max(0) as u64
     }
 }
 

@@ -26,23 +26,94 @@ pub struct Weights {
     pub tensors: BTreeMap<String, Tensor>,
 }
 
-/// The tensors a spec needs: name and shape.
-pub fn expected_shapes(spec: &NetSpec) -> Vec<(String, Vec<usize>)> {
+/// One of BatchNorm's four vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BnParam {
+    Gamma,
+    Beta,
+    Mean,
+    Var,
+}
+
+impl BnParam {
+    /// In the order the tensors are listed (and ONNX's BatchNormalization takes them).
+    pub const ALL: [BnParam; 4] = [BnParam::Gamma, BnParam::Beta, BnParam::Mean, BnParam::Var];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BnParam::Gamma => "gamma",
+            BnParam::Beta => "beta",
+            BnParam::Mean => "mean",
+            BnParam::Var => "var",
+        }
+    }
+}
+
+/// A parameter tensor by its role in the network; [`Param::name`] is the one place tensor
+/// names are spelled (weights files, ONNX initializers and the trainer all use it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    /// Block `i`'s convolution kernel `[out, in, kernel]`.
+    ConvWeight(usize),
+    ConvBias(usize),
+    /// Block `i`'s BatchNorm vectors.
+    Bn(usize, BnParam),
+    /// The head `[in, classes]`.
+    DenseWeight,
+    DenseBias,
+}
+
+impl Param {
+    pub fn name(self) -> String {
+        match self {
+            Param::ConvWeight(i) => format!("conv{i}.weight"),
+            Param::ConvBias(i) => format!("conv{i}.bias"),
+            Param::Bn(i, p) => format!("bn{i}.{}", p.as_str()),
+            Param::DenseWeight => "dense.weight".to_string(),
+            Param::DenseBias => "dense.bias".to_string(),
+        }
+    }
+
+    /// The block a parameter belongs to (`None` for the head).
+    pub fn block(self) -> Option<usize> {
+        match self {
+            Param::ConvWeight(i) | Param::ConvBias(i) | Param::Bn(i, _) => Some(i),
+            Param::DenseWeight | Param::DenseBias => None,
+        }
+    }
+}
+
+impl From<Param> for String {
+    fn from(p: Param) -> String {
+        p.name()
+    }
+}
+
+/// The tensors a spec needs, with their shapes, in the order of the network.
+pub fn expected_params(spec: &NetSpec) -> Vec<(Param, Vec<usize>)> {
     let mut v = Vec::new();
     let mut ch = spec.input_channels;
     for (i, b) in spec.blocks.iter().enumerate() {
-        v.push((format!("conv{i}.weight"), vec![b.filters, ch, b.kernel]));
-        v.push((format!("conv{i}.bias"), vec![b.filters]));
+        v.push((Param::ConvWeight(i), vec![b.filters, ch, b.kernel]));
+        v.push((Param::ConvBias(i), vec![b.filters]));
         if b.batch_norm {
-            for p in ["gamma", "beta", "mean", "var"] {
-                v.push((format!("bn{i}.{p}"), vec![b.filters]));
+            for p in BnParam::ALL {
+                v.push((Param::Bn(i, p), vec![b.filters]));
             }
         }
         ch = b.filters;
     }
-    v.push(("dense.weight".into(), vec![ch, spec.classes]));
-    v.push(("dense.bias".into(), vec![spec.classes]));
+    v.push((Param::DenseWeight, vec![ch, spec.classes]));
+    v.push((Param::DenseBias, vec![spec.classes]));
     v
+}
+
+/// The tensors a spec needs: name and shape.
+pub fn expected_shapes(spec: &NetSpec) -> Vec<(String, Vec<usize>)> {
+    expected_params(spec)
+        .into_iter()
+        .map(|(p, s)| (p.name(), s))
+        .collect()
 }
 
 impl Weights {
@@ -50,9 +121,18 @@ impl Weights {
         self.tensors.insert(name.into(), Tensor { shape, data });
     }
 
-    /// The data of a tensor, which [`Weights::check`] has ensured exists.
-    pub fn get(&self, name: &str) -> &[f32] {
-        &self.tensors[name].data
+    /// The data of a parameter tensor; an error naming it when the weights lack it (which
+    /// [`Weights::check`] rules out for a checked spec).
+    pub fn get(&self, p: Param) -> Result<&[f32]> {
+        self.tensor(p).map(|t| t.data.as_slice())
+    }
+
+    /// A parameter tensor with its shape, or an error naming it.
+    pub fn tensor(&self, p: Param) -> Result<&Tensor> {
+        let name = p.name();
+        self.tensors
+            .get(&name)
+            .with_context(|| format!("weights lack tensor '{name}'"))
     }
 
     /// Check that every tensor the spec needs is present with the right shape and finite values,

@@ -6,10 +6,8 @@
 //! tests, `arm-none-eabi-gcc` and the `thumbv7em-none-eabihf` Rust target. Each test says how to
 //! get what it misses instead of skipping.
 
-use nas::codegen::{
-    argmax, generate_c, generate_rust, lower_weights, reference_logits, reference_logits_f32,
-    sanitize_identifier, write_files, Lowered, Provenance,
-};
+use nas::codegen::{generate_c, generate_rust, sanitize_identifier, write_files, Provenance};
+use nas::lower::{argmax, lower_weights, reference_logits, reference_logits_f32, Lowered};
 use nas::net::{Block, NetSpec, Padding, PoolKind};
 use nas::weights::Weights;
 use rand::{Rng, SeedableRng};

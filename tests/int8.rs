@@ -6,9 +6,10 @@
 //! Needs `cc`, `cargo` and the ISCX dataset in `../shared/data/` (set `NAS_SHARED_DATA`); the
 //! verify tests need `arm-none-eabi-gcc`, newlib and `qemu-system-arm`.
 
-use nas::codegen::{lower_weights, sanitize_identifier, write_files, Provenance};
+use nas::codegen::int8::{generate_c_int8, generate_rust_int8};
+use nas::codegen::{sanitize_identifier, write_files, Provenance};
+use nas::lower::lower_weights;
 use nas::net::{Block, NetSpec, Padding, PoolKind};
-use nas::quant::export::{generate_c_int8, generate_rust_int8};
 use nas::quant::{calibrate, quantize, reference_int8, CalibrationMethod, QuantLowered};
 use nas::weights::Weights;
 use rand::{Rng, SeedableRng};
@@ -471,7 +472,7 @@ fn verify_int8(spec: &NetSpec, target: &str, lang: Lang, seed: u64, flash_pct: f
         r.layers,
         r.measured.stack_bytes,
     );
-    assert_eq!(r.dtype, nas::quant::Dtype::Int8);
+    assert_eq!(r.dtype, nas::net::Dtype::Int8);
     // The [latency_int8] estimate (a model of the C kernel), for networks its calibration
     // never saw.
     let (estimate, worst) = (
@@ -736,8 +737,7 @@ fn search_int8_costs_and_scores_int8() {
         assert_eq!(
             r["ram_bytes"].as_u64(),
             Some(
-                nas::quant::lower::int8_arena(&plan).bytes as u64
-                    + target.code_size_int8.stack_bytes
+                nas::net::plan::int8_arena(&plan).bytes as u64 + target.code_size_int8.stack_bytes
             ),
             "RAM estimate = int8 arena + int8 stack: {r}"
         );

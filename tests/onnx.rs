@@ -1,7 +1,7 @@
 //! ONNX in and out, checked by an independent runtime (tract) and against the frameworks that
 //! made the fixtures (PyTorch, Keras + tf2onnx; `scripts/make_onnx_fixtures.py`).
 
-use nas::codegen::{lower_weights, reference_logits};
+use nas::lower::{lower_weights, reference_logits};
 use nas::net::{Block, Head, NetSpec, Padding, PoolKind};
 use nas::onnx::{export, import_bytes, import_file, ImportOptions, Imported, InputLayout};
 use nas::weights::Weights;

@@ -108,7 +108,7 @@ proptest! {
         if let Ok(w) = nas::weights::Weights::from_bytes(&bytes, "fuzz.safetensors") {
             let spec = NetSpec::smart_start(784, 12);
             if w.check(&spec).is_ok() {
-                let _ = nas::codegen::lower_weights(&spec, &w);
+                let _ = nas::lower::lower_weights(&spec, &w);
             }
         }
     }

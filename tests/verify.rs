@@ -349,7 +349,7 @@ fn write_run(dir: &Path, spec: &NetSpec, seed: u64) {
         metric: nas::search::Metric::WeightedF1,
         init: None,
         qat_epochs: 0,
-        dtype: nas::quant::Dtype::F32,
+        dtype: nas::net::Dtype::F32,
     };
     std::fs::create_dir_all(dir.join("best")).unwrap();
     std::fs::write(

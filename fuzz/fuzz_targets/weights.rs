@@ -6,7 +6,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(w) = nas::weights::Weights::from_bytes(data, "fuzz.safetensors") {
         let spec = nas::net::NetSpec::smart_start(784, 12);
         if w.check(&spec).is_ok() {
-            let _ = nas::codegen::lower_weights(&spec, &w);
+            let _ = nas::lower::lower_weights(&spec, &w);
         }
     }
 });

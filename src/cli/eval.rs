@@ -1,11 +1,11 @@
 //! `nas eval`: a run's delivered model (a candidate of it, or an ONNX model) on the test split.
 
 use crate::data::Splits;
+use crate::metrics::Metrics;
 use crate::net::NetSpec;
 use crate::search::rundir::ModelDir;
 use crate::search::{load_data, DataSource};
 use crate::train;
-use crate::train::metrics::Metrics;
 use crate::weights::Weights;
 use anyhow::{bail, Result};
 use clap::Args;
@@ -114,11 +114,11 @@ fn int8_metrics(
     splits: &Splits,
 ) -> Result<Option<Metrics>> {
     Ok(match a.dtype.resolve(a.run.as_deref()) {
-        crate::quant::Dtype::F32 => None,
-        crate::quant::Dtype::Int8 => {
+        crate::net::Dtype::F32 => None,
+        crate::net::Dtype::Int8 => {
             let method = a.dtype.method()?;
             let (calib, what) = match &a.dtype.calibration_data {
-                Some(dir) => crate::quant::calibration_data(
+                Some(dir) => super::quant::calibration_data(
                     Some(dir),
                     None,
                     spec.input_len * spec.input_channels,

@@ -60,10 +60,10 @@ pub fn run(a: ExportArgs) -> Result<()> {
         (ExportLang::C, None) => generate_c(&m.spec, &m.weights, &name, &note)?,
         (ExportLang::Rust, None) => generate_rust(&m.spec, &m.weights, &name, &note)?,
         (ExportLang::C, Some(q)) => {
-            crate::quant::export::generate_c_int8(&m.spec, q, &name, &note)?
+            crate::codegen::int8::generate_c_int8(&m.spec, q, &name, &note)?
         }
         (ExportLang::Rust, Some(q)) => {
-            crate::quant::export::generate_rust_int8(&m.spec, q, &name, &note)?
+            crate::codegen::int8::generate_rust_int8(&m.spec, q, &name, &note)?
         }
     };
     write_files(&files, &a.out)?;

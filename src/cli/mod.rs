@@ -93,8 +93,8 @@ pub struct CostArgs {
     #[arg(long, default_value = "stm32f401re")]
     pub target: String,
     /// Element type of the deployed kernel (int8: int8 arena, int8 constants, int8 code model)
-    #[arg(long, value_enum, default_value_t = crate::quant::Dtype::F32)]
-    pub dtype: crate::quant::Dtype,
+    #[arg(long, value_enum, default_value_t = crate::net::Dtype::F32)]
+    pub dtype: crate::net::Dtype,
     /// Print a JSON object instead of the table
     #[arg(long)]
     pub json: bool,
@@ -173,7 +173,7 @@ fn cost_cmd(a: CostArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
         println!("{}\n", spec.summary());
-        if a.dtype != crate::quant::Dtype::F32 {
+        if a.dtype != crate::net::Dtype::F32 {
             println!(
                 "deployed as {} (arena, constants and code of the {} kernel)\n",
                 a.dtype.label(),

@@ -1,9 +1,8 @@
 //! `--dtype` and the int8 calibration options shared by `export` and `verify`.
 
 use super::LoadedModel;
-use crate::quant::{
-    calibrate::DEFAULT_CALIBRATION_SAMPLES, CalibrationMethod, Dtype, QuantLowered,
-};
+use crate::net::Dtype;
+use crate::quant::{calibrate::DEFAULT_CALIBRATION_SAMPLES, CalibrationMethod, QuantLowered};
 use anyhow::{ensure, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -80,7 +79,7 @@ impl DtypeArgs {
         let method = self.method()?;
         let dir = self.calibration_data.as_deref().or(data);
         let len = m.spec.input_len * m.spec.input_channels;
-        let (calib, what) = crate::quant::calibration_data(dir, run, len)?;
+        let (calib, what) = calibration_data(dir, run, len)?;
         eprintln!(
             "int8: calibrating activation ranges on {} samples of {what}",
             self.calibration_samples.min(calib.n())
@@ -93,4 +92,36 @@ impl DtypeArgs {
             method,
         )?))
     }
+}
+
+/// The samples int8 calibration uses on the command line: the training split of `data` when
+/// given, else of the dataset the run in `run` was searched on, else synthetic samples (said so
+/// in the returned description) of `sample_len` bytes, the network's input. Never the test
+/// split.
+pub fn calibration_data(
+    data: Option<&std::path::Path>,
+    run: Option<&std::path::Path>,
+    sample_len: usize,
+) -> anyhow::Result<(crate::data::Dataset, String)> {
+    use anyhow::Context;
+    if let Some(dir) = data {
+        let s = crate::data::load_dir(dir, &crate::data::LoadOptions::default())
+            .with_context(|| format!("cannot load the calibration dataset {}", dir.display()))?;
+        return Ok((s.train, format!("the training split of {}", dir.display())));
+    }
+    if let Some(run) = run {
+        // A search run or a `nas train` directory: the data it was trained on.
+        let m = crate::search::rundir::ModelDir::open(run)?;
+        let s = crate::search::load_data(&m.data, m.seed)?;
+        let what = if s.synthetic {
+            "the run's synthetic training set".to_string()
+        } else {
+            format!("the training split of the run's dataset ({})", s.train.name)
+        };
+        return Ok((s.train, what));
+    }
+    Ok((
+        crate::data::synthetic(2_400, sample_len, 12, crate::data::DEFAULT_SEED),
+        "SYNTHETIC samples (give --data DIR to calibrate on real training data)".to_string(),
+    ))
 }

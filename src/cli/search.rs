@@ -138,8 +138,8 @@ pub struct SearchArgs {
     /// Element type the candidates are deployed in: int8 costs them as int8 kernels and scores
     /// them after post-training quantization (calibrated on their training folds), so
     /// selection sees the deployed accuracy
-    #[arg(long, value_enum, default_value_t = crate::quant::Dtype::F32)]
-    pub dtype: crate::quant::Dtype,
+    #[arg(long, value_enum, default_value_t = crate::net::Dtype::F32)]
+    pub dtype: crate::net::Dtype,
     /// Final training of the delivered model: at most this many epochs with the full routine
     /// (early stopping with the best epoch restored, learning-rate plateau)
     #[arg(long, default_value_t = 60)]

@@ -108,9 +108,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         init: a.init.clone(),
         qat_epochs: a.qat_epochs,
         dtype: if a.qat_epochs > 0 {
-            crate::quant::Dtype::Int8
+            crate::net::Dtype::Int8
         } else {
-            crate::quant::Dtype::F32
+            crate::net::Dtype::F32
         },
     };
     let quiet = a.json;

@@ -2,6 +2,7 @@
 //! computed here so that the templates hold no decisions.
 
 use super::*;
+use crate::lower::{pool_params, LayerConsts, Lowered};
 
 /// A kernel's language: what `nas export` writes, what `nas verify` builds into firmware.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ValueEnum)]

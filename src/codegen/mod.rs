@@ -1,12 +1,11 @@
 //! Code generation: [`Plan`] + weights → C and `no_std` Rust inference kernels through tera
 //! templates.
 //!
-//! [`lower_weights`] turns a spec and its trained tensors into the plan's layers with deployable
-//! constants: BatchNorm folded into the conv (`w' = w·γ/√(var+ε)`, `b' = (b−mean)·γ/√(var+ε)+β`,
-//! computed in f64 and rounded once), conv weights transposed from burn's `[out][in][kernel]` to
-//! the kernel's `[out][kernel][in]`, dense weights from `[in][classes]` to `[classes][in]`.
+//! The kernels run a [`Lowered`] network ([`crate::lower::lower_weights`]: BatchNorm folded,
+//! kernel layouts); the int8 kernels a [`crate::quant::QuantLowered`] one ([`int8`]).
 //!
-//! Arithmetic contract, shared by the C kernel, the Rust kernel and [`reference_logits`] so that
+//! Arithmetic contract, shared by the C kernel, the Rust kernel and
+//! [`crate::lower::reference_logits`] so that
 //! all three agree bit for bit (on IEEE single precision without FMA contraction):
 //! - conv output = `scale · Σ x·w + b'`, the sum in window order (taps, then input channels),
 //!   starting from 0, padded taps skipped; `scale` is 1/255 for raw bytes (the input scaling is
@@ -27,10 +26,11 @@
 //! Templates (`templates/c`, `templates/rust`, embedded in the binary) hold no decisions: every
 //! size, offset, loop bound, identifier and literal is computed here and handed to tera as data.
 
+use crate::lower::lower_weights;
 use crate::net::cost::Cost;
-use crate::net::plan::{self, Buffer, ConvOp, Op, Plan, ELEM_BYTES};
+use crate::net::plan::{self, Buffer, ConvOp, Op, ELEM_BYTES};
 use crate::net::{NetSpec, PoolKind};
-use crate::weights::{Weights, BN_EPSILON};
+use crate::weights::Weights;
 use anyhow::{bail, ensure, Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
@@ -38,13 +38,10 @@ use std::path::{Component, Path};
 
 mod context;
 mod ident;
-mod lower;
-mod reference;
+pub mod int8;
 
 pub use context::*;
 pub use ident::*;
-pub use lower::*;
-pub use reference::*;
 
 const C_HEADER: &str = include_str!("../../templates/c/model.h.tera");
 const C_SOURCE: &str = include_str!("../../templates/c/model.c.tera");
@@ -59,22 +56,6 @@ pub const MAX_IDENTIFIER_LEN: usize = 20;
 
 /// Values per line in generated weight tables.
 const VALUES_PER_LINE: usize = 8;
-
-/// Deployable constants of one plan layer: weights in the kernel's layout with BatchNorm folded
-/// in, and the bias. Both empty for global average pooling.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerConsts {
-    pub weights: Vec<f32>,
-    pub bias: Vec<f32>,
-}
-
-/// A plan with its constants: what the generated kernels execute.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Lowered {
-    pub plan: Plan,
-    /// One entry per `plan.layers`, in the same order.
-    pub layers: Vec<LayerConsts>,
-}
 
 /// One generated file, its path relative to the output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +181,9 @@ pub fn write_files(files: &[GeneratedFile], dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lower::{reference_logits, reference_logits_f32};
     use crate::net::{Block, Head, Padding, SearchSpace};
+    use crate::weights::{BnParam, Param, BN_EPSILON};
 
     #[test]
     fn identifiers_are_sanitised() {
@@ -260,8 +243,8 @@ mod tests {
             let len = x[0].len();
             let out_len = crate::net::conv_out_len(len, b.kernel, b.stride, b.padding).unwrap();
             let (pl, _) = crate::net::conv_padding(len, b.kernel, b.stride, b.padding);
-            let cw = w.get(&format!("conv{i}.weight"));
-            let cb = w.get(&format!("conv{i}.bias"));
+            let cw = w.get(Param::ConvWeight(i)).unwrap();
+            let cb = w.get(Param::ConvBias(i)).unwrap();
             let ci = x.len();
             let mut y = vec![vec![0.0f64; out_len]; b.filters];
             for (f, yf) in y.iter_mut().enumerate() {
@@ -276,10 +259,11 @@ mod tests {
                         }
                     }
                     if b.batch_norm {
-                        let g = |n: &str| w.get(&format!("bn{i}.{n}"))[f] as f64;
-                        acc = (acc - g("mean")) / (g("var") + BN_EPSILON as f64).sqrt()
-                            * g("gamma")
-                            + g("beta");
+                        let g = |p| w.get(Param::Bn(i, p)).unwrap()[f] as f64;
+                        acc = (acc - g(BnParam::Mean))
+                            / (g(BnParam::Var) + BN_EPSILON as f64).sqrt()
+                            * g(BnParam::Gamma)
+                            + g(BnParam::Beta);
                     }
                     *yo = acc.max(0.0);
                 }
@@ -299,8 +283,8 @@ mod tests {
             .iter()
             .map(|c| c.iter().sum::<f64>() / c.len() as f64)
             .collect();
-        let dw = w.get("dense.weight");
-        let db = w.get("dense.bias");
+        let dw = w.get(Param::DenseWeight).unwrap();
+        let db = w.get(Param::DenseBias).unwrap();
         (0..spec.classes)
             .map(|k| {
                 db[k] as f64

@@ -98,7 +98,7 @@ pub(crate) fn compile(
     d: &Path,
     spec: &NetSpec,
     weights: &Weights,
-    lowered: &codegen::Lowered,
+    lowered: &crate::lower::Lowered,
     target: &Target,
     opts: &Options,
     estimate: &Cost,
@@ -138,7 +138,7 @@ fn write_c_kernel(
 ) -> Result<String> {
     let note = Provenance::new("nas verify").with_footprint(target, estimate.clone());
     let files = match &opts.quant {
-        Some(q) => crate::quant::export::generate_c_int8(spec, q, KERNEL_NAME, &note)?,
+        Some(q) => crate::codegen::int8::generate_c_int8(spec, q, KERNEL_NAME, &note)?,
         None => codegen::generate_c(spec, weights, KERNEL_NAME, &note)?,
     };
     codegen::write_files(&files, d)?;
@@ -151,7 +151,7 @@ fn rust_kernel(
     d: &Path,
     spec: &NetSpec,
     weights: &Weights,
-    lowered: &codegen::Lowered,
+    lowered: &crate::lower::Lowered,
     target: &Target,
     opts: &Options,
 ) -> Result<(String, Arc<RustLib>)> {

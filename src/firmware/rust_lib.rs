@@ -148,7 +148,7 @@ impl RustLib {
     /// The kernel built from exactly these constants.
     pub(crate) fn find(
         &self,
-        lowered: &codegen::Lowered,
+        lowered: &crate::lower::Lowered,
         quant: Option<&QuantLowered>,
     ) -> Option<&str> {
         let f = match quant {
@@ -179,7 +179,7 @@ pub(crate) fn fingerprint_int8(q: &QuantLowered) -> u64 {
 }
 
 /// A hash of a lowered network: plan and constants, bit for bit.
-pub(crate) fn fingerprint(lowered: &codegen::Lowered) -> u64 {
+pub(crate) fn fingerprint(lowered: &crate::lower::Lowered) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     format!("{:?}", lowered.plan).hash(&mut h);
@@ -271,7 +271,7 @@ fn write_kernel_crate(
     k: &RustKernel,
     name: &str,
 ) -> Result<(BTreeMap<&'static str, String>, u64)> {
-    let lowered = codegen::lower_weights(k.spec, k.weights)?;
+    let lowered = crate::lower::lower_weights(k.spec, k.weights)?;
     let dtype = if k.quant.is_some() {
         Dtype::Int8
     } else {
@@ -280,7 +280,7 @@ fn write_kernel_crate(
     let estimate = cost::cost_as(&lowered.plan, target, &target.limits(), dtype);
     let note = Provenance::new("nas verify").with_footprint(target, estimate.clone());
     let files = match k.quant {
-        Some(q) => crate::quant::export::generate_rust_int8(k.spec, q, name, &note)?,
+        Some(q) => crate::codegen::int8::generate_rust_int8(k.spec, q, name, &note)?,
         None => codegen::generate_rust(k.spec, k.weights, name, &note)?,
     };
     codegen::write_files(&files, &d.join(name))?;

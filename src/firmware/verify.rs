@@ -15,7 +15,7 @@ pub fn verify(
     limits: &Limits,
     opts: &Options,
 ) -> Result<KernelReport> {
-    let lowered = codegen::lower_weights(spec, weights)?;
+    let lowered = crate::lower::lower_weights(spec, weights)?;
     let input_len = spec.input_len * spec.input_channels;
     ensure!(!opts.samples.inputs.is_empty(), "no samples to run");
     for (i, x) in opts.samples.inputs.iter().enumerate() {
@@ -43,7 +43,7 @@ pub(crate) fn verify_in(
     d: &Path,
     spec: &NetSpec,
     weights: &Weights,
-    lowered: &codegen::Lowered,
+    lowered: &crate::lower::Lowered,
     target: &Target,
     budget: &Limits,
     opts: &Options,
@@ -142,7 +142,7 @@ fn emulate_and_compare(
     d: &Path,
     target: &Target,
     emu: &crate::target::Emulator,
-    lowered: &codegen::Lowered,
+    lowered: &crate::lower::Lowered,
     opts: &Options,
     built: Built,
 ) -> Result<Emulation> {
@@ -252,7 +252,7 @@ pub(crate) type HostReference<'a> = dyn Fn(&[u8]) -> (Vec<f32>, usize) + 'a;
 /// The host reference's logits and class for one sample: the int8 reference when the network
 /// is quantized, else the float one.
 pub(crate) fn host_reference(
-    lowered: &codegen::Lowered,
+    lowered: &crate::lower::Lowered,
     quant: Option<&QuantLowered>,
     x: &[u8],
 ) -> (Vec<f32>, usize) {
@@ -263,8 +263,8 @@ pub(crate) fn host_reference(
             (o.logits, class)
         }
         None => {
-            let l = codegen::reference_logits(lowered, x);
-            let class = codegen::argmax(&l);
+            let l = crate::lower::reference_logits(lowered, x);
+            let class = crate::lower::argmax(&l);
             (l, class)
         }
     }

@@ -21,17 +21,17 @@
 //!   execution, not a cycle measurement). Both are absent for a profile without a model.
 //!
 //! In int8 ([`Dtype::Int8`]) the arena holds the same tensors at one byte per element, placed
-//! by the same rule ([`crate::quant::lower::int8_arena`]; the int8 kernels need no scratch), and
+//! by the same rule ([`crate::net::plan::int8_arena`]; the int8 kernels need no scratch), and
 //! the constants are the int8 weights, each row padded to whole 32-bit words, plus 16 bytes per
 //! output channel (int32 bias, multiplier and rounding, the shifts): the layout of
-//! [`crate::quant::kernel`]. The code-size model is the profile's `[code_size_int8]` and the
+//! [`crate::net::int8`]. The code-size model is the profile's `[code_size_int8]` and the
 //! instruction model its `[latency_int8]`, over the int8 kernel's own terms
-//! ([`crate::quant::kernel::LatencyFeaturesInt8`]).
+//! ([`crate::net::int8::LatencyFeaturesInt8`]).
 
+use crate::net::plan::Int8Arena;
 use crate::net::plan::{Layer, Op, Plan, ELEM_BYTES};
-use crate::quant::lower::Int8Arena;
-use crate::quant::Dtype;
-use crate::target::{Latency, LatencyFeatures, LatencyInt8, Limits, Target};
+use crate::net::Dtype;
+use crate::target::{Latency, LatencyInt8, Limits, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -52,12 +52,43 @@ pub struct LayerCost {
     pub out_bytes: usize,
 }
 
+/// The budgets a cost is checked against, named in JSON and messages as the snake-case names
+/// below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetKind {
+    Params,
+    Flops,
+    MaxTensor,
+    FlashBytes,
+    RamBytes,
+    /// The estimated latency in microseconds against `max_latency_ms` × 1000.
+    LatencyUs,
+}
+
+impl BudgetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetKind::Params => "params",
+            BudgetKind::Flops => "flops",
+            BudgetKind::MaxTensor => "max_tensor",
+            BudgetKind::FlashBytes => "flash_bytes",
+            BudgetKind::RamBytes => "ram_bytes",
+            BudgetKind::LatencyUs => "latency_us",
+        }
+    }
+}
+
+impl std::fmt::Display for BudgetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A budget a candidate exceeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
-    /// `params`, `flops`, `max_tensor`, `flash_bytes`, `ram_bytes` or `latency_us` (the
-    /// estimated latency in microseconds against `max_latency_ms` × 1000).
-    pub budget: String,
+    pub budget: BudgetKind,
     pub value: u64,
     pub limit: u64,
     pub over_by: u64,
@@ -161,7 +192,7 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
 
 /// [`cost`] for a network deployed in `dtype`.
 pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> Cost {
-    let int8_arena = crate::quant::lower::int8_arena(plan);
+    let int8_arena = crate::net::plan::int8_arena(plan);
     let layers: Vec<LayerCost> = plan
         .layers
         .iter()
@@ -182,13 +213,13 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
     let (instructions, latency_model) = match dtype {
         Dtype::F32 => target
             .latency
-            .map(|m| (m.instructions(&latency_features), m.into()))
+            .map(|m| (m.instructions(&latency_features.row()), m.into()))
             .unzip(),
         Dtype::Int8 => target
             .latency_int8
             .map(|m| {
-                let f = crate::quant::kernel::latency_features_int8(plan);
-                (m.instructions(&f), m.into())
+                let f = crate::net::int8::latency_features_int8(plan);
+                (m.instructions(&f.row()), m.into())
             })
             .unzip(),
     };
@@ -197,11 +228,11 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
         .map(|(m, i): (LatencyBasis, u64)| m.millis(i, target.clock_hz));
 
     let mut violations = over_budget(&[
-        ("params", params, limits.max_params),
-        ("flops", flops, limits.max_flops),
-        ("max_tensor", max_tensor, limits.max_tensor),
-        ("flash_bytes", flash_bytes, limits.max_flash_bytes),
-        ("ram_bytes", ram_bytes, limits.max_ram_bytes),
+        (BudgetKind::Params, params, limits.max_params),
+        (BudgetKind::Flops, flops, limits.max_flops),
+        (BudgetKind::MaxTensor, max_tensor, limits.max_tensor),
+        (BudgetKind::FlashBytes, flash_bytes, limits.max_flash_bytes),
+        (BudgetKind::RamBytes, ram_bytes, limits.max_ram_bytes),
     ]);
     if let Some(v) = latency_violation(latency_ms, limits.max_latency_ms) {
         violations.push(v);
@@ -331,27 +362,61 @@ fn footprint(
         ),
         Dtype::Int8 => (
             int8_arena.bytes as u64,
-            crate::quant::kernel::plan_constant_bytes(plan) as u64,
-            target
-                .code_size_int8
-                .code_bytes(&crate::quant::kernel::code_features(plan)),
+            crate::net::int8::plan_constant_bytes(plan) as u64,
+            crate::net::int8::code_features(plan).code_bytes(&target.code_size_int8),
             target.code_size_int8.stack_bytes,
         ),
     }
 }
 
 /// The violations among `(budget, value, limit)` checks, in their order.
-fn over_budget(checks: &[(&str, u64, u64)]) -> Vec<Violation> {
+fn over_budget(checks: &[(BudgetKind, u64, u64)]) -> Vec<Violation> {
     checks
         .iter()
         .filter(|(_, value, limit)| value > limit)
         .map(|&(budget, value, limit)| Violation {
-            budget: budget.to_string(),
+            budget,
             value,
             limit,
             over_by: value - limit,
         })
         .collect()
+}
+
+/// What the latency model counts in a plan ([`latency_features`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LatencyFeatures {
+    /// Executed MACs (padded taps skipped, conv and dense) of filters taken four at a time.
+    pub macs_grouped: u64,
+    /// Executed MACs of the filters left over (`out_channels % 4`), taken one by one.
+    pub macs_single: u64,
+    /// Calls of the dot-product routine: per computed window, one per group of four filters
+    /// and one per left-over filter (and the same per dense layer).
+    pub dot_calls: u64,
+    /// Conv output values computed, the windows a pooling layer folds together included
+    /// (`out_len × pool × out_channels`, or `conv_len × out_channels` without pooling).
+    pub conv_outputs: u64,
+    /// Executed layers (convs, global average pooling, dense).
+    pub layers: u64,
+}
+
+impl LatencyFeatures {
+    /// The features in the order of [`Latency::coefficients`], the constant last.
+    pub fn row(&self) -> [f64; 6] {
+        [
+            self.macs_grouped as f64,
+            self.macs_single as f64,
+            self.dot_calls as f64,
+            self.conv_outputs as f64,
+            self.layers as f64,
+            1.0,
+        ]
+    }
+
+    /// All executed MACs.
+    pub fn executed_macs(&self) -> u64 {
+        self.macs_grouped + self.macs_single
+    }
 }
 
 /// What the latency model counts in a plan (see [`LatencyFeatures`] for the definitions).
@@ -394,7 +459,7 @@ pub fn latency_violation(
     let value = (ms * 1e3).ceil() as u64;
     let limit = (max * 1e3).floor() as u64;
     (value > limit).then(|| Violation {
-        budget: "latency_us".to_string(),
+        budget: BudgetKind::LatencyUs,
         value,
         limit,
         over_by: value - limit,
@@ -560,7 +625,11 @@ impl Cost {
             Some(max) => (
                 format!("{max:.3}"),
                 format!("{:.1} %", 100.0 * ms / max),
-                if self.violations.iter().any(|v| v.budget == "latency_us") {
+                if self
+                    .violations
+                    .iter()
+                    .any(|v| v.budget == BudgetKind::LatencyUs)
+                {
                     "OVER"
                 } else {
                     "ok"
@@ -687,7 +756,7 @@ mod tests {
         limits.max_params = 10;
         let c = cost(&lower(&NetSpec::smart_start(784, 12)).unwrap(), &t, &limits);
         assert!(!c.fits);
-        assert_eq!(c.violations[0].budget, "params");
+        assert_eq!(c.violations[0].budget, BudgetKind::Params);
         assert_eq!(c.violations[0].over_by, 14_360);
         assert!(c.violations[0]
             .to_string()
@@ -757,7 +826,7 @@ mod tests {
         let v = c
             .violations
             .iter()
-            .find(|v| v.budget == "latency_us")
+            .find(|v| v.budget == BudgetKind::LatencyUs)
             .unwrap();
         assert_eq!(v.value, (ms * 1e3).ceil() as u64);
         assert_eq!(v.limit, (ms / 2.0 * 1e3).floor() as u64);

@@ -222,28 +222,33 @@ fn operators(spec: &NetSpec, shapes: &[BlockShape]) -> Vec<(String, Op, usize)> 
     ops
 }
 
+/// Offsets in one arena for a chain of buffers of `sizes` bytes, where only neighbours are alive
+/// together (see the module documentation): even-numbered buffers at offset 0, odd-numbered
+/// ones flush against the end. Returns the offsets and the arena's size in bytes,
+/// `max_i(size_i + size_{i+1})`. The float and the int8 arenas are both placed by it.
+pub fn place_chain(sizes: &[usize]) -> (Vec<usize>, usize) {
+    let bytes = (0..sizes.len())
+        .map(|i| sizes[i] + sizes.get(i + 1).copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let offsets = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| if i % 2 == 0 { 0 } else { bytes - s })
+        .collect();
+    (offsets, bytes)
+}
+
 /// The layers with their buffers placed in one arena (see the module documentation), and the
 /// arena's size in bytes.
 fn place_buffers(spec: &NetSpec, ops: Vec<(String, Op, usize)>) -> (Vec<Layer>, usize) {
     // Intermediate buffers are the outputs of every layer but the last (which writes logits).
-    let sizes: Vec<usize> = ops[..ops.len() - 1]
-        .iter()
-        .map(|o| o.2 * ELEM_BYTES)
-        .collect();
-    let arena_bytes = (0..sizes.len())
-        .map(|i| sizes[i] + sizes.get(i + 1).copied().unwrap_or(0))
-        .max()
-        .unwrap_or(0);
-    let place = |i: usize| -> Buffer {
-        let offset = if i % 2 == 0 {
-            0
-        } else {
-            arena_bytes - sizes[i]
-        };
-        Buffer::Arena {
-            offset,
-            elements: sizes[i] / ELEM_BYTES,
-        }
+    let elements: Vec<usize> = ops[..ops.len() - 1].iter().map(|o| o.2).collect();
+    let sizes: Vec<usize> = elements.iter().map(|e| e * ELEM_BYTES).collect();
+    let (offsets, arena_bytes) = place_chain(&sizes);
+    let place = |i: usize| Buffer::Arena {
+        offset: offsets[i],
+        elements: elements[i],
     };
 
     let n = ops.len();
@@ -270,6 +275,51 @@ fn place_buffers(spec: &NetSpec, ops: Vec<(String, Op, usize)>) -> (Vec<Layer>, 
         })
         .collect();
     (layers, arena_bytes)
+}
+
+/// Where the int8 tensors live: the float plan's buffers with one byte per element, placed by
+/// the same rule ([`place_chain`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Int8Arena {
+    pub bytes: usize,
+    /// Per plan layer: byte offset of its input / output in the arena (`None`: the caller's
+    /// input bytes or the logits).
+    pub input: Vec<Option<usize>>,
+    pub output: Vec<Option<usize>>,
+}
+
+/// Place the plan's intermediate tensors as int8 in one arena.
+pub fn int8_arena(plan: &Plan) -> Int8Arena {
+    // The plan's arena buffers, in order: the outputs of every layer but the last.
+    let sizes: Vec<usize> = plan
+        .layers
+        .iter()
+        .filter_map(|l| match l.output {
+            Buffer::Arena { elements, .. } => Some(elements),
+            _ => None,
+        })
+        .collect();
+    let (offsets, bytes) = place_chain(&sizes);
+    let (mut input, mut output) = (Vec::new(), Vec::new());
+    let mut k = 0usize;
+    for l in &plan.layers {
+        input.push(match l.input {
+            Buffer::Arena { .. } => Some(offsets[k - 1]),
+            _ => None,
+        });
+        output.push(match l.output {
+            Buffer::Arena { .. } => {
+                k += 1;
+                Some(offsets[k - 1])
+            }
+            _ => None,
+        });
+    }
+    Int8Arena {
+        bytes,
+        input,
+        output,
+    }
 }
 
 impl Plan {

@@ -2,8 +2,18 @@
 //! semantics ('same' = ceil(L/s) with the left pad floor(total/2); pooling rounds down). The
 //! only place these are computed: the spec, the plan, the burn model and the kernels use it.
 
-use super::spec::Padding;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Convolution padding, with Keras semantics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// Output length `ceil(L / s)`; the total padding `max((out-1)·s + k − L, 0)` is split with
+    /// the smaller half on the left (Keras/TensorFlow convention).
+    Same,
+    /// No padding: output length `floor((L − k) / s) + 1`, requires `L ≥ k`.
+    Valid,
+}
 
 /// Output length of a convolution, or `None` when the configuration produces nothing
 /// (zero kernel/stride, or 'valid' with the kernel longer than the input).

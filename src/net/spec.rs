@@ -7,20 +7,10 @@
 //! validation of specs read from files, and the seed's shape-correction rules that turn any
 //! block list into a valid spec.
 
+pub use super::shape::Padding;
 use super::shape::{conv_out_len, conv_padding, pool_out_len, BlockShape};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-/// Convolution padding, with Keras semantics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Padding {
-    /// Output length `ceil(L / s)`; the total padding `max((out-1)·s + k − L, 0)` is split with
-    /// the smaller half on the left (Keras/TensorFlow convention).
-    Same,
-    /// No padding: output length `floor((L − k) / s) + 1`, requires `L ≥ k`.
-    Valid,
-}
 
 /// Pooling operator kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -10,7 +10,7 @@
 
 use super::{META_INPUT_SCALE, META_SPEC};
 use crate::net::NetSpec;
-use crate::weights::{Weights, BN_EPSILON};
+use crate::weights::{BnParam, Param, Weights, BN_EPSILON};
 use anyhow::{Context, Result};
 use onnx_ir::{
     AttributeProto, AttributeType, GraphProto, Message, ModelProto, NodeProto, TensorProto,
@@ -134,11 +134,12 @@ pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
         "features",
         vec![int("axis", 1)],
     ));
-    constants(&mut g, weights, &["dense.weight", "dense.bias"]);
+    let (dw, db) = (Param::DenseWeight.name(), Param::DenseBias.name());
+    constants(&mut g, weights, &[&dw, &db]);
     g.node.push(node(
         "Gemm",
         "dense",
-        &["features", "dense.weight", "dense.bias"],
+        &["features", &dw, &db],
         "logits",
         vec![],
     ));
@@ -146,11 +147,13 @@ pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
     model(g, spec, doc, &[])
 }
 
-/// The named weight tensors as initializers (the names are checked by `Weights::check`).
+/// The named weight tensors as initializers, under their tensor names (`weights::Param::name`;
+/// present: the exporter checks the weights against the spec first).
 fn constants(g: &mut GraphProto, weights: &Weights, names: &[&str]) {
     for n in names {
-        let t = &weights.tensors[*n];
-        g.initializer.push(initializer(n, &t.shape, &t.data));
+        if let Some(t) = weights.tensors.get(*n) {
+            g.initializer.push(initializer(n, &t.shape, &t.data));
+        }
     }
 }
 
@@ -164,7 +167,7 @@ fn block(
     sh: &crate::net::BlockShape,
     x: String,
 ) -> String {
-    let (w, bias) = (format!("conv{i}.weight"), format!("conv{i}.bias"));
+    let (w, bias) = (Param::ConvWeight(i).name(), Param::ConvBias(i).name());
     constants(g, weights, &[&w, &bias]);
     let conv = format!("conv{i}");
     g.node.push(node(
@@ -182,9 +185,9 @@ fn block(
     ));
     let mut x = conv;
     if b.batch_norm {
-        let names: Vec<String> = ["gamma", "beta", "mean", "var"]
+        let names: Vec<String> = BnParam::ALL
             .iter()
-            .map(|p| format!("bn{i}.{p}"))
+            .map(|&p| Param::Bn(i, p).name())
             .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         constants(g, weights, &refs);

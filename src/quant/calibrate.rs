@@ -8,7 +8,7 @@
 //! from the training split, never from the test split.
 
 use super::QuantError;
-use crate::codegen::Lowered;
+use crate::lower::Lowered;
 use crate::net::plan::Op;
 
 /// How a tensor's range is taken from the values seen in calibration.
@@ -122,7 +122,7 @@ fn percentile(v: &mut [f32], p: f64) -> f32 {
 /// (the tensor whose range is calibrated).
 pub(crate) fn forward_layer(
     op: &Op,
-    consts: &crate::codegen::LayerConsts,
+    consts: &crate::lower::LayerConsts,
     x: &[f32],
 ) -> (Vec<f32>, Option<Vec<f32>>) {
     match op {
@@ -192,7 +192,7 @@ pub(crate) fn forward_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::{lower_weights, reference_logits};
+    use crate::lower::{lower_weights, reference_logits};
     use crate::net::NetSpec;
     use crate::weights::Weights;
 

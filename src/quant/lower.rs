@@ -10,8 +10,8 @@
 //!   input (`|bias| + 255 · Σ|w|`); a layer for which it does not is an error, never a wrap.
 
 use super::{fast_shifts, quantize_multiplier, QuantError};
-use crate::codegen::Lowered;
-use crate::net::plan::{Buffer, Op, Plan};
+use crate::lower::Lowered;
+use crate::net::plan::{int8_arena, Int8Arena, Op, Plan};
 use serde::Serialize;
 
 /// Scale and zero point of an int8 tensor: `real = scale · (q − zero_point)`.
@@ -85,55 +85,6 @@ pub struct QuantLayer {
     pub act_max: i32,
     /// Largest `|accumulator|` any input can produce, per output channel.
     pub acc_bound: Vec<i64>,
-}
-
-/// Where the int8 tensors live: the float plan's buffers with one byte per element, placed by
-/// the same rule (even-numbered buffers at offset 0, odd ones flush against the end).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Int8Arena {
-    pub bytes: usize,
-    /// Per plan layer: byte offset of its input / output in the arena (`None`: the caller's
-    /// input bytes or the logits).
-    pub input: Vec<Option<usize>>,
-    pub output: Vec<Option<usize>>,
-}
-
-/// Place the plan's intermediate tensors as int8 in one arena.
-pub fn int8_arena(plan: &Plan) -> Int8Arena {
-    // The plan's arena buffers, in order: the outputs of every layer but the last.
-    let sizes: Vec<usize> = plan
-        .layers
-        .iter()
-        .filter_map(|l| match l.output {
-            Buffer::Arena { elements, .. } => Some(elements),
-            _ => None,
-        })
-        .collect();
-    let bytes = (0..sizes.len())
-        .map(|i| sizes[i] + sizes.get(i + 1).copied().unwrap_or(0))
-        .max()
-        .unwrap_or(0);
-    let place = |i: usize| if i % 2 == 0 { 0 } else { bytes - sizes[i] };
-    let (mut input, mut output) = (Vec::new(), Vec::new());
-    let mut k = 0usize;
-    for l in &plan.layers {
-        input.push(match l.input {
-            Buffer::Arena { .. } => Some(place(k - 1)),
-            _ => None,
-        });
-        output.push(match l.output {
-            Buffer::Arena { .. } => {
-                k += 1;
-                Some(place(k - 1))
-            }
-            _ => None,
-        });
-    }
-    Int8Arena {
-        bytes,
-        input,
-        output,
-    }
 }
 
 /// A quantized network: the float plan (shapes, layer order), its int8 constants and the int8
@@ -210,7 +161,7 @@ struct QuantChannel {
 /// A conv or dense layer (`relu`: a conv, whose output range starts at 0) with its float
 /// constants, on an input quantized with `input`, its output calibrated to `range`.
 fn quantize_layer(
-    consts: &crate::codegen::LayerConsts,
+    consts: &crate::lower::LayerConsts,
     input: QuantParams,
     range: (f32, f32),
     relu: bool,
@@ -301,7 +252,7 @@ fn quantize_channel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::lower_weights;
+    use crate::lower::lower_weights;
     use crate::net::NetSpec;
     use crate::quant::{calibrate, CalibrationMethod};
     use crate::weights::Weights;

@@ -2,7 +2,7 @@
 //! implements bit for bit.
 //!
 //! - Weights: int8, symmetric, per output channel (zero point 0), from the BN-folded floats of
-//!   [`crate::codegen::Lowered`].
+//!   [`crate::lower::Lowered`].
 //! - Activations: int8, asymmetric, one scale and zero point per tensor, calibrated on training
 //!   samples ([`calibrate`]). Every arena tensor of our networks follows a ReLU, so its range
 //!   starts at 0 and its zero point is −128. The input byte `b` is the int8 value `b − 128` with
@@ -17,7 +17,6 @@
 //! [`lower`] builds the quantized network, [`reference`] runs it on the host.
 
 pub mod calibrate;
-pub mod export;
 pub mod kernel;
 pub mod lower;
 pub mod reference;
@@ -43,7 +42,7 @@ pub fn ptq(
         spec.input_len * spec.input_channels
     );
     anyhow::ensure!(!calib.is_empty() && n > 0, "no calibration samples");
-    let low = crate::codegen::lower_weights(spec, weights)?;
+    let low = crate::lower::lower_weights(spec, weights)?;
     let take = n.min(calib.n());
     let idx = (0..take).map(|i| i * calib.n() / take);
     let ranges = calibrate(&low, idx.map(|i| calib.sample(i)), method)
@@ -51,47 +50,10 @@ pub fn ptq(
     quantize(&low, &ranges).context("quantizing to int8")
 }
 
-#[cfg(feature = "train")]
-/// The samples int8 calibration uses on the command line: the training split of `data` when
-/// given, else of the dataset the run in `run` was searched on, else synthetic samples (said so
-/// in the returned description) of `sample_len` bytes, the network's input. Never the test
-/// split.
-pub fn calibration_data(
-    data: Option<&std::path::Path>,
-    run: Option<&std::path::Path>,
-    sample_len: usize,
-) -> anyhow::Result<(crate::data::Dataset, String)> {
-    use anyhow::Context;
-    if let Some(dir) = data {
-        let s = crate::data::load_dir(dir, &crate::data::LoadOptions::default())
-            .with_context(|| format!("cannot load the calibration dataset {}", dir.display()))?;
-        return Ok((s.train, format!("the training split of {}", dir.display())));
-    }
-    if let Some(run) = run {
-        // A search run or a `nas train` directory: the data it was trained on.
-        let m = crate::search::rundir::ModelDir::open(run)?;
-        let s = crate::search::load_data(&m.data, m.seed)?;
-        let what = if s.synthetic {
-            "the run's synthetic training set".to_string()
-        } else {
-            format!("the training split of the run's dataset ({})", s.train.name)
-        };
-        return Ok((s.train, what));
-    }
-    Ok((
-        crate::data::synthetic(2_400, sample_len, 12, crate::data::DEFAULT_SEED),
-        "SYNTHETIC samples (give --data DIR to calibrate on real training data)".to_string(),
-    ))
-}
-
-#[cfg(feature = "train")]
 /// Metrics of the int8 network on `data`: predictions are the argmax of the int8 outputs (as
 /// the kernels' `predict`), the loss is computed on the dequantized logits. Runs the int8 host
 /// reference on every sample, on all cores.
-pub fn evaluate_int8(
-    q: &QuantLowered,
-    data: &crate::data::Dataset,
-) -> crate::train::metrics::Metrics {
+pub fn evaluate_int8(q: &QuantLowered, data: &crate::data::Dataset) -> crate::metrics::Metrics {
     let n = data.n();
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
@@ -116,43 +78,13 @@ pub fn evaluate_int8(
     let pred: Vec<u8> = outs.iter().map(|o| o.predict() as u8).collect();
     let logits: Vec<f32> = outs.iter().flat_map(|o| o.logits.iter().copied()).collect();
     let classes = q.plan.classes;
-    let mut m = crate::train::metrics::from_predictions(&data.labels, &pred, classes);
-    m.loss = Some(crate::train::metrics::cross_entropy(
+    let mut m = crate::metrics::from_predictions(&data.labels, &pred, classes);
+    m.loss = Some(crate::metrics::cross_entropy(
         &logits,
         &data.labels,
         classes,
     ));
     m
-}
-
-/// The element type a network is deployed in.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Dtype {
-    /// float32 weights and activations
-    #[default]
-    F32,
-    /// int8 weights and activations (TFLite / CMSIS-NN arithmetic)
-    Int8,
-}
-
-impl Dtype {
-    pub fn label(self) -> &'static str {
-        match self {
-            Dtype::F32 => "f32",
-            Dtype::Int8 => "int8",
-        }
-    }
 }
 
 /// `frexp`: `x = m · 2^e` with `0.5 ≤ |m| < 1` (and `(0, 0)` for zero). For finite `x` only.

@@ -144,7 +144,7 @@ pub fn input_int8(bytes: &[u8]) -> Vec<i8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::lower_weights;
+    use crate::lower::lower_weights;
     use crate::net::{Block, Head, NetSpec, Padding, PoolKind, SearchSpace};
     use crate::quant::{calibrate, quantize, CalibrationMethod};
     use crate::weights::Weights;
@@ -273,7 +273,7 @@ mod tests {
         let q = quantize(&low, &r).unwrap();
         let (lo, hi) = *r.layers.last().unwrap();
         for i in 0..ds.n() {
-            let f = crate::codegen::reference_logits(&low, ds.sample(i));
+            let f = crate::lower::reference_logits(&low, ds.sample(i));
             let o = reference_int8(&q, ds.sample(i));
             assert_eq!(o.logits.len(), f.len());
             for (a, b) in o.logits.iter().zip(&f) {
@@ -326,8 +326,7 @@ mod tests {
         let q = quantize(&low, &r).unwrap();
         let (mut agree, mut ok_f, mut ok_q) = (0, 0, 0);
         for i in 0..test.n() {
-            let pf =
-                crate::codegen::argmax(&crate::codegen::reference_logits(&low, test.sample(i)));
+            let pf = crate::lower::argmax(&crate::lower::reference_logits(&low, test.sample(i)));
             let pq = reference_int8(&q, test.sample(i)).predict();
             agree += usize::from(pf == pq);
             ok_f += usize::from(pf == test.labels[i] as usize);

@@ -2,8 +2,8 @@
 
 use super::model::{RunReport, Winner};
 use super::plots::Figure;
+use crate::metrics::Metrics;
 use crate::search::FinalRecord;
-use crate::train::metrics::Metrics;
 use std::fmt::Write as _;
 
 /// Escape text for HTML content and attribute values.

@@ -1,10 +1,10 @@
 //! The report's data, read from a run directory. Everything plotted comes from here, and
 //! `nas report --format json` prints exactly this.
 
+use crate::metrics::Metrics;
 use crate::net::cost::Cost;
 use crate::search::{self, MeasuredFootprint, Record, RunSummary};
 use crate::target::Limits;
-use crate::train::metrics::Metrics;
 use crate::util::read_json;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};

@@ -48,7 +48,7 @@ pub(crate) fn train_candidate(
                 bar.set_position((f * total + done) as u64);
             },
         )?;
-        if cfg.dtype == crate::quant::Dtype::Int8 {
+        if cfg.dtype == crate::net::Dtype::Int8 {
             out.val = int8_score(spec, &out.weights, &tr, &val)?;
         }
         results.push(out);

@@ -71,7 +71,7 @@ pub struct RunConfig {
     /// The element type candidates are deployed in: int8 candidates are costed as int8 and
     /// scored after post-training quantization (`--dtype`).
     #[serde(default)]
-    pub dtype: crate::quant::Dtype,
+    pub dtype: crate::net::Dtype,
     /// How the finalists are trained before delivery (see `deliver`).
     #[serde(default = "TrainConfig::delivery")]
     pub final_train: TrainConfig,
@@ -132,7 +132,7 @@ pub fn cost_of(
     spec: &NetSpec,
     target: &Target,
     limits: &Limits,
-    dtype: crate::quant::Dtype,
+    dtype: crate::net::Dtype,
 ) -> Result<Cost> {
     Ok(cost::cost_as(&plan::lower(spec)?, target, limits, dtype))
 }

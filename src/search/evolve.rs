@@ -18,7 +18,7 @@ pub fn measure(spec: &NetSpec, cfg: &RunConfig) -> Result<MeasuredFootprint> {
     let samples = crate::firmware::Samples::synthetic(1, spec.input_len * spec.input_channels);
     let mut opts = crate::firmware::Options::new(samples);
     opts.emulate = false;
-    if cfg.dtype == crate::quant::Dtype::Int8 {
+    if cfg.dtype == crate::net::Dtype::Int8 {
         // Sizes do not depend on the calibration either: synthetic samples serve.
         let calib =
             crate::data::synthetic(64, spec.input_len * spec.input_channels, spec.classes, 0);
@@ -133,7 +133,7 @@ impl Misses {
         for v in &c.violations {
             let e = self
                 .by_budget
-                .entry(v.budget.clone())
+                .entry(v.budget.to_string())
                 .or_insert((0, u64::MAX, v.limit));
             e.0 += 1;
             e.1 = e.1.min(v.value);
@@ -315,17 +315,16 @@ pub fn inherit(child: &NetSpec, parent: &NetSpec, parent_w: &Weights, init: &mut
         .zip(&parent.blocks)
         .take_while(|(a, b)| same(a, b))
         .count();
-    for i in 0..k {
-        for (name, t) in &parent_w.tensors {
-            if name.starts_with(&format!("conv{i}.")) || name.starts_with(&format!("bn{i}.")) {
-                init.tensors.insert(name.clone(), t.clone());
-            }
-        }
-    }
-    if k == child.blocks.len() && k == parent.blocks.len() && child.classes == parent.classes {
-        for name in ["dense.weight", "dense.bias"] {
-            init.tensors
-                .insert(name.into(), parent_w.tensors[name].clone());
+    // The parent's tensors of the shared blocks, and its head when nothing else changed.
+    let head =
+        k == child.blocks.len() && k == parent.blocks.len() && child.classes == parent.classes;
+    for (p, _) in crate::weights::expected_params(parent) {
+        let inherit = match p.block() {
+            Some(i) => i < k,
+            None => head,
+        };
+        if let (true, Ok(t)) = (inherit, parent_w.tensor(p)) {
+            init.tensors.insert(p.name(), t.clone());
         }
     }
     k
@@ -391,8 +390,8 @@ mod tests {
         child.blocks[1].filters = 50;
         let mut init = train::initial_weights(&child, 2);
         assert_eq!(inherit(&child, &parent, &pw, &mut init), 1);
-        assert_eq!(init.get("conv0.weight"), pw.get("conv0.weight"));
-        assert_ne!(init.get("dense.bias"), pw.get("dense.bias"));
+        assert_eq!(init.tensors["conv0.weight"], pw.tensors["conv0.weight"]);
+        assert_ne!(init.tensors["dense.bias"], pw.tensors["dense.bias"]);
         init.check(&child).unwrap();
         let mut same = train::initial_weights(&parent, 2);
         assert_eq!(inherit(&parent, &parent, &pw, &mut same), 2);

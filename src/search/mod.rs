@@ -39,11 +39,11 @@ pub use evolve::{
 pub use rundir::{candidate_id, load_data, open_run, Record, Run, RunSummary};
 
 use crate::data::{self, Dataset, LoadOptions, Splits};
+use crate::metrics::Metrics;
 use crate::net::cost::{self, Cost};
 use crate::net::plan;
 use crate::net::{Block, NetSpec, Padding, Pool, PoolKind, SearchSpace};
 use crate::target::{Limits, Target};
-use crate::train::metrics::Metrics;
 use crate::train::{self, TrainConfig};
 use crate::util::{read_json, write_atomic, write_json};
 use crate::weights::Weights;

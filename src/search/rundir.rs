@@ -298,7 +298,7 @@ pub struct TrainRunConfig {
     pub qat_epochs: usize,
     /// The deployed element type (int8 with QAT): `export`, `verify` and `eval` default to it.
     #[serde(default)]
-    pub dtype: crate::quant::Dtype,
+    pub dtype: crate::net::Dtype,
 }
 
 impl TrainRunConfig {

@@ -80,7 +80,7 @@ fn untrained_record(run: &Run, task: &Task) -> Result<(Record, Cost)> {
         ram_bytes: c.ram_bytes,
         flash_bytes: c.flash_bytes,
         score: 0.0,
-        val: crate::train::metrics::from_predictions(&[], &[], task.spec.classes),
+        val: crate::metrics::from_predictions(&[], &[], task.spec.classes),
         epochs_run: 0,
         best_epoch: 0,
         inherited_blocks: task.inherited_blocks,

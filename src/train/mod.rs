@@ -5,18 +5,17 @@
 //! epoch's weights) and reduce-LR-on-plateau. Proxy training (one split) and k-fold training are
 //! built on [`train`] by the search.
 
-pub mod metrics;
 pub mod model;
 pub mod qat;
 mod steps;
 
 use crate::data::Dataset;
+use crate::metrics::{self, Metrics};
 use crate::net::NetSpec;
 use crate::weights::Weights;
 use anyhow::{bail, Result};
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
-use metrics::Metrics;
 use model::Net;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -581,7 +580,7 @@ mod tests {
         };
         let (ema, recal) = (run(0), run(480));
         // 18 steps at momentum 0.01 leave the running variance at ≈ 0.83 · 1 + 0.17 · batch.
-        let var = |o: &TrainOutcome| o.weights.get("bn1.var").iter().sum::<f32>() / 114.0;
+        let var = |o: &TrainOutcome| o.weights.tensors["bn1.var"].data.iter().sum::<f32>() / 114.0;
         assert!(var(&ema) > 0.8, "{}", var(&ema));
         assert!(
             var(&recal) < 0.5 * var(&ema),

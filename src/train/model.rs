@@ -7,7 +7,7 @@
 //! average pooling and a dense head. Layout is burn's `[batch, channels, length]`.
 
 use crate::net::{conv_out_len, conv_padding, NetSpec, Padding, PoolKind};
-use crate::weights::{Weights, BN_EPSILON};
+use crate::weights::{BnParam, Param as Name, Weights, BN_EPSILON};
 use anyhow::Result;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
@@ -77,9 +77,12 @@ pub struct Net {
     pub fake_quant: Option<super::qat::FakeQuant>,
 }
 
-fn tensor<const D: usize>(w: &Weights, name: &str, dev: &Device) -> Tensor<D> {
-    let t = &w.tensors[name];
-    Tensor::from_data(TensorData::new(t.data.clone(), t.shape.clone()), dev)
+fn tensor<const D: usize>(w: &Weights, name: Name, dev: &Device) -> Result<Tensor<D>> {
+    let t = w.tensor(name)?;
+    Ok(Tensor::from_data(
+        TensorData::new(t.data.clone(), t.shape.clone()),
+        dev,
+    ))
 }
 
 impl Net {
@@ -98,23 +101,22 @@ impl Net {
                 .with_stride(b.stride)
                 .with_padding(padding)
                 .init(dev);
-            conv.weight = Param::from_tensor(tensor(weights, &format!("conv{i}.weight"), dev));
-            conv.bias = Some(Param::from_tensor(tensor(
-                weights,
-                &format!("conv{i}.bias"),
-                dev,
-            )));
-            let bn = b.batch_norm.then(|| {
+            conv.weight = Param::from_tensor(tensor(weights, Name::ConvWeight(i), dev)?);
+            conv.bias = Some(Param::from_tensor(tensor(weights, Name::ConvBias(i), dev)?));
+            let bn = if b.batch_norm {
                 let mut bn = BatchNormConfig::new(b.filters)
                     .with_momentum(BN_MOMENTUM)
                     .with_epsilon(BN_EPSILON as f64)
                     .init(dev);
-                bn.gamma = Param::from_tensor(tensor(weights, &format!("bn{i}.gamma"), dev));
-                bn.beta = Param::from_tensor(tensor(weights, &format!("bn{i}.beta"), dev));
-                bn.running_mean = RunningState::new(tensor(weights, &format!("bn{i}.mean"), dev));
-                bn.running_var = RunningState::new(tensor(weights, &format!("bn{i}.var"), dev));
-                bn
-            });
+                let v = |p| tensor(weights, Name::Bn(i, p), dev);
+                bn.gamma = Param::from_tensor(v(BnParam::Gamma)?);
+                bn.beta = Param::from_tensor(v(BnParam::Beta)?);
+                bn.running_mean = RunningState::new(v(BnParam::Mean)?);
+                bn.running_var = RunningState::new(v(BnParam::Var)?);
+                Some(bn)
+            } else {
+                None
+            };
             let (max_pool, avg_pool) = match b.pool {
                 Some(p) if p.kind == PoolKind::Max => {
                     (Some(MaxPool1dConfig::new(p.size).init()), None)
@@ -132,8 +134,8 @@ impl Net {
             ch = b.filters;
         }
         let mut dense = LinearConfig::new(ch, spec.classes).init(dev);
-        dense.weight = Param::from_tensor(tensor(weights, "dense.weight", dev));
-        dense.bias = Some(Param::from_tensor(tensor(weights, "dense.bias", dev)));
+        dense.weight = Param::from_tensor(tensor(weights, Name::DenseWeight, dev)?);
+        dense.bias = Some(Param::from_tensor(tensor(weights, Name::DenseBias, dev)?));
         Ok(Net {
             blocks,
             dense,
@@ -143,7 +145,7 @@ impl Net {
 
     /// Read the model's parameters back into plain weights.
     pub fn to_weights(&self) -> Weights {
-        fn put<const D: usize>(w: &mut Weights, name: String, t: Tensor<D>) {
+        fn put<const D: usize>(w: &mut Weights, name: Name, t: Tensor<D>) {
             let shape = t.dims().to_vec();
             let data = t
                 .into_data()
@@ -154,20 +156,28 @@ impl Net {
         }
         let mut w = Weights::default();
         for (i, b) in self.blocks.iter().enumerate() {
-            put(&mut w, format!("conv{i}.weight"), b.conv.weight.val());
+            put(&mut w, Name::ConvWeight(i), b.conv.weight.val());
             if let Some(bias) = &b.conv.bias {
-                put(&mut w, format!("conv{i}.bias"), bias.val());
+                put(&mut w, Name::ConvBias(i), bias.val());
             }
             if let Some(bn) = &b.bn {
-                put(&mut w, format!("bn{i}.gamma"), bn.gamma.val());
-                put(&mut w, format!("bn{i}.beta"), bn.beta.val());
-                put(&mut w, format!("bn{i}.mean"), bn.running_mean.value_sync());
-                put(&mut w, format!("bn{i}.var"), bn.running_var.value_sync());
+                put(&mut w, Name::Bn(i, BnParam::Gamma), bn.gamma.val());
+                put(&mut w, Name::Bn(i, BnParam::Beta), bn.beta.val());
+                put(
+                    &mut w,
+                    Name::Bn(i, BnParam::Mean),
+                    bn.running_mean.value_sync(),
+                );
+                put(
+                    &mut w,
+                    Name::Bn(i, BnParam::Var),
+                    bn.running_var.value_sync(),
+                );
             }
         }
-        put(&mut w, "dense.weight".into(), self.dense.weight.val());
+        put(&mut w, Name::DenseWeight, self.dense.weight.val());
         if let Some(bias) = &self.dense.bias {
-            put(&mut w, "dense.bias".into(), bias.val());
+            put(&mut w, Name::DenseBias, bias.val());
         }
         w
     }

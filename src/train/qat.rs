@@ -20,8 +20,9 @@
 //! set, so the epoch kept is the best *deployed* one.
 
 use super::model::{conv_channels_last, fold_batch_norm, pool_channels_last, Net};
-use super::{check_data, fit, metrics::Metrics, Progress, TrainConfig, TrainOutcome};
+use super::{check_data, fit, Progress, TrainConfig, TrainOutcome};
 use crate::data::Dataset;
+use crate::metrics::Metrics;
 use crate::net::plan::Op;
 use crate::net::NetSpec;
 use crate::quant::{CalibrationMethod, QuantLowered, QuantParams};

@@ -6,7 +6,7 @@ use super::super::proto::{Attrs, Data};
 use super::axes::{fmt_axes, Ax, Role};
 use super::{BnParams, Importer, Pending, Stage};
 use crate::net::Block;
-use crate::weights::BN_EPSILON;
+use crate::weights::{BnParam, Param, BN_EPSILON};
 use anyhow::{anyhow, bail, Result};
 use onnx_ir::NodeProto;
 
@@ -169,16 +169,13 @@ impl Importer {
         let mut bias = p.bias;
         let bn = self.kernel_bn(i, n, p.bn, p.affine, &mut bias);
         let in_ch = self.weights_in_channels(i);
-        self.weights.insert(
-            format!("conv{i}.weight"),
-            vec![n, in_ch, block.kernel],
-            p.weight,
-        );
-        self.weights.insert(format!("conv{i}.bias"), vec![n], bias);
+        self.weights
+            .insert(Param::ConvWeight(i), vec![n, in_ch, block.kernel], p.weight);
+        self.weights.insert(Param::ConvBias(i), vec![n], bias);
         block.batch_norm = bn.is_some();
         if let Some((g, b, m, v)) = bn {
-            for (name, data) in [("gamma", g), ("beta", b), ("mean", m), ("var", v)] {
-                self.weights.insert(format!("bn{i}.{name}"), vec![n], data);
+            for (p, data) in BnParam::ALL.into_iter().zip([g, b, m, v]) {
+                self.weights.insert(Param::Bn(i, p), vec![n], data);
             }
         }
         self.blocks.push(block);

@@ -5,7 +5,7 @@
 use super::super::{META_INPUT_SCALE, META_SPEC};
 use super::{ImportOptions, Importer, InputLayout, Stage};
 use crate::net::{Head, NetSpec};
-use crate::weights::Weights;
+use crate::weights::{Param, Weights};
 use anyhow::{anyhow, bail, Context, Result};
 
 /// The network read from a graph, and how its input relates to bytes.
@@ -119,8 +119,9 @@ impl Importer {
         };
         let head_in = self.channels;
         self.weights
-            .insert("dense.weight", vec![head_in, classes], dense_w);
-        self.weights.insert("dense.bias", vec![classes], dense_b);
+            .insert(Param::DenseWeight, vec![head_in, classes], dense_w);
+        self.weights
+            .insert(Param::DenseBias, vec![classes], dense_b);
         let spec = NetSpec {
             input_len,
             input_channels,

@@ -1,7 +1,37 @@
-//! Lowering with weights: the plan's layers with deployable constants (BatchNorm folded into
-//! the conv, kernel layouts).
+//! Lowering: a spec and its trained weights as the kernels compute them, and the float host
+//! reference every generated kernel must equal.
+//!
+//! [`lower_weights`] turns a spec and its trained tensors into the plan's layers with deployable
+//! constants: BatchNorm folded into the conv (`w' = w·γ/√(var+ε)`, `b' = (b−mean)·γ/√(var+ε)+β`,
+//! computed in f64 and rounded once), conv weights transposed from burn's `[out][in][kernel]` to
+//! the kernel's `[out][kernel][in]`, dense weights from `[in][classes]` to `[classes][in]`.
+//! [`reference`] runs the result on the host with the kernels' arithmetic contract (see
+//! the `codegen` stage). Both the int8 quantizer and the code generator start from [`Lowered`].
 
-use super::*;
+use crate::net::plan::{self, ConvOp, Op, Plan};
+use crate::net::NetSpec;
+use crate::weights::{BnParam, Param, Weights, BN_EPSILON};
+use anyhow::{bail, ensure, Context, Result};
+
+mod reference;
+
+pub use reference::*;
+
+/// Deployable constants of one plan layer: weights in the kernel's layout with BatchNorm folded
+/// in, and the bias. Both empty for global average pooling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerConsts {
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// A plan with its constants: what the generated kernels execute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lowered {
+    pub plan: Plan,
+    /// One entry per `plan.layers`, in the same order.
+    pub layers: Vec<LayerConsts>,
+}
 
 /// Lower a spec with its trained weights: the plan plus per-layer constants.
 pub fn lower_weights(spec: &NetSpec, weights: &Weights) -> Result<Lowered> {
@@ -19,7 +49,7 @@ pub fn lower_weights(spec: &NetSpec, weights: &Weights) -> Result<Lowered> {
                 bias: Vec::new(),
             },
             Op::Dense { inputs, outputs } => {
-                let w = weights.get("dense.weight"); // [in][classes]
+                let w = weights.get(Param::DenseWeight)?; // [in][classes]
                 let mut t = vec![0.0f32; inputs * outputs];
                 for i in 0..*inputs {
                     for k in 0..*outputs {
@@ -28,7 +58,7 @@ pub fn lower_weights(spec: &NetSpec, weights: &Weights) -> Result<Lowered> {
                 }
                 LayerConsts {
                     weights: t,
-                    bias: weights.get("dense.bias").to_vec(),
+                    bias: weights.get(Param::DenseBias)?.to_vec(),
                 }
             }
         };
@@ -47,15 +77,15 @@ pub fn lower_weights(spec: &NetSpec, weights: &Weights) -> Result<Lowered> {
 
 pub(crate) fn fold_conv(c: &ConvOp, weights: &Weights) -> Result<LayerConsts> {
     let i = c.block;
-    let w = weights.get(&format!("conv{i}.weight")); // [out][in][kernel]
-    let b = weights.get(&format!("conv{i}.bias"));
+    let w = weights.get(Param::ConvWeight(i))?; // [out][in][kernel]
+    let b = weights.get(Param::ConvBias(i))?;
     let (co, ci, k) = (c.out_channels, c.in_channels, c.kernel);
     // Per output channel: y' = y·s + t.
     let (s, t): (Vec<f64>, Vec<f64>) = if c.batch_norm {
-        let g = weights.get(&format!("bn{i}.gamma"));
-        let beta = weights.get(&format!("bn{i}.beta"));
-        let mean = weights.get(&format!("bn{i}.mean"));
-        let var = weights.get(&format!("bn{i}.var"));
+        let g = weights.get(Param::Bn(i, BnParam::Gamma))?;
+        let beta = weights.get(Param::Bn(i, BnParam::Beta))?;
+        let mean = weights.get(Param::Bn(i, BnParam::Mean))?;
+        let var = weights.get(Param::Bn(i, BnParam::Var))?;
         (0..co)
             .map(|f| {
                 let s = g[f] as f64 / (var[f] as f64 + BN_EPSILON as f64).sqrt();

@@ -1,11 +1,12 @@
 //! Rendering of the int8 C kernel (`templates/c/int8`): the template context, computed here in
 //! full (sizes, offsets, packed constants, window ranges, identifiers).
 
-use super::kernel::{by_filter, chan_consts, full_range, pack_rows, row4, ChanConsts};
-use super::lower::{QuantLayer, QuantLowered};
-use crate::codegen::{render, sanitize_identifier, GeneratedFile, Lang, Provenance};
+use super::{render, sanitize_identifier, GeneratedFile, Lang, Provenance};
+use crate::net::int8::{by_filter, full_range, row4};
 use crate::net::plan::{self, ConvOp, Layer, Op};
 use crate::net::NetSpec;
+use crate::quant::kernel::{chan_consts, pack_rows, ChanConsts};
+use crate::quant::{QuantLayer, QuantLowered};
 use anyhow::{bail, ensure, Result};
 use serde::Serialize;
 
@@ -183,14 +184,12 @@ fn header_lines(
         h.push(String::new());
         h.push("spec (JSON):".into());
         h.extend(
-            crate::codegen::spec_json_lines(spec)
+            super::spec_json_lines(spec)
                 .into_iter()
                 .map(|l| format!("  {l}")),
         );
     }
-    h.into_iter()
-        .map(|l| crate::codegen::comment_safe(&l))
-        .collect()
+    h.into_iter().map(|l| super::comment_safe(&l)).collect()
 }
 
 /// What the int8 arithmetic is, for the header.
@@ -212,7 +211,7 @@ fn layer_table_lines(q: &QuantLowered) -> Vec<String> {
         h.push(format!(
             "  {}: {}  [{} -> {}]  in scale {:e} zp {}, out scale {:e} zp {}",
             l.name,
-            crate::codegen::layer_desc(l),
+            super::layer_desc(l),
             at(q.arena.input[i], l.input.elements(), "input"),
             at(q.arena.output[i], l.output.elements(), "q"),
             ql.input.scale,
@@ -286,7 +285,7 @@ fn layer_arrays(l: &Layer, ql: &QuantLayer, n: &Names) -> Vec<ArrayCtx> {
     let Some(row) = nw.checked_div(nb) else {
         return Vec::new();
     };
-    let desc = crate::codegen::comment_safe(&crate::codegen::layer_desc(l));
+    let desc = super::comment_safe(&super::layer_desc(l));
     let words = pack_rows(&ql.weights, nb, row);
     vec![
         ArrayCtx {
@@ -310,7 +309,7 @@ fn layer_arrays(l: &Layer, ql: &QuantLayer, n: &Names) -> Vec<ArrayCtx> {
 
 /// A conv's configuration, and its filter-outer sweep when the C kernel runs it that way.
 fn conv_ctx(l: &Layer, c: &ConvOp, n: &Names) -> Result<ConvParts> {
-    let desc = crate::codegen::comment_safe(&crate::codegen::layer_desc(l));
+    let desc = super::comment_safe(&super::layer_desc(l));
     let (lo, hi) = full_range(c);
     let r4 = row4(c.kernel * c.in_channels);
     for v in [c.in_len, c.in_channels, c.out_channels, c.out_len, r4, hi] {
@@ -376,7 +375,7 @@ fn step_ctx(q: &QuantLowered, i: usize, n: &Names) -> Result<(StepCtx, Option<Co
     let (l, ql) = (&q.plan.layers[i], &q.layers[i]);
     let (input, output) = (q.arena.input[i], q.arena.output[i]);
     let mut s = StepCtx {
-        comment: crate::codegen::comment_safe(&crate::codegen::layer_desc(l)),
+        comment: super::comment_safe(&super::layer_desc(l)),
         layer: l.name.clone(),
         src: n.buf(input, "input"),
         dst: n.buf(output, "q"),

@@ -1,7 +1,9 @@
 //! The host reference: the generated kernels' arithmetic, run on the host, which the C and
 //! Rust kernels must equal bit for bit.
 
-use super::*;
+use super::{LayerConsts, Lowered};
+use crate::net::plan::{Buffer, ConvOp, Op, ELEM_BYTES};
+use crate::net::PoolKind;
 
 /// Logits of one raw-byte sample computed on the host with exactly the generated kernels'
 /// arithmetic (same operations in the same order, in the same arena at the same offsets), so the
