@@ -810,6 +810,11 @@ fn non_empty_out_is_refused_and_force_replaces_the_dataset() {
     std::fs::write(out.join("train-images-idx3-ubyte"), b"old").unwrap();
     std::fs::write(out.join("notes.txt"), b"mine").unwrap();
     std::fs::create_dir(out.join(".nas-from-pcap-4000000000")).unwrap();
+    // A link named like a dataset file: the link goes, what it leads to stays.
+    let theirs = tmp.path().join("theirs");
+    std::fs::write(&theirs, b"keep").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&theirs, out.join("t10k-images-idx3-ubyte")).unwrap();
     let before = snapshot(&out);
     o.len = 64;
     let e = format!("{:#}", from_pcap(&o).unwrap_err());
@@ -823,6 +828,8 @@ fn non_empty_out_is_refused_and_force_replaces_the_dataset() {
     o.force = true;
     let rep = from_pcap(&o).unwrap();
     assert!(!out.join("train-images-idx3-ubyte").exists());
+    assert!(std::fs::symlink_metadata(out.join("t10k-images-idx3-ubyte")).is_err());
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"keep");
     assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine");
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
