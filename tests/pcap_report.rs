@@ -80,7 +80,8 @@ fn from_pcap_then_inspect_shows_the_class_names() {
     assert!(t.contains("browsing") && t.contains("streaming"), "{t}");
     assert!(t.contains("400 bytes"), "{t}");
 
-    // Bad input: an error naming the file, no panic.
+    // Bad input: an error naming the file, no panic, and the dataset already there intact.
+    let before = std::fs::read(out.join("classes.json")).unwrap();
     std::fs::write(input.join("browsing").join("bad.pcap"), b"not a capture").unwrap();
     let o = nas(&[
         "data",
@@ -89,12 +90,14 @@ fn from_pcap_then_inspect_shows_the_class_names() {
         input.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
+        "--force",
     ]);
     let t = text(&o);
     assert!(
         !o.status.success() && t.contains("bad.pcap") && !t.contains("panicked"),
         "{t}"
     );
+    assert_eq!(std::fs::read(out.join("classes.json")).unwrap(), before);
 }
 
 #[test]
@@ -107,4 +110,87 @@ fn report_of_a_directory_that_is_not_a_run_is_a_clear_error() {
         t.contains("not a run directory") && !t.contains("panicked"),
         "{t}"
     );
+}
+
+/// The command line refuses what would make no dataset, before reading anything: a `--len`
+/// no network takes, `--max-per-class 0`, `--limit-per-class 0` (search and train), and a
+/// non-empty `--out` without `--force`.
+#[test]
+fn bad_counts_and_a_non_empty_out_are_refused_with_the_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("captures");
+    for (class, salt) in [("x", 3u8), ("y", 99)] {
+        std::fs::create_dir_all(input.join(class)).unwrap();
+        capture(&input.join(class).join("c.pcap"), 4, salt);
+    }
+    let out = tmp.path().join("data");
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let base = ["data", "from-pcap", "--input", i, "--out", o];
+    for (extra, says) in [
+        (&["--len", "100000000"][..], "at most 1048576"),
+        (&["--len", "0"][..], "at least 1"),
+        (&["--max-per-class", "0"][..], "at least 1"),
+    ] {
+        let r = nas(&[&base[..], extra].concat());
+        let t = text(&r);
+        assert_eq!(r.status.code(), Some(2), "{extra:?}: {t}");
+        assert!(
+            t.contains(says) && !t.contains("panicked"),
+            "{extra:?}: {t}"
+        );
+        assert!(!out.exists(), "{extra:?}");
+    }
+    for cmd in ["search", "train"] {
+        let r = nas(&[cmd, "--data", o, "--limit-per-class", "0"]);
+        let t = text(&r);
+        assert_eq!(r.status.code(), Some(2), "{cmd}: {t}");
+        assert!(
+            t.contains("--limit-per-class") && t.contains("at least 1"),
+            "{cmd}: {t}"
+        );
+    }
+
+    let r = nas(&base);
+    assert!(r.status.success(), "{}", text(&r));
+    let before = std::fs::read(out.join("classes.json")).unwrap();
+    let r = nas(&[&base[..], &["--len", "64"]].concat());
+    let t = text(&r);
+    assert!(
+        !r.status.success() && t.contains("not empty") && t.contains("--force"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read(out.join("classes.json")).unwrap(), before);
+    let r = nas(&[&base[..], &["--len", "64", "--force"]].concat());
+    assert!(r.status.success(), "{}", text(&r));
+    let r = nas(&["data", "inspect", o]);
+    assert!(text(&r).contains("64 bytes"), "{}", text(&r));
+}
+
+/// A symlink loop in the capture tree ends, and the summary names the links not followed.
+#[cfg(unix)]
+#[test]
+fn a_symlink_loop_in_the_captures_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("captures");
+    for (class, salt) in [("a", 5u8), ("b", 9)] {
+        std::fs::create_dir_all(input.join(class)).unwrap();
+        capture(&input.join(class).join("c.pcap"), 4, salt);
+    }
+    std::os::unix::fs::symlink("..", input.join("a").join("up")).unwrap();
+    std::os::unix::fs::symlink("../a", input.join("b").join("side")).unwrap();
+    let out = tmp.path().join("data");
+    let r = nas(&[
+        "data",
+        "from-pcap",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(r.status.success(), "{}", text(&r));
+    let j: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(j["files"], 2);
+    assert_eq!(j["classes"][0]["packets"], 12);
+    assert_eq!(j["links_not_followed"].as_array().unwrap().len(), 2, "{j}");
 }

@@ -333,6 +333,18 @@ fn positive_f32(s: &str) -> std::result::Result<f32, String> {
     }
 }
 
+/// A count that must be at least 1 (`--limit-per-class`, `--max-per-class`, `--len`): 0 would
+/// keep nothing, so it is refused with the arguments rather than as an empty dataset later.
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number"))?;
+    if n == 0 {
+        return Err("must be at least 1 (0 would keep no sample)".to_string());
+    }
+    Ok(n)
+}
+
 /// A model resolved from [`ModelArgs`].
 pub struct LoadedModel {
     pub spec: NetSpec,

@@ -95,7 +95,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
     /// Use at most this many training samples per class (quick runs on real data)
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub limit_per_class: Option<usize>,
     /// Do not start children from their parent's trained weights for unchanged leading blocks
     #[arg(long)]

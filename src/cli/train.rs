@@ -57,7 +57,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Use at most this many training samples per class (quick runs)
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub limit_per_class: Option<usize>,
     /// Cap the steps of an epoch (quick runs)
     #[arg(long)]

@@ -1,8 +1,7 @@
 //! Anonymizing a frame: MAC and IP addresses replaced by pseudonyms numbered in order of
 //! appearance within the session, and the checksums that cover them recomputed.
 
-use super::sessions::Session;
-use super::slice::Parsed;
+use super::frame::{Parsed, Pseudonyms};
 
 /// The pseudonym number (1-based) of `x` within the session, adding it when new.
 fn number<T: PartialEq + Copy>(list: &mut Vec<T>, x: T) -> u8 {
@@ -18,11 +17,11 @@ fn number<T: PartialEq + Copy>(list: &mut Vec<T>, x: T) -> u8 {
     (i + 1).min(250) as u8
 }
 
-/// Replace the addresses in `f` (a copy of the frame) by the session's pseudonyms and fix the
-/// checksums that cover them.
-pub(super) fn anonymize(f: &mut [u8], p: &Parsed, s: &mut Session) {
-    anonymize_macs(f, p, &mut s.macs);
-    anonymize_ips(f, p, &mut s.ips);
+/// Replace the addresses in `f` (a copy of the frame) by the session's pseudonyms `names`
+/// (extended with the addresses it shows first) and fix the checksums that cover them.
+pub(super) fn anonymize(f: &mut [u8], p: &Parsed, names: &mut Pseudonyms) {
+    anonymize_macs(f, p, &mut names.macs);
+    anonymize_ips(f, p, &mut names.ips);
     fix_transport_checksum(f, p);
 }
 

@@ -2,7 +2,7 @@
 //! `--max-per-class` applied, and the seeded stratified train/test split.
 
 use super::super::{stratified_split, DataError};
-use super::{ClassReport, PcapOptions};
+use super::{ClassCaptures, ClassReport, PcapOptions};
 use anyhow::{bail, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -43,14 +43,16 @@ fn conflicting(samples: &[Vec<Vec<u8>>]) -> HashSet<Vec<u8>> {
 }
 
 /// Applies `--max-per-class` (a seeded random subset, kept in order) class by class, and checks
-/// that every class keeps at least the 2 samples a split needs.
+/// that every class keeps at least the 2 samples a split needs, saying where the packets of a
+/// class that does not went.
 pub(super) fn cap_and_check(
     opts: &PcapOptions,
+    classes: &[ClassCaptures],
     samples: &mut [Vec<Vec<u8>>],
     reports: &mut [ClassReport],
 ) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    for (list, rep) in samples.iter_mut().zip(reports.iter_mut()) {
+    for ((list, rep), class) in samples.iter_mut().zip(reports.iter_mut()).zip(classes) {
         if let Some(cap) = opts.max_per_class {
             if list.len() > cap {
                 rep.capped = list.len() - cap;
@@ -59,14 +61,12 @@ pub(super) fn cap_and_check(
         }
         if list.len() < 2 {
             bail!(
-                "class {:?} ({}) has {} usable sample(s) after dropping {} empty, {} duplicate and {} \
-                 conflicting sessions; a train/test split needs at least 2 per class",
+                "class {:?} ({}) has {} usable sample(s), and a train/test split needs at least 2 \
+                 per class: {}",
                 rep.name,
-                opts.input.join(&rep.name).display(),
+                class.dir.display(),
                 list.len(),
-                rep.empty,
-                rep.duplicates,
-                rep.conflicting
+                rep.shortfall()
             );
         }
     }

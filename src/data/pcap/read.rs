@@ -1,9 +1,8 @@
-//! Reading capture files: pcap and pcapng records (through `pcap-file`), their link types, and
-//! the progress bar over the input bytes. Each packet goes to `Sessions::packet`.
+//! Reading capture files: pcap and pcapng records (through `pcap-file`) and their link types.
+//! Each packet goes to a [`PacketSink`]; how far the file has been read goes to a callback.
 
-use super::sessions::Sessions;
+use super::frame::{Link, PacketSink};
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
@@ -21,33 +20,12 @@ pub(super) struct FileStats {
 
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
-/// The progress bar of a conversion, drawn on stderr only when `wanted` and stderr is a
-/// terminal.
-pub(super) fn progress_bar(wanted: bool, total: u64) -> ProgressBar {
-    use std::io::IsTerminal;
-    let bar = ProgressBar::with_draw_target(
-        Some(total),
-        if wanted && std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} ETA {eta}  {wide_msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
-}
+/// How often (in packets) the bytes read so far are reported.
+const PROGRESS_EVERY: u64 = 4096;
 
-/// Packets and bytes read from one file, moving the bar every 4096 packets.
+/// Packets and bytes read from one file, reported every [`PROGRESS_EVERY`] packets.
 struct Progress<'a> {
-    bar: &'a ProgressBar,
-    /// Input bytes of the files read before this one.
-    before: u64,
+    report: &'a mut dyn FnMut(u64),
     done: u64,
     packets: u64,
 }
@@ -57,18 +35,18 @@ impl Progress<'_> {
     fn tick(&mut self, bytes: u64) {
         self.done += bytes;
         self.packets += 1;
-        if self.packets % 4096 == 0 {
-            self.bar.set_position(self.before + self.done);
+        if self.packets % PROGRESS_EVERY == 0 {
+            (self.report)(self.done);
         }
     }
 }
 
-/// Read one capture file into `sessions`.
+/// Reads one capture file into `sink`, telling `progress` every few thousand packets how many
+/// of the file's bytes have been read.
 pub(super) fn read_capture(
     path: &Path,
-    sessions: &mut Sessions,
-    bar: &ProgressBar,
-    bytes_before: u64,
+    sink: &mut dyn PacketSink,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<FileStats> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -86,15 +64,14 @@ pub(super) fn read_capture(
     // pcap-file reads through its own 8 MB buffer.
     let reader = std::io::Cursor::new(magic).chain(f);
     let mut progress = Progress {
-        bar,
-        before: bytes_before,
+        report: progress,
         done: 0,
         packets: 0,
     };
     let cut_short = if magic == PCAPNG_MAGIC {
-        read_pcapng(reader, path, sessions, &mut progress)?
+        read_pcapng(reader, path, sink, &mut progress)?
     } else {
-        read_pcap(reader, path, sessions, &mut progress)?
+        read_pcap(reader, path, sink, &mut progress)?
     };
     Ok(FileStats {
         bytes: size,
@@ -107,7 +84,7 @@ pub(super) fn read_capture(
 fn read_pcapng(
     reader: impl Read,
     path: &Path,
-    sessions: &mut Sessions,
+    sink: &mut dyn PacketSink,
     progress: &mut Progress,
 ) -> Result<Option<String>> {
     let mut r = PcapNgReader::new(reader)
@@ -128,9 +105,9 @@ fn read_pcapng(
         let Some((iface, data)) = block_packet(&block, &mut links) else {
             continue;
         };
-        match links.get(iface).copied().and_then(Link::of) {
-            Some(l) => sessions.packet(l, data),
-            None => sessions.skipped.unsupported_link += 1,
+        match links.get(iface).copied().and_then(link_of) {
+            Some(l) => sink.packet(l, data),
+            None => sink.unsupported_link(),
         }
         progress.tick(data.len() as u64 + 32);
     }
@@ -159,7 +136,7 @@ fn block_packet<'b>(block: &'b Block, links: &mut Vec<DataLink>) -> Option<(usiz
 fn read_pcap(
     reader: impl Read,
     path: &Path,
-    sessions: &mut Sessions,
+    sink: &mut dyn PacketSink,
     progress: &mut Progress,
 ) -> Result<Option<String>> {
     let mut r = PcapReader::new(reader).map_err(|e| {
@@ -169,7 +146,7 @@ fn read_pcap(
         )
     })?;
     let dl = r.header().datalink;
-    let Some(link) = Link::of(dl) else {
+    let Some(link) = link_of(dl) else {
         bail!(
             "{}: link type {:?} is not supported (Ethernet, Linux cooked capture, BSD loopback \
              and raw IPv4/IPv6 are)",
@@ -183,7 +160,7 @@ fn read_pcap(
         match r.next_raw_packet() {
             None => return Ok(None),
             Some(Ok(p)) => {
-                sessions.packet(link, &p.data);
+                sink.packet(link, &p.data);
                 progress.tick(p.data.len() as u64 + 16);
             }
             Some(Err(e)) => {
@@ -209,24 +186,13 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Link types this reader slices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Link {
-    Ethernet,
-    LinuxSll,
-    /// BSD loopback: a 4-byte address family, then IP.
-    Null,
-    Ip,
-}
-
-impl Link {
-    fn of(dl: DataLink) -> Option<Link> {
-        Some(match dl {
-            DataLink::ETHERNET => Link::Ethernet,
-            DataLink::LINUX_SLL => Link::LinuxSll,
-            DataLink::NULL | DataLink::LOOP => Link::Null,
-            DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Link::Ip,
-            _ => return None,
-        })
-    }
+/// The [`Link`] of a capture's link type, when this reader slices it.
+fn link_of(dl: DataLink) -> Option<Link> {
+    Some(match dl {
+        DataLink::ETHERNET => Link::Ethernet,
+        DataLink::LINUX_SLL => Link::LinuxSll,
+        DataLink::NULL | DataLink::LOOP => Link::Null,
+        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Link::Ip,
+        _ => return None,
+    })
 }

@@ -25,6 +25,12 @@ pub struct ClassReport {
     pub name: String,
     pub files: usize,
     pub packets: u64,
+    /// Packets that joined a session.
+    pub packets_used: u64,
+    /// The other packets, by reason.
+    pub skipped: Skipped,
+    /// Files of the class whose last record could not be read: `path: reason`.
+    pub cut_short: Vec<String>,
     pub sessions: usize,
     pub empty: usize,
     pub duplicates: usize,
@@ -42,6 +48,8 @@ pub struct PcapReport {
     pub options: PcapOptions,
     pub classes: Vec<ClassReport>,
     pub files: usize,
+    /// Symbolic links inside class folders that were not followed, with the reason.
+    pub links_not_followed: Vec<String>,
     pub bytes: u64,
     pub packets: u64,
     pub packets_used: u64,
@@ -72,14 +80,20 @@ impl std::fmt::Display for PcapReport {
             self.seconds,
             self.mb_per_sec()
         )?;
-        let s = &self.skipped;
-        writeln!(
-            f,
-            "skipped packets: {} not TCP/UDP, {} fragments, {} truncated, {} corrupt, {} unsupported link type",
-            s.not_tcp_udp, s.fragments, s.truncated, s.corrupt, s.unsupported_link
-        )?;
+        writeln!(f, "skipped packets: {}", self.skipped)?;
         for c in &self.cut_short {
             writeln!(f, "cut short: {c}")?;
+        }
+        const SHOWN: usize = 10;
+        for l in self.links_not_followed.iter().take(SHOWN) {
+            writeln!(f, "link not followed: {l}")?;
+        }
+        if self.links_not_followed.len() > SHOWN {
+            writeln!(
+                f,
+                "... and {} more links not followed (--json lists them all)",
+                self.links_not_followed.len() - SHOWN
+            )?;
         }
         writeln!(
             f,
@@ -121,6 +135,56 @@ impl std::fmt::Display for PcapReport {
             self.options.len,
             self.options.out.display()
         )
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} not TCP/UDP, {} fragments, {} truncated, {} corrupt, {} unsupported link type",
+            self.not_tcp_udp, self.fragments, self.truncated, self.corrupt, self.unsupported_link
+        )
+    }
+}
+
+impl ClassReport {
+    /// Where the class's packets went, for the error of a class left with too few samples:
+    /// no readable packet, no packet that joined a session, or the sessions dropped.
+    pub fn shortfall(&self) -> String {
+        let files = match self.files {
+            1 => "its file".to_string(),
+            n => format!("its {n} files"),
+        };
+        let mut why = if self.packets == 0 {
+            format!("{files} held no readable packet")
+        } else if self.packets_used == 0 {
+            format!(
+                "none of the {} packets {files} held joined a TCP/UDP session (skipped: {})",
+                self.packets, self.skipped
+            )
+        } else {
+            format!(
+                "the {} packets {files} held ({} used) made {} session(s): {} empty, {} duplicate, \
+                 {} conflicting with another class, {} dropped by --max-per-class",
+                self.packets,
+                self.packets_used,
+                self.sessions,
+                self.empty,
+                self.duplicates,
+                self.conflicting,
+                self.capped
+            )
+        };
+        match self.cut_short.as_slice() {
+            [] => {}
+            [one] => why.push_str(&format!("; a file could not be read to the end: {one}")),
+            [first, rest @ ..] => why.push_str(&format!(
+                "; {} files could not be read to the end, e.g. {first}",
+                rest.len() + 1
+            )),
+        }
+        why
     }
 }
 

@@ -3,29 +3,16 @@
 //! order of first packet.
 
 use super::anonymize::anonymize;
-use super::read::Link;
-use super::slice::{self, Parsed, Skip};
+use super::frame::{Key, Link, PacketSink, Parsed, Pseudonyms, Skip};
+use super::slice;
 use super::{Grouping, Layers, PcapOptions, Skipped};
 use std::collections::HashMap;
 
-/// One end of a connection: address (IPv4 in the first 4 bytes) and port.
-pub(super) type Endpoint = ([u8; 16], u16);
-
-/// What groups packets: the protocol and both ends (for sessions, in a fixed order).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct Key {
-    pub proto: u8,
-    pub v6: bool,
-    pub a: Endpoint,
-    pub b: Endpoint,
-}
-
 #[derive(Default)]
-pub(super) struct Session {
+struct Session {
     data: Vec<u8>,
     /// Addresses seen so far, numbered for the pseudonyms.
-    pub macs: Vec<[u8; 6]>,
-    pub ips: Vec<[u8; 16]>,
+    names: Pseudonyms,
 }
 
 /// The sessions of one capture file, in order of first packet.
@@ -56,7 +43,7 @@ impl Sessions {
         }
     }
 
-    pub fn packet(&mut self, link: Link, frame: &[u8]) {
+    fn add(&mut self, link: Link, frame: &[u8]) {
         let Some(p) = self.parse(link, frame) else {
             return;
         };
@@ -82,7 +69,7 @@ impl Sessions {
                 if self.anonymize {
                     self.scratch.clear();
                     self.scratch.extend_from_slice(frame);
-                    anonymize(&mut self.scratch, &p, s);
+                    anonymize(&mut self.scratch, &p, &mut s.names);
                     s.data
                         .extend_from_slice(&self.scratch[..frame.len().min(room)]);
                 } else {
@@ -124,5 +111,15 @@ impl Sessions {
                 None
             }
         }
+    }
+}
+
+impl PacketSink for Sessions {
+    fn packet(&mut self, link: Link, frame: &[u8]) {
+        self.add(link, frame);
+    }
+
+    fn unsupported_link(&mut self) {
+        self.skipped.unsupported_link += 1;
     }
 }

@@ -2,36 +2,10 @@
 //! capture, BSD loopback, raw IP): the session key of a TCP or UDP packet over IPv4 or IPv6
 //! and where its addresses, checksums and payload lie in the frame, or why it is skipped.
 
-use super::read::Link;
-use super::sessions::Key;
+use super::frame::{Key, Link, Parsed, Skip};
 use super::Grouping;
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use std::ops::Range;
-
-/// What slicing a packet found: the key and where the pieces lie in the frame.
-pub(super) struct Parsed {
-    pub key: Key,
-    /// Byte range of the transport payload within the frame.
-    pub payload: Range<usize>,
-    /// Where the addresses and checksums lie, for anonymizing.
-    pub eth: Option<usize>,
-    pub sll_addr: Option<(usize, usize)>,
-    pub ip: usize,
-    pub ip_header_len: usize,
-    pub transport: usize,
-    pub tcp: bool,
-    /// The whole transport segment was captured (its checksum can be recomputed).
-    pub complete: bool,
-    pub segment_end: usize,
-}
-
-/// Why a packet joins no session (the counters of [`super::Skipped`]).
-pub(super) enum Skip {
-    NotTcpUdp,
-    Fragment,
-    Truncated,
-    Corrupt,
-}
 
 /// The IP layer of a packet.
 struct NetLayer {

@@ -85,6 +85,21 @@ fn arp() -> Vec<u8> {
 /// (captured bytes, original length)
 type Rec = (Vec<u8>, usize);
 
+/// `n` one-packet TCP sessions with distinct ports and payloads (`salt` tells classes apart).
+fn sessions(n: u16, salt: u8) -> Vec<Rec> {
+    (0..n)
+        .map(|i| {
+            full(tcp4(
+                [MAC_A, MAC_B],
+                ([10, 1, 0, 1], 30000 + i),
+                ([10, 1, 0, 2], 443),
+                1,
+                &payload(salt.wrapping_mul(31).wrapping_add(i as u8), 80),
+            ))
+        })
+        .collect()
+}
+
 fn write_pcap(path: &Path, recs: &[Rec]) {
     let header = PcapHeader {
         datalink: DataLink::ETHERNET,
@@ -473,6 +488,8 @@ fn bad_files_are_errors_naming_them() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     std::fs::create_dir_all(input.join("a")).unwrap();
+    std::fs::create_dir_all(input.join("b")).unwrap();
+    write_pcap(&input.join("b").join("good.pcap"), &sessions(4, 1));
     let bad = input.join("a").join("junk.pcap");
     std::fs::write(&bad, b"this is not a capture at all").unwrap();
     let e = format!(
@@ -501,6 +518,7 @@ fn bad_files_are_errors_naming_them() {
     );
     assert!(e.contains("holds no .pcap"), "{e}");
     std::fs::remove_dir(input.join("a")).unwrap();
+    std::fs::remove_dir_all(input.join("b")).unwrap();
     let e = format!(
         "{:#}",
         from_pcap(&PcapOptions::new(&input, tmp.path().join("o"))).unwrap_err()
@@ -515,6 +533,7 @@ fn garbage_records_never_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     std::fs::create_dir_all(input.join("a")).unwrap();
+    std::fs::create_dir_all(input.join("b")).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     for round in 0..20 {
         let recs: Vec<Rec> = (0..30)
@@ -532,8 +551,8 @@ fn garbage_records_never_panic() {
                 (d, l)
             })
             .collect();
-        let p = input.join("a").join("g.pcap");
-        write_pcap(&p, &recs);
+        write_pcap(&input.join("a").join("g.pcap"), &recs[..15]);
+        write_pcap(&input.join("b").join("g.pcap"), &recs[15..]);
         let mut o = PcapOptions::new(&input, tmp.path().join(format!("o{round}")));
         o.layers = if round % 2 == 0 {
             Layers::All
@@ -600,4 +619,359 @@ fn real_captures_from_python3_dpkt() {
         // Too few distinct flows in a class is a clear error, never a panic.
         Err(e) => assert!(format!("{e:#}").contains("at least 2 per class"), "{e:#}"),
     }
+}
+
+/// Two classes, `a` (3 sessions) and `b` (4 sessions), one capture each, under `tmp/in`.
+fn two_classes(tmp: &Path) -> PathBuf {
+    let input = tmp.join("in");
+    for (class, n, salt) in [("a", 3, 1), ("b", 4, 2)] {
+        std::fs::create_dir_all(input.join(class)).unwrap();
+        write_pcap(
+            &input.join(class).join(format!("{class}.pcap")),
+            &sessions(n, salt),
+        );
+    }
+    input
+}
+
+/// Every file under `dir`, with its bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap_or_default();
+            (p, b)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Link loops (`a/up -> ..`, `b/side -> ../a`, `a/self -> .`, a folder linking back to its
+/// parent), a second link to a capture and a link to another class's capture: the walk ends,
+/// every capture is read once, and under the class it lies in.
+#[cfg(unix)]
+#[test]
+fn symlink_loops_end_and_no_capture_is_read_twice_or_misfiled() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_classes(tmp.path());
+    let clean = from_pcap(&PcapOptions::new(&input, tmp.path().join("clean"))).unwrap();
+    let (a, b) = (input.join("a"), input.join("b"));
+    symlink("..", a.join("up")).unwrap();
+    symlink("../a", b.join("side")).unwrap();
+    symlink(".", a.join("self")).unwrap();
+    symlink("a.pcap", a.join("again.pcap")).unwrap();
+    std::fs::create_dir(a.join("sub")).unwrap();
+    symlink("..", a.join("sub").join("back")).unwrap();
+    symlink("../a/a.pcap", b.join("stolen.pcap")).unwrap();
+    symlink("nowhere.pcap", b.join("dangling.pcap")).unwrap();
+    let started = std::time::Instant::now();
+    let rep = from_pcap(&PcapOptions::new(&input, tmp.path().join("out"))).unwrap();
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    assert_eq!(rep.files, 2, "{rep}");
+    for (got, want) in rep.classes.iter().zip(&clean.classes) {
+        assert_eq!(
+            (got.files, got.packets, got.sessions, got.train + got.test),
+            (
+                want.files,
+                want.packets,
+                want.sessions,
+                want.train + want.test
+            ),
+            "{rep}"
+        );
+    }
+    assert_eq!(rep.packets, clean.packets);
+    let not_followed = rep.links_not_followed.join("\n");
+    for link in [
+        "up",
+        "side",
+        "self",
+        "again.pcap",
+        "back",
+        "stolen.pcap",
+        "dangling.pcap",
+    ] {
+        assert!(
+            not_followed.contains(link),
+            "{link} missing in:\n{not_followed}"
+        );
+    }
+    assert!(
+        format!("{rep}").contains("link not followed"),
+        "the summary lists them: {rep}"
+    );
+}
+
+/// A link inside a class that stays inside it is followed (once); a class folder may itself
+/// be a link to captures elsewhere.
+#[cfg(unix)]
+#[test]
+fn links_inside_a_class_and_linked_class_folders_are_followed() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_classes(tmp.path());
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("deep")).unwrap();
+    write_pcap(&elsewhere.join("deep").join("c.pcap"), &sessions(3, 3));
+    symlink(&elsewhere, input.join("c")).unwrap();
+    std::fs::create_dir(input.join("a").join("more")).unwrap();
+    write_pcap(
+        &input.join("a").join("more").join("m.pcap"),
+        &sessions(2, 4),
+    );
+    symlink("more", input.join("a").join("shortcut")).unwrap();
+    let rep = from_pcap(&PcapOptions::new(&input, tmp.path().join("out"))).unwrap();
+    let files: Vec<usize> = rep.classes.iter().map(|c| c.files).collect();
+    assert_eq!(files, vec![2, 1, 1], "{rep}");
+    assert_eq!(rep.classes[2].name, "c");
+    assert_eq!(rep.classes[2].train + rep.classes[2].test, 3, "{rep}");
+    assert_eq!(
+        rep.links_not_followed.len(),
+        1,
+        "{:?}",
+        rep.links_not_followed
+    );
+    assert!(rep.links_not_followed[0].contains("shortcut"));
+}
+
+/// A class folder that leads to the input (or above it), or into another class, is an error
+/// before any capture is read.
+#[cfg(unix)]
+#[test]
+fn class_folders_that_hold_the_input_or_overlap_are_errors() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_classes(tmp.path());
+    let out = tmp.path().join("out");
+    symlink(".", input.join("loop")).unwrap();
+    let e = format!(
+        "{:#}",
+        from_pcap(&PcapOptions::new(&input, &out)).unwrap_err()
+    );
+    assert!(
+        e.contains("loop") && e.contains("holds the input folder"),
+        "{e}"
+    );
+    std::fs::remove_file(input.join("loop")).unwrap();
+    symlink("/", input.join("root")).unwrap();
+    let e = format!(
+        "{:#}",
+        from_pcap(&PcapOptions::new(&input, &out)).unwrap_err()
+    );
+    assert!(
+        e.contains("root") && e.contains("holds the input folder"),
+        "{e}"
+    );
+    std::fs::remove_file(input.join("root")).unwrap();
+    symlink("a", input.join("z")).unwrap();
+    let e = format!(
+        "{:#}",
+        from_pcap(&PcapOptions::new(&input, &out)).unwrap_err()
+    );
+    assert!(e.contains("overlap"), "{e}");
+    assert!(!out.exists(), "nothing is written");
+}
+
+/// `--len` beyond the longest network input is refused at once, before any capture is read.
+#[test]
+fn len_longer_than_a_network_input_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_classes(tmp.path());
+    let out = tmp.path().join("out");
+    let mut o = PcapOptions::new(&input, &out);
+    o.len = 100_000_000;
+    let started = std::time::Instant::now();
+    let e = format!("{:#}", from_pcap(&o).unwrap_err());
+    assert!(started.elapsed().as_secs() < 5);
+    assert!(
+        e.contains("--len 100000000") && e.contains(&format!("at most {MAX_LEN}")),
+        "{e}"
+    );
+    assert!(!out.exists());
+    o.len = MAX_LEN;
+    from_pcap(&o).unwrap();
+}
+
+/// A non-empty `--out` is refused (and left as it was); `force` replaces the dataset in it,
+/// old IDX files of other names included, and leaves other files alone.
+#[test]
+fn non_empty_out_is_refused_and_force_replaces_the_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_classes(tmp.path());
+    let out = tmp.path().join("out");
+    let mut o = PcapOptions::new(&input, &out);
+    o.len = 100;
+    from_pcap(&o).unwrap();
+    // An old raw IDX file (the loader prefers it over the new .gz), a note of the user's and
+    // a staging folder of a killed conversion.
+    std::fs::write(out.join("train-images-idx3-ubyte"), b"old").unwrap();
+    std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+    std::fs::create_dir(out.join(".nas-from-pcap-4000000000")).unwrap();
+    // A link named like a dataset file: the link goes, what it leads to stays.
+    let theirs = tmp.path().join("theirs");
+    std::fs::write(&theirs, b"keep").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&theirs, out.join("t10k-images-idx3-ubyte")).unwrap();
+    let before = snapshot(&out);
+    o.len = 64;
+    let e = format!("{:#}", from_pcap(&o).unwrap_err());
+    assert!(e.contains("not empty") && e.contains("--force"), "{e}");
+    assert_eq!(
+        snapshot(&out),
+        before,
+        "a refused conversion changes nothing"
+    );
+
+    o.force = true;
+    let rep = from_pcap(&o).unwrap();
+    assert!(!out.join("train-images-idx3-ubyte").exists());
+    assert!(std::fs::symlink_metadata(out.join("t10k-images-idx3-ubyte")).is_err());
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"keep");
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine");
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(names.is_empty(), "no staging folder is left: {names:?}");
+    let splits = super::super::load_dir(&out, &Default::default()).unwrap();
+    assert_eq!(splits.train.n() + splits.test.n(), rep.train + rep.test);
+    assert_eq!(
+        read_out(&out).4,
+        64,
+        "the new samples are read, not the old ones"
+    );
+}
+
+/// A conversion that fails after reading (here: a class with too few samples) leaves no
+/// trace: a new `--out` is not created, an existing one keeps its dataset.
+#[test]
+fn a_failed_conversion_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_classes(tmp.path());
+    write_pcap(&input.join("a").join("a.pcap"), &sessions(1, 1));
+    let out = tmp.path().join("new").join("out");
+    let e = format!(
+        "{:#}",
+        from_pcap(&PcapOptions::new(&input, &out)).unwrap_err()
+    );
+    assert!(e.contains("at least 2 per class"), "{e}");
+    assert!(!out.exists(), "{e}");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("t10k-labels-idx1-ubyte.gz"), b"old").unwrap();
+    let before = snapshot(&out);
+    let mut o = PcapOptions::new(&input, &out);
+    o.force = true;
+    from_pcap(&o).unwrap_err();
+    assert_eq!(snapshot(&out), before);
+}
+
+/// A class whose captures give no sample says why: no readable packet (and which file could
+/// not be read), or no packet joining a session (and what they were).
+#[test]
+fn too_few_samples_say_where_the_packets_went() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_classes(tmp.path());
+    let out = tmp.path().join("out");
+    // A valid header, then a record claiming 4 GB.
+    let a = input.join("a").join("a.pcap");
+    write_pcap(&a, &[]);
+    let mut bytes = std::fs::read(&a).unwrap();
+    for v in [0u32, 0, u32::MAX, u32::MAX] {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes.extend_from_slice(&[0xab; 64]);
+    std::fs::write(&a, bytes).unwrap();
+    let e = format!(
+        "{:#}",
+        from_pcap(&PcapOptions::new(&input, &out)).unwrap_err()
+    );
+    assert!(
+        e.contains("no readable packet") && e.contains("could not be read to the end"),
+        "{e}"
+    );
+    assert!(
+        e.contains("a.pcap: unreadable record after 0 packets"),
+        "{e}"
+    );
+    // Only ARP frames.
+    write_pcap(&a, &[full(arp()), full(arp())]);
+    let e = format!(
+        "{:#}",
+        from_pcap(&PcapOptions::new(&input, &out)).unwrap_err()
+    );
+    assert!(
+        e.contains("none of the 2 packets") && e.contains("2 not TCP/UDP"),
+        "{e}"
+    );
+    // Sessions, all empty under l7.
+    write_pcap(
+        &a,
+        &[
+            full(tcp4([MAC_A, MAC_B], C1, S1, 1, &[])),
+            full(tcp4([MAC_B, MAC_A], S1, C1, 1, &[])),
+        ],
+    );
+    let mut o = PcapOptions::new(&input, &out);
+    o.layers = Layers::L7;
+    let e = format!("{:#}", from_pcap(&o).unwrap_err());
+    assert!(e.contains("made 1 session(s): 1 empty"), "{e}");
+    assert!(!out.exists());
+}
+
+/// One class folder is refused before anything is read, naming the class.
+#[test]
+fn one_class_is_refused_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_classes(tmp.path());
+    std::fs::remove_dir_all(input.join("b")).unwrap();
+    let out = tmp.path().join("out");
+    let e = format!(
+        "{:#}",
+        from_pcap(&PcapOptions::new(&input, &out)).unwrap_err()
+    );
+    assert!(
+        e.contains("one class folder, \"a\"") && e.contains("at least 2 classes"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}
+
+/// The observer hears the input's size, each file, and the end of reading; the stage itself
+/// prints nothing.
+#[test]
+fn the_observer_hears_each_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_classes(tmp.path());
+    let mut events = Vec::new();
+    let rep = from_pcap_observed(
+        &PcapOptions::new(&input, tmp.path().join("out")),
+        &mut |p| {
+            events.push(match p {
+                PcapProgress::Reading { files, bytes } => format!("reading {files} {bytes}"),
+                PcapProgress::File { path, done } => format!(
+                    "file {} {done}",
+                    path.file_name().unwrap().to_string_lossy()
+                ),
+                PcapProgress::Read { done } => format!("read {done}"),
+                PcapProgress::Writing => "writing".to_string(),
+            })
+        },
+    )
+    .unwrap();
+    let size_a = std::fs::metadata(input.join("a").join("a.pcap"))
+        .unwrap()
+        .len();
+    let want = vec![
+        format!("reading 2 {}", rep.bytes),
+        "file a.pcap 0".to_string(),
+        format!("read {size_a}"),
+        format!("file b.pcap {size_a}"),
+        format!("read {}", rep.bytes),
+        "writing".to_string(),
+    ];
+    assert_eq!(events, want);
 }
