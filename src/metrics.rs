@@ -76,19 +76,23 @@ pub fn from_predictions(truth: &[u8], pred: &[u8], classes: usize) -> Metrics {
     }
 }
 
+/// Index of the largest value, the first one on ties (as the kernels' `predict`): the one
+/// definition of a prediction, for float logits and int8 outputs alike.
+pub fn argmax<T: PartialOrd>(v: &[T]) -> usize {
+    let mut best = 0;
+    for (k, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = k;
+        }
+    }
+    best
+}
+
 /// Index of the largest logit of each row.
 pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<u8> {
     logits
         .chunks_exact(classes)
-        .map(|row| {
-            let mut best = 0;
-            for (i, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = i;
-                }
-            }
-            best as u8
-        })
+        .map(|row| argmax(row) as u8)
         .collect()
 }
 

@@ -7,7 +7,8 @@
 //! get what it misses instead of skipping.
 
 use nas::codegen::{generate_c, generate_rust, sanitize_identifier, write_files, Provenance};
-use nas::lower::{argmax, lower_weights, reference_logits, reference_logits_f32, Lowered};
+use nas::lower::{lower_weights, reference_logits, reference_logits_f32, Lowered};
+use nas::metrics::argmax;
 use nas::net::{Block, NetSpec, Padding, PoolKind};
 use nas::weights::Weights;
 use rand::{Rng, SeedableRng};

@@ -12,6 +12,7 @@ pub mod quant;
 mod report;
 pub(crate) mod search;
 mod train;
+mod values;
 mod verify;
 
 pub use bench::BenchArgs;

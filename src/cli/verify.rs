@@ -3,7 +3,7 @@
 use crate::firmware::*;
 use std::fmt::Write as _;
 
-use crate::firmware::{Lang, LangChoice, Options, Samples};
+use crate::firmware::{Kernels, Lang, Options, Samples};
 use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -472,8 +472,8 @@ pub struct VerifyArgs {
     /// Kernels to build into firmware: `both` builds the Rust kernel next to the C kernel when
     /// the profile's `toolchain.rust_target` is installed (`rustup target add …`) and says so
     /// when it is not
-    #[arg(long, value_enum, default_value_t = LangChoice::Both)]
-    pub lang: LangChoice,
+    #[arg(long, value_enum, default_value_t = Kernels::Both)]
+    pub lang: Kernels,
     /// Print a JSON object instead of the table: the primary kernel's report (C unless
     /// --lang rust) at the top level, the Rust kernel's under "rust_kernel", and "notes"
     #[arg(long)]

@@ -5,7 +5,7 @@ use super::*;
 use crate::lower::{pool_params, LayerConsts, Lowered};
 
 /// A kernel's language: what `nas export` writes, what `nas verify` builds into firmware.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lang {
     /// C99: NAME.h, NAME.c and NAME_weights.h (compiled with arm-none-eabi-gcc in firmware)

@@ -32,7 +32,6 @@ use crate::net::plan::{self, Buffer, ConvOp, Op, ELEM_BYTES};
 use crate::net::{NetSpec, PoolKind};
 use crate::weights::Weights;
 use anyhow::{bail, ensure, Context, Result};
-use clap::ValueEnum;
 use serde::Serialize;
 use std::path::{Component, Path};
 

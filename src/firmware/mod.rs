@@ -110,8 +110,8 @@ pub const HARNESS_RAM_SECTIONS: &[&str] = &[".harness_bss", ".stack"];
 pub use crate::codegen::Lang;
 
 /// Which kernels `nas verify` builds into firmware.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LangChoice {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
     /// The C kernel only.
     C,
     /// The Rust kernel only (fails when the profile's `toolchain.rust_target` is not installed).

@@ -28,7 +28,7 @@ pub struct Estimate {
 
 /// The model's flash and RAM budgets next to the chip's memory.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FootprintLimits {
+pub struct MemoryBudget {
     pub max_flash_bytes: u64,
     pub max_ram_bytes: u64,
     pub chip_flash_bytes: u64,
@@ -72,7 +72,7 @@ pub struct Breakdown {
 
 /// The model's measured footprint (see the module documentation for the definitions).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Measured {
+pub struct ElfFootprint {
     pub flash_bytes: u64,
     pub ram_bytes: u64,
     /// Model flash minus weights: code, constant tables, runtime routines, padding.
@@ -142,14 +142,14 @@ pub struct KernelReport {
     pub rust: Option<RustBuild>,
     pub build_dir: Option<PathBuf>,
     pub estimate: Estimate,
-    pub limits: FootprintLimits,
+    pub limits: MemoryBudget,
     /// Whether the image linked for the chip's memory map.
     pub links_for_chip: bool,
     pub overflows: Vec<Overflow>,
     /// The image linked for the chip (or, when it overflows, for unbounded memory, to measure).
     pub image: ElfImage,
     pub breakdown: Breakdown,
-    pub measured: Measured,
+    pub measured: ElfFootprint,
     pub emulation: Option<Emulation>,
     /// Why there is no emulation.
     pub emulation_skipped: Option<String>,

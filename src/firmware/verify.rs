@@ -169,11 +169,16 @@ fn emulate_and_compare(
 
 /// The model's share of the image, against the estimate: the image less the harness and the
 /// stack reservation, plus the stack (measured under QEMU when `stack_peak` is known).
-fn measure(image: &ElfImage, bd: &Breakdown, estimate: &Cost, stack_peak: Option<u64>) -> Measured {
+fn measure(
+    image: &ElfImage,
+    bd: &Breakdown,
+    estimate: &Cost,
+    stack_peak: Option<u64>,
+) -> ElfFootprint {
     let stack_bytes = stack_peak.unwrap_or(estimate.stack_bytes);
     let flash_bytes = image.flash_bytes - bd.harness_flash_bytes;
     let ram_bytes = image.ram_bytes - bd.harness_ram_bytes - bd.stack_reserved_bytes + stack_bytes;
-    Measured {
+    ElfFootprint {
         flash_bytes,
         ram_bytes,
         code_bytes: flash_bytes - bd.weights_bytes,
@@ -185,8 +190,8 @@ fn measure(image: &ElfImage, bd: &Breakdown, estimate: &Cost, stack_peak: Option
 }
 
 /// The model's budgets next to the chip's memory.
-fn footprint_limits(target: &Target, budget: &Limits) -> FootprintLimits {
-    FootprintLimits {
+fn footprint_limits(target: &Target, budget: &Limits) -> MemoryBudget {
+    MemoryBudget {
         max_flash_bytes: budget.max_flash_bytes,
         max_ram_bytes: budget.max_ram_bytes,
         chip_flash_bytes: target.memory.flash_bytes,
@@ -197,8 +202,8 @@ fn footprint_limits(target: &Target, budget: &Limits) -> FootprintLimits {
 /// Why the model does not fit: the regions the linker overflowed, then the budgets exceeded.
 fn violations(
     overflows: &[Overflow],
-    measured: &Measured,
-    limits: &FootprintLimits,
+    measured: &ElfFootprint,
+    limits: &MemoryBudget,
 ) -> Vec<String> {
     let mut violations = Vec::new();
     for o in overflows {
@@ -264,7 +269,7 @@ pub(crate) fn host_reference(
         }
         None => {
             let l = crate::lower::reference_logits(lowered, x);
-            let class = crate::lower::argmax(&l);
+            let class = crate::metrics::argmax(&l);
             (l, class)
         }
     }
@@ -384,8 +389,8 @@ fn instruction_counts(rep: &emulate::HarnessOutput) -> Result<(Vec<u64>, u64)> {
 
 /// Verify the kernels `which` asks for: the C kernel and the Rust kernel are built and run
 /// concurrently, each in a directory of its own (with `opts.build_dir`: the C firmware in it,
-/// the Rust firmware in its `rust/`). [`LangChoice::Both`] without the profile's Rust target
-/// installed verifies the C kernel and says in `notes` how to install it; [`LangChoice::Rust`]
+/// the Rust firmware in its `rust/`). [`Kernels::Both`] without the profile's Rust target
+/// installed verifies the C kernel and says in `notes` how to install it; [`Kernels::Rust`]
 /// fails then.
 pub fn verify_langs(
     spec: &NetSpec,
@@ -393,14 +398,14 @@ pub fn verify_langs(
     target: &Target,
     limits: &Limits,
     opts: &Options,
-    which: LangChoice,
+    which: Kernels,
 ) -> Result<Verification> {
     let mut notes = Vec::new();
-    let want_rust = which != LangChoice::C;
+    let want_rust = which != Kernels::C;
     let rust_ok = if want_rust {
         match check_rust(&target.toolchain.rust_target) {
             Ok(_) => true,
-            Err(e) if which == LangChoice::Both => {
+            Err(e) if which == Kernels::Both => {
                 notes.push(format!(
                     "the Rust kernel was not built, only the C kernel: {e:#}"
                 ));
@@ -420,7 +425,7 @@ pub fn verify_langs(
         o
     };
     let (primary, rust_report) = match (which, rust_ok) {
-        (LangChoice::Rust, _) => (
+        (Kernels::Rust, _) => (
             verify(spec, weights, target, limits, &with(Lang::Rust, None))?,
             None,
         ),

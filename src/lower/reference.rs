@@ -149,14 +149,3 @@ pub(crate) fn pool_params(c: &ConvOp) -> (usize, bool, f32) {
         Some((PoolKind::Avg, size)) => (size, false, 1.0f32 / size as f32),
     }
 }
-
-/// Index of the largest value, the first one on ties (as the kernels' `predict`).
-pub fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (k, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = k;
-        }
-    }
-    best
-}

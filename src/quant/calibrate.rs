@@ -64,7 +64,7 @@ pub fn calibrate<'a>(
             )));
         }
         count += 1;
-        let mut x: Vec<f32> = s.iter().map(|&b| b as f32 / 255.0).collect();
+        let mut x: Vec<f32> = s.iter().map(|&b| crate::data::input_value(b)).collect();
         for (i, (layer, consts)) in plan.layers.iter().zip(&lowered.layers).enumerate() {
             let (out, tensor) = forward_layer(&layer.op, consts, &x);
             let t = tensor.as_deref().unwrap_or(&out);
@@ -206,7 +206,7 @@ mod tests {
         let spec = NetSpec::smart_start(784, 12);
         let low = lower_weights(&spec, &Weights::random(&spec, 3)).unwrap();
         for s in samples(3, 784, 1) {
-            let mut x: Vec<f32> = s.iter().map(|&b| b as f32 / 255.0).collect();
+            let mut x: Vec<f32> = s.iter().map(|&b| crate::data::input_value(b)).collect();
             for (l, k) in low.plan.layers.iter().zip(&low.layers) {
                 x = forward_layer(&l.op, k, &x).0;
             }

@@ -24,7 +24,7 @@ pub struct QuantParams {
 /// The input byte `b` as int8: `b − 128`, scale 1/255, zero point −128 (so `real = b / 255`,
 /// exactly what the float network sees).
 pub const INPUT_PARAMS: QuantParams = QuantParams {
-    scale: 1.0 / 255.0,
+    scale: crate::data::INPUT_SCALE,
     zero_point: -128,
 };
 

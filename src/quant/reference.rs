@@ -27,13 +27,7 @@ pub struct Int8Output {
 impl Int8Output {
     /// The predicted class: the first largest int8 output (the kernels' `predict`).
     pub fn predict(&self) -> usize {
-        let mut best = 0;
-        for (k, &v) in self.q.iter().enumerate() {
-            if v > self.q[best] {
-                best = k;
-            }
-        }
-        best
+        crate::metrics::argmax(&self.q)
     }
 }
 
@@ -326,7 +320,7 @@ mod tests {
         let q = quantize(&low, &r).unwrap();
         let (mut agree, mut ok_f, mut ok_q) = (0, 0, 0);
         for i in 0..test.n() {
-            let pf = crate::lower::argmax(&crate::lower::reference_logits(&low, test.sample(i)));
+            let pf = crate::metrics::argmax(&crate::lower::reference_logits(&low, test.sample(i)));
             let pq = reference_int8(&q, test.sample(i)).predict();
             agree += usize::from(pf == pq);
             ok_f += usize::from(pf == test.labels[i] as usize);

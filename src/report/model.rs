@@ -3,7 +3,7 @@
 
 use crate::metrics::Metrics;
 use crate::net::cost::Cost;
-use crate::search::{self, MeasuredFootprint, Record, RunSummary};
+use crate::search::{self, ElfCheck, Record, RunSummary};
 use crate::target::Limits;
 use crate::util::read_json;
 use anyhow::{Context, Result};
@@ -87,7 +87,7 @@ pub struct Candidate {
     pub flash_bytes: u64,
     /// Estimated latency on the target, see [`LatencyModel`].
     pub latency_ms: Option<f64>,
-    pub measured: Option<MeasuredFootprint>,
+    pub measured: Option<ElfCheck>,
     /// Set when the architecture was evaluated before: its result was reused.
     pub duplicate_of: Option<String>,
     pub epochs_run: usize,

@@ -99,7 +99,7 @@ fn verify_winner(run: &std::path::Path) {
         &r.config.target,
         &r.config.limits,
         &opts,
-        crate::firmware::LangChoice::C,
+        crate::firmware::Kernels::C,
     )
     .unwrap();
     save_verify(run, &v).unwrap();

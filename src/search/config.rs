@@ -4,7 +4,7 @@
 use super::*;
 
 /// How candidates are trained and scored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Training {
     /// One stratified fold held out for validation (the seed's default during search).
@@ -14,7 +14,7 @@ pub enum Training {
 }
 
 /// The validation figure that selects parents and the winner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Metric {
     Accuracy,

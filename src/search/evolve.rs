@@ -5,7 +5,7 @@ use super::*;
 
 /// The model's footprint measured from a cross-compiled ELF (see `firmware`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct MeasuredFootprint {
+pub struct ElfCheck {
     pub flash_bytes: u64,
     pub ram_bytes: u64,
     /// The linker fitted the image into the chip and the budgets hold.
@@ -13,7 +13,7 @@ pub struct MeasuredFootprint {
 }
 
 /// Cross-compile a spec (weights do not change sizes, so random ones serve) and measure it.
-pub fn measure(spec: &NetSpec, cfg: &RunConfig) -> Result<MeasuredFootprint> {
+pub fn measure(spec: &NetSpec, cfg: &RunConfig) -> Result<ElfCheck> {
     let weights = Weights::random(spec, 0);
     let samples = crate::firmware::Samples::synthetic(1, spec.input_len * spec.input_channels);
     let mut opts = crate::firmware::Options::new(samples);
@@ -31,7 +31,7 @@ pub fn measure(spec: &NetSpec, cfg: &RunConfig) -> Result<MeasuredFootprint> {
         )?));
     }
     let r = crate::firmware::verify(spec, &weights, &cfg.target, &cfg.limits, &opts)?;
-    Ok(MeasuredFootprint {
+    Ok(ElfCheck {
         flash_bytes: r.measured.flash_bytes,
         ram_bytes: r.measured.ram_bytes,
         fits: r.fits,

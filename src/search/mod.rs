@@ -33,8 +33,8 @@ pub mod pareto;
 pub mod rundir;
 
 pub use evolve::{
-    feasible_child, feasible_child_counted, inherit, initial_parent, measure, mutate,
-    MeasuredFootprint, Rejections,
+    feasible_child, feasible_child_counted, inherit, initial_parent, measure, mutate, ElfCheck,
+    Rejections,
 };
 pub use rundir::{candidate_id, load_data, open_run, Record, Run, RunSummary};
 
@@ -48,7 +48,6 @@ use crate::train::{self, TrainConfig};
 use crate::util::{read_json, write_atomic, write_json};
 use crate::weights::Weights;
 use anyhow::{bail, ensure, Context, Result};
-use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 pub const PARETO: &str = "pareto.json";
 
 /// How the parent of the next generation is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Objective {
     /// The child with the best validation score (the seed's rule).

@@ -35,7 +35,7 @@ pub struct Record {
     pub train_samples_per_sec: f64,
     /// Flash and RAM measured from the cross-compiled ELF (`--verify` runs).
     #[serde(default)]
-    pub measured: Option<MeasuredFootprint>,
+    pub measured: Option<ElfCheck>,
     /// Why the candidate could not be trained (its worker failed twice); never a parent or
     /// the winner.
     #[serde(default)]

@@ -18,7 +18,7 @@ pub struct Task {
     /// Leading blocks whose initial weights come from the parent (already in `init`).
     pub inherited_blocks: usize,
     /// The footprint measured from its ELF (`--verify` runs).
-    pub measured: Option<MeasuredFootprint>,
+    pub measured: Option<ElfCheck>,
 }
 
 /// The task file, relative to the candidate's directory.

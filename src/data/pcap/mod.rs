@@ -71,7 +71,7 @@ use std::time::Instant;
 pub const MAX_LEN: usize = crate::net::spec::MAX_INPUT_LEN;
 
 /// How packets are grouped into samples.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Grouping {
     /// Both directions of a 5-tuple (protocol, addresses, ports).
@@ -81,7 +81,7 @@ pub enum Grouping {
 }
 
 /// Which bytes of a packet go into the sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layers {
     /// The whole captured frame, link-layer header included.

@@ -24,13 +24,13 @@ const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 const PROGRESS_EVERY: u64 = 4096;
 
 /// Packets and bytes read from one file, reported every [`PROGRESS_EVERY`] packets.
-struct Progress<'a> {
+struct ReadCounter<'a> {
     report: &'a mut dyn FnMut(u64),
     done: u64,
     packets: u64,
 }
 
-impl Progress<'_> {
+impl ReadCounter<'_> {
     /// One packet of `bytes` bytes (record header included) was read.
     fn tick(&mut self, bytes: u64) {
         self.done += bytes;
@@ -63,7 +63,7 @@ pub(super) fn read_capture(
     }
     // pcap-file reads through its own 8 MB buffer.
     let reader = std::io::Cursor::new(magic).chain(f);
-    let mut progress = Progress {
+    let mut progress = ReadCounter {
         report: progress,
         done: 0,
         packets: 0,
@@ -85,7 +85,7 @@ fn read_pcapng(
     reader: impl Read,
     path: &Path,
     sink: &mut dyn PacketSink,
-    progress: &mut Progress,
+    progress: &mut ReadCounter,
 ) -> Result<Option<String>> {
     let mut r = PcapNgReader::new(reader)
         .map_err(|e| anyhow::anyhow!("{}: not a valid pcapng file: {e}", path.display()))?;
@@ -137,7 +137,7 @@ fn read_pcap(
     reader: impl Read,
     path: &Path,
     sink: &mut dyn PacketSink,
-    progress: &mut Progress,
+    progress: &mut ReadCounter,
 ) -> Result<Option<String>> {
     let mut r = PcapReader::new(reader).map_err(|e| {
         anyhow::anyhow!(
