@@ -332,12 +332,15 @@ fn train_and_search_do_not_write_over_each_other_or_a_users_files() {
 #[test]
 fn a_failed_training_leaves_no_new_directory_behind() {
     let tmp = tempfile::tempdir().unwrap();
-    let out_dir = tmp.path().join("new");
+    let out_dir = tmp.path().join("new/deeper");
     // The directory is claimed (created, locked) before the initial weights are read.
     let missing = tmp.path().join("missing.safetensors");
     let out = tiny_train(&out_dir, &["--init", s(&missing)]);
     fails_with(&out, &["missing.safetensors"]);
-    assert!(!out_dir.exists(), "the failed training left its directory");
+    assert!(
+        !tmp.path().join("new").exists(),
+        "the failed training left its directory"
+    );
 }
 
 #[test]

@@ -451,12 +451,12 @@ pub fn run(a: SearchArgs) -> Result<()> {
         }
         None => {
             let config = build_config(&a)?;
+            if let Some(name) = &a.name {
+                rundir::check_run_name(name)?;
+            }
             let dir = match (&a.out, &a.name) {
                 (Some(out), _) => out.clone(),
-                (None, Some(name)) => {
-                    rundir::check_run_name(name)?;
-                    PathBuf::from("runs").join(name)
-                }
+                (None, Some(name)) => PathBuf::from("runs").join(name),
                 (None, None) => {
                     let secs = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -517,7 +517,8 @@ fn resume_arguments(a: &SearchArgs, run: &mut Run) -> Result<Vec<String>> {
         .collect();
     if !refused.is_empty() {
         bail!(
-            "--resume continues {} as it was configured; these arguments would change the run              and are refused: {}. Drop them, or start a new run with --out",
+            "--resume continues {} as it was configured; these arguments would change the run \
+             and are refused: {}. Drop them, or start a new run with --out",
             run.dir.display(),
             refused.join(", ")
         );
@@ -528,14 +529,16 @@ fn resume_arguments(a: &SearchArgs, run: &mut Run) -> Result<Vec<String>> {
         let want = a.generations;
         if want < was {
             bail!(
-                "--generations {want}: {} is configured for {was} generations; a resumed run                  continues further, it does not stop earlier (--time-budget ends a session early)",
+                "--generations {want}: {} is configured for {was} generations; a resumed run \
+                 continues further, it does not stop earlier (--time-budget ends a session early)",
                 run.dir.display()
             );
         }
         if want > was {
             run.update_config(|c| c.generations = want)?;
             notes.push(format!(
-                "--generations {want}: the run continues to generation {want} (config.json said                  {was}; updated)"
+                "--generations {want}: the run continues to generation {want} (config.json said \
+                 {was}; updated)"
             ));
         }
     }

@@ -508,7 +508,9 @@ fn prepare_keep(dir: &Path, force: bool) -> Result<()> {
             names.sort();
             names.truncate(3);
             bail!(
-                "--keep {} is not empty ({}…) and was not made by nas verify: the build would                  replace files of the same names there; choose a new or empty directory, or pass                  --force",
+                "--keep {} is not empty ({}…) and was not made by nas verify: the build would \
+                 replace files of the same names there; choose a new or empty directory, or pass \
+                 --force",
                 dir.display(),
                 names.join(", ")
             );

@@ -280,7 +280,8 @@ fn winner_verify(
         return Ok((
             None,
             Some(format!(
-                "verify.json does not say which model it measured (an older nas verify wrote                  it), so it is not shown as the winner's footprint; {again}"
+                "verify.json does not say which model it measured (an older nas verify wrote \
+                 it), so it is not shown as the winner's footprint; {again}"
             )),
         ));
     };
@@ -296,7 +297,8 @@ fn winner_verify(
         return Ok((
             None,
             Some(format!(
-                "verify.json measured {what}, not the winner {} ({}): its footprint is not                  shown as the winner's; {again}",
+                "verify.json measured {what}, not the winner {} ({}): its footprint is not \
+                 shown as the winner's; {again}",
                 w.record.id, delivered.summary
             )),
         ));
@@ -305,7 +307,8 @@ fn winner_verify(
         return Ok((
             None,
             Some(format!(
-                "verify.json measured the winner on {}, not on the run's target {target}: not                  shown; {again}",
+                "verify.json measured the winner on {}, not on the run's target {target}: not \
+                 shown; {again}",
                 k.target
             )),
         ));

@@ -115,7 +115,15 @@ impl RunLock {
             let old = read_holder(&mut file);
             if !flocked {
                 if let Some(h) = &old {
-                    if h.host == host_name() && pid_alive(h.pid) && h.pid != std::process::id() {
+                    if h.host != host_name() {
+                        bail!(
+                            "{} (this filesystem has no locks, so whether it still runs cannot be \
+                             told from here: delete {} if it does not)",
+                            busy(dir, Some(h)),
+                            path.display()
+                        );
+                    }
+                    if pid_alive(h.pid) && h.pid != std::process::id() {
                         bail!("{}", busy(dir, Some(h)));
                     }
                 }

@@ -334,13 +334,15 @@ pub struct TrainDir {
 
 impl TrainDir {
     /// Start one in `out`, claimed for `nas train` (see [`OutDir::claim`]).
-    pub fn create(out: OutDir, cfg: &TrainRunConfig) -> Result<TrainDir> {
+    pub fn create(mut out: OutDir, cfg: &TrainRunConfig) -> Result<TrainDir> {
         ensure!(
             out.kind == DirKind::Train,
             "{} was claimed for another command",
             out.dir.display()
         );
         write_json(&Layout::new(&out.dir).train_config(), cfg)?;
+        // The directory now holds a training: it stays, whatever happens next.
+        out.created.clear();
         Ok(TrainDir {
             dir: out.dir.clone(),
             _out: out,
@@ -423,7 +425,8 @@ pub struct OutDir {
     dir: PathBuf,
     kind: DirKind,
     lock: Option<RunLock>,
-    created: bool,
+    /// The directories the claim created, innermost first (removed again while empty).
+    created: Vec<PathBuf>,
 }
 
 impl OutDir {
@@ -432,18 +435,22 @@ impl OutDir {
     /// continues with `--resume`; a training directory is never written over); refused when it
     /// holds anything else unless `force`.
     pub fn claim(dir: &Path, kind: DirKind, force: bool) -> Result<OutDir> {
-        let existed = dir.exists();
         ensure!(
-            !existed || dir.is_dir(),
+            !dir.exists() || dir.is_dir(),
             "{} exists and is not a directory; choose another --out",
             dir.display()
         );
+        let created: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .map(Path::to_path_buf)
+            .collect();
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut out = OutDir {
             dir: dir.to_path_buf(),
             kind,
             lock: None,
-            created: !existed,
+            created,
         };
         out.lock = Some(RunLock::acquire(dir, kind.command())?);
         check_contents(dir, kind, force)?;
@@ -464,9 +471,11 @@ impl Drop for OutDir {
     fn drop(&mut self) {
         let released = self.lock.take();
         drop(released);
-        if self.created {
-            // Only an empty directory goes (remove_dir fails otherwise).
-            let _ = std::fs::remove_dir(&self.dir);
+        for d in &self.created {
+            // Only an empty directory goes (remove_dir fails otherwise, and the rest stay).
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
         }
     }
 }
@@ -809,7 +818,7 @@ impl Run {
         config.validate()?;
         write_json(&Layout::new(&out.dir).config(), &config)?;
         // The directory now holds a run: it stays, whatever happens next.
-        out.created = false;
+        out.created.clear();
         Ok(Run {
             dir: out.dir.clone(),
             config,
