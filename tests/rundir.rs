@@ -454,6 +454,34 @@ fn a_candidates_verify_is_not_shown_as_the_winners() {
         assert!(r["verify"]["kernels"].is_array(), "{r}");
         assert!(r["verify_note"].is_null());
     }
+    // A verify.json that does not say what it measured (older versions) is not the winner's.
+    let mut saved = read_json(&run.join("verify.json"));
+    saved.as_object_mut().unwrap().remove("model");
+    write_json(&run.join("verify.json"), &saved);
+    let r = report_json(&run);
+    assert!(r["verify"].is_null());
+    assert!(r["verify_note"]
+        .as_str()
+        .unwrap()
+        .contains("does not say which model"));
+    // Nor is the winner measured on another target (saved whether or not it fits there).
+    let _ = nas(&[
+        "verify",
+        "--run",
+        s(&run),
+        "--lang",
+        "c",
+        "--no-emulate",
+        "--target",
+        "stm32g071rb",
+    ]);
+    let r = report_json(&run);
+    assert!(r["verify"].is_null());
+    let note = r["verify_note"].as_str().unwrap();
+    assert!(
+        note.contains("stm32g071rb") && note.contains("stm32f401re"),
+        "{note}"
+    );
 }
 
 #[test]
@@ -490,6 +518,10 @@ fn candidate_must_be_a_candidate_of_the_run() {
         }
     }
     assert_eq!(snapshot(&run), before, "verify.json was overwritten");
+    // A worker trains only a candidate of the run.
+    let out = nas(&["worker", "--run", s(&run), "--candidate", "../other/best"]);
+    fails_with(&out, &["is not a candidate id"]);
+    assert_eq!(snapshot(&run), before);
 }
 
 // ---------------------------------------------------------------------------------------------
