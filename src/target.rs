@@ -331,7 +331,9 @@ impl Target {
         Ok(t)
     }
 
-    fn check(&self) -> Result<()> {
+    /// The checks every profile passes, also applied to a profile read back from a run's
+    /// `config.json` (an edited `clock_hz: 0` must fail there, not print "inf" later).
+    pub fn check(&self) -> Result<()> {
         if self.name.trim().is_empty() {
             bail!("name is empty");
         }

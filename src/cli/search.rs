@@ -2,18 +2,148 @@
 //! a run.
 
 use crate::net::SearchSpace;
+use crate::search::rundir::{self, DirKind, OutDir};
 use crate::search::{
     self, DataSource, Executor, Metric, Objective, Run, RunConfig, SlurmOptions, Training,
 };
 use crate::target;
 use crate::train::TrainConfig;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Args)]
+/// `nas search`'s arguments, and which of them the command line gave (a resumed run refuses
+/// the ones that would change it and applies the ones that extend it; defaults say nothing).
+#[derive(Debug)]
 pub struct SearchArgs {
+    pub flags: SearchFlags,
+    /// The ids of the arguments given on the command line (not defaulted).
+    pub given: Vec<&'static str>,
+}
+
+impl std::ops::Deref for SearchArgs {
+    type Target = SearchFlags;
+    fn deref(&self) -> &SearchFlags {
+        &self.flags
+    }
+}
+
+/// The arguments a resumed run refuses: they make the run what it is, so its `config.json`
+/// keeps them. `(argument id, flag, where config.json holds it)`.
+const IDENTITY: &[(&str, &str, &str)] = &[
+    ("target", "--target", "/target/name"),
+    ("seed", "--seed", "/seed"),
+    ("children", "--children", "/children"),
+    ("mutations", "--mutations", "/mutations"),
+    ("max_depth", "--max-depth", "/space/max_depth"),
+    ("random_start", "--random-start", "/random_start"),
+    ("random_walk", "--random-walk", "/random_walk"),
+    ("objective", "--objective", "/objective"),
+    ("training", "--training", "/training"),
+    ("folds", "--folds", "/folds"),
+    ("metric", "--metric", "/metric"),
+    ("epochs", "--epochs", "/train/epochs"),
+    ("batch_size", "--batch-size", "/train/batch_size"),
+    ("shards", "--shards", "/train/shards"),
+    ("learning_rate", "--learning-rate", "/train/learning_rate"),
+    ("patience", "--patience", "/train/early_stop_patience"),
+    ("lr_patience", "--lr-patience", "/train/lr_patience"),
+    ("lr_factor", "--lr-factor", "/train/lr_factor"),
+    (
+        "steps_per_epoch",
+        "--steps-per-epoch",
+        "/train/max_steps_per_epoch",
+    ),
+    (
+        "limit_per_class",
+        "--limit-per-class",
+        "/data/limit_per_class",
+    ),
+    ("no_inherit", "--no-inherit", "/inherit"),
+    ("max_params", "--max-params", "/limits/max_params"),
+    ("max_flops", "--max-flops", "/limits/max_flops"),
+    ("max_tensor", "--max-tensor", "/limits/max_tensor"),
+    ("max_flash", "--max-flash", "/limits/max_flash_bytes"),
+    ("max_ram", "--max-ram", "/limits/max_ram_bytes"),
+    (
+        "max_latency_ms",
+        "--max-latency-ms",
+        "/limits/max_latency_ms",
+    ),
+    ("max_tries", "--max-tries", "/max_tries"),
+    ("verify", "--verify", "/verify"),
+    ("dtype", "--dtype", "/dtype"),
+    ("final_epochs", "--final-epochs", "/final_train/epochs"),
+    (
+        "final_batch_size",
+        "--final-batch-size",
+        "/final_train/batch_size",
+    ),
+    (
+        "final_patience",
+        "--final-patience",
+        "/final_train/early_stop_patience",
+    ),
+    ("final_top", "--final-top", "/final_top"),
+    (
+        "final_from_scratch",
+        "--final-from-scratch",
+        "/final_warm_start",
+    ),
+];
+
+/// The arguments of one session, which a resumed run applies: `(argument id, flag)`.
+const SESSION: &[(&str, &str)] = &[
+    ("time_budget", "--time-budget"),
+    ("jobs", "--jobs"),
+    ("executor", "--executor"),
+    ("partition", "--partition"),
+    ("sbatch_args", "--sbatch-arg"),
+];
+
+impl clap::FromArgMatches for SearchArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(SearchArgs {
+            flags: SearchFlags::from_arg_matches(m)?,
+            given: given(m),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.flags.update_from_arg_matches(m)?;
+        self.given = given(m);
+        Ok(())
+    }
+}
+
+impl clap::Args for SearchArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        SearchFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        SearchFlags::augment_args_for_update(cmd)
+    }
+
+    fn group_id() -> Option<clap::Id> {
+        SearchFlags::group_id()
+    }
+}
+
+/// The ids of [`IDENTITY`], [`SESSION`] and `generations` that the command line gave.
+fn given(m: &clap::ArgMatches) -> Vec<&'static str> {
+    IDENTITY
+        .iter()
+        .map(|(id, _, _)| *id)
+        .chain(SESSION.iter().map(|(id, _)| *id))
+        .chain(["generations"])
+        .filter(|id| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .collect()
+}
+
+#[derive(Debug, Args)]
+pub struct SearchFlags {
     /// Target MCU: a name or alias from `nas targets`, or a path to a TOML profile
     #[arg(long, default_value = "stm32f401re")]
     pub target: String,
@@ -21,15 +151,23 @@ pub struct SearchArgs {
     /// small synthetic dataset, to try the tool out
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Continue an interrupted run; its configuration is read from the run directory
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["data", "out", "name"])]
+    /// Continue an interrupted run; its configuration is read from the run directory. The
+    /// arguments that define a run (target, seed, budgets, training…) are refused with it:
+    /// config.json keeps them. --generations continues a run further (raised, not lowered);
+    /// --time-budget, --jobs and the executor apply to this session
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["data", "out", "name", "force"])]
     pub resume: Option<PathBuf>,
-    /// Run directory (default: runs/<name>)
+    /// Run directory (default: runs/<name>): new or empty
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Run name (default: <target>-<seed>-<unix time>)
+    /// Run name, a plain name: the run goes to runs/<name> (default: <target>-<seed>-<unix
+    /// time>)
     #[arg(long)]
     pub name: Option<String>,
+    /// Write the run into a non-empty --out that holds other files (never over a run or a
+    /// `nas train` directory)
+    #[arg(long)]
+    pub force: bool,
     /// Generations after the initial parent
     #[arg(long, default_value_t = 4)]
     pub generations: usize,
@@ -301,20 +439,44 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let executor = executor(&a)?;
     let quiet = a.quiet || a.json;
     let (run, resumed) = match &a.resume {
-        Some(dir) => (Run::open(dir)?.quiet(quiet), true),
+        Some(dir) => {
+            let mut run = Run::resume(dir)?;
+            if let Some(note) = run.lock_note() {
+                eprintln!("note: {note}");
+            }
+            for note in resume_arguments(&a, &mut run)? {
+                eprintln!("note: {note}");
+            }
+            (run.quiet(quiet), true)
+        }
         None => {
             let config = build_config(&a)?;
-            let name = a.name.clone().unwrap_or_else(|| {
-                let secs = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                format!("{}-s{}-{secs}", config.target.name, config.seed)
-            });
-            let dir = a
-                .out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("runs").join(&name));
-            (Run::create(&dir, config)?.quiet(quiet), false)
+            if let Some(name) = &a.name {
+                rundir::check_run_name(name)?;
+            }
+            let dir = match (&a.out, &a.name) {
+                (Some(out), _) => out.clone(),
+                (None, Some(name)) => PathBuf::from("runs").join(name),
+                (None, None) => {
+                    let secs = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let name = format!("{}-s{}-{secs}", config.target.name, config.seed);
+                    // The target's name comes from its profile: it must not lead out of runs/.
+                    rundir::check_run_name(&name).with_context(|| {
+                        format!(
+                            "the target's name {:?} makes no run name: give --name or --out",
+                            config.target.name
+                        )
+                    })?;
+                    PathBuf::from("runs").join(name)
+                }
+            };
+            let out = OutDir::claim(&dir, DirKind::Search, a.force)?;
+            if let Some(note) = out.lock_note() {
+                eprintln!("note: {note}");
+            }
+            (Run::create(out, config)?.quiet(quiet), false)
         }
     };
     let opts = search::SessionOptions {
@@ -324,7 +486,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     };
     let summary = search::search(&run, &opts)?;
     // The report is a view of the run: failing to draw it does not fail the search.
-    let page = run.dir.join(crate::report::REPORT_FILE);
+    let page = run.files().report();
     match crate::report::write_report(&run.dir, &page) {
         Ok(_) if !quiet => println!("report: {}", page.display()),
         Ok(_) => {}
@@ -334,6 +496,58 @@ pub fn run(a: SearchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     Ok(())
+}
+
+/// What the arguments given with `--resume` do to the run: the ones that define it are refused
+/// (all named at once, each with the value `config.json` keeps); a larger `--generations`
+/// continues the run further and is saved in `config.json`. Returns the notes to show: what
+/// was applied.
+fn resume_arguments(a: &SearchArgs, run: &mut Run) -> Result<Vec<String>> {
+    let cfg = serde_json::to_value(&run.config)?;
+    let refused: Vec<String> = IDENTITY
+        .iter()
+        .filter(|(id, _, _)| a.given.contains(id))
+        .map(|(_, flag, at)| {
+            let kept = cfg.pointer(at).map_or("unset".to_string(), |v| match v {
+                serde_json::Value::Null => "unset".to_string(),
+                v => v.to_string(),
+            });
+            format!("{flag} (config.json keeps {}: {kept})", &at[1..])
+        })
+        .collect();
+    if !refused.is_empty() {
+        bail!(
+            "--resume continues {} as it was configured; these arguments would change the run \
+             and are refused: {}. Drop them, or start a new run with --out",
+            run.dir.display(),
+            refused.join(", ")
+        );
+    }
+    let mut notes = Vec::new();
+    if a.given.contains(&"generations") {
+        let was = run.config.generations;
+        let want = a.generations;
+        if want < was {
+            bail!(
+                "--generations {want}: {} is configured for {was} generations; a resumed run \
+                 continues further, it does not stop earlier (--time-budget ends a session early)",
+                run.dir.display()
+            );
+        }
+        if want > was {
+            run.update_config(|c| c.generations = want)?;
+            notes.push(format!(
+                "--generations {want}: the run continues to generation {want} (config.json said \
+                 {was}; updated)"
+            ));
+        }
+    }
+    for (id, flag) in SESSION {
+        if a.given.contains(id) {
+            notes.push(format!("{flag} applies to this session"));
+        }
+    }
+    Ok(notes)
 }
 
 /// The configuration `nas search` builds with every argument at its default (for tests of the
@@ -346,4 +560,61 @@ pub(crate) fn default_config() -> RunConfig {
         a: SearchArgs,
     }
     build_config(&<P as clap::Parser>::parse_from(["nas"]).a).expect("defaults are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of `nas search` has a rule for `--resume`: it defines the run (refused),
+    /// belongs to the session (applied), is `--generations` (raised), or only matters when
+    /// starting a run or printing. A new argument must be placed, so that `--resume` never
+    /// ignores it silently.
+    #[test]
+    fn every_argument_has_a_resume_rule() {
+        let cmd = <SearchArgs as clap::Args>::augment_args(clap::Command::new("search"));
+        let other = [
+            "resume",
+            "data",
+            "out",
+            "name",
+            "force",
+            "generations",
+            "json",
+            "quiet",
+            "help",
+        ];
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            let placed = IDENTITY.iter().any(|(i, _, _)| *i == id)
+                || SESSION.iter().any(|(i, _)| *i == id)
+                || other.contains(&id);
+            assert!(placed, "--{id}: add it to IDENTITY or SESSION");
+        }
+        let flags = IDENTITY
+            .iter()
+            .map(|(id, flag, _)| (id, flag))
+            .chain(SESSION.iter().map(|(id, flag)| (id, flag)));
+        for (id, flag) in flags {
+            assert!(
+                cmd.get_arguments()
+                    .any(|a| a.get_id() == *id && a.get_long() == Some(&flag[2..])),
+                "{id} is not the argument {flag}"
+            );
+        }
+    }
+
+    /// Each refused argument names where `config.json` keeps its value.
+    #[test]
+    fn refused_arguments_point_into_the_configuration() {
+        let mut cfg = default_config();
+        cfg.data = DataSource::Dir {
+            path: "d".into(),
+            limit_per_class: None,
+        };
+        let v = serde_json::to_value(&cfg).unwrap();
+        for (id, _, at) in IDENTITY {
+            assert!(v.pointer(at).is_some(), "{id}: {at}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! `nas train`: train any spec with the full routine and write a directory that `eval`,
 //! `export` and `verify` accept like a run.
 
-use crate::search::rundir::TrainRunConfig;
+use crate::search::rundir::{DirKind, OutDir, TrainRunConfig};
 use crate::search::{train_spec, DataSource, Metric};
 use crate::target;
 use crate::train::{self, TrainConfig};
@@ -24,9 +24,12 @@ pub struct TrainArgs {
     /// Target whose budgets the model is costed against in the directory
     #[arg(long, default_value = "stm32f401re")]
     pub target: String,
-    /// Output directory (must not hold a training already)
+    /// Output directory: new or empty (it must not hold a training or a search run)
     #[arg(long)]
     pub out: PathBuf,
+    /// Write into a non-empty --out that holds other files (never over a training or a run)
+    #[arg(long)]
+    pub force: bool,
     /// Start from these weights (safetensors, matching the spec) instead of a fresh start
     #[arg(long)]
     pub init: Option<PathBuf>,
@@ -76,6 +79,12 @@ pub struct TrainArgs {
 
 pub fn run(a: TrainArgs) -> Result<()> {
     let spec = super::read_spec(&a.net)?;
+    // Claimed before anything is loaded: a directory this training would write over is
+    // refused at once. A claim that fails later leaves no new directory behind.
+    let out = OutDir::claim(&a.out, DirKind::Train, a.force)?;
+    if let Some(note) = out.lock_note() {
+        eprintln!("note: {note}");
+    }
     let target = target::resolve(&a.target)?;
     let limits = target.limits();
     let data = DataSource::Dir {
@@ -114,7 +123,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         },
     };
     let quiet = a.json;
-    let summary = train_spec(&a.out, &cfg, &init, &mut |line| {
+    let summary = train_spec(out, &cfg, &init, &mut |line| {
         if !quiet {
             println!("{line}");
         }

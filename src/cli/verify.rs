@@ -4,9 +4,10 @@ use crate::firmware::*;
 use std::fmt::Write as _;
 
 use crate::firmware::{Kernels, Lang, Options, Samples};
-use anyhow::{bail, Result};
+use crate::search::rundir::RunLock;
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 fn thousands(v: u64) -> String {
     let s = v.to_string();
@@ -466,9 +467,14 @@ pub struct VerifyArgs {
     /// Seconds QEMU may run
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
-    /// Build in this directory and keep the files (firmware sources, linker scripts, ELFs, maps)
+    /// Build in this directory and keep the files (firmware sources, linker scripts, ELFs, maps).
+    /// It must be new, empty or kept by an earlier `nas verify --keep`
     #[arg(long)]
     pub keep: Option<PathBuf>,
+    /// With --keep: build in a non-empty directory that nas verify did not make (files of the
+    /// same names are replaced)
+    #[arg(long, requires = "keep")]
+    pub force: bool,
     /// Kernels to build into firmware: `both` builds the Rust kernel next to the C kernel when
     /// the profile's `toolchain.rust_target` is installed (`rustup target add …`) and says so
     /// when it is not
@@ -482,8 +488,56 @@ pub struct VerifyArgs {
     pub dtype: super::quant::DtypeArgs,
 }
 
+/// The file that marks a `--keep` directory as nas verify's: a later `--keep` there may replace
+/// its files.
+const KEEP_MARK: &str = ".nas-verify";
+
+/// Make `dir` ready to keep the build files: new, empty, or an earlier `--keep` directory;
+/// any other non-empty directory only with `force`.
+fn prepare_keep(dir: &Path, force: bool) -> Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!("--keep {} exists and is not a directory", dir.display());
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if !names.is_empty() && !names.iter().any(|n| n == KEEP_MARK) && !force {
+            names.sort();
+            names.truncate(3);
+            bail!(
+                "--keep {} is not empty ({}…) and was not made by nas verify: the build would \
+                 replace files of the same names there; choose a new or empty directory, or pass \
+                 --force",
+                dir.display(),
+                names.join(", ")
+            );
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::util::write_atomic(
+        &dir.join(KEEP_MARK),
+        b"build files of nas verify --keep; a later nas verify --keep may replace them\n",
+    )
+}
+
 pub fn run(a: VerifyArgs) -> Result<()> {
+    // `verify.json` is written into the run: the run is locked for the whole verification
+    // (a search still writing it is refused, naming it), and only the run's own models are
+    // measured (--candidate is a candidate id or `best`, checked when the model is loaded).
+    let lock = match &a.model.run {
+        Some(dir) if dir.is_dir() => Some(RunLock::acquire(dir, "nas verify")?),
+        _ => None,
+    };
+    if let Some(note) = lock.as_ref().and_then(|l| l.taken_over()) {
+        eprintln!("note: {note}");
+    }
     let m = a.model.load()?;
+    if let Some(dir) = &a.keep {
+        prepare_keep(dir, a.force)?;
+    }
     let (spec, weights, target) = (&m.spec, &m.weights, &m.target);
     let n = a.samples as usize;
     let samples = match &a.data {
@@ -504,10 +558,14 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         quant,
     };
     let v = verify_langs(spec, weights, target, &m.limits, &opts, a.lang)?;
-    // Saved in the run, whatever the outcome, so that `nas report` shows it.
+    // Saved in the run, whatever the outcome, with which model it measured, so that `nas
+    // report` shows it as the winner's only when it is.
     if let Some(run) = &a.model.run {
-        crate::report::save_verify(run, &v)?;
+        let candidate = a.model.candidate.as_deref().filter(|c| *c != "best");
+        let model = crate::report::VerifiedModel::of(candidate, spec, weights);
+        crate::report::save_verify(run, &model, &v)?;
     }
+    drop(lock);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

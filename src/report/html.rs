@@ -225,7 +225,12 @@ fn write_layer_table(h: &mut String, w: &Winner) {
 /// `nas verify`'s measurements per kernel, or a note on how to get them.
 fn write_verify(h: &mut String, r: &RunReport) {
     let Some(v) = &r.verify else {
-        h.push_str("<p class=\"note\">No footprint measured from an ELF yet: <code>nas verify --run DIR</code> saves one in the run and the next report shows it beside the estimate.</p>\n");
+        match &r.verify_note {
+            Some(why) => {
+                let _ = writeln!(h, "<p class=\"note\">{}</p>", esc(why));
+            }
+            None => h.push_str("<p class=\"note\">No footprint measured from an ELF yet: <code>nas verify --run DIR</code> saves one in the run and the next report shows it beside the estimate.</p>\n"),
+        }
         return;
     };
     h.push_str("<table>\n<tr><th class=\"l\">kernel</th><th>flash est.</th><th>flash ELF</th><th>RAM est.</th><th>RAM ELF</th><th>fits</th><th>instructions / inference</th><th>bit-exact</th></tr>\n");

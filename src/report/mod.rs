@@ -10,13 +10,13 @@ pub mod html;
 pub mod model;
 pub mod plots;
 
-pub use model::{load, save_verify, RunReport, SavedVerify, VERIFY_FILE};
+pub use model::{load, save_verify, RunReport, SavedVerify, VerifiedModel, VERIFY_FILE};
 
 use anyhow::Result;
 use std::path::Path;
 
 /// The file name `nas search` and `nas report` write in the run directory by default.
-pub const REPORT_FILE: &str = "report.html";
+pub use crate::search::layout::REPORT as REPORT_FILE;
 
 /// The report page of a run directory.
 pub fn render_html(r: &RunReport) -> Result<String> {

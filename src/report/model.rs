@@ -3,15 +3,18 @@
 
 use crate::metrics::Metrics;
 use crate::net::cost::Cost;
+use crate::net::NetSpec;
+use crate::search::layout::Layout;
 use crate::search::{self, ElfCheck, Record, RunSummary};
 use crate::target::Limits;
 use crate::util::read_json;
+use crate::weights::Weights;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The file `nas verify --run DIR` saves in the run directory.
-pub const VERIFY_FILE: &str = "verify.json";
+pub use crate::search::layout::VERIFY as VERIFY_FILE;
 
 /// Everything the report shows about one run.
 #[derive(Debug, Clone, Serialize)]
@@ -50,8 +53,11 @@ pub struct RunReport {
     /// The run's summary, when the search completed.
     pub complete: bool,
     pub seconds_training_total: f64,
-    /// `nas verify`'s measurement of the winner, when saved in the run.
+    /// `nas verify`'s measurement of the winner, when saved in the run and of the winner.
     pub verify: Option<SavedVerify>,
+    /// Why the run's `verify.json` is not shown as the winner's (it measured another
+    /// candidate, an earlier winner, or on another target).
+    pub verify_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -169,9 +175,64 @@ pub struct ArenaUse {
 /// (written by [`save_verify`]; the report reads the fields below and ignores the rest).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedVerify {
+    /// The model measured (absent in files of older versions, which did not say).
+    #[serde(default)]
+    pub model: Option<VerifiedModel>,
     pub kernels: Vec<SavedKernel>,
     #[serde(default)]
     pub notes: Vec<String>,
+}
+
+/// Which model a `verify.json` measured: the report shows its footprint as the winner's only
+/// when it is the winner's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedModel {
+    /// The candidate asked for (`--candidate ID`); `None`: the run's delivered model.
+    pub candidate: Option<String>,
+    /// The network, in words.
+    pub summary: String,
+    /// Fingerprints of the network and of its weights (a resumed run may deliver another
+    /// model in `best/` later).
+    pub spec_hash: String,
+    pub weights_hash: String,
+}
+
+impl VerifiedModel {
+    pub fn of(candidate: Option<&str>, spec: &NetSpec, weights: &Weights) -> VerifiedModel {
+        VerifiedModel {
+            candidate: candidate.map(str::to_string),
+            summary: spec.summary(),
+            spec_hash: spec_hash(spec),
+            weights_hash: weights_hash(weights),
+        }
+    }
+
+    /// The same network with the same weights.
+    fn same_model(&self, other: &VerifiedModel) -> bool {
+        self.spec_hash == other.spec_hash && self.weights_hash == other.weights_hash
+    }
+}
+
+fn spec_hash(spec: &NetSpec) -> String {
+    search::layout::Fnv::default()
+        .write(spec.to_json().as_bytes())
+        .hex()
+}
+
+/// Names, shapes and every value's bits, in name order.
+fn weights_hash(w: &Weights) -> String {
+    let mut h = search::layout::Fnv::default();
+    for (name, t) in &w.tensors {
+        h.write_u64(name.len() as u64).write(name.as_bytes());
+        h.write_u64(t.shape.len() as u64);
+        for d in &t.shape {
+            h.write_u64(*d as u64);
+        }
+        for v in &t.data {
+            h.write(&v.to_bits().to_le_bytes());
+        }
+    }
+    h.hex()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,12 +248,72 @@ pub struct SavedKernel {
     pub emulation: Option<SavedEmulation>,
 }
 
-/// Save `nas verify`'s findings in the run directory, for the report.
-pub fn save_verify(run_dir: &Path, v: &crate::firmware::Verification) -> Result<()> {
+/// Save `nas verify`'s findings on `model` in the run directory, for the report.
+pub fn save_verify(
+    run_dir: &Path,
+    model: &VerifiedModel,
+    v: &crate::firmware::Verification,
+) -> Result<()> {
     crate::util::write_json(
-        &run_dir.join(VERIFY_FILE),
-        &serde_json::json!({ "kernels": v.reports(), "notes": v.notes }),
+        &Layout::new(run_dir).verify(),
+        &serde_json::json!({ "model": model, "kernels": v.reports(), "notes": v.notes }),
     )
+}
+
+/// `verify.json` when it measured the run's winner on the run's target, else why not.
+fn winner_verify(
+    dir: &Path,
+    target: &str,
+    winner: Option<&Winner>,
+) -> Result<(Option<SavedVerify>, Option<String>)> {
+    let Some(v) = read_optional::<SavedVerify>(&Layout::new(dir).verify())? else {
+        return Ok((None, None));
+    };
+    let again = format!("`nas verify --run {}` measures the winner", dir.display());
+    let Some(w) = winner else {
+        return Ok((
+            None,
+            Some("verify.json is not shown: the run has no winner yet to compare it with".into()),
+        ));
+    };
+    let Some(m) = &v.model else {
+        return Ok((
+            None,
+            Some(format!(
+                "verify.json does not say which model it measured (an older nas verify wrote \
+                 it), so it is not shown as the winner's footprint; {again}"
+            )),
+        ));
+    };
+    let best = Layout::new(dir).best();
+    let spec: NetSpec = read_json(&best.spec())?;
+    let weights = Weights::load(&best.weights())?;
+    let delivered = VerifiedModel::of(None, &spec, &weights);
+    if !m.same_model(&delivered) {
+        let what = match &m.candidate {
+            Some(id) => format!("candidate {id} ({})", m.summary),
+            None => format!("an earlier delivered model ({})", m.summary),
+        };
+        return Ok((
+            None,
+            Some(format!(
+                "verify.json measured {what}, not the winner {} ({}): its footprint is not \
+                 shown as the winner's; {again}",
+                w.record.id, delivered.summary
+            )),
+        ));
+    }
+    if let Some(k) = v.kernels.iter().find(|k| k.target != target) {
+        return Ok((
+            None,
+            Some(format!(
+                "verify.json measured the winner on {}, not on the run's target {target}: not \
+                 shown; {again}",
+                k.target
+            )),
+        ));
+    }
+    Ok((Some(v), None))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -229,7 +350,8 @@ pub fn load(dir: &Path) -> Result<RunReport> {
         .collect();
     records.retain(|(r, _)| r.failed.is_none());
 
-    let verify: Option<SavedVerify> = read_optional(&dir.join(VERIFY_FILE))?;
+    let winner = load_winner(dir, cfg.target.code_size.per_layer_bytes)?;
+    let (verify, verify_note) = winner_verify(dir, &cfg.target.name, winner.as_ref())?;
     let latency = latency_model(&records, verify.as_ref(), cfg.target.clock_hz.max(1));
     let candidates: Vec<Candidate> = records
         .iter()
@@ -243,8 +365,7 @@ pub fn load(dir: &Path) -> Result<RunReport> {
         latency: pareto_front(&candidates, latency_value),
     };
 
-    let winner = load_winner(dir, cfg.target.code_size.per_layer_bytes)?;
-    let summary: Option<RunSummary> = read_optional(&dir.join("summary.json"))?;
+    let summary: Option<RunSummary> = read_optional(&Layout::new(dir).summary_json())?;
     let (data, synthetic, class_names) = describe_data(&cfg.data)?;
     Ok(RunReport {
         run: dir.to_path_buf(),
@@ -276,6 +397,7 @@ pub fn load(dir: &Path) -> Result<RunReport> {
         latency,
         winner,
         verify,
+        verify_note,
     })
 }
 
@@ -291,7 +413,7 @@ fn read_optional<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
 /// The record of every candidate that finished (failed ones included), with its `cost.json`
 /// when it has one, in directory order.
 fn read_records(dir: &Path) -> Result<Vec<(Record, Option<Cost>)>> {
-    let cand_dir = dir.join("candidates");
+    let cand_dir = Layout::new(dir).candidates();
     let mut records = Vec::new();
     if !cand_dir.is_dir() {
         return Ok(records);
@@ -302,13 +424,13 @@ fn read_records(dir: &Path) -> Result<Vec<(Record, Option<Cost>)>> {
         let path = e
             .with_context(|| format!("cannot list {}", cand_dir.display()))?
             .path();
-        let rec_path = path.join("record.json");
+        let rec_path = path.join(search::layout::RECORD);
         // A candidate without its record was interrupted while training: not finished.
         if !rec_path.is_file() {
             continue;
         }
         let rec: Record = read_json(&rec_path)?;
-        let cost = read_optional::<Cost>(&path.join("cost.json"))?;
+        let cost = read_optional::<Cost>(&path.join(search::layout::COST))?;
         records.push((rec, cost));
     }
     Ok(records)
@@ -469,7 +591,7 @@ pub fn pareto_front(cands: &[Candidate], cost: impl Fn(&Candidate) -> Option<f64
 /// `events.jsonl`'s `rejected` events, summed per generation. Torn lines are skipped (a run
 /// killed mid-append leaves one).
 fn read_rejections(dir: &Path) -> Result<Vec<Rejections>> {
-    let path = dir.join("events.jsonl");
+    let path = Layout::new(dir).events();
     if !path.is_file() {
         return Ok(Vec::new());
     }
@@ -505,15 +627,15 @@ fn read_rejections(dir: &Path) -> Result<Vec<Rejections>> {
 }
 
 fn load_winner(dir: &Path, code_per_layer: u64) -> Result<Option<Winner>> {
-    let best = dir.join("best");
-    let rec_path = best.join("record.json");
+    let best = Layout::new(dir).best();
+    let rec_path = best.record();
     if !rec_path.is_file() {
         return Ok(None);
     }
     let record: Record = read_json(&rec_path)?;
-    let cost: Cost = read_json(&best.join("cost.json"))?;
-    let final_training = read_optional(&best.join(search::rundir::FINAL_RECORD))?;
-    let test: Option<Metrics> = read_optional(&best.join("test.json"))?;
+    let cost: Cost = read_json(&best.cost())?;
+    let final_training = read_optional(&best.final_record())?;
+    let test: Option<Metrics> = read_optional(&best.test())?;
     let elem = crate::net::plan::ELEM_BYTES as u64;
     let layers = cost
         .layers

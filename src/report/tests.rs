@@ -102,7 +102,7 @@ fn verify_winner(run: &std::path::Path) {
         crate::firmware::Kernels::C,
     )
     .unwrap();
-    save_verify(run, &v).unwrap();
+    save_verify(run, &VerifiedModel::of(None, &rec.spec, &w), &v).unwrap();
 }
 
 fn records(run: &std::path::Path) -> Vec<Record> {

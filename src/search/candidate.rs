@@ -249,9 +249,9 @@ impl Session<'_> {
             inherited_blocks,
             measured,
         };
-        let d = self.run.candidate_dir(&task.id);
-        init.save(&d.join(INIT))?;
-        write_json(&d.join(TASK), &task)?;
+        let d = self.run.files().candidate(&task.id);
+        init.save(&d.init())?;
+        write_json(&d.task(), &task)?;
         Ok(Slot::Train(task, init))
     }
 

@@ -99,6 +99,9 @@ impl RunConfig {
     /// The checks `nas search` applies to its arguments, also applied to a configuration read
     /// back from a run directory (an edited `config.json` must fail here, not panic later).
     pub fn validate(&self) -> Result<()> {
+        self.target
+            .check()
+            .with_context(|| format!("invalid target profile '{}'", self.target.name))?;
         anyhow::ensure!(
             self.folds >= 2,
             "folds must be at least 2 (got {})",

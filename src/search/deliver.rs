@@ -344,10 +344,11 @@ pub struct TrainSummary {
 }
 
 /// `nas train`: train `cfg.spec` with the full routine (a stratified `val_fraction` of the
-/// training split held out for early stopping) from `init`, and write the directory `dir`
-/// that `eval`, `export` and `verify` take like a run. `say` hears every log line.
+/// training split held out for early stopping) from `init`, and write the directory `out`
+/// (claimed for it: locked, holding nothing it would overwrite) that `eval`, `export` and
+/// `verify` take like a run. `say` hears every log line.
 pub fn train_spec(
-    dir: &Path,
+    out: rundir::OutDir,
     cfg: &rundir::TrainRunConfig,
     init: &Weights,
     say: &mut dyn FnMut(&str),
@@ -367,7 +368,7 @@ pub fn train_spec(
         spec.classes
     );
     let (_, val_idx) = data::stratified_split(&tr.labels, tr.classes, cfg.val_fraction, cfg.seed)?;
-    let out = rundir::TrainDir::create(dir, cfg)?;
+    let out = rundir::TrainDir::create(out, cfg)?;
     let mut log = |line: &str| -> Result<()> {
         say(line);
         out.log(line)
@@ -411,7 +412,7 @@ pub fn train_spec(
     let test = train::evaluate(spec, &weights, &splits.test)?;
     let cost = cost_of(spec, &cfg.target, &cfg.limits, cfg.dtype)?;
     let summary = TrainSummary {
-        dir: dir.to_path_buf(),
+        dir: out.dir.clone(),
         record,
         test,
         cost,

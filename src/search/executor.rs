@@ -45,7 +45,7 @@ fn worker_exe() -> Result<PathBuf> {
 }
 
 fn done(run: &Run, id: &str) -> bool {
-    run.candidate_dir(id).join("record.json").is_file()
+    run.files().candidate(id).record().is_file()
 }
 
 /// The last lines a failed worker wrote, for the failure record.
@@ -86,7 +86,7 @@ pub fn run_local(
                 break;
             }
             let id = &tasks[i].id;
-            let log = run.candidate_dir(id).join("worker.log");
+            let log = run.files().candidate(id).worker_log();
             let out = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -124,7 +124,7 @@ pub fn run_local(
             } else {
                 outcomes[i] = Some(Err(format!(
                     "its worker failed twice ({status}): {}",
-                    worker_tail(&run.candidate_dir(id).join("worker.log"))
+                    worker_tail(&run.files().candidate(id).worker_log())
                 )));
                 on_done();
             }
@@ -140,16 +140,14 @@ pub fn run_local(
 fn job_name(run: &Run) -> Result<String> {
     let abs = std::path::absolute(&run.dir)?;
     // FNV-1a: stable across builds and platforms, unlike the std hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in abs.as_os_str().as_encoded_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = super::layout::Fnv::default()
+        .write(abs.as_os_str().as_encoded_bytes())
+        .finish();
     Ok(format!("nas-{:012x}", h & 0xffff_ffff_ffff))
 }
 
 fn slurm_dir(run: &Run) -> PathBuf {
-    run.dir.join("slurm")
+    run.files().slurm()
 }
 
 fn command_output(cmd: &mut Command, what: &str) -> Result<String> {
@@ -211,7 +209,7 @@ fn submit(
         .arg(format!("--job-name={name}"))
         .arg(format!(
             "--output={}/%A_%a.out",
-            abs.join("slurm").display()
+            Layout::new(&abs).slurm().display()
         ));
     if let Some(p) = &opts.partition {
         cmd.arg(format!("--partition={p}"));

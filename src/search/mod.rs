@@ -26,9 +26,15 @@
 //! best/                        the best model so far: spec.json, weights.safetensors,
 //!                              record.json, cost.json (and test.json at the end)
 //! summary.json                 written when the search completes
+//! data.json                    the fingerprint of the data the run was created on
+//! .lock                        held by the process writing the run (see `lock`)
 //! ```
+//!
+//! [`layout::Layout`] owns these names.
 
 mod evolve;
+pub mod layout;
+mod lock;
 pub mod pareto;
 pub mod rundir;
 
@@ -36,6 +42,7 @@ pub use evolve::{
     feasible_child, feasible_child_counted, inherit, initial_parent, measure, mutate, ElfCheck,
     Rejections,
 };
+use layout::Layout;
 pub use rundir::{candidate_id, load_data, open_run, Record, Run, RunSummary};
 
 use crate::data::{self, Dataset, LoadOptions, Splits};
@@ -71,7 +78,7 @@ pub use deliver::{
 };
 use executor::{run_local, run_slurm};
 pub use executor::{task_from_list, Executor, SlurmOptions};
-use task::{failed_record, run_task, INIT, TASK};
+use task::{failed_record, run_task};
 pub use task::{work, Task, FAIL_ENV};
 
 /// How one session of a run proceeds (not part of the run's identity: a resumed run may use
@@ -88,8 +95,14 @@ pub use pareto::Objective;
 
 /// Run (or continue) the search of an open run directory.
 pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
+    ensure!(
+        run.locked(),
+        "{} is not opened for writing (Run::create or Run::resume)",
+        run.dir.display()
+    );
     let cfg = &run.config;
     let splits = load_data(&cfg.data, cfg.seed)?;
+    run.check_data(&splits)?;
     announce(run, &splits, opts.resumed)?;
     let (classes, input_len) = (splits.train.classes, splits.train.len);
     let folds = data::stratified_kfold(&splits.train.labels, classes, cfg.folds, cfg.seed)?;
@@ -168,7 +181,7 @@ fn announce(run: &Run, splits: &Splits, resumed: bool) -> Result<()> {
 /// Whether `events.jsonl` already holds the `rejected` event of child `index` of generation
 /// `generation` (written before the run was interrupted).
 fn rejection_logged(run: &Run, generation: usize, index: usize) -> bool {
-    let Ok(text) = std::fs::read_to_string(run.dir.join("events.jsonl")) else {
+    let Ok(text) = std::fs::read_to_string(run.files().events()) else {
         return false;
     };
     text.lines()
@@ -293,7 +306,7 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
     )?;
     // The test split, once, for the delivered model only.
     let test = train::evaluate(&rec.spec, &w, &splits.test)?;
-    write_json(&run.dir.join("best").join("test.json"), &test)?;
+    write_json(&run.files().best().test(), &test)?;
     let records = run.records()?;
     let final_seconds = fin.as_ref().map_or(0.0, |f| f.train_seconds);
     let summary = RunSummary {
@@ -312,13 +325,13 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         evolution_cut: s.evolution_cut,
         pareto: pareto::load(&run.dir)?.members,
     };
-    write_json(&run.dir.join("summary.json"), &summary)?;
+    write_json(&run.files().summary_json(), &summary)?;
     run.event_once(serde_json::json!({"event": "finished", "winner": rec.id}))?;
     let text = summary_text(run, &summary, &test);
     for line in text.lines() {
         run.log(line)?;
     }
-    write_atomic(&run.dir.join("summary.txt"), text.as_bytes())?;
+    write_atomic(&run.files().summary_txt(), text.as_bytes())?;
     Ok(summary)
 }
 

@@ -20,7 +20,7 @@ use crate::search::rundir::{Record, Run};
 use std::fmt::Write as _;
 
 /// The front's file, relative to the run directory.
-pub const PARETO: &str = "pareto.json";
+pub use super::layout::PARETO;
 
 /// How the parent of the next generation is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -121,7 +121,7 @@ fn objectives() -> Vec<String> {
 
 /// Read a run's `pareto.json` (empty when the run has none yet).
 pub fn load(dir: &Path) -> Result<ParetoFile> {
-    let p = dir.join(PARETO);
+    let p = super::layout::Layout::new(dir).pareto();
     if !p.exists() {
         return Ok(ParetoFile::default());
     }
@@ -144,7 +144,7 @@ pub fn update(run: &Run, rec: &Record, c: &Cost) -> Result<()> {
     file.evaluated.sort_by(|a, b| a.id.cmp(&b.id));
     file.members = front(&file.evaluated);
     file.objectives = objectives();
-    write_json(&run.dir.join(PARETO), &file)
+    write_json(&run.files().pareto(), &file)
 }
 
 /// The front over the candidates of generations up to `generation`.

@@ -5,10 +5,10 @@ use super::*;
 
 use std::io::{Read, Seek};
 
-/// The run's configuration, relative to the run directory.
-pub const CONFIG: &str = "config.json";
-/// A final training's record, in `final/<id>/` and, for the delivered model, in `best/`.
-pub const FINAL_RECORD: &str = "final.json";
+pub use super::layout::{
+    Layout, ModelFiles, BEST_SPEC, BEST_WEIGHTS, CONFIG, FINAL_RECORD, TRAIN_CONFIG,
+};
+pub use super::lock::RunLock;
 
 /// The result of one candidate, saved as `record.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,18 +91,31 @@ pub struct Run {
     pub(super) quiet: bool,
     /// Keys of the events in `events.jsonl`, read on first use.
     events: std::sync::Mutex<Option<std::collections::HashSet<String>>>,
+    /// Held by a run opened for writing ([`Run::create`], [`Run::resume`]).
+    lock: Option<RunLock>,
 }
 
 impl Run {
-    pub fn candidate_dir(&self, id: &str) -> PathBuf {
-        self.dir.join("candidates").join(id)
+    /// Where the run's files are.
+    pub fn files(&self) -> Layout {
+        Layout::new(&self.dir)
+    }
+
+    /// Whether this process holds the run's lock (it was opened for writing).
+    pub fn locked(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// The note to show when opening the run took over a lock left by a killed process.
+    pub fn lock_note(&self) -> Option<String> {
+        self.lock.as_ref().and_then(|l| l.taken_over())
     }
 
     /// A finished candidate's record and weights, if both were written.
     pub fn load_candidate(&self, id: &str) -> Option<(Record, Weights)> {
-        let d = self.candidate_dir(id);
-        let rec: Record = read_json(&d.join("record.json")).ok()?;
-        let w = Weights::load(&d.join("weights.safetensors")).ok()?;
+        let d = self.files().candidate(id);
+        let rec: Record = read_json(&d.record()).ok()?;
+        let w = Weights::load(&d.weights()).ok()?;
         // Weights that do not belong to the record's spec (a damaged or edited run) make the
         // candidate unfinished: it is trained again rather than indexed out of bounds.
         w.check(&rec.spec).ok()?;
@@ -113,7 +126,7 @@ impl Run {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("log.txt"))?;
+            .open(self.files().log())?;
         writeln!(f, "{line}")?;
         if !self.quiet {
             println!("{line}");
@@ -125,7 +138,7 @@ impl Run {
     /// last line: it is cut off first (its event is written again by [`Run::event_once`]), so
     /// the file stays one JSON object per line.
     pub(super) fn event(&self, value: serde_json::Value) -> Result<()> {
-        let path = self.dir.join("events.jsonl");
+        let path = self.files().events();
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
@@ -158,7 +171,7 @@ impl Run {
     pub(super) fn event_once(&self, value: serde_json::Value) -> Result<()> {
         let mut seen = self.events.lock().expect("events lock");
         if seen.is_none() {
-            let path = self.dir.join("events.jsonl");
+            let path = self.files().events();
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             // A torn last line (a kill in the middle of an append) is cut off now; its event,
             // missing from the keys, is written again when the run gets there.
@@ -192,29 +205,29 @@ impl Run {
     }
 
     pub(super) fn save_candidate(&self, rec: &Record, w: &Weights, c: &Cost) -> Result<()> {
-        let d = self.candidate_dir(&rec.id);
-        write_json(&d.join("spec.json"), &rec.spec)?;
-        write_json(&d.join("cost.json"), c)?;
-        w.save(&d.join("weights.safetensors"))?;
+        let d = self.files().candidate(&rec.id);
+        write_json(&d.spec(), &rec.spec)?;
+        write_json(&d.cost(), c)?;
+        w.save(&d.weights())?;
         // The record goes last: its presence marks the candidate as complete.
-        write_json(&d.join("record.json"), rec)
+        write_json(&d.record(), rec)
     }
 
     pub(super) fn save_best(&self, rec: &Record, w: &Weights, c: &Cost) -> Result<()> {
-        let d = self.dir.join("best");
-        w.save(&d.join("weights.safetensors"))?;
-        write_json(&d.join("spec.json"), &rec.spec)?;
-        write_json(&d.join("cost.json"), c)?;
-        write_json(&d.join("record.json"), rec)
+        let d = self.files().best();
+        w.save(&d.weights())?;
+        write_json(&d.spec(), &rec.spec)?;
+        write_json(&d.cost(), c)?;
+        write_json(&d.record(), rec)
     }
 
     /// Every finished candidate's record, in candidate order.
     pub fn records(&self) -> Result<Vec<Record>> {
-        let dir = self.dir.join("candidates");
+        let dir = self.files().candidates();
         let mut v: Vec<Record> = match std::fs::read_dir(&dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok())
-                .filter_map(|e| read_json::<Record>(&e.path().join("record.json")).ok())
+                .filter_map(|e| read_json::<Record>(&e.path().join(super::layout::RECORD)).ok())
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
@@ -223,40 +236,36 @@ impl Run {
         Ok(v)
     }
 
-    pub fn final_dir(&self, id: &str) -> PathBuf {
-        self.dir.join("final").join(id)
-    }
-
     /// A finished final training of candidate `id`, if its record and weights were written.
     pub fn load_final(&self, id: &str) -> Option<(FinalRecord, Weights)> {
-        let d = self.final_dir(id);
-        let rec: FinalRecord = read_json(&d.join(FINAL_RECORD)).ok()?;
-        let w = Weights::load(&d.join("weights.safetensors")).ok()?;
+        let d = self.files().final_of(id);
+        let rec: FinalRecord = read_json(&d.final_record()).ok()?;
+        let w = Weights::load(&d.weights()).ok()?;
         w.check(&rec.spec).ok()?;
         Some((rec, w))
     }
 
     pub(super) fn save_final(&self, id: &str, rec: &FinalRecord, w: &Weights) -> Result<()> {
-        let d = self.final_dir(id);
-        write_json(&d.join("spec.json"), &rec.spec)?;
-        w.save(&d.join("weights.safetensors"))?;
+        let d = self.files().final_of(id);
+        write_json(&d.spec(), &rec.spec)?;
+        w.save(&d.weights())?;
         // The record goes last: its presence marks the final training as complete.
-        write_json(&d.join(FINAL_RECORD), rec)
+        write_json(&d.final_record(), rec)
     }
 
     /// Put the delivered model in `best/`: the final weights, the candidate's record and the
     /// final training's record.
     pub(super) fn save_delivered(&self, d: &Delivered, c: &Cost) -> Result<()> {
         self.save_best(&d.candidate, &d.weights, c)?;
-        write_json(&self.dir.join("best").join(FINAL_RECORD), &d.record)
+        write_json(&self.files().best().final_record(), &d.record)
     }
 
     /// The best model recorded in the run: spec, weights and record.
     pub fn best(&self) -> Result<(Record, Weights)> {
-        let d = self.dir.join("best");
-        let rec: Record = read_json(&d.join("record.json"))
+        let d = self.files().best();
+        let rec: Record = read_json(&d.record())
             .with_context(|| format!("{} has no best model yet", self.dir.display()))?;
-        let w = Weights::load(&d.join("weights.safetensors"))?;
+        let w = Weights::load(&d.weights())?;
         w.check(&rec.spec)?;
         Ok((rec, w))
     }
@@ -273,7 +282,9 @@ pub fn event_key(v: &serde_json::Value) -> Option<String> {
         "candidate" => Some(format!("candidate:{}", s(&v["record"]["id"])?)),
         "generation" => Some(format!("generation:{}", s(&v["generation"])?)),
         "final" => Some(format!("final:{}", s(&v["record"]["candidate"])?)),
-        "finished" => Some("finished".into()),
+        // A resumed run that went further (a larger --generations) may finish with another
+        // winner: that is a new event, the same winner again is not.
+        "finished" => Some(format!("finished:{}", s(&v["winner"]).unwrap_or_default())),
         _ => None,
     }
 }
@@ -303,6 +314,7 @@ pub struct TrainRunConfig {
 
 impl TrainRunConfig {
     pub fn validate(&self) -> Result<()> {
+        self.target.check().context("invalid target profile")?;
         self.spec.validate()?;
         self.train.validate()?;
         ensure!(
@@ -314,46 +326,53 @@ impl TrainRunConfig {
     }
 }
 
-/// A `nas train` directory being written.
+/// A `nas train` directory being written (locked while it is).
 pub struct TrainDir {
     pub dir: PathBuf,
+    _out: OutDir,
 }
 
 impl TrainDir {
-    /// Start one in `dir` (created), which must not hold a training already.
-    pub fn create(dir: &Path, cfg: &TrainRunConfig) -> Result<TrainDir> {
-        if dir.join(TRAIN_CONFIG).exists() {
-            bail!(
-                "{} already holds a training; choose another --out",
-                dir.display()
-            );
-        }
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        write_json(&dir.join(TRAIN_CONFIG), cfg)?;
+    /// Start one in `out`, claimed for `nas train` (see [`OutDir::claim`]).
+    pub fn create(mut out: OutDir, cfg: &TrainRunConfig) -> Result<TrainDir> {
+        ensure!(
+            out.kind == DirKind::Train,
+            "{} was claimed for another command",
+            out.dir.display()
+        );
+        write_json(&Layout::new(&out.dir).train_config(), cfg)?;
+        // The directory now holds a training: it stays, whatever happens next.
+        out.created.clear();
         Ok(TrainDir {
-            dir: dir.to_path_buf(),
+            dir: out.dir.clone(),
+            _out: out,
         })
+    }
+
+    /// Where the directory's files are.
+    pub fn files(&self) -> Layout {
+        Layout::new(&self.dir)
     }
 
     pub fn log(&self, line: &str) -> Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("log.txt"))?;
+            .open(self.files().log())?;
         writeln!(f, "{line}")?;
         Ok(())
     }
 
     /// The trained model in `best/` (as a run's delivered model) and `summary.json`.
     pub fn save(&self, s: &TrainSummary, w: &Weights) -> Result<()> {
-        let best = self.dir.join("best");
-        w.save(&best.join("weights.safetensors"))?;
-        write_json(&best.join("cost.json"), &s.cost)?;
-        write_json(&best.join("test.json"), &s.test)?;
-        write_json(&best.join(FINAL_RECORD), &s.record)?;
+        let best = self.files().best();
+        w.save(&best.weights())?;
+        write_json(&best.cost(), &s.cost)?;
+        write_json(&best.test(), &s.test)?;
+        write_json(&best.final_record(), &s.record)?;
         // The spec last: with it, the directory holds a complete model.
-        write_json(&best.join("spec.json"), &s.record.spec)?;
-        write_json(&self.dir.join("summary.json"), s)
+        write_json(&best.spec(), &s.record.spec)?;
+        write_json(&self.files().summary_json(), s)
     }
 
     /// `summary.txt`, written and returned.
@@ -372,16 +391,244 @@ impl TrainDir {
             Some(q) => format!("{}\n\n{}", q.text(), text),
             None => text,
         };
-        write_atomic(&self.dir.join("summary.txt"), text.as_bytes())?;
+        write_atomic(&self.files().summary_txt(), text.as_bytes())?;
         Ok(text)
     }
 }
 
-/// The configuration of `nas train`, relative to its directory.
-pub const TRAIN_CONFIG: &str = "train.json";
-/// The delivered model's files, relative to a run or training directory.
-pub const BEST_SPEC: &str = "best/spec.json";
-pub const BEST_WEIGHTS: &str = "best/weights.safetensors";
+// ---------------------------------------------------------------------------------------------
+// Claiming an output directory
+// ---------------------------------------------------------------------------------------------
+
+/// The kind of directory a command writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirKind {
+    /// A search run (`nas search`, `config.json`).
+    Search,
+    /// A training directory (`nas train`, `train.json`).
+    Train,
+}
+
+impl DirKind {
+    fn command(self) -> &'static str {
+        match self {
+            DirKind::Search => "nas search",
+            DirKind::Train => "nas train",
+        }
+    }
+}
+
+/// An output directory claimed by a command before it writes anything there: locked, and
+/// checked to hold nothing the command would overwrite. Dropped unused, it releases the lock
+/// and removes the directory again when the claim created it and it is still empty.
+pub struct OutDir {
+    dir: PathBuf,
+    kind: DirKind,
+    lock: Option<RunLock>,
+    /// The directories the claim created, innermost first (removed again while empty).
+    created: Vec<PathBuf>,
+}
+
+impl OutDir {
+    /// Claim `dir` for a new run or training of `kind`. Refused while another process writes
+    /// it (naming the holder); refused when it holds a run or a training already (a search
+    /// continues with `--resume`; a training directory is never written over); refused when it
+    /// holds anything else unless `force`.
+    pub fn claim(dir: &Path, kind: DirKind, force: bool) -> Result<OutDir> {
+        ensure!(
+            !dir.exists() || dir.is_dir(),
+            "{} exists and is not a directory; choose another --out",
+            dir.display()
+        );
+        let created: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut out = OutDir {
+            dir: dir.to_path_buf(),
+            kind,
+            lock: None,
+            created,
+        };
+        out.lock = Some(RunLock::acquire(dir, kind.command())?);
+        check_contents(dir, kind, force)?;
+        Ok(out)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The note to show when the claim took over a lock left by a killed process.
+    pub fn lock_note(&self) -> Option<String> {
+        self.lock.as_ref().and_then(|l| l.taken_over())
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        let released = self.lock.take();
+        drop(released);
+        for d in &self.created {
+            // Only an empty directory goes (remove_dir fails otherwise, and the rest stay).
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// What a new run or training of `kind` may not write over in `dir`.
+fn check_contents(dir: &Path, kind: DirKind, force: bool) -> Result<()> {
+    let l = Layout::new(dir);
+    let d = dir.display();
+    if l.config().exists() {
+        match kind {
+            DirKind::Search => bail!(
+                "{d} already holds a run; continue it with `nas search --resume {d}` or choose \
+                 another --out"
+            ),
+            DirKind::Train => bail!(
+                "{d} holds a search run ({CONFIG}): a training there would replace the run's \
+                 delivered model (best/) and summary; choose another --out"
+            ),
+        }
+    }
+    if l.train_config().exists() {
+        match kind {
+            DirKind::Search => bail!(
+                "{d} holds a `nas train` directory ({TRAIN_CONFIG}): a search there would replace \
+                 its trained model (best/) and summary; choose another --out"
+            ),
+            DirKind::Train => bail!("{d} already holds a training; choose another --out"),
+        }
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {d}"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != super::layout::LOCK)
+        .collect();
+    if !names.is_empty() && !force {
+        names.sort();
+        let more = names.len().saturating_sub(3);
+        names.truncate(3);
+        bail!(
+            "{d} is not empty ({}{}) and is not a {}: choose a new or empty --out, or pass --force \
+             to write into it anyway (files of the same names are replaced)",
+            names.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            },
+            match kind {
+                DirKind::Search => "run directory",
+                DirKind::Train => "training directory",
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Check a run name (`nas search --name`): one plain path component, so that `runs/<name>`
+/// stays inside `runs/`.
+pub fn check_run_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
+        && matches!(
+            Path::new(name).components().collect::<Vec<_>>().as_slice(),
+            [std::path::Component::Normal(_)]
+        );
+    ensure!(
+        plain,
+        "the run name {name:?} is not a plain name (one path component: no '/', no '..'); it \
+         names a directory in runs/ (use --out DIR to put the run elsewhere)"
+    );
+    Ok(())
+}
+
+/// Whether `id` is a candidate id as [`candidate_id`] writes it (`g003-c01`).
+pub fn is_candidate_id(id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    id.strip_prefix('g')
+        .and_then(|rest| rest.split_once("-c"))
+        .is_some_and(|(g, c)| digits(g) && digits(c))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The data a run was created on
+// ---------------------------------------------------------------------------------------------
+
+/// The data a run was created on (`data.json`): a resumed run, and every worker, refuses other
+/// data (an edited `config.json`, or a dataset directory whose files changed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFingerprint {
+    pub source: DataSource,
+    pub train_samples: usize,
+    pub test_samples: usize,
+    pub sample_bytes: usize,
+    pub classes: usize,
+    /// FNV-1a over both splits' samples and labels, as loaded (after `--limit-per-class`).
+    pub hash: String,
+}
+
+impl DataFingerprint {
+    pub fn of(source: &DataSource, s: &Splits) -> DataFingerprint {
+        let mut h = super::layout::Fnv::default();
+        for d in [&s.train, &s.test] {
+            h.write_u64(d.n() as u64)
+                .write_u64(d.len as u64)
+                .write_u64(d.classes as u64)
+                .write(&d.samples)
+                .write(&d.labels);
+        }
+        DataFingerprint {
+            source: source.clone(),
+            train_samples: s.train.n(),
+            test_samples: s.test.n(),
+            sample_bytes: s.train.len,
+            classes: s.train.classes,
+            hash: h.hex(),
+        }
+    }
+
+    /// The same samples and labels (wherever they were read from).
+    pub fn same_data(&self, other: &DataFingerprint) -> bool {
+        (
+            self.train_samples,
+            self.test_samples,
+            self.sample_bytes,
+            self.classes,
+            &self.hash,
+        ) == (
+            other.train_samples,
+            other.test_samples,
+            other.sample_bytes,
+            other.classes,
+            &other.hash,
+        )
+    }
+
+    /// In words: where from, how much, the hash.
+    pub fn describe(&self) -> String {
+        let from = match &self.source {
+            DataSource::Dir { path, .. } => path.display().to_string(),
+            DataSource::Synthetic { seed } => format!("the synthetic dataset (seed {seed})"),
+        };
+        format!(
+            "{} train / {} test samples of {} bytes, {} classes, fingerprint {}, from {from}",
+            self.train_samples, self.test_samples, self.sample_bytes, self.classes, self.hash
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A model in a run or training directory
+// ---------------------------------------------------------------------------------------------
 
 /// A directory holding a delivered model: a search run (`config.json`) or a `nas train`
 /// directory (`train.json`). What `export`, `verify` and `eval` read.
@@ -401,11 +648,19 @@ pub struct ModelDir {
 impl ModelDir {
     /// The delivered model of a run (`best/`), or with `candidate`, that candidate of a search
     /// run: its final training (`final/<ID>/`) when it had one, else its search training
-    /// (`candidates/<ID>/`).
+    /// (`candidates/<ID>/`). `best` names the delivered model; anything but a candidate id
+    /// (a path, `..`) is refused, so that only the run's own models are read.
     pub fn open_model(dir: &Path, candidate: Option<&str>) -> Result<ModelDir> {
-        let Some(id) = candidate else {
-            return ModelDir::open(dir);
+        let id = match candidate {
+            None | Some("best") => return ModelDir::open(dir),
+            Some(id) => id,
         };
+        ensure!(
+            is_candidate_id(id),
+            "--candidate {id:?} is not a candidate id: give one like g003-c01 (a folder of {}; \
+             pareto.json lists the front), or `best` for the delivered model",
+            Layout::new(dir).candidates().display()
+        );
         ensure!(
             dir.join(CONFIG).is_file(),
             "--candidate needs a search run directory ({CONFIG}); {} is not one{}",
@@ -462,13 +717,14 @@ impl ModelDir {
             "run directory {} does not exist",
             dir.display()
         );
-        let (target, limits, data, seed) = if dir.join(CONFIG).is_file() {
+        let l = Layout::new(dir);
+        let (target, limits, data, seed) = if l.config().is_file() {
             let c = Run::open(dir)?.config;
             (c.target, c.limits, c.data, c.seed)
-        } else if dir.join(TRAIN_CONFIG).is_file() {
-            let c: TrainRunConfig = read_json(&dir.join(TRAIN_CONFIG))?;
+        } else if l.train_config().is_file() {
+            let c: TrainRunConfig = read_json(&l.train_config())?;
             c.validate()
-                .with_context(|| format!("invalid {}", dir.join(TRAIN_CONFIG).display()))?;
+                .with_context(|| format!("invalid {}", l.train_config().display()))?;
             (c.target, c.limits, c.data, c.seed)
         } else {
             bail!(
@@ -476,7 +732,7 @@ impl ModelDir {
                 dir.display()
             );
         };
-        let spec_path = dir.join(BEST_SPEC);
+        let spec_path = l.best().spec();
         ensure!(
             spec_path.is_file(),
             "{} has no {BEST_SPEC}: has the search finished a candidate yet?",
@@ -485,11 +741,11 @@ impl ModelDir {
         let spec: NetSpec = read_json(&spec_path)?;
         spec.validate()
             .with_context(|| format!("invalid network spec {}", spec_path.display()))?;
-        let weights = Weights::load(&dir.join(BEST_WEIGHTS))?;
+        let weights = Weights::load(&l.best().weights())?;
         weights.check(&spec).with_context(|| {
             format!(
                 "{} does not match {}",
-                dir.join(BEST_WEIGHTS).display(),
+                l.best().weights().display(),
                 spec_path.display()
             )
         })?;
@@ -512,14 +768,15 @@ pub fn open_run(dir: &Path) -> Result<Run> {
 }
 
 impl Run {
-    /// Open an existing run directory (see [`open_run`]).
+    /// Open an existing run directory to read it (see [`open_run`]); it is not locked.
     pub fn open(dir: &Path) -> Result<Run> {
         ensure!(
             dir.is_dir(),
             "run directory {} does not exist",
             dir.display()
         );
-        let config: RunConfig = read_json(&dir.join(CONFIG)).with_context(|| {
+        let path = Layout::new(dir).config();
+        let config: RunConfig = read_json(&path).with_context(|| {
             format!(
                 "{} is not a run directory (no readable {CONFIG})",
                 dir.display()
@@ -527,34 +784,88 @@ impl Run {
         })?;
         config
             .validate()
-            .with_context(|| format!("invalid {}", dir.join(CONFIG).display()))?;
+            .with_context(|| format!("invalid {}", path.display()))?;
         Ok(Run {
             dir: dir.to_path_buf(),
             config,
             quiet: true,
             events: Default::default(),
+            lock: None,
         })
     }
 
-    /// Start a new run in `dir` (created), which must not hold one already.
-    pub fn create(dir: &Path, config: RunConfig) -> Result<Run> {
+    /// Open an existing run to continue it (`nas search --resume`): locked first, so that a
+    /// run another process is writing is refused, naming that process.
+    pub fn resume(dir: &Path) -> Result<Run> {
+        ensure!(
+            dir.is_dir(),
+            "run directory {} does not exist",
+            dir.display()
+        );
+        let lock = RunLock::acquire(dir, "nas search --resume")?;
+        let mut run = Run::open(dir)?;
+        run.lock = Some(lock);
+        Ok(run)
+    }
+
+    /// Start a new run in `out`, claimed for a search (see [`OutDir::claim`]).
+    pub fn create(mut out: OutDir, config: RunConfig) -> Result<Run> {
+        ensure!(
+            out.kind == DirKind::Search,
+            "{} was claimed for another command",
+            out.dir.display()
+        );
         config.validate()?;
-        if dir.join(CONFIG).exists() {
-            bail!(
-                "{} already holds a run; continue it with `nas search --resume {}` or choose another --out",
-                dir.display(),
-                dir.display()
-            );
-        }
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create run directory {}", dir.display()))?;
-        write_json(&dir.join(CONFIG), &config)?;
+        write_json(&Layout::new(&out.dir).config(), &config)?;
+        // The directory now holds a run: it stays, whatever happens next.
+        out.created.clear();
         Ok(Run {
-            dir: dir.to_path_buf(),
+            dir: out.dir.clone(),
             config,
             quiet: true,
             events: Default::default(),
+            lock: out.lock.take(),
         })
+    }
+
+    /// Change the configuration of a run opened for writing and save it (`--resume` with a
+    /// larger `--generations`). The changed configuration is validated like a new one.
+    pub fn update_config(&mut self, change: impl FnOnce(&mut RunConfig)) -> Result<()> {
+        ensure!(
+            self.locked(),
+            "{} is not opened for writing",
+            self.dir.display()
+        );
+        let mut c = self.config.clone();
+        change(&mut c);
+        c.validate()?;
+        write_json(&self.files().config(), &c)?;
+        self.config = c;
+        Ok(())
+    }
+
+    /// Check the loaded data against the run's fingerprint (`data.json`). A run opened for
+    /// writing that has none (a new run, or one written by an older version) records it.
+    pub fn check_data(&self, splits: &Splits) -> Result<()> {
+        let now = DataFingerprint::of(&self.config.data, splits);
+        let path = self.files().data();
+        if path.is_file() {
+            let was: DataFingerprint = read_json(&path)?;
+            ensure!(
+                was.same_data(&now),
+                "{} was created on other data: {}; its {CONFIG} now gives {}. Continuing would \
+                 train and select on other data: restore the original dataset (and {CONFIG}), or \
+                 start a new run",
+                self.dir.display(),
+                was.describe(),
+                now.describe()
+            );
+            Ok(())
+        } else if self.locked() {
+            write_json(&path, &now)
+        } else {
+            Ok(())
+        }
     }
 
     /// Whether log lines are echoed on the terminal.

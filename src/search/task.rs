@@ -21,11 +21,6 @@ pub struct Task {
     pub measured: Option<ElfCheck>,
 }
 
-/// The task file, relative to the candidate's directory.
-pub const TASK: &str = "task.json";
-/// Its initial weights, relative to the candidate's directory.
-pub const INIT: &str = "init.safetensors";
-
 /// Train a task on the run's data and save the candidate (record last). The one code path of
 /// every executor.
 pub fn run_task(
@@ -97,18 +92,22 @@ fn untrained_record(run: &Run, task: &Task) -> Result<(Record, Cost)> {
 /// `nas worker`: train candidate `id` of the run in `dir` from its task files.
 pub fn work(dir: &Path, id: &str) -> Result<()> {
     let run = Run::open(dir)?;
-    let d = run.candidate_dir(id);
-    let task: Task = read_json(&d.join(TASK))
+    ensure!(
+        rundir::is_candidate_id(id),
+        "{id:?} is not a candidate id (like g003-c01)"
+    );
+    let d = run.files().candidate(id);
+    let task: Task = read_json(&d.task())
         .with_context(|| format!("{id} has no task in {}", run.dir.display()))?;
     ensure!(
         task.id == id,
         "{} holds the task of {}",
-        d.display(),
+        d.dir().display(),
         task.id
     );
-    let init = Weights::load(&d.join(INIT))?;
+    let init = Weights::load(&d.init())?;
     init.check(&task.spec)
-        .with_context(|| format!("{} does not match the task's spec", d.join(INIT).display()))?;
+        .with_context(|| format!("{} does not match the task's spec", d.init().display()))?;
     println!("nas worker: training {id}: {}", task.spec.summary());
     if let Ok(fail) = std::env::var(FAIL_ENV) {
         // Fault injection for the executors' tests: exits like a crashed worker would.
@@ -119,6 +118,9 @@ pub fn work(dir: &Path, id: &str) -> Result<()> {
     }
     let cfg = &run.config;
     let splits = load_data(&cfg.data, cfg.seed)?;
+    // The data the driver checked when it started: a worker started later (a Slurm array
+    // that outlived its driver) must not train on data that changed since.
+    run.check_data(&splits)?;
     let folds = data::stratified_kfold(
         &splits.train.labels,
         splits.train.classes,
