@@ -18,6 +18,21 @@ use std::path::Path;
 /// The file name `nas search` and `nas report` write in the run directory by default.
 pub const REPORT_FILE: &str = "report.html";
 
+/// Time to leave at the end of a search's time budget for its report, for a run of
+/// `candidates` candidates: reading and drawing are linear in the candidates (not in the
+/// configured generations); the figures per candidate are upper bounds with a wide margin over
+/// what the tests measure.
+pub fn time_estimate(candidates: usize) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(
+        REPORT_BASE_SECONDS + REPORT_SECONDS_PER_CANDIDATE * candidates as f64,
+    )
+}
+
+/// See [`time_estimate`].
+pub const REPORT_BASE_SECONDS: f64 = 0.5;
+/// See [`time_estimate`].
+pub const REPORT_SECONDS_PER_CANDIDATE: f64 = 0.002;
+
 /// The report page of a run directory.
 pub fn render_html(r: &RunReport) -> Result<String> {
     let figs = plots::figures(r)?;
