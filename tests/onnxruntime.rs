@@ -201,7 +201,7 @@ fn exported_models_in_onnxruntime_agree_with_nas_eval() {
     let python = match python() {
         Ok(p) => p,
         Err(why) => {
-            println!("SKIPPED exported_models_in_onnxruntime_agree_with_nas_eval: {why}");
+            eprintln!("SKIPPED: exported_models_in_onnxruntime_agree_with_nas_eval: {why}");
             return;
         }
     };

@@ -426,6 +426,27 @@ fn report_cost_follows_the_run_not_the_configured_generations() {
     assert!(ticks.iter().all(|&t| t <= 5001), "{ticks:?}");
 }
 
+/// A run whose `cost.json` predates per-layer flash: the report costs the winner's layers
+/// again (in the run's dtype) rather than showing zeros or float32 figures.
+#[test]
+fn report_of_an_older_run_recosts_the_layers_flash() {
+    let fx = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    copy_dir(&fx.run, &run);
+    let path = run.join("best/cost.json");
+    let mut cost: serde_json::Value = crate::util::read_json(&path).unwrap();
+    for l in cost["layers"].as_array_mut().unwrap() {
+        l.as_object_mut().unwrap().remove("flash_bytes").unwrap();
+    }
+    crate::util::write_json(&path, &cost).unwrap();
+    let old = load(&run).unwrap().winner.unwrap();
+    let new = load(&fx.run).unwrap().winner.unwrap();
+    let flash = |w: &model::Winner| w.layers.iter().map(|l| l.flash_bytes).collect::<Vec<_>>();
+    assert_eq!(flash(&old), flash(&new));
+    assert_eq!(flash(&old).iter().sum::<u64>(), new.cost.weights_bytes);
+}
+
 #[test]
 fn report_of_a_run_without_candidates_or_config_is_clear() {
     let tmp = tempfile::tempdir().unwrap();

@@ -541,4 +541,16 @@ mod tests {
         assert_eq!(reserved.deadline(10_000), Some(reserved.started));
         assert!(reserved.out_of_time(10_000));
     }
+
+    /// A configuration (an edited `config.json`) whose candidates cannot be counted is refused
+    /// up front; 10⁸ generations are a valid, if long, run.
+    #[test]
+    fn generations_times_children_must_fit() {
+        let mut cfg = crate::cli::search::default_config();
+        cfg.generations = 100_000_000;
+        cfg.validate().unwrap();
+        cfg.generations = usize::MAX / 2;
+        let e = format!("{:#}", cfg.validate().unwrap_err());
+        assert!(e.contains("more candidates than can be counted"), "{e}");
+    }
 }
