@@ -510,8 +510,8 @@ mod tests {
         let e = format!("{:#}", search(&run, &opts).unwrap_err());
         assert!(e.contains("time budget ended the run"), "{e}");
         assert!(run.records().unwrap().is_empty(), "a candidate was trained");
-        // Without the reserve, the same budget lets the first candidate start (checked
-        // through the deadline alone: no training here).
+        // The deadline itself: the budget's end without a reserve, less the reserve for the
+        // candidates given, never before the start.
         let session = |reserve_after| Session {
             run: &run,
             train_set: crate::data::synthetic(8, 16, 2, 1),
