@@ -436,6 +436,9 @@ impl Session<'_> {
     /// When the evolution must stop starting trainings: the end of the search's share of the
     /// time budget less the estimated final training of the current finalists.
     pub(crate) fn evolution_deadline(&self) -> Result<Option<Instant>> {
+        if self.time_budget.is_none() {
+            return Ok(None);
+        }
         let records = self.run.records()?;
         // The generation about to run adds its children to what the report will draw.
         let Some(end) = self.deadline(records.len() + self.run.config.children) else {
