@@ -4,6 +4,8 @@
 #     library and the Cortex-M emulator used by `nas verify` and its tests)
 #   - apt: chromium (headless rendering check of `nas report`), python3-dpkt (its example
 #     captures feed a `data from-pcap` test); both tests say SKIPPED when these are missing
+#   - pip, into a venv under target/: onnxruntime and numpy (the exported ONNX models run in
+#     onnxruntime); that test says SKIPPED when they cannot be installed
 #   - rustup: the thumbv7em-none-eabihf (Cortex-M4F/M7) and thumbv6m-none-eabi (Cortex-M0+)
 #     targets, to cross-build the generated no_std Rust kernel into firmware
 #   - a single-node Slurm cluster on localhost (slurm-wlm, munge; scripts/slurm-local.sh) for
@@ -36,6 +38,22 @@ if [ ${#want_apt[@]} -gt 0 ]; then
     { $SUDO apt-get update -qq &&
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${want_apt[@]}"; } ||
         echo "warning: could not install ${want_apt[*]}; the tests that need them will say SKIPPED"
+fi
+
+# onnxruntime and numpy from PyPI, in a venv under the target directory: a test runs the
+# exported ONNX models in onnxruntime. Optional: where they cannot be installed (no network, no
+# python3-venv) that test says SKIPPED.
+ort_venv="${CARGO_TARGET_DIR:-target}/onnxruntime-venv"
+ort_ok() { "$ort_venv/bin/python" -c 'import onnxruntime, numpy' 2>/dev/null; }
+if ! ort_ok; then
+    echo "installing (optional): onnxruntime and numpy from PyPI into $ort_venv"
+    { mkdir -p "$(dirname "$ort_venv")" && python3 -m venv "$ort_venv" &&
+        "$ort_venv/bin/pip" install -q onnxruntime numpy; } ||
+        echo "warning: could not install onnxruntime; the onnxruntime test will say SKIPPED"
+fi
+if ort_ok; then
+    NAS_ONNXRUNTIME_PYTHON="$(cd "$ort_venv/bin" && pwd)/python"
+    export NAS_ONNXRUNTIME_PYTHON
 fi
 
 if command -v rustup >/dev/null; then

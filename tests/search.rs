@@ -586,3 +586,98 @@ fn train_with_qat_reports_int8_figures_and_deploys_int8() {
         "the directory deploys int8"
     );
 }
+
+/// An int8 search deploys the int8 network: its summary, `summary.txt`, `best/test.json`,
+/// `nas eval --json` and the report headline the int8 test figures and label the float32 ones;
+/// the report's per-layer flash is the int8 constants, adding up to the cost model's.
+#[test]
+fn int8_search_headlines_the_deployed_int8_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = quick(&run);
+    args.extend(["--dtype", "int8", "--generations", "0", "--json"].map(String::from));
+    let out = ok(nas(&args));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["dtype"], "int8");
+    let (int8, float) = (&s["test"], &s["test_float32"]);
+    assert_eq!(int8["samples"], 3244);
+    assert_eq!(float["samples"], 3244);
+    let test_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best/test.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        &test_json, int8,
+        "best/test.json holds the deployed figures"
+    );
+
+    // `nas eval` defaults to the run's dtype: the same int8 figures as `test`, float32 beside.
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let mut a = vec!["eval", "--run", run.to_str().unwrap(), "--json"];
+        a.extend(extra);
+        let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        serde_json::from_slice(&ok(nas(&a)).stdout).unwrap()
+    };
+    let e = eval(&[]);
+    assert_eq!(e["dtype"], "int8");
+    assert_eq!(e["test"]["accuracy"], int8["accuracy"]);
+    assert_eq!(e["test"]["confusion"], int8["confusion"]);
+    assert_eq!(e["test_float32"]["confusion"], float["confusion"]);
+    assert!(e.get("test_int8").is_none(), "{e}");
+    let f = eval(&["--dtype", "f32"]);
+    assert_eq!(f["dtype"], "f32");
+    assert_eq!(f["test"]["confusion"], float["confusion"]);
+    assert!(f.get("test_float32").is_none(), "{f}");
+
+    // summary.txt: the deployed figure first, each labelled.
+    let text = std::fs::read_to_string(run.join("summary.txt")).unwrap();
+    let pct =
+        |m: &serde_json::Value| format!("acc {:.2} %", 100.0 * m["accuracy"].as_f64().unwrap());
+    let line = |label: &str| {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} line in {text}"))
+    };
+    let (deployed, other) = (line("test (int8, deployed):"), line("test (float32):"));
+    assert!(deployed < other, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[deployed].contains(&pct(int8)), "{text}");
+    assert!(lines[other].contains(&pct(float)), "{text}");
+    assert!(text.contains("proxy validation (int8):"), "{text}");
+    assert!(text.contains("final validation (float32):"), "{text}");
+
+    // The report: int8 headline, and per-layer flash from the int8 cost model.
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("int8 as deployed"), "report headline");
+    let r: serde_json::Value = serde_json::from_slice(
+        &ok(nas(&[
+            "report",
+            "--run",
+            run.to_str().unwrap(),
+            "--format",
+            "json",
+        ]
+        .map(String::from)))
+        .stdout,
+    )
+    .unwrap();
+    let w = &r["winner"];
+    assert_eq!(w["cost"]["dtype"], "int8");
+    assert_eq!(w["test"]["confusion"], int8["confusion"]);
+    assert_eq!(w["test_float32"]["confusion"], float["confusion"]);
+    let rows = w["layers"].as_array().unwrap();
+    let flash: u64 = rows
+        .iter()
+        .map(|l| l["flash_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(flash, w["cost"]["weights_bytes"].as_u64().unwrap());
+    assert!(flash > 0);
+    for (row, l) in rows.iter().zip(w["cost"]["layers"].as_array().unwrap()) {
+        assert_eq!(row["flash_bytes"], l["flash_bytes"]);
+    }
+    // Not float32 figures: the largest layer holds about a byte per weight, not four.
+    let params: u64 = rows.iter().map(|l| l["params"].as_u64().unwrap()).sum();
+    assert!(
+        flash < 2 * params,
+        "int8 flash {flash} B for {params} parameters"
+    );
+}

@@ -45,14 +45,36 @@ pub fn run(a: EvalArgs) -> Result<()> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"run": name, "candidate": a.candidate, "spec": spec, "test": m, "test_int8": int8})
-            )?
+            serde_json::to_string_pretty(&json(&a, &name, spec, &m, int8.as_ref()))?
         );
     } else {
         print_tables(&a, &name, spec, &splits, &m, int8.as_ref());
     }
     Ok(())
+}
+
+/// `--json`: `test` holds the figures of what is deployed (`dtype`): with int8 the quantized
+/// network's, and the float32 network's beside them as `test_float32`.
+fn json(
+    a: &EvalArgs,
+    name: &Path,
+    spec: &NetSpec,
+    float: &Metrics,
+    int8: Option<&Metrics>,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({"run": name, "candidate": a.candidate, "spec": spec});
+    match int8 {
+        Some(q) => {
+            v["dtype"] = serde_json::json!(crate::net::Dtype::Int8);
+            v["test"] = serde_json::json!(q);
+            v["test_float32"] = serde_json::json!(float);
+        }
+        None => {
+            v["dtype"] = serde_json::json!(crate::net::Dtype::F32);
+            v["test"] = serde_json::json!(float);
+        }
+    }
+    v
 }
 
 /// The model to evaluate (from --onnx, or the run's delivered model or --candidate): its spec,

@@ -483,6 +483,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         resumed,
         time_budget: a.time_budget,
         executor,
+        reserve_after: Some(crate::report::time_estimate),
     };
     let summary = search::search(&run, &opts)?;
     // The report is a view of the run: failing to draw it does not fail the search.

@@ -13,7 +13,8 @@
 //!   outputs before pooling included, the input excluded), in elements: the seed's budget.
 //! - `arena_bytes`: the plan's static arena; `ram_bytes` adds the stack one inference takes on
 //!   the target (measured under QEMU per profile, `[code_size] stack_bytes`).
-//! - `flash_bytes`: deployed weights as float32 plus the target's code-size model.
+//! - `flash_bytes`: deployed weights as float32 (each layer's in [`LayerCost::flash_bytes`])
+//!   plus the target's code-size model.
 //! - `instructions`: the instructions one inference of the generated C kernel executes, by the
 //!   target's `[latency]` model (calibrated against `nas verify`'s counts under QEMU; see
 //!   [`LatencyFeatures`]); `latency_ms` converts them at the profile's `clock_hz` under its
@@ -50,6 +51,12 @@ pub struct LayerCost {
     pub max_tensor: u64,
     pub arena_offset: Option<usize>,
     pub out_bytes: usize,
+    /// Flash of this layer's constants in the deployed dtype: float32 weights and biases, or
+    /// the int8 layout (padded weight rows and the per-channel constants). The layers' sum is
+    /// [`Cost::weights_bytes`]; the code is costed for the whole kernel. Absent (0) in the
+    /// `cost.json` of runs written before it was recorded.
+    #[serde(default)]
+    pub flash_bytes: u64,
 }
 
 /// The budgets a cost is checked against, named in JSON and messages as the snake-case names
@@ -291,6 +298,10 @@ fn layer_cost(i: usize, l: &Layer, dtype: Dtype, int8_arena: &Int8Arena) -> Laye
                 Dtype::F32 => ELEM_BYTES,
                 Dtype::Int8 => 1,
             },
+        flash_bytes: match dtype {
+            Dtype::F32 => deployed * ELEM_BYTES as u64,
+            Dtype::Int8 => crate::net::int8::layer_constant_bytes(l) as u64,
+        },
     }
 }
 
@@ -747,6 +758,69 @@ mod tests {
         // conv0 pads: total (391·2 + 5 − 784) = 3 → left 1, right 2: the first output loses one
         // tap, the last (starting at 781) two.
         assert_eq!(c.layers[0].executed_macs, (392 * 5 - 3) * 32);
+    }
+
+    /// Each layer's flash is its constants in the deployed dtype, and the layers add up to the
+    /// kernel's constant flash: float32 words, or the int8 layout (padded rows, 16 B per
+    /// channel), never float32 figures in an int8 cost.
+    #[test]
+    fn layer_flash_is_the_deployed_constants() {
+        let t = f401();
+        for spec in [
+            NetSpec::smart_start(784, 12),
+            NetSpec::from_blocks(
+                200,
+                5,
+                vec![
+                    Block::new(6, 5, 2, Padding::Same),
+                    Block::new(7, 3, 1, Padding::Valid).with_pool(PoolKind::Max, 2),
+                ],
+            ),
+        ] {
+            let plan = lower(&spec).unwrap();
+            let f = cost_as(&plan, &t, &t.limits(), Dtype::F32);
+            let q = cost_as(&plan, &t, &t.limits(), Dtype::Int8);
+            let sum = |c: &Cost| c.layers.iter().map(|l| l.flash_bytes).sum::<u64>();
+            assert_eq!(sum(&f), f.weights_bytes);
+            assert_eq!(sum(&q), q.weights_bytes);
+            assert_eq!(
+                q.weights_bytes,
+                crate::net::int8::plan_constant_bytes(&plan) as u64
+            );
+            for l in &f.layers {
+                assert_eq!(l.flash_bytes, 4 * l.deployed_params, "{}", l.name);
+            }
+        }
+        // The smart start in int8, by hand: per filter its row of taps padded to whole words,
+        // plus 16 B of constants; against float32's 4 B per weight and bias.
+        let q = cost_as(
+            &lower(&NetSpec::smart_start(784, 12)).unwrap(),
+            &t,
+            &t.limits(),
+            Dtype::Int8,
+        );
+        let flash: Vec<(&str, u64)> = q
+            .layers
+            .iter()
+            .filter(|l| l.deployed_params > 0)
+            .map(|l| (l.desc.as_str(), l.flash_bytes))
+            .collect();
+        assert_eq!(
+            flash.iter().map(|f| f.1).collect::<Vec<_>>(),
+            [
+                27 * 4 + 27 * 16,     // conv0: 3 taps → 4 B (float32: 108 · 4 = 432 B)
+                114 * 108 + 114 * 16, // conv1: 4·27 = 108 B (float32: 49,704 B)
+                12 * 116 + 12 * 16,   // dense: 114 → 116 B (float32: 5,520 B)
+            ],
+            "{flash:?}"
+        );
+        // A cost.json written before per-layer flash was recorded still reads (0 there).
+        let mut v = serde_json::to_value(&q).unwrap();
+        for l in v["layers"].as_array_mut().unwrap() {
+            l.as_object_mut().unwrap().remove("flash_bytes");
+        }
+        let old: Cost = serde_json::from_value(v).unwrap();
+        assert!(old.layers.iter().all(|l| l.flash_bytes == 0));
     }
 
     #[test]

@@ -130,7 +130,21 @@ fn winner_rows(w: &Winner) -> Vec<(&'static str, String)> {
     if let Some(f) = &w.final_training {
         rows.push(("final training", final_training(f)));
     }
-    rows.push(("test (used once)", test_metrics(w.test.as_ref())));
+    match (&w.test_float32, w.cost.dtype) {
+        (Some(f), _) => {
+            rows.push((
+                "test (used once), int8 as deployed",
+                test_metrics(w.test.as_ref()),
+            ));
+            rows.push(("test, the float32 network", test_metrics(Some(f))));
+        }
+        // An int8 run written before the test figure was taken in int8.
+        (None, crate::net::Dtype::Int8) if w.test.is_some() => rows.push((
+            "test (used once), as trained (float32)",
+            test_metrics(w.test.as_ref()),
+        )),
+        (None, _) => rows.push(("test (used once)", test_metrics(w.test.as_ref()))),
+    }
     rows.push((
         "size",
         format!(
@@ -206,7 +220,7 @@ fn write_figures(h: &mut String, r: &RunReport, figures: &[Figure]) {
 }
 
 fn write_layer_table(h: &mut String, w: &Winner) {
-    h.push_str("<table>\n<tr><th class=\"l\">layer</th><th class=\"l\">operation</th><th>MACs</th><th>params</th><th>flash B</th><th>arena out</th></tr>\n");
+    h.push_str("<table>\n<tr><th class=\"l\">layer</th><th class=\"l\">operation</th><th>MACs</th><th>params</th><th>constants flash B</th><th>arena out</th></tr>\n");
     for (row, a) in w.layers.iter().zip(&w.arena) {
         let _ = writeln!(
             h,

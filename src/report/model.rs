@@ -145,8 +145,11 @@ pub struct Winner {
     /// The delivered model's final training, when the run gave it one (`best/final.json`).
     pub final_training: Option<search::FinalRecord>,
     pub cost: Cost,
-    /// Metrics on the test split (used once, at the end of a complete run).
+    /// Metrics on the test split as deployed (int8 in an int8 run; used once, at the end of a
+    /// complete run).
     pub test: Option<Metrics>,
+    /// In an int8 run, the float32 network's test metrics, for comparison.
+    pub test_float32: Option<Metrics>,
     pub layers: Vec<LayerRow>,
     /// The arena's buffers over the executed layer sequence.
     pub arena: Vec<ArenaUse>,
@@ -159,7 +162,10 @@ pub struct LayerRow {
     pub desc: String,
     pub executed_macs: u64,
     pub params: u64,
-    /// Float32 weights plus the target's per-layer code estimate.
+    /// The layer's constants in flash, in the deployed dtype ([`LayerCost::flash_bytes`]:
+    /// float32 weights, or the int8 layout); the layers add up to the cost's `weights_bytes`.
+    ///
+    /// [`LayerCost::flash_bytes`]: crate::net::cost::LayerCost::flash_bytes
     pub flash_bytes: u64,
 }
 
@@ -350,7 +356,7 @@ pub fn load(dir: &Path) -> Result<RunReport> {
         .collect();
     records.retain(|(r, _)| r.failed.is_none());
 
-    let winner = load_winner(dir, cfg.target.code_size.per_layer_bytes)?;
+    let mut winner = load_winner(dir, &cfg.target)?;
     let (verify, verify_note) = winner_verify(dir, &cfg.target.name, winner.as_ref())?;
     let latency = latency_model(&records, verify.as_ref(), cfg.target.clock_hz.max(1));
     let candidates: Vec<Candidate> = records
@@ -366,6 +372,9 @@ pub fn load(dir: &Path) -> Result<RunReport> {
     };
 
     let summary: Option<RunSummary> = read_optional(&Layout::new(dir).summary_json())?;
+    if let (Some(w), Some(s)) = (winner.as_mut(), &summary) {
+        w.test_float32.clone_from(&s.test_float32);
+    }
     let (data, synthetic, class_names) = describe_data(&cfg.data)?;
     Ok(RunReport {
         run: dir.to_path_buf(),
@@ -626,17 +635,26 @@ fn read_rejections(dir: &Path) -> Result<Vec<Rejections>> {
     Ok(out.into_values().collect())
 }
 
-fn load_winner(dir: &Path, code_per_layer: u64) -> Result<Option<Winner>> {
+fn load_winner(dir: &Path, target: &crate::target::Target) -> Result<Option<Winner>> {
     let best = Layout::new(dir).best();
     let rec_path = best.record();
     if !rec_path.is_file() {
         return Ok(None);
     }
     let record: Record = read_json(&rec_path)?;
-    let cost: Cost = read_json(&best.cost())?;
+    let mut cost: Cost = read_json(&best.cost())?;
+    if cost.weights_bytes > 0 && cost.layers.iter().all(|l| l.flash_bytes == 0) {
+        // A cost.json from before per-layer flash was recorded: cost the spec again, in the
+        // dtype and under the limits it was costed for, for the layers' figures.
+        let again = search::cost_of(&record.spec, target, &cost.limits, cost.dtype)?;
+        if again.layers.len() == cost.layers.len() {
+            for (l, a) in cost.layers.iter_mut().zip(&again.layers) {
+                l.flash_bytes = a.flash_bytes;
+            }
+        }
+    }
     let final_training = read_optional(&best.final_record())?;
     let test: Option<Metrics> = read_optional(&best.test())?;
-    let elem = crate::net::plan::ELEM_BYTES as u64;
     let layers = cost
         .layers
         .iter()
@@ -645,7 +663,7 @@ fn load_winner(dir: &Path, code_per_layer: u64) -> Result<Option<Winner>> {
             desc: l.desc.clone(),
             executed_macs: l.executed_macs,
             params: l.deployed_params,
-            flash_bytes: l.deployed_params * elem + code_per_layer,
+            flash_bytes: l.flash_bytes,
         })
         .collect();
     let mut arena = Vec::new();
@@ -665,6 +683,7 @@ fn load_winner(dir: &Path, code_per_layer: u64) -> Result<Option<Winner>> {
         final_training,
         cost,
         test,
+        test_float32: None,
         layers,
         arena,
     }))

@@ -5,6 +5,7 @@
 
 use super::plots::*;
 use super::*;
+use crate::report::model::Candidate;
 use crate::search::Record;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -340,6 +341,110 @@ fn report_has_every_plot_with_the_runs_series() {
     let j = serde_json::to_value(&report).unwrap();
     assert_eq!(j["candidates"].as_array().unwrap().len(), recs.len());
     assert_eq!(j["class_names"][3], "voip");
+}
+
+/// Copy a run directory (files and folders) to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// The report draws what the run holds: the same run configured for 10⁸ generations (an
+/// interrupted or time-budgeted run of a long search) gives the same figures, of the same size,
+/// with a bounded number of generation ticks (it drew one per configured generation: 11 s and
+/// 2.5 GB at 638, over a minute and 12 GB at 10⁸).
+#[test]
+fn report_cost_follows_the_run_not_the_configured_generations() {
+    let fx = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    copy_dir(&fx.run, &run);
+    let path = run.join("config.json");
+    let mut cfg: serde_json::Value = crate::util::read_json(&path).unwrap();
+    assert_eq!(cfg["generations"], 3);
+    cfg["generations"] = serde_json::json!(100_000_000u64);
+    crate::util::write_json(&path, &cfg).unwrap();
+
+    let r = load(&run).unwrap();
+    assert_eq!(r.generations, 100_000_000);
+    assert_eq!(last_recorded_generation(&r), 3);
+    let html = render_html(&r).unwrap();
+    // The same page but for the configured figure and the run's path.
+    assert!(
+        html.len() < fx.html.len() + 200,
+        "{} B against {} B",
+        html.len(),
+        fx.html.len()
+    );
+    let figs = figures_of(&html);
+    let own = figures_of(&fx.html);
+    assert_eq!(
+        figs.keys().collect::<Vec<_>>(),
+        own.keys().collect::<Vec<_>>()
+    );
+    for (id, svg) in &figs {
+        assert_eq!(
+            svg, &own[id],
+            "{id} changed with the configured generations"
+        );
+    }
+    assert!(html.contains("generations 0-3 of the 100000000 configured"));
+
+    // A run that recorded many generations: the axis labels at most MAX_GENERATION_TICKS of
+    // them.
+    let mut r = r;
+    let c0 = r.candidates[0].clone();
+    r.candidates = (0..=5000)
+        .map(|g| Candidate {
+            id: format!("g{g:03}-c00"),
+            generation: g,
+            index: 0,
+            score: 0.5 + 0.4 * (g as f64 / 5000.0),
+            duplicate_of: None,
+            ..c0.clone()
+        })
+        .collect();
+    r.parents.clear();
+    r.rejected.clear();
+    let p = Svg {
+        doc: crate::report::plots::figures(&r).unwrap()[0].svg.clone(),
+    };
+    assert_eq!(p.filled_circles(&hex(TRAINED)), 5001);
+    let ticks: Vec<u64> = p.texts().iter().filter_map(|t| t.parse().ok()).collect();
+    assert!(
+        !ticks.is_empty() && ticks.len() <= MAX_GENERATION_TICKS + 1,
+        "{ticks:?}"
+    );
+    assert!(ticks.iter().all(|&t| t <= 5001), "{ticks:?}");
+}
+
+/// A run whose `cost.json` predates per-layer flash: the report costs the winner's layers
+/// again (in the run's dtype) rather than showing zeros or float32 figures.
+#[test]
+fn report_of_an_older_run_recosts_the_layers_flash() {
+    let fx = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    copy_dir(&fx.run, &run);
+    let path = run.join("best/cost.json");
+    let mut cost: serde_json::Value = crate::util::read_json(&path).unwrap();
+    for l in cost["layers"].as_array_mut().unwrap() {
+        l.as_object_mut().unwrap().remove("flash_bytes").unwrap();
+    }
+    crate::util::write_json(&path, &cost).unwrap();
+    let old = load(&run).unwrap().winner.unwrap();
+    let new = load(&fx.run).unwrap().winner.unwrap();
+    let flash = |w: &model::Winner| w.layers.iter().map(|l| l.flash_bytes).collect::<Vec<_>>();
+    assert_eq!(flash(&old), flash(&new));
+    assert_eq!(flash(&old).iter().sum::<u64>(), new.cost.weights_bytes);
 }
 
 #[test]

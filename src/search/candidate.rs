@@ -141,6 +141,8 @@ pub(crate) struct Session<'a> {
     pub(crate) executor: Executor,
     /// The time budget stopped the evolution in this session.
     pub(crate) evolution_cut: bool,
+    /// What the caller needs of the budget after the search, by candidates recorded.
+    pub(crate) reserve_after: Option<fn(usize) -> Duration>,
 }
 
 /// What becomes of one child of a generation.
@@ -413,24 +415,36 @@ impl Session<'_> {
         Ok((rec, w))
     }
 
-    /// When the time budget ends, if there is one.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.time_budget.map(|budget| self.started + budget)
+    /// When the search's share of the time budget ends, if there is one: the budget less
+    /// what the caller needs afterwards for a run of `candidates` candidates (the report).
+    pub(crate) fn deadline(&self, candidates: usize) -> Option<Instant> {
+        let after = self.reserve_after.map_or(Duration::ZERO, |f| f(candidates));
+        self.time_budget.map(|budget| {
+            (self.started + budget)
+                .checked_sub(after)
+                .unwrap_or(self.started)
+                .max(self.started)
+        })
     }
 
-    /// The run's time budget is spent.
-    pub(crate) fn out_of_time(&self) -> bool {
-        self.deadline().is_some_and(|d| Instant::now() >= d)
+    /// The search's share of the time budget is spent.
+    pub(crate) fn out_of_time(&self, candidates: usize) -> bool {
+        self.deadline(candidates)
+            .is_some_and(|d| Instant::now() >= d)
     }
 
-    /// When the evolution must stop starting trainings: the end of the time budget less the
-    /// estimated final training of the current finalists.
+    /// When the evolution must stop starting trainings: the end of the search's share of the
+    /// time budget less the estimated final training of the current finalists.
     pub(crate) fn evolution_deadline(&self) -> Result<Option<Instant>> {
-        let Some(end) = self.deadline() else {
+        if self.time_budget.is_none() {
+            return Ok(None);
+        }
+        let records = self.run.records()?;
+        // The generation about to run adds its children to what the report will draw.
+        let Some(end) = self.deadline(records.len() + self.run.config.children) else {
             return Ok(None);
         };
         let cfg = &self.run.config;
-        let records = self.run.records()?;
         let reserve: f64 = finalists(&records, cfg.final_top)
             .into_iter()
             .map(|r| final_seconds_estimate(r, cfg))
@@ -474,4 +488,72 @@ pub(crate) fn progress_bars(quiet: bool, total: u64) -> (ProgressBar, ProgressBa
             .progress_chars("=> "),
     );
     (overall, steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The caller's reserve comes out of the time budget: a reserve as long as the budget
+    /// leaves the search no time to start a training, so nothing is trained and the run says
+    /// the budget ended it; the reserve grows with the candidates it is given.
+    #[test]
+    fn the_callers_reserve_comes_out_of_the_time_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = crate::cli::search::default_config();
+        cfg.generations = 100_000_000;
+        use crate::search::rundir::{DirKind, OutDir};
+        let out = OutDir::claim(&tmp.path().join("run"), DirKind::Search, false).unwrap();
+        let run = Run::create(out, cfg).unwrap().quiet(true);
+        let opts = SessionOptions {
+            time_budget: Some(Duration::from_secs(3600)),
+            reserve_after: Some(|n| Duration::from_secs(3600 + n as u64)),
+            ..SessionOptions::default()
+        };
+        let e = format!("{:#}", search(&run, &opts).unwrap_err());
+        assert!(e.contains("time budget ended the run"), "{e}");
+        assert!(run.records().unwrap().is_empty(), "a candidate was trained");
+        // The deadline itself: the budget's end without a reserve, less the reserve for the
+        // candidates given, never before the start.
+        let session = |reserve_after| Session {
+            run: &run,
+            train_set: crate::data::synthetic(8, 16, 2, 1),
+            folds: Vec::new(),
+            started: Instant::now(),
+            time_budget: Some(Duration::from_secs(60)),
+            trained: 0,
+            overall: ProgressBar::hidden(),
+            steps: ProgressBar::hidden(),
+            best: None,
+            seen: HashMap::new(),
+            executor: Executor::Inline,
+            evolution_cut: false,
+            reserve_after,
+        };
+        let free = session(None);
+        assert!(!free.out_of_time(1_000_000));
+        assert_eq!(
+            free.deadline(0),
+            Some(free.started + Duration::from_secs(60))
+        );
+        let reserved = session(Some(|n| Duration::from_millis(10 * n as u64)));
+        assert_eq!(
+            reserved.deadline(1000),
+            Some(reserved.started + Duration::from_secs(50))
+        );
+        assert_eq!(reserved.deadline(10_000), Some(reserved.started));
+        assert!(reserved.out_of_time(10_000));
+    }
+
+    /// A configuration (an edited `config.json`) whose candidates cannot be counted is refused
+    /// up front; 10⁸ generations are a valid, if long, run.
+    #[test]
+    fn generations_times_children_must_fit() {
+        let mut cfg = crate::cli::search::default_config();
+        cfg.generations = 100_000_000;
+        cfg.validate().unwrap();
+        cfg.generations = usize::MAX / 2;
+        let e = format!("{:#}", cfg.validate().unwrap_err());
+        assert!(e.contains("more candidates than can be counted"), "{e}");
+    }
 }

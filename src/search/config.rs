@@ -108,6 +108,14 @@ impl RunConfig {
             self.folds
         );
         anyhow::ensure!(self.children > 0, "children must be positive");
+        anyhow::ensure!(
+            self.generations
+                .checked_mul(self.children)
+                .is_some_and(|n| n < usize::MAX),
+            "{} generations × {} children is more candidates than can be counted",
+            self.generations,
+            self.children
+        );
         anyhow::ensure!(self.max_tries > 0, "max tries must be positive");
         self.space.validate()?;
         self.train.validate()?;

@@ -243,7 +243,7 @@ impl Session<'_> {
                     run.event_once(serde_json::json!({"event": "final", "record": &done.0}))?;
                     done
                 }
-                None if k > 0 && self.out_of_time() => {
+                None if k > 0 && self.out_of_time(records.len()) => {
                     self.overall.suspend(|| {
                         run.log(&format!(
                             "time budget spent: finalist {} gets no final training",
@@ -252,7 +252,7 @@ impl Session<'_> {
                     })?;
                     continue;
                 }
-                None => self.final_train(k, rec)?,
+                None => self.final_train(k, rec, records.len())?,
             };
             if best.as_ref().is_none_or(|b| fin.score > b.record.score) {
                 best = Some(Delivered {
@@ -265,7 +265,13 @@ impl Session<'_> {
         Ok(best)
     }
 
-    fn final_train(&mut self, k: usize, rec: &Record) -> Result<(FinalRecord, Weights)> {
+    /// Final training of finalist `k`, `rec`, in a run of `candidates` candidates.
+    fn final_train(
+        &mut self,
+        k: usize,
+        rec: &Record,
+        candidates: usize,
+    ) -> Result<(FinalRecord, Weights)> {
         let run = self.run;
         let cfg = &run.config;
         let seed = rng_for(cfg.seed, 0, 1000 + k as u64).random::<u64>();
@@ -289,7 +295,7 @@ impl Session<'_> {
             &cfg.final_train,
             cfg.metric,
             seed,
-            self.deadline(),
+            self.deadline(candidates),
             &mut |p| {
                 if let train::Progress::Step(done, total) = p {
                     bar.set_length(total as u64);

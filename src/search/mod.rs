@@ -15,7 +15,9 @@
 //!
 //! Time budget: the evolution stops starting candidates once the time left is the estimated
 //! final training of the best candidates so far; they are then trained and delivered, so a
-//! budgeted run ends with a tested model. Resuming continues the evolution where it stopped.
+//! budgeted run ends with a tested model. Both leave the caller's own reserve free
+//! ([`SessionOptions::reserve_after`]: `nas search` writes the report in it). Resuming continues
+//! the evolution where it stopped.
 //!
 //! Run directory layout:
 //! ```text
@@ -90,6 +92,10 @@ pub struct SessionOptions {
     /// to leave the finalists' estimated final training.
     pub time_budget: Option<Duration>,
     pub executor: Executor,
+    /// Time the caller needs after the search, within the time budget, given the candidates
+    /// the run then holds (`nas search` writes the report): the evolution and the final
+    /// training leave it free.
+    pub reserve_after: Option<fn(usize) -> Duration>,
 }
 pub use pareto::Objective;
 
@@ -121,6 +127,7 @@ pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
         seen: HashMap::new(),
         executor: opts.executor.clone(),
         evolution_cut: false,
+        reserve_after: opts.reserve_after,
     };
 
     if !evolve(&mut s, input_len, classes)? {
@@ -304,8 +311,8 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         &run.config.limits,
         run.config.dtype,
     )?;
-    // The test split, once, for the delivered model only.
-    let test = train::evaluate(&rec.spec, &w, &splits.test)?;
+    // The test split, once, for the delivered model only: as deployed first.
+    let (test, test_float32) = test_as_deployed(&rec.spec, &w, splits, run.config.dtype)?;
     write_json(&run.files().best().test(), &test)?;
     let records = run.records()?;
     let final_seconds = fin.as_ref().map_or(0.0, |f| f.train_seconds);
@@ -315,7 +322,9 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
         winner: rec.clone(),
         delivered: fin.clone(),
         cost: c.clone(),
+        dtype: run.config.dtype,
         test: Some(test.clone()),
+        test_float32,
         candidates: records.len(),
         trained_this_session: s.trained,
         seconds_this_session: s.started.elapsed().as_secs_f64(),
@@ -333,6 +342,32 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
     }
     write_atomic(&run.files().summary_txt(), text.as_bytes())?;
     Ok(summary)
+}
+
+/// The delivered model's test metrics as deployed, and in an int8 run its float32 metrics
+/// beside them. int8: the network quantized as `nas export --run` and `nas eval --run` quantize
+/// it (calibrated on the run's training split, min/max), run by the int8 host reference, which
+/// the kernels equal bit for bit.
+fn test_as_deployed(
+    spec: &NetSpec,
+    w: &Weights,
+    splits: &Splits,
+    dtype: crate::net::Dtype,
+) -> Result<(Metrics, Option<Metrics>)> {
+    let float = train::evaluate(spec, w, &splits.test)?;
+    Ok(match dtype {
+        crate::net::Dtype::F32 => (float, None),
+        crate::net::Dtype::Int8 => {
+            let q = crate::quant::ptq(
+                spec,
+                w,
+                &splits.train,
+                crate::quant::calibrate::DEFAULT_CALIBRATION_SAMPLES,
+                crate::quant::CalibrationMethod::MinMax,
+            )?;
+            (crate::quant::evaluate_int8(&q, &splits.test), Some(float))
+        }
+    })
 }
 
 /// The run's model: the delivered finalist (saved under `best/` here), else the best
@@ -364,30 +399,66 @@ fn winner(
 /// Pareto front and what to do next.
 fn summary_text(run: &Run, summary: &RunSummary, test: &Metrics) -> String {
     let rec = &summary.winner;
-    let mut text = String::new();
-    text.push_str(&format!("\nwinner {}: {}\n", rec.id, rec.summary));
+    // In an int8 run the candidates were scored in int8, final training validates in float32
+    // and the int8 network is what is deployed: each figure says which it is.
+    let int8 = summary.dtype == crate::net::Dtype::Int8;
+    let tag = |label: &str, what: &str| {
+        if int8 {
+            format!("{label} ({what}):")
+        } else {
+            format!("{label}:")
+        }
+    };
+    let mut rows: Vec<(String, String)> = Vec::new();
     match &summary.delivered {
         Some(f) => {
-            text.push_str(&format!(
-            "  proxy validation: {}\n  final validation: {}  ({} epochs, best {}, batch {}{}{})\n",
-            rec.val.brief(),
-            f.val.brief(),
-            f.epochs_run,
-            f.best_epoch + 1,
-            f.train.batch_size,
-            if f.warm_start { ", from the proxy weights" } else { "" },
-            if f.cut_by_time_budget { ", stopped by the time budget" } else { "" }
-        ))
+            rows.push((tag("proxy validation", "int8"), rec.val.brief()));
+            rows.push((
+                tag("final validation", "float32"),
+                format!(
+                    "{}  ({} epochs, best {}, batch {}{}{})",
+                    f.val.brief(),
+                    f.epochs_run,
+                    f.best_epoch + 1,
+                    f.train.batch_size,
+                    if f.warm_start {
+                        ", from the proxy weights"
+                    } else {
+                        ""
+                    },
+                    if f.cut_by_time_budget {
+                        ", stopped by the time budget"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
         }
-        None => text.push_str(&format!(
-            "  validation: {}  (proxy training; no final training)\n",
-            rec.val.brief()
+        None => rows.push((
+            tag("validation", "int8"),
+            format!("{}  (proxy training; no final training)", rec.val.brief()),
         )),
     }
-    text.push_str(&format!(
-        "  test:             {}  (test split, used once)\n",
-        test.brief()
+    rows.push((
+        tag("test", "int8, deployed"),
+        format!("{}  (test split, used once)", test.brief()),
     ));
+    if let Some(f) = &summary.test_float32 {
+        rows.push((
+            tag("test", "float32"),
+            format!("{}  (the same network before quantization)", f.brief()),
+        ));
+    }
+    // "proxy validation:" sets the column, as it always did.
+    let width = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .fold(17, usize::max);
+    let mut text = String::new();
+    text.push_str(&format!("\nwinner {}: {}\n", rec.id, rec.summary));
+    for (label, value) in &rows {
+        text.push_str(&format!("  {label:<width$} {value}\n"));
+    }
     text.push_str(&format!(
         "  {} candidates, {:.0} s of training in all, {:.0} s this session{}\n\n",
         summary.candidates,

@@ -59,9 +59,15 @@ pub struct RunSummary {
     #[serde(default)]
     pub delivered: Option<FinalRecord>,
     pub cost: Cost,
-    /// The delivered model's metrics on the test split (used once, never for selection);
-    /// absent while the run is incomplete.
+    /// The element type the model is deployed in (the run's `--dtype`): what `test` measures.
+    #[serde(default)]
+    pub dtype: crate::net::Dtype,
+    /// The delivered model's metrics on the test split as deployed (int8 in an int8 run; used
+    /// once, never for selection); absent while the run is incomplete.
     pub test: Option<Metrics>,
+    /// In an int8 run, the same network's float32 metrics on the test split, for comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_float32: Option<Metrics>,
     pub candidates: usize,
     pub trained_this_session: usize,
     pub seconds_this_session: f64,

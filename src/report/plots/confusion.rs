@@ -19,6 +19,7 @@ type Cell = (usize, usize, usize, f64);
 
 pub(super) fn confusion(r: &RunReport, w: &Winner) -> Result<Figure> {
     let (m, which) = match &w.test {
+        Some(t) if w.test_float32.is_some() => (&t.confusion, "test split (int8, as deployed)"),
         Some(t) => (&t.confusion, "test split"),
         None => (&w.record.val.confusion, "validation fold"),
     };

@@ -16,7 +16,7 @@ mod verify;
 mod winner;
 
 pub use confusion::heat;
-pub use search::progress_x;
+pub use search::{last_recorded_generation, progress_x, MAX_GENERATION_TICKS};
 pub use training::shown_history;
 
 use super::model::RunReport;

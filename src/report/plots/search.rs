@@ -14,11 +14,27 @@ pub fn progress_x(c: &Candidate, children: usize) -> f64 {
     c.generation as f64 + c.index as f64 / (children.max(1) as f64 + 1.0)
 }
 
+/// Most labelled ticks on the generation axis: a long run gets every 10th, 100th, …
+/// generation labelled (plotters picks the step), never one tick per generation.
+pub const MAX_GENERATION_TICKS: usize = 20;
+
+/// The last generation the run has recorded anything of (a candidate, a parent, a rejected
+/// child): the progress plot spans the generations the run holds, not the configured ones (an
+/// interrupted or time-budgeted run of 10⁸ planned generations is drawn as cheaply as it is
+/// long).
+pub fn last_recorded_generation(r: &RunReport) -> usize {
+    let candidates = r.candidates.iter().map(|c| c.generation);
+    let parents = r.parents.iter().map(|p| p.generation);
+    let rejected = r.rejected.iter().map(|x| x.generation);
+    candidates.chain(parents).chain(rejected).max().unwrap_or(0)
+}
+
 pub(super) fn progress(r: &RunReport) -> Result<Figure> {
     let (ylo, yhi) = range(r.candidates.iter().map(|c| c.score), 0.1);
     // Head room above the points for the legend.
     let yhi = yhi + 0.45 * (yhi - ylo);
-    let xmax = r.generations.max(1) as f64 + 1.0;
+    let shown = last_recorded_generation(r).max(1);
+    let xmax = shown as f64 + 1.0;
     let svg = svg_of((900, 420), |root| {
         let mut ch = ChartBuilder::on(root)
             .margin(12)
@@ -29,7 +45,7 @@ pub(super) fn progress(r: &RunReport) -> Result<Figure> {
         ch.configure_mesh()
             .x_desc("generation")
             .y_desc(format!("validation {}", r.metric))
-            .x_labels(r.generations.max(1) + 2)
+            .x_labels((shown + 2).min(MAX_GENERATION_TICKS))
             .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style((FONT, 12))
             .draw()
@@ -44,11 +60,14 @@ pub(super) fn progress(r: &RunReport) -> Result<Figure> {
         title: "Search progress".into(),
         caption: format!(
             "Every candidate's validation {} by generation (index spread within a generation); \
-             the line is each generation's parent. {} candidates, {} reused, {} rejected by the budgets.",
+             the line is each generation's parent. {} candidates, {} reused, {} rejected by the budgets; \
+             generations 0-{} of the {} configured.",
             r.metric,
             r.candidates.len(),
             r.candidates.iter().filter(|c| c.duplicate_of.is_some()).count(),
-            r.rejected.iter().map(|x| x.count).sum::<usize>()
+            r.rejected.iter().map(|x| x.count).sum::<usize>(),
+            last_recorded_generation(r),
+            r.generations
         ),
         svg,
     })

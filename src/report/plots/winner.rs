@@ -25,7 +25,7 @@ pub(super) fn layers(w: &Winner) -> Result<Figure> {
                 w.layers.iter().map(|l| l.params as f64).collect(),
             ),
             (
-                "flash (KiB)",
+                "flash of the constants (KiB)",
                 FLASH,
                 w.layers
                     .iter()
@@ -41,9 +41,17 @@ pub(super) fn layers(w: &Winner) -> Result<Figure> {
     Ok(Figure {
         id: "fig-layers",
         title: "The winner, layer by layer".into(),
-        caption: "MACs the kernel executes, parameters it stores (BatchNorm folded) and flash \
-                  (float32 weights plus the target's per-layer code estimate)."
-            .into(),
+        caption: format!(
+            "MACs the kernel executes, parameters it stores (BatchNorm folded) and the flash of \
+             each layer's constants in {}; the kernel's code, {} B by the \
+             target's code-size model, is not counted per layer.",
+            match w.cost.dtype {
+                crate::net::Dtype::F32 => "float32 (weights and biases)",
+                crate::net::Dtype::Int8 =>
+                    "int8 (weights, rows padded to words, and the per-channel bias and requantization)",
+            },
+            w.cost.code_bytes
+        ),
         svg,
     })
 }
