@@ -42,7 +42,7 @@ pub struct RunReport {
     pub parents: Vec<ParentStep>,
     /// Children the budgets rejected before training, per generation (from `events.jsonl`;
     /// runs written before rejections were logged have none).
-    pub rejected: Vec<Rejections>,
+    pub rejected: Vec<GenerationRejections>,
     /// Candidates on the Pareto front of score against each resource (ids, cheapest first).
     pub pareto: ParetoFronts,
     /// The run's own front over all objectives at once (`pareto.json`), ids.
@@ -107,14 +107,12 @@ pub struct ParentStep {
     pub score: f64,
 }
 
+/// One generation's [`search::Rejections`], summed over its children.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Rejections {
+pub struct GenerationRejections {
     pub generation: usize,
-    /// Mutated children that broke a budget (by the cost model or the measured ELF).
-    pub count: usize,
-    /// Per budget name, how many of them broke it.
-    #[serde(default)]
-    pub by_budget: std::collections::BTreeMap<String, usize>,
+    #[serde(flatten)]
+    pub rejected: search::Rejections,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -599,7 +597,7 @@ pub fn pareto_front(cands: &[Candidate], cost: impl Fn(&Candidate) -> Option<f64
 
 /// `events.jsonl`'s `rejected` events, summed per generation. Torn lines are skipped (a run
 /// killed mid-append leaves one).
-fn read_rejections(dir: &Path) -> Result<Vec<Rejections>> {
+fn read_rejections(dir: &Path) -> Result<Vec<GenerationRejections>> {
     let path = Layout::new(dir).events();
     if !path.is_file() {
         return Ok(Vec::new());
@@ -607,7 +605,8 @@ fn read_rejections(dir: &Path) -> Result<Vec<Rejections>> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     // One event per (generation, index): a resumed run logs its regenerated children again.
-    let mut per_child: std::collections::BTreeMap<(usize, usize), Rejections> = Default::default();
+    let mut per_child: std::collections::BTreeMap<(usize, usize), GenerationRejections> =
+        Default::default();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -616,20 +615,22 @@ fn read_rejections(dir: &Path) -> Result<Vec<Rejections>> {
             continue;
         }
         let index = v.get("index").and_then(|i| i.as_u64()).unwrap_or(0) as usize;
-        let Ok(r) = serde_json::from_value::<Rejections>(v) else {
+        let Ok(r) = serde_json::from_value::<GenerationRejections>(v) else {
             continue;
         };
         per_child.insert((r.generation, index), r);
     }
-    let mut out: std::collections::BTreeMap<usize, Rejections> = Default::default();
+    let mut out: std::collections::BTreeMap<usize, GenerationRejections> = Default::default();
     for r in per_child.into_values() {
-        let e = out.entry(r.generation).or_insert_with(|| Rejections {
-            generation: r.generation,
-            ..Default::default()
-        });
-        e.count += r.count;
-        for (k, n) in r.by_budget {
-            *e.by_budget.entry(k).or_default() += n;
+        let e = out
+            .entry(r.generation)
+            .or_insert_with(|| GenerationRejections {
+                generation: r.generation,
+                ..Default::default()
+            });
+        e.rejected.count += r.rejected.count;
+        for (k, n) in r.rejected.by_budget {
+            *e.rejected.by_budget.entry(k).or_default() += n;
         }
     }
     Ok(out.into_values().collect())

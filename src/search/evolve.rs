@@ -171,9 +171,10 @@ pub fn feasible_child(
 
 /// Mutated children a budget rejected before a feasible one was found: how many, and how many
 /// broke each budget (`measured_elf` for the ELF check of `--verify`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rejections {
     pub count: usize,
+    #[serde(default)]
     pub by_budget: std::collections::BTreeMap<String, usize>,
 }
 

@@ -65,7 +65,7 @@ pub(super) fn progress(r: &RunReport) -> Result<Figure> {
             r.metric,
             r.candidates.len(),
             r.candidates.iter().filter(|c| c.duplicate_of.is_some()).count(),
-            r.rejected.iter().map(|x| x.count).sum::<usize>(),
+            r.rejected.iter().map(|x| x.rejected.count).sum::<usize>(),
             last_recorded_generation(r),
             r.generations
         ),
@@ -138,7 +138,7 @@ fn draw_rejected(ch: &mut Chart, r: &RunReport, y: f64, dy: f64) -> Result<()> {
     .legend(line_mark(REJECTED, 2));
     ch.draw_series(r.rejected.iter().map(|rj| {
         Text::new(
-            format!("{} rejected", rj.count),
+            format!("{} rejected", rj.rejected.count),
             (rj.generation as f64 + 0.55, y + dy),
             (FONT, 11).into_font().color(&REJECTED),
         )
