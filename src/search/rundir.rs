@@ -130,11 +130,7 @@ impl Run {
     }
 
     pub(super) fn log(&self, line: &str) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.files().log())?;
-        writeln!(f, "{line}")?;
+        append_line(&self.files().log(), line)?;
         self.observer.log(line)
     }
 
@@ -143,11 +139,17 @@ impl Run {
     /// the file stays one JSON object per line.
     pub(super) fn event(&self, value: serde_json::Value) -> Result<()> {
         let path = self.files().events();
+        self.append_event(&path, &value)
+            .with_context(|| format!("cannot append an event to {}", path.display()))
+    }
+
+    /// The body of [`Run::event`].
+    fn append_event(&self, path: &Path, value: &serde_json::Value) -> Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
-            .open(&path)?;
+            .open(path)?;
         let len = f.metadata()?.len();
         let torn = len > 0 && {
             let mut last = [0u8];
@@ -359,12 +361,7 @@ impl TrainDir {
     }
 
     pub fn log(&self, line: &str) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.files().log())?;
-        writeln!(f, "{line}")?;
-        Ok(())
+        append_line(&self.files().log(), line)
     }
 
     /// The trained model in `best/` (as a run's delivered model) and `summary.json`.
@@ -881,6 +878,16 @@ impl Run {
     pub(crate) fn observer(&self) -> &dyn Observer {
         &*self.observer
     }
+}
+
+/// Append one line to a log file; an error (a full disk) names the file.
+fn append_line(path: &Path, line: &str) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{line}"))
+        .with_context(|| format!("cannot append to {}", path.display()))
 }
 
 /// Load the data a run was configured with.
