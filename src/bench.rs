@@ -205,8 +205,9 @@ pub struct BenchReport {
     pub proxy: Option<ProxyRun>,
 }
 
-/// Measure; `say` hears a line per measurement as it is made.
-pub fn run(a: &BenchConfig, say: &mut dyn FnMut(String)) -> Result<BenchReport> {
+/// Measure; `say` hears a line per measurement as it is made (an error from it, a closed
+/// stdout, stops the measurements).
+pub fn run(a: &BenchConfig, say: &mut dyn FnMut(String) -> Result<()>) -> Result<BenchReport> {
     let archs: Vec<&str> = match a.arch.to_ascii_uppercase().as_str() {
         "A" => vec!["A"],
         "B" => vec!["B"],
@@ -244,7 +245,7 @@ pub fn run(a: &BenchConfig, say: &mut dyn FnMut(String)) -> Result<BenchReport> 
         a.warmup,
         a.repeats,
         a.shards,
-    ));
+    ))?;
 
     let (ours, keras) = measure_alternately(a, &archs, tr, te, keras_script.as_deref(), say)?;
     let proxy = if a.proxy_epochs > 0 {
@@ -253,7 +254,7 @@ pub fn run(a: &BenchConfig, say: &mut dyn FnMut(String)) -> Result<BenchReport> 
             "proxy evaluation ({}, {} epochs on {} train / {} validation samples): {:.1} s wall, \
              val acc {:.4} wF1 {:.4}",
             p.spec, p.epochs, p.train_samples, p.val_samples, p.wall_s, p.val_acc, p.val_wf1
-        ));
+        ))?;
         Some(p)
     } else {
         None
@@ -287,7 +288,7 @@ fn measure_alternately(
     tr: &Dataset,
     te: &Dataset,
     keras_script: Option<&Path>,
-    say: &mut dyn FnMut(String),
+    say: &mut dyn FnMut(String) -> Result<()>,
 ) -> Result<(Vec<OursRun>, Vec<KerasRun>)> {
     let mut ours = Vec::new();
     let mut keras = Vec::new();
@@ -305,7 +306,7 @@ fn measure_alternately(
                 r.test_acc,
                 r.test_wf1,
                 r.train_s,
-            ));
+            ))?;
             ours.push(r);
             if let (Some(py), Some(script)) = (&a.keras, keras_script) {
                 let k = measure_keras(py, script, arch, a)?;
@@ -318,7 +319,7 @@ fn measure_alternately(
                     k.infer_sps.map_or("-".into(), |v| format!("{v:.1}")),
                     k.test_acc,
                     k.test_wf1,
-                ));
+                ))?;
                 keras.push(k);
             }
         }

@@ -334,8 +334,16 @@ impl Target {
     /// The checks every profile passes, also applied to a profile read back from a run's
     /// `config.json` (an edited `clock_hz: 0` must fail there, not print "inf" later).
     pub fn check(&self) -> Result<()> {
-        if self.name.trim().is_empty() {
-            bail!("name is empty");
+        // Names reach generated C and linker-script comments, Cargo manifests and tool
+        // command lines: each is one plain token, so none can close a comment or add a line.
+        check_token("name", &self.name)?;
+        for a in &self.aliases {
+            check_token("alias", a)?;
+        }
+        check_token("core", &self.core)?;
+        check_token("toolchain.rust_target", &self.toolchain.rust_target)?;
+        if let Some(e) = &self.emulator {
+            check_token("emulator.machine", &e.machine)?;
         }
         let m = &self.memory;
         if m.flash_bytes == 0 || m.ram_bytes == 0 {
@@ -407,6 +415,27 @@ pub fn builtin() -> Vec<Target> {
         .collect()
 }
 
+/// Longest profile name, alias, core, Rust target or emulator machine.
+pub const MAX_TOKEN_LEN: usize = 64;
+
+/// A profile's `field` is a plain token: 1 to [`MAX_TOKEN_LEN`] ASCII letters, digits, `-`,
+/// `_` or `.` (`stm32f401re`, `nucleo-f401re`, `cortex-m0plus`, `thumbv7em-none-eabihf`).
+fn check_token(field: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        bail!("{field} is empty");
+    }
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if value.len() > MAX_TOKEN_LEN || !plain {
+        bail!(
+            "{field} {value:?} is not a plain name: use 1 to {MAX_TOKEN_LEN} ASCII letters, \
+             digits, '-', '_' or '.'"
+        );
+    }
+    Ok(())
+}
+
 /// Resolve `--target`: a built-in name or alias, or the path of a TOML profile.
 pub fn resolve(name_or_path: &str) -> Result<Target> {
     if let Some(t) = builtin().into_iter().find(|t| t.answers_to(name_or_path)) {
@@ -476,6 +505,44 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         let e = format!("{:#}", resolve(p.to_str().unwrap()).unwrap_err());
         assert!(e.contains("reserve"), "{e}");
+    }
+
+    #[test]
+    fn a_profile_name_is_a_plain_token() {
+        let base = include_str!("../targets/stm32f401re.toml");
+        for (from, to, field) in [
+            (
+                "name = \"stm32f401re\"",
+                "name = \"x */ int injected_symbol = 42; /* y\"",
+                "name",
+            ),
+            ("name = \"stm32f401re\"", "name = \"a\\nb\"", "name"),
+            ("\"nucleo-f401re\"", "\"nucleo f401re\"", "alias"),
+            ("core = \"cortex-m4\"", "core = \"cortex-m4 -o x\"", "core"),
+            (
+                "rust_target = \"thumbv7em-none-eabihf\"",
+                "rust_target = \"x\\n[dependencies]\"",
+                "toolchain.rust_target",
+            ),
+            (
+                "machine = \"netduinoplus2\"",
+                "machine = \"netduino*/\"",
+                "emulator.machine",
+            ),
+        ] {
+            assert!(base.contains(from), "{from}");
+            let e = format!(
+                "{:#}",
+                Target::from_toml(&base.replacen(from, to, 1), "t.toml").unwrap_err()
+            );
+            assert!(
+                e.contains(&format!("{field} ")) && e.contains("not a plain name"),
+                "{to}: {e}"
+            );
+        }
+        for t in builtin() {
+            t.check().unwrap();
+        }
     }
 
     #[test]

@@ -19,15 +19,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .context("path has no file name")?
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    {
+    let written = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write {} ({} bytes)", path.display(), bytes.len()))?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+    })();
+    if written.is_err() {
+        // A full disk or a failed rename leaves no half-written temporary file behind; the
+        // target keeps its old content (or stays absent).
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    written
 }
 
 /// Serialise `value` as pretty JSON and write it atomically.
@@ -57,4 +64,30 @@ pub fn tail_bytes(s: &str, bytes: usize) -> &str {
         .find(|&i| s.is_char_boundary(i))
         .unwrap_or(s.len());
     &s[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails (here the rename: the target is a non-empty directory) names the
+    /// file and leaves no `.NAME.tmpPID` behind.
+    #[test]
+    fn failed_atomic_write_names_the_file_and_removes_its_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("init.safetensors");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("keep"), b"x").unwrap();
+        let e = write_atomic(&target, b"payload").unwrap_err();
+        assert!(format!("{e:#}").contains("init.safetensors"), "{e:#}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            ["init.safetensors"],
+            "a temporary file was left behind"
+        );
+    }
 }

@@ -582,6 +582,42 @@ fn wrong_input_scale_is_folded_into_the_first_convolution() {
     }
 }
 
+#[test]
+fn a_damaged_input_scale_record_is_an_error_naming_its_value() {
+    // The exporter records the scale as `nas.input_scale`; a value that is not a positive
+    // finite number (hand-edited, or another tool's) used to fall back to 1/255 in silence.
+    let spec = NetSpec::smart_start(128, 4);
+    let w = Weights::random(&spec, 9);
+    let exported = export(&spec, &w, "t").unwrap();
+    for value in ["NaN", "abc", "0", "-1", "inf", "1e39", ""] {
+        let mut m = ModelProto::parse_from_bytes(&exported).unwrap();
+        let e = m
+            .metadata_props
+            .iter_mut()
+            .find(|e| e.key == nas::onnx::META_INPUT_SCALE)
+            .expect("the exporter records the input scale");
+        e.value = value.to_string();
+        let bytes = m.write_to_bytes().unwrap();
+        let err = format!(
+            "{:#}",
+            import_bytes(&bytes, &ImportOptions::default()).unwrap_err()
+        );
+        assert!(
+            err.contains("nas.input_scale") && err.contains(&format!("{value:?}")),
+            "{value}: {err}"
+        );
+        // An explicit scale overrides the damaged record.
+        let im = import_bytes(
+            &bytes,
+            &ImportOptions {
+                input_scale: Some(nas::data::INPUT_SCALE),
+            },
+        )
+        .unwrap();
+        assert_eq!(im.graph_input_scale, nas::data::INPUT_SCALE);
+    }
+}
+
 /// Cases per property: 300, or `PROPTEST_CASES` for a longer fuzzing run
 /// (`PROPTEST_CASES=100000 cargo test --release --test onnx never_panic`). The coverage-guided
 /// target is `fuzz/fuzz_targets/onnx_import.rs` (cargo-fuzz).

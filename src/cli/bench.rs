@@ -74,28 +74,32 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let json = a.json;
     let report = bench::run(&BenchConfig::from(&a), &mut |line| {
         if json {
-            eprintln!("{line}");
+            note!("{line}");
+            Ok(())
         } else {
-            println!("{line}");
+            outln!("{line}")
         }
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_table(&report);
+        print_table(&report)?;
     }
     Ok(())
 }
 
-fn print_table(r: &BenchReport) {
+fn print_table(r: &BenchReport) -> Result<()> {
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     let x = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
-    println!();
-    println!(
+    outln!()?;
+    outln!(
         "medians over {} run(s), samples/s (batch {}, {} thread(s), {} shard(s)):",
-        r.repeats, r.batch, r.threads, r.shards
-    );
-    println!(
+        r.repeats,
+        r.batch,
+        r.threads,
+        r.shards
+    )?;
+    outln!(
         "{:<5} {:>6} {:>9} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7} | {:>13}",
         "arch",
         "MMACs",
@@ -107,9 +111,9 @@ fn print_table(r: &BenchReport) {
         "keras",
         "ratio",
         "test acc/wF1"
-    );
+    )?;
     for s in &r.archs {
-        println!(
+        outln!(
             "{:<5} {:>6.2} {:>9} | {:>10.1} {:>10} {:>7} | {:>10} {:>10} {:>7} | {:.3}/{:.3}",
             s.arch,
             s.macs as f64 / 1e6,
@@ -122,18 +126,23 @@ fn print_table(r: &BenchReport) {
             x(s.infer_ratio),
             s.ours_test_acc,
             s.ours_test_wf1,
-        );
+        )?;
         if let (Some(acc), Some(wf1)) = (s.keras_test_acc, s.keras_test_wf1) {
-            println!(
+            outln!(
                 "{:<5} keras test acc/wF1 {acc:.3}/{wf1:.3} (same epochs)",
                 ""
-            );
+            )?;
         }
     }
     if let Some(p) = &r.proxy {
-        println!(
+        outln!(
             "proxy evaluation: {:.1} s wall ({}, {} epochs, {} train / {} val samples)",
-            p.wall_s, p.spec, p.epochs, p.train_samples, p.val_samples
-        );
+            p.wall_s,
+            p.spec,
+            p.epochs,
+            p.train_samples,
+            p.val_samples
+        )?;
     }
+    Ok(())
 }

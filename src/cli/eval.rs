@@ -43,12 +43,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let m = train::evaluate(spec, w, &splits.test)?;
     let int8 = int8_metrics(&a, spec, w, &splits)?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json(&a, &name, spec, &m, int8.as_ref()))?
-        );
+        )?;
     } else {
-        print_tables(&a, &name, spec, &splits, &m, int8.as_ref());
+        print_tables(&a, &name, spec, &splits, &m, int8.as_ref())?;
     }
     Ok(())
 }
@@ -110,18 +110,30 @@ fn test_splits(
         (None, None) => bail!("--onnx needs --data DIR: the dataset to evaluate on"),
     };
     let splits = load_data(&source, seed)?;
+    // The model in the words of the command line: the ONNX file, the candidate or the run.
+    let model = match (&a.onnx.onnx, &a.run, &a.candidate) {
+        (Some(m), _, _) => format!("the model {}", m.display()),
+        (None, Some(r), Some(id)) => format!("candidate {id} of {}", r.display()),
+        (None, Some(r), None) => format!("the model of {}", r.display()),
+        (None, None, _) => "the model".to_string(),
+    };
+    let data = match &source {
+        DataSource::Dir { path, .. } => format!("the dataset {}", path.display()),
+        DataSource::Synthetic { .. } => "the synthetic dataset".to_string(),
+    };
     if splits.test.len != spec.input_len {
         bail!(
-            "the test samples have length {}, the winner expects {}",
-            splits.test.len,
-            spec.input_len
+            "{model} takes samples of {} bytes, but the samples of {data} have {} bytes",
+            spec.input_len,
+            splits.test.len
         );
     }
     if splits.test.classes > spec.classes {
         bail!(
-            "the test split has {} classes, the winner was trained for {}",
+            "{model} has {} output classes, but the labels of {data} use {} classes (0..={})",
+            spec.classes,
             splits.test.classes,
-            spec.classes
+            splits.test.classes - 1
         );
     }
     Ok(splits)
@@ -150,7 +162,7 @@ fn int8_metrics(
                     format!("the training split of {}", splits.train.name),
                 ),
             };
-            eprintln!(
+            note!(
                 "int8: calibrating activation ranges on {} samples of {what}",
                 a.dtype.calibration_samples.min(calib.n())
             );
@@ -168,35 +180,36 @@ fn print_tables(
     splits: &Splits,
     m: &Metrics,
     int8: Option<&Metrics>,
-) {
+) -> Result<()> {
     match &a.candidate {
-        Some(id) => println!("{} candidate {id}: {}", name.display(), spec.summary()),
-        None => println!("{}: {}", name.display(), spec.summary()),
+        Some(id) => outln!("{} candidate {id}: {}", name.display(), spec.summary())?,
+        None => outln!("{}: {}", name.display(), spec.summary())?,
     }
-    println!(
+    outln!(
         "test split ({} samples{}): {}",
         m.samples,
         if splits.synthetic { ", synthetic" } else { "" },
         m.brief()
-    );
-    println!(
+    )?;
+    outln!(
         "weighted precision {:.2} %  weighted recall {:.2} %\n",
         100.0 * m.weighted_precision,
         100.0 * m.weighted_recall
-    );
-    print!("{}", m.confusion_table(None));
+    )?;
+    out!("{}", m.confusion_table(None))?;
     if let Some(q) = int8 {
-        println!(
+        outln!(
             "\nint8 (post-training quantization) on the same split: {}",
             q.brief()
-        );
-        println!(
+        )?;
+        outln!(
             "  float32 accuracy {:.2} %, int8 {:.2} % ({:+.2} points); weighted F1 {:.2} % vs {:.2} %",
             100.0 * m.accuracy,
             100.0 * q.accuracy,
             100.0 * (q.accuracy - m.accuracy),
             100.0 * m.weighted_f1,
             100.0 * q.weighted_f1
-        );
+        )?;
     }
+    Ok(())
 }

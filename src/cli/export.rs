@@ -52,7 +52,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let quant = a.dtype.quantize(&m, None, a.model.run.as_deref())?;
     let name = sanitize_identifier(&a.name).context("invalid --name")?;
     if name != a.name {
-        eprintln!("note: --name {:?} sanitised to `{name}`", a.name);
+        note!("note: --name {:?} sanitised to `{name}`", a.name);
     }
     let note = Provenance::new(m.source.clone()).with_footprint(&m.target, footprint.clone());
     let files = match (a.lang, &quant) {
@@ -67,27 +67,27 @@ pub fn run(a: ExportArgs) -> Result<()> {
         }
     };
     write_files(&files, &a.out)?;
-    println!("{}", m.spec.summary());
+    outln!("{}", m.spec.summary())?;
     for f in &files {
-        println!(
+        outln!(
             "wrote {} ({} lines)",
             a.out.join(&f.path).display(),
             f.contents.lines().count()
-        );
+        )?;
     }
     if a.lang == ExportLang::Rust && quant.is_some() && m.target.has_dsp() {
-        println!(
+        outln!(
             "{} has the DSP extension: enable the crate's `dsp` feature there (SMLAD path)",
             m.target.core
-        );
+        )?;
     }
-    println!(
+    outln!(
         "{} kernel: arena {} bytes (cost model), {} deployed parameters, {} MACs per inference",
         dtype.label(),
         footprint.arena_bytes,
         footprint.deployed_params,
         footprint.executed_macs
-    );
+    )?;
     Ok(())
 }
 
@@ -121,12 +121,12 @@ fn write_onnx(
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let path = a.out.join(format!("{name}.onnx"));
     crate::util::write_atomic(&path, &bytes)?;
-    println!("{}", m.spec.summary());
-    println!(
+    outln!("{}", m.spec.summary())?;
+    outln!(
         "wrote {} ({} bytes, opset {}, {what}; input [N, {c}, {l}] = byte × 1/255, output logits)",
         path.display(),
         bytes.len(),
         crate::onnx::EXPORT_OPSET,
-    );
+    )?;
     Ok(())
 }

@@ -53,7 +53,7 @@ pub fn run(a: ImportArgs) -> Result<()> {
     )?;
     let t = target::resolve(&a.target)?;
     let c = cost::cost(&plan::lower(&im.spec)?, &t, &t.limits());
-    println!(
+    outln!(
         "{} ({}, input {:?} {:?}): {}",
         path.display(),
         if im.producer.is_empty() {
@@ -64,19 +64,19 @@ pub fn run(a: ImportArgs) -> Result<()> {
         im.input_dims,
         im.layout,
         im.spec.summary()
-    );
-    println!(
+    )?;
+    outln!(
         "wrote {}, {}, {}\n",
         spec_path.display(),
         weights_path.display(),
         a.out.join("import.json").display()
-    );
-    print!("{}", c.table(&t.name));
-    println!(
+    )?;
+    out!("{}", c.table(&t.name))?;
+    outln!(
         "\nnext: nas verify --net {} --weights {} --target {}",
         spec_path.display(),
         weights_path.display(),
         t.name
-    );
+    )?;
     Ok(())
 }

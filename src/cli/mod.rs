@@ -1,12 +1,38 @@
 //! Command-line interface: every clap argument, their validation into the stages' plain
 //! configurations, and everything printed. The stages return data; this module renders it.
 //! One file per command that has more than a few lines; the small ones (`targets`, `cost`,
-//! `data inspect`) are here.
+//! `data inspect`) are here. Everything goes to the terminal through [`out`]: `outln!`/`out!`
+//! for stdout (a closed stdout ends the command quietly), `note!` for stderr.
+
+/// A line on stdout, as `println!`, returning the write's result (see [`out::print`]).
+macro_rules! outln {
+    () => {
+        $crate::cli::out::print(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out::print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Text on stdout, as `print!`, returning the write's result.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::out::print(format_args!($($arg)*))
+    };
+}
+
+/// A line on stderr, as `eprintln!`, that a closed stderr cannot turn into a panic.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::cli::out::eprint(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 mod bench;
 mod eval;
 mod export;
 mod import;
+pub mod out;
 mod pcap;
 pub mod quant;
 mod report;
@@ -136,6 +162,32 @@ pub enum DataCommand {
     FromPcap(FromPcapArgs),
 }
 
+impl Cli {
+    /// Whether the command prints JSON on stdout (`--json`, `report --format json` without
+    /// `--out`): an error is then a JSON object there too (see [`error_json`]).
+    pub fn json_output(&self) -> bool {
+        match &self.command {
+            Command::Search(a) => a.json,
+            Command::Train(a) => a.json,
+            Command::Eval(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Report(a) => a.format == report::ReportFormat::Json && a.out.is_none(),
+            Command::Cost(a) => a.json,
+            Command::Targets(a) => a.json,
+            Command::Data(DataCommand::Inspect { json, .. }) => *json,
+            Command::Data(DataCommand::FromPcap(a)) => a.json,
+            Command::Bench(a) => a.json,
+            Command::Export(_) | Command::Import(_) | Command::Worker(_) => false,
+        }
+    }
+}
+
+/// A failed command's error as JSON for stdout: `{"error": "…"}` with the whole chain of
+/// causes, as `error: …` on stderr shows it.
+pub fn error_json(e: &anyhow::Error) -> String {
+    serde_json::json!({ "error": format!("{e:#}") }).to_string()
+}
+
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -147,7 +199,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 (None, Some(list)) => crate::search::task_from_list(list)?,
                 (None, None) => bail!("give --candidate ID or --task-list FILE"),
             };
-            crate::search::work(&a.run, &id)
+            crate::search::work(&a.run, &id, &mut |line| outln!("{line}"))
         }
         Command::Eval(a) => eval::run(a),
         Command::Export(a) => export::run(a),
@@ -171,17 +223,17 @@ fn cost_cmd(a: CostArgs) -> Result<()> {
     let t = target::resolve(&a.target)?;
     let c = cost::cost_as(&plan::lower(&spec)?, &t, &t.limits(), a.dtype);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&c)?);
+        outln!("{}", serde_json::to_string_pretty(&c)?)?;
     } else {
-        println!("{}\n", spec.summary());
+        outln!("{}\n", spec.summary())?;
         if a.dtype != crate::net::Dtype::F32 {
-            println!(
+            outln!(
                 "deployed as {} (arena, constants and code of the {} kernel)\n",
                 a.dtype.label(),
                 a.dtype.label()
-            );
+            )?;
         }
-        print!("{}", c.table(&t.name));
+        out!("{}", c.table(&t.name))?;
     }
     Ok(())
 }
@@ -189,10 +241,10 @@ fn cost_cmd(a: CostArgs) -> Result<()> {
 fn targets_cmd(a: TargetsArgs) -> Result<()> {
     let all = target::builtin();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<12} {:<14} {:>4} {:>5} {:>7} {:>6} | {:>8} {:>10} {:>8} {:>7} {:>6} | {:<13} aliases",
         "name",
         "core",
@@ -206,10 +258,10 @@ fn targets_cmd(a: TargetsArgs) -> Result<()> {
         "flash",
         "RAM",
         "qemu"
-    );
+    )?;
     for t in &all {
         let l = t.limits();
-        println!(
+        outln!(
             "{:<12} {:<14} {:>4} {:>5} {:>6}K {:>5}K | {:>8} {:>10} {:>8} {:>6}K {:>5}K | {:<13} {}",
             t.name,
             t.core,
@@ -224,10 +276,10 @@ fn targets_cmd(a: TargetsArgs) -> Result<()> {
             l.max_ram_bytes / 1024,
             t.emulator.as_ref().map_or("-", |e| e.machine.as_str()),
             t.aliases.join(", ")
-        );
+        )?;
     }
-    println!("\nLeft: the chip. Middle: the model's budgets (flash and RAM after the application's reserve).");
-    println!("Use --target NAME, an alias, or a path to your own TOML profile (see targets/ in the repository).");
+    outln!("\nLeft: the chip. Middle: the model's budgets (flash and RAM after the application's reserve).")?;
+    outln!("Use --target NAME, an alias, or a path to your own TOML profile (see targets/ in the repository).")?;
     Ok(())
 }
 
@@ -237,34 +289,34 @@ fn inspect_cmd(dir: &std::path::Path, json: bool) -> Result<()> {
     let test = data::summarize(&splits.test);
     let names = data::classes::read_class_names(dir)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({"train": train, "test": test, "test_held_out": splits.test_held_out, "class_names": names})
             )?
-        );
+        )?;
     } else {
         if let Some(names) = &names {
-            println!("classes (classes.json):");
+            outln!("classes (classes.json):")?;
             for (i, n) in names.iter().enumerate() {
-                println!("{i:>6}  {n}");
+                outln!("{i:>6}  {n}")?;
             }
             if names.len() != splits.train.classes {
-                println!(
+                outln!(
                     "note: classes.json names {} classes, the labels use {}",
                     names.len(),
                     splits.train.classes
-                );
+                )?;
             }
-            println!();
+            outln!()?;
         }
-        println!("train split:\n{train}");
+        outln!("train split:\n{train}")?;
         let how = if splits.test_held_out {
             " (held out from the single pair, stratified)"
         } else {
             ""
         };
-        println!("test split{how}:\n{test}");
+        outln!("test split{how}:\n{test}")?;
     }
     Ok(())
 }
@@ -317,7 +369,7 @@ impl OnnxArgs {
             },
         )?;
         for n in &im.notes {
-            eprintln!("note: {n}");
+            note!("note: {n}");
         }
         Ok((im, path))
     }

@@ -93,9 +93,9 @@ pub fn run(a: FromPcapArgs) -> Result<()> {
     bar.finish_and_clear();
     let r = r?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?)?;
     } else {
-        println!("{r}");
+        outln!("{r}")?;
     }
     Ok(())
 }

@@ -80,7 +80,7 @@ impl DtypeArgs {
         let dir = self.calibration_data.as_deref().or(data);
         let len = m.spec.input_len * m.spec.input_channels;
         let (calib, what) = calibration_data(dir, run, len)?;
-        eprintln!(
+        note!(
             "int8: calibrating activation ranges on {} samples of {what}",
             self.calibration_samples.min(calib.n())
         );

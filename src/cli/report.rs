@@ -37,7 +37,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
             match &a.out {
                 Some(p) => crate::util::write_atomic(p, format!("{text}\n").as_bytes())
                     .with_context(|| format!("cannot write {}", p.display()))?,
-                None => println!("{text}"),
+                None => outln!("{text}")?,
             }
         }
         ReportFormat::Html => {
@@ -45,7 +45,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
             let page = report::render_html(&r)?;
             crate::util::write_atomic(&out, page.as_bytes())
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
+            outln!(
                 "wrote {} ({} candidates{}{})",
                 out.display(),
                 r.candidates.len(),
@@ -59,7 +59,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
                 } else {
                     "; the run is not complete"
                 }
-            );
+            )?;
         }
     }
     Ok(())

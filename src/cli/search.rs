@@ -438,16 +438,17 @@ fn executor(a: &SearchArgs) -> Result<Executor> {
 pub fn run(a: SearchArgs) -> Result<()> {
     let executor = executor(&a)?;
     let quiet = a.quiet || a.json;
+    let terminal = std::sync::Arc::new(super::out::SearchTerminal::new(quiet));
     let (run, resumed) = match &a.resume {
         Some(dir) => {
             let mut run = Run::resume(dir)?;
             if let Some(note) = run.lock_note() {
-                eprintln!("note: {note}");
+                note!("note: {note}");
             }
             for note in resume_arguments(&a, &mut run)? {
-                eprintln!("note: {note}");
+                note!("note: {note}");
             }
-            (run.quiet(quiet), true)
+            (run.observed(terminal), true)
         }
         None => {
             let config = build_config(&a)?;
@@ -474,9 +475,9 @@ pub fn run(a: SearchArgs) -> Result<()> {
             };
             let out = OutDir::claim(&dir, DirKind::Search, a.force)?;
             if let Some(note) = out.lock_note() {
-                eprintln!("note: {note}");
+                note!("note: {note}");
             }
-            (Run::create(out, config)?.quiet(quiet), false)
+            (Run::create(out, config)?.observed(terminal), false)
         }
     };
     let opts = search::SessionOptions {
@@ -489,12 +490,12 @@ pub fn run(a: SearchArgs) -> Result<()> {
     // The report is a view of the run: failing to draw it does not fail the search.
     let page = run.files().report();
     match crate::report::write_report(&run.dir, &page) {
-        Ok(_) if !quiet => println!("report: {}", page.display()),
+        Ok(_) if !quiet => outln!("report: {}", page.display())?,
         Ok(_) => {}
-        Err(e) => eprintln!("warning: the report was not written: {e:#}"),
+        Err(e) => note!("warning: the report was not written: {e:#}"),
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?)?;
     }
     Ok(())
 }

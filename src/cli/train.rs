@@ -83,7 +83,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     // refused at once. A claim that fails later leaves no new directory behind.
     let out = OutDir::claim(&a.out, DirKind::Train, a.force)?;
     if let Some(note) = out.lock_note() {
-        eprintln!("note: {note}");
+        note!("note: {note}");
     }
     let target = target::resolve(&a.target)?;
     let limits = target.limits();
@@ -123,13 +123,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
         },
     };
     let quiet = a.json;
+    // A closed stdout stops the echo, not the training: the directory is completed and
+    // saved, then the command ends as one whose output was cut short (see `out`).
+    let mut closed = None;
     let summary = train_spec(out, &cfg, &init, &mut |line| {
-        if !quiet {
-            println!("{line}");
+        if !quiet && closed.is_none() {
+            closed = outln!("{line}").err();
         }
     })?;
+    if let Some(e) = closed {
+        return Err(e);
+    }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?)?;
     }
     Ok(())
 }

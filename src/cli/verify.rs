@@ -532,7 +532,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         _ => None,
     };
     if let Some(note) = lock.as_ref().and_then(|l| l.taken_over()) {
-        eprintln!("note: {note}");
+        note!("note: {note}");
     }
     let m = a.model.load()?;
     if let Some(dir) = &a.keep {
@@ -567,12 +567,12 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     }
     drop(lock);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        print!("{}", v.table());
+        out!("{}", v.table())?;
     }
     for n in &v.notes {
-        eprintln!("note: {n}");
+        note!("note: {n}");
     }
     let mut failures = Vec::new();
     for report in v.reports() {

@@ -1,5 +1,8 @@
 //! Identifiers and literals that reach generated code: sanitised names, comment-safe text,
-//! float literals that round-trip exactly.
+//! float literals that round-trip exactly. The one owner of escaping: everything a file or an
+//! argument supplies (a profile's name, a `--name`, a source path) reaches generated C, Rust,
+//! linker scripts or TOML only through these functions, in `codegen` and in `firmware` alike.
+//! (`target` also refuses profile names that are not plain tokens when it loads them.)
 
 use super::*;
 
@@ -123,7 +126,8 @@ pub fn sanitize_identifier(name: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Text safe inside a `/* */` or `//` comment: ASCII printable only, no comment delimiters.
+/// Text safe inside a `/* */`, `//` or `#` comment (C, Rust, linker scripts, TOML): ASCII
+/// printable only (no line break survives), no comment delimiters.
 pub(crate) fn comment_safe(s: &str) -> String {
     let mut out: String = s
         .chars()

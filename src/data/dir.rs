@@ -219,6 +219,7 @@ fn load_train_test(
         });
     }
     let classes = resolve_classes(opts, [&train, &test])?;
+    check_test_labels_trained(&train, &test)?;
     let train_ds = Dataset::new(
         format!("{name}/train"),
         train.samples,
@@ -262,6 +263,26 @@ fn load_held_out(
         test_held_out: true,
         synthetic: false,
     })
+}
+
+/// Every test label must be a class the training labels hold: a model is never tested on a
+/// class it could not have learned, and a stray test label (99 beside 0..=2) does not size
+/// the network for 100 classes.
+fn check_test_labels_trained(train: &LoadedPair, test: &LoadedPair) -> Result<(), DataError> {
+    let mut present = [false; MAX_CLASSES];
+    for &l in &train.labels {
+        present[usize::from(l)] = true;
+    }
+    match test.labels.iter().position(|&l| !present[usize::from(l)]) {
+        Some(index) => Err(DataError::UntrainedTestLabel {
+            path: test.labels_path.clone(),
+            index,
+            label: test.labels[index],
+            train_path: train.labels_path.clone(),
+            train_classes: (0..=u8::MAX).filter(|&c| present[usize::from(c)]).collect(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The number of classes to use, with every label of every pair checked against it.

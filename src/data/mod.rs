@@ -146,6 +146,22 @@ pub enum DataError {
         label: u8,
         classes: usize,
     },
+    /// A test label is a class the training split holds no sample of (a label beyond the
+    /// training labels would also size the network for classes it never learns).
+    #[error(
+        "{}: label {label} at index {index} is not a class of the training split: {} holds {}",
+        path.display(),
+        train_path.display(),
+        describe_classes(train_classes)
+    )]
+    UntrainedTestLabel {
+        path: PathBuf,
+        index: usize,
+        label: u8,
+        train_path: PathBuf,
+        /// The classes the training labels hold, ascending.
+        train_classes: Vec<u8>,
+    },
     /// Train and test samples have different lengths.
     #[error(
         "sample length mismatch: {} has samples of {train_len} bytes but {} has {test_len}",
@@ -198,6 +214,35 @@ pub enum DataError {
     /// A parameter (fraction, number of folds, number of classes) is out of its range.
     #[error("invalid {name}: {reason}")]
     InvalidParameter { name: &'static str, reason: String },
+}
+
+/// `labels 0..=11` when the classes are contiguous from 0, else `labels 0, 1, 3` (the first
+/// 16, then how many more).
+fn describe_classes(classes: &[u8]) -> String {
+    match classes {
+        [] => "no labels".to_string(),
+        [.., last]
+            if classes
+                .iter()
+                .enumerate()
+                .all(|(i, &c)| usize::from(c) == i) =>
+        {
+            format!("labels 0..={last}")
+        }
+        _ => {
+            let shown: Vec<String> = classes.iter().take(16).map(u8::to_string).collect();
+            let more = classes.len().saturating_sub(16);
+            format!(
+                "labels {}{}",
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        }
+    }
 }
 
 /// Samples and labels of one dataset split, validated: `samples.len() == n × len` and every

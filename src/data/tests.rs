@@ -377,6 +377,44 @@ fn label_out_of_range_is_an_error() {
 }
 
 #[test]
+fn test_label_outside_the_training_classes_is_an_error() {
+    // A stray 99 among test labels 0..=2 used to make a 100-class dataset without a word.
+    let t = tempfile::tempdir().unwrap();
+    write_pair(t.path(), "train", &[0, 1, 2, 0, 1, 2], 1, 3, false);
+    write_pair(t.path(), "t10k", &[0, 1, 99, 2], 1, 3, false);
+    let err = load_dir(t.path(), &LoadOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::UntrainedTestLabel {
+                index: 2,
+                label: 99,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("t10k-labels-idx1-ubyte")
+            && msg.contains("label 99")
+            && msg.contains("train-labels-idx1-ubyte")
+            && msg.contains("labels 0..=2"),
+        "{msg}"
+    );
+    // A class inside the range that the training split never shows is refused as well.
+    write_pair(t.path(), "train", &[0, 2, 0, 2], 1, 3, false);
+    write_pair(t.path(), "t10k", &[0, 1], 1, 3, false);
+    let msg = load_dir(t.path(), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("label 1 ") && msg.contains("labels 0, 2"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn length_mismatch_is_an_error() {
     let t = tempfile::tempdir().unwrap();
     write_pair(t.path(), "train", &[0, 1], 28, 28, true);

@@ -6,8 +6,9 @@ use super::*;
 /// Render the linker script for a memory map.
 pub fn linker_script(target: &Target, purpose: &str, flash: Region, ram: Region) -> Result<String> {
     let mut ctx = tera::Context::new();
-    ctx.insert("target", &target.name);
-    ctx.insert("purpose", purpose);
+    // Text in comments goes through the one escaping owner, checked profile or not.
+    ctx.insert("target", &crate::codegen::comment_safe(&target.name));
+    ctx.insert("purpose", &crate::codegen::comment_safe(purpose));
     ctx.insert("flash_origin", &format!("{:#010x}", flash.origin));
     ctx.insert("flash_length", &flash.length);
     ctx.insert("ram_origin", &format!("{:#010x}", ram.origin));
@@ -27,7 +28,7 @@ pub(crate) fn config_header(
     kernel: &str,
 ) -> Result<String> {
     let mut ctx = tera::Context::new();
-    ctx.insert("target", &target.name);
+    ctx.insert("target", &crate::codegen::comment_safe(&target.name));
     ctx.insert("kernel_lang", lang.label());
     ctx.insert(
         "model_header",

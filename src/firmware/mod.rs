@@ -191,6 +191,31 @@ mod tests {
         assert!(parse_overflows("undefined reference to `foo'").is_empty());
     }
 
+    /// A profile name that slipped past the profile checks (built in code, not loaded) still
+    /// cannot close a comment of the generated linker script, configuration header or Cargo
+    /// manifest: the text goes through `codegen::comment_safe`.
+    #[test]
+    fn a_hostile_target_name_stays_inside_the_generated_comments() {
+        let mut t = crate::target::resolve("stm32f401re").unwrap();
+        t.name = "x */ int injected_symbol = 42; /* y\n[dependencies]".into();
+        t.toolchain.rust_target = "t */ int other = 1; /*\nevil = 1".into();
+        let r = |origin, length| Region { origin, length };
+        let ld =
+            linker_script(&t, "test", r(0x0800_0000, 524_288), r(0x2000_0000, 98_304)).unwrap();
+        let spec = crate::net::NetSpec::smart_start(784, 12);
+        let h = harness::config_header(&t, &spec, 3, Lang::C, "model").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        rust_lib::write_lib_crate_for_test(dir.path(), &t).unwrap();
+        let toml = std::fs::read_to_string(dir.path().join("Cargo.toml")).unwrap();
+        let lib = std::fs::read_to_string(dir.path().join("lib.rs")).unwrap();
+        for (what, text) in [("link.ld", &ld), ("nas_config.h", &h), ("lib.rs", &lib)] {
+            assert!(!text.contains("*/ int"), "{what}:\n{text}");
+            assert!(!text.contains("\n[dependencies]\n"), "{what}:\n{text}");
+        }
+        assert!(!toml.contains("\nevil = 1"), "{toml}");
+        assert_eq!(toml.matches("\n[dependencies]").count(), 1, "{toml}");
+    }
+
     #[test]
     fn linker_script_comes_from_the_profile() {
         let t = crate::target::resolve("stm32f401re").unwrap();

@@ -307,8 +307,11 @@ fn write_lib_crate(
     ctx_kernels: &[BTreeMap<&'static str, String>],
 ) -> Result<()> {
     let mut ctx = tera::Context::new();
-    ctx.insert("target", &target.name);
-    ctx.insert("rust_target", &target.toolchain.rust_target);
+    ctx.insert("target", &crate::codegen::comment_safe(&target.name));
+    ctx.insert(
+        "rust_target",
+        &crate::codegen::comment_safe(&target.toolchain.rust_target),
+    );
     ctx.insert("crate_name", RUST_LIB_CRATE);
     ctx.insert("kernels", ctx_kernels);
     ctx.insert("profile", RUST_PROFILE);
@@ -324,6 +327,12 @@ fn write_lib_crate(
         &tera::Tera::one_off(RUST_LIB_TEMPLATE, &ctx, false)
             .context("internal: rendering firmware/rust/lib.rs.tera")?,
     )
+}
+
+/// [`write_lib_crate`] without kernels, for the tests of what reaches its files.
+#[cfg(test)]
+pub(crate) fn write_lib_crate_for_test(d: &Path, target: &Target) -> Result<()> {
+    write_lib_crate(d, target, &[])
 }
 
 /// `cargo build --release` the staticlib in `d` (absolute) for `rust_target` with `flags`;

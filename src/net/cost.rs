@@ -103,14 +103,22 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.limit == 0 {
+            // A share of nothing is no figure: say what a zero budget means instead.
+            return write!(
+                f,
+                "{} {} exceeds the budget 0 (a budget of 0 admits nothing)",
+                self.budget, self.value
+            );
+        }
         write!(
             f,
-            "{} {} exceeds the budget {} by {} ({:.1} %)",
+            "{} {} exceeds the budget {} by {} ({})",
             self.budget,
             self.value,
             self.limit,
             self.over_by,
-            100.0 * self.over_by as f64 / self.limit.max(1) as f64
+            share(self.over_by as f64, self.limit as f64)
         )
     }
 }
@@ -635,7 +643,7 @@ impl Cost {
         let (budget, pct, mark) = match self.limits.max_latency_ms {
             Some(max) => (
                 format!("{max:.3}"),
-                format!("{:.1} %", 100.0 * ms / max),
+                share(ms, max),
                 if self
                     .violations
                     .iter()
@@ -656,12 +664,22 @@ impl Cost {
     }
 }
 
+/// `part` as a percentage of `whole`; `-` when the whole is 0 (a zero budget: any use is over
+/// it by no finite share).
+fn share(part: f64, whole: f64) -> String {
+    if whole > 0.0 {
+        format!("{:.1} %", 100.0 * part / whole)
+    } else {
+        "-".to_string()
+    }
+}
+
 /// One row of the totals: the value, and against a budget the share used, marked OVER or ok.
 fn total_row(s: &mut String, name: &str, v: u64, limit: Option<u64>, note: String) {
     let (lim, pct, mark) = match limit {
         Some(l) => (
             l.to_string(),
-            format!("{:.1} %", 100.0 * v as f64 / l.max(1) as f64),
+            share(v as f64, l as f64),
             if v > l { "OVER" } else { "ok" },
         ),
         None => (String::new(), String::new(), ""),

@@ -33,6 +33,7 @@ impl PoolKind {
 /// A pooling layer after a block's activation: window = stride = `size`, 'valid' (the tail
 /// that does not fill a window is dropped, as Keras and burn compute it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pool {
     pub kind: PoolKind,
     pub size: usize,
@@ -40,6 +41,7 @@ pub struct Pool {
 
 /// One block: Conv1D → (BatchNorm) → ReLU → (pool) → dropout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Block {
     pub filters: usize,
     pub kernel: usize,
@@ -89,6 +91,7 @@ pub enum Head {
 
 /// A network architecture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetSpec {
     /// Input sequence length (bytes per sample).
     pub input_len: usize,
@@ -440,6 +443,38 @@ pub fn dropout_for_depth(i: usize, n: usize, range: (f32, f32)) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A field the spec does not have (`"dilation": 2` in a block, a typo at the top level) is
+    /// an error naming it, as in target profiles, instead of being dropped; the shipped
+    /// example specs still load.
+    #[test]
+    fn unknown_fields_are_rejected_and_the_examples_still_load() {
+        let good = NetSpec::smart_start(784, 12).to_json();
+        let with = |from: &str, to: &str| {
+            assert!(good.contains(from), "{from} not in {good}");
+            good.replacen(from, to, 1)
+        };
+        for (bad, field) in [
+            (
+                with("\"kernel\"", "\"dilation\": 2, \"kernel\""),
+                "dilation",
+            ),
+            (with("\"classes\"", "\"clases\": 4, \"classes\""), "clases"),
+            (with("\"kind\"", "\"stride\": 2, \"kind\""), "stride"),
+        ] {
+            let e = NetSpec::from_json(&bad).unwrap_err().to_string();
+            assert!(e.contains("unknown field") && e.contains(field), "{e}");
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/specs");
+        let mut n = 0;
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let p = f.unwrap().path();
+            let text = std::fs::read_to_string(&p).unwrap();
+            NetSpec::from_json(&text).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            n += 1;
+        }
+        assert!(n >= 3, "{n} example specs in {}", dir.display());
+    }
 
     #[test]
     fn same_padding_matches_keras() {

@@ -27,7 +27,7 @@ pub(crate) fn train_candidate(
     folds: &[Vec<usize>],
     cfg: &RunConfig,
     seed: u64,
-    bar: &ProgressBar,
+    observer: &dyn Observer,
 ) -> Result<Trained> {
     let fold_count = match cfg.training {
         Training::Proxy => 1,
@@ -44,8 +44,7 @@ pub(crate) fn train_candidate(
             &cfg.train,
             seed.wrapping_add(f as u64),
             &mut |done, total| {
-                bar.set_length((total * fold_count) as u64);
-                bar.set_position((f * total + done) as u64);
+                observer.steps((f * total + done) as u64, (total * fold_count) as u64);
             },
         )?;
         if cfg.dtype == crate::net::Dtype::Int8 {
@@ -132,8 +131,6 @@ pub(crate) struct Session<'a> {
     pub(crate) started: Instant,
     pub(crate) time_budget: Option<Duration>,
     pub(crate) trained: usize,
-    pub(crate) overall: ProgressBar,
-    pub(crate) steps: ProgressBar,
     pub(crate) best: Option<(Record, Weights)>,
     /// Architectures evaluated so far (spec JSON → candidate id), so that a mutation that
     /// recreates an earlier network reuses its result instead of training it again.
@@ -177,7 +174,7 @@ impl Session<'_> {
             let done = match slot {
                 Slot::Done(done) => {
                     let (rec, w) = *done;
-                    self.overall.inc(1);
+                    self.run.observer().candidate_done();
                     self.run
                         .event_once(serde_json::json!({"event": "candidate", "record": &rec}))?;
                     (rec, w)
@@ -285,23 +282,17 @@ impl Session<'_> {
                 if stop() {
                     break;
                 }
-                self.steps.reset();
-                self.steps
-                    .set_message(format!("{} {}", task.id, task.spec.summary()));
-                let done = run_task(
-                    self.run,
-                    &self.train_set,
-                    &self.folds,
-                    task,
-                    init,
-                    &self.steps,
-                )?;
+                self.run
+                    .observer()
+                    .task(&format!("{} {}", task.id, task.spec.summary()));
+                let done = run_task(self.run, &self.train_set, &self.folds, task, init)?;
                 out[k] = Some(Ok(Some(done)));
             }
             return Ok(out);
         }
         let tasks: Vec<&Task> = todo.iter().map(|(_, t, _)| *t).collect();
-        self.steps.set_message(format!(
+        let observer = self.run.observer();
+        observer.task(&format!(
             "{} candidates in {}",
             tasks.len(),
             match &executor {
@@ -309,10 +300,12 @@ impl Session<'_> {
                 _ => "a Slurm job array".to_string(),
             }
         ));
-        let bar = self.steps.clone();
-        bar.reset();
-        bar.set_length(tasks.len() as u64);
-        let mut tick = || bar.inc(1);
+        let (mut finished, all) = (0u64, tasks.len() as u64);
+        observer.steps(finished, all);
+        let mut tick = || {
+            finished += 1;
+            observer.steps(finished, all);
+        };
         let outcomes = match &executor {
             Executor::Local { jobs } => run_local(self.run, *jobs, &tasks, &stop, &mut tick)?,
             Executor::Slurm(o) => run_slurm(self.run, o, &tasks, &stop, &mut tick)?,
@@ -328,25 +321,23 @@ impl Session<'_> {
     fn trained_one(&mut self, (rec, w): (Record, Weights)) -> Result<(Record, Weights)> {
         self.run
             .event_once(serde_json::json!({"event": "candidate", "record": &rec}))?;
-        self.overall.inc(1);
+        self.run.observer().candidate_done();
         self.trained += 1;
-        self.overall.suspend(|| {
-            self.run.log(&format!(
-                "{}  {}  params {}  flops {}  ram {} B  flash {} B{}  val {}  ({:.1} s)",
-                rec.id,
-                rec.summary,
-                rec.params,
-                rec.flops,
-                rec.ram_bytes,
-                rec.flash_bytes,
-                rec.measured.map_or(String::new(), |m| format!(
-                    " (ELF: ram {} B, flash {} B)",
-                    m.ram_bytes, m.flash_bytes
-                )),
-                rec.val.brief(),
-                rec.train_seconds
-            ))
-        })?;
+        self.run.log(&format!(
+            "{}  {}  params {}  flops {}  ram {} B  flash {} B{}  val {}  ({:.1} s)",
+            rec.id,
+            rec.summary,
+            rec.params,
+            rec.flops,
+            rec.ram_bytes,
+            rec.flash_bytes,
+            rec.measured.map_or(String::new(), |m| format!(
+                " (ELF: ram {} B, flash {} B)",
+                m.ram_bytes, m.flash_bytes
+            )),
+            rec.val.brief(),
+            rec.train_seconds
+        ))?;
         Ok((rec, w))
     }
 
@@ -362,15 +353,13 @@ impl Session<'_> {
         self.run.save_candidate(&rec, &init, c)?;
         self.run
             .event_once(serde_json::json!({"event": "candidate", "record": &rec}))?;
-        self.overall.inc(1);
-        self.overall.suspend(|| {
-            self.run.log(&format!(
-                "{}  {}  FAILED: {}",
-                rec.id,
-                rec.summary,
-                rec.failed.as_deref().unwrap_or("?")
-            ))
-        })?;
+        self.run.observer().candidate_done();
+        self.run.log(&format!(
+            "{}  {}  FAILED: {}",
+            rec.id,
+            rec.summary,
+            rec.failed.as_deref().unwrap_or("?")
+        ))?;
         Ok((rec, init))
     }
 
@@ -403,15 +392,13 @@ impl Session<'_> {
         self.run.save_candidate(&rec, &w, c)?;
         self.run
             .event_once(serde_json::json!({"event": "candidate", "record": &rec}))?;
-        self.overall.inc(1);
-        self.overall.suspend(|| {
-            self.run.log(&format!(
-                "{}  {}  same architecture as {}: its result is reused, nothing trained",
-                rec.id,
-                rec.summary,
-                rec.duplicate_of.as_deref().unwrap_or("?")
-            ))
-        })?;
+        self.run.observer().candidate_done();
+        self.run.log(&format!(
+            "{}  {}  same architecture as {}: its result is reused, nothing trained",
+            rec.id,
+            rec.summary,
+            rec.duplicate_of.as_deref().unwrap_or("?")
+        ))?;
         Ok((rec, w))
     }
 
@@ -467,29 +454,6 @@ impl Session<'_> {
     }
 }
 
-pub(crate) fn progress_bars(quiet: bool, total: u64) -> (ProgressBar, ProgressBar) {
-    // Bars draw on stderr, and only for a person watching: not when either stream is redirected.
-    let visible = !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-    let mp = indicatif::MultiProgress::with_draw_target(if visible {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let overall = mp.add(ProgressBar::new(total));
-    overall.set_style(
-        ProgressStyle::with_template("candidates {pos}/{len} [{bar:30}] {elapsed} (ETA {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let steps = mp.add(ProgressBar::new(1));
-    steps.set_style(
-        ProgressStyle::with_template("  steps {pos}/{len} [{bar:30}] ETA {eta}  {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    (overall, steps)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,7 +468,7 @@ mod tests {
         cfg.generations = 100_000_000;
         use crate::search::rundir::{DirKind, OutDir};
         let out = OutDir::claim(&tmp.path().join("run"), DirKind::Search, false).unwrap();
-        let run = Run::create(out, cfg).unwrap().quiet(true);
+        let run = Run::create(out, cfg).unwrap();
         let opts = SessionOptions {
             time_budget: Some(Duration::from_secs(3600)),
             reserve_after: Some(|n| Duration::from_secs(3600 + n as u64)),
@@ -522,8 +486,6 @@ mod tests {
             started: Instant::now(),
             time_budget: Some(Duration::from_secs(60)),
             trained: 0,
-            overall: ProgressBar::hidden(),
-            steps: ProgressBar::hidden(),
             best: None,
             seen: HashMap::new(),
             executor: Executor::Inline,

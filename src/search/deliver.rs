@@ -244,12 +244,10 @@ impl Session<'_> {
                     done
                 }
                 None if k > 0 && self.out_of_time(records.len()) => {
-                    self.overall.suspend(|| {
-                        run.log(&format!(
-                            "time budget spent: finalist {} gets no final training",
-                            rec.id
-                        ))
-                    })?;
+                    run.log(&format!(
+                        "time budget spent: finalist {} gets no final training",
+                        rec.id
+                    ))?;
                     continue;
                 }
                 None => self.final_train(k, rec, records.len())?,
@@ -283,10 +281,8 @@ impl Session<'_> {
         } else {
             train::initial_weights(&rec.spec, seed)
         };
-        self.steps.reset();
-        self.steps
-            .set_message(format!("final training {} {}", rec.id, rec.summary));
-        let bar = &self.steps;
+        let observer = run.observer();
+        observer.task(&format!("final training {} {}", rec.id, rec.summary));
         let (mut fin, w) = train_final(
             &rec.spec,
             &init,
@@ -298,8 +294,7 @@ impl Session<'_> {
             self.deadline(candidates),
             &mut |p| {
                 if let train::Progress::Step(done, total) = p {
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
+                    observer.steps(done as u64, total as u64);
                 }
             },
         )?;
@@ -308,22 +303,20 @@ impl Session<'_> {
         fin.warm_start = cfg.final_warm_start;
         run.save_final(&rec.id, &fin, &w)?;
         run.event_once(serde_json::json!({"event": "final", "record": &fin}))?;
-        self.overall.suspend(|| {
-            run.log(&format!(
-                "final {}  {}  {} epochs (best {}{})  val {}  ({:.1} s)",
-                rec.id,
-                rec.summary,
-                fin.epochs_run,
-                fin.best_epoch + 1,
-                if fin.cut_by_time_budget {
-                    "; stopped by the time budget"
-                } else {
-                    ""
-                },
-                fin.brief(),
-                fin.train_seconds
-            ))
-        })?;
+        run.log(&format!(
+            "final {}  {}  {} epochs (best {}{})  val {}  ({:.1} s)",
+            rec.id,
+            rec.summary,
+            fin.epochs_run,
+            fin.best_epoch + 1,
+            if fin.cut_by_time_budget {
+                "; stopped by the time budget"
+            } else {
+                ""
+            },
+            fin.brief(),
+            fin.train_seconds
+        ))?;
         Ok((fin, w))
     }
 }

@@ -37,6 +37,7 @@
 mod evolve;
 pub mod layout;
 mod lock;
+mod observer;
 pub mod pareto;
 pub mod rundir;
 
@@ -45,6 +46,7 @@ pub use evolve::{
     Rejections,
 };
 use layout::Layout;
+pub use observer::{Observer, Silent};
 pub use rundir::{candidate_id, load_data, open_run, Record, Run, RunSummary};
 
 use crate::data::{self, Dataset, LoadOptions, Splits};
@@ -57,12 +59,11 @@ use crate::train::{self, TrainConfig};
 use crate::util::{read_json, write_atomic, write_json};
 use crate::weights::Weights;
 use anyhow::{bail, ensure, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -113,7 +114,7 @@ pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
     let (classes, input_len) = (splits.train.classes, splits.train.len);
     let folds = data::stratified_kfold(&splits.train.labels, classes, cfg.folds, cfg.seed)?;
     let total = (1 + cfg.generations * cfg.children) as u64;
-    let (overall, steps) = progress_bars(run.quiet, total);
+    run.observer().start(total);
     let mut s = Session {
         run,
         train_set: splits.train.clone(),
@@ -121,8 +122,6 @@ pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
         started: Instant::now(),
         time_budget: opts.time_budget,
         trained: 0,
-        overall,
-        steps,
         best: None,
         seen: HashMap::new(),
         executor: opts.executor.clone(),
@@ -130,21 +129,33 @@ pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
         reserve_after: opts.reserve_after,
     };
 
-    if !evolve(&mut s, input_len, classes)? {
+    let result = session(&mut s, &splits, input_len, classes);
+    // However the session ends (a closed stdout included), its progress display is cleared.
+    run.observer().finish();
+    result
+}
+
+/// The session after its setup: the evolution, the final training, the delivery.
+fn session(
+    s: &mut Session,
+    splits: &Splits,
+    input_len: usize,
+    classes: usize,
+) -> Result<RunSummary> {
+    if !evolve(s, input_len, classes)? {
         if s.best.is_none() {
-            return nothing_finished(&s);
+            return nothing_finished(s);
         }
-        cut_short(&s)?;
+        cut_short(s)?;
         s.evolution_cut = true;
     }
-    let delivered = if cfg.final_top > 0 {
+    let delivered = if s.run.config.final_top > 0 {
         s.deliver()?
     } else {
         None
     };
-    s.overall.finish_and_clear();
-    s.steps.finish_and_clear();
-    finish(&s, &splits, delivered)
+    s.run.observer().finish();
+    finish(s, splits, delivered)
 }
 
 /// The log lines that open a session: the data and the budgets.
@@ -236,12 +247,10 @@ fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
             .max_by(|a, b| a.0.score.total_cmp(&b.0.score))
             .cloned()
         else {
-            s.overall.suspend(|| {
-                s.run.log(&format!(
-                    "generation {g}: every child failed; the parent {} stays",
-                    parent.0.id
-                ))
-            })?;
+            s.run.log(&format!(
+                "generation {g}: every child failed; the parent {} stays",
+                parent.0.id
+            ))?;
             continue;
         };
         let next = if let Some(p) = pareto::next_parent(s.run, g, &children)? {
@@ -251,16 +260,14 @@ fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
         } else {
             parent.clone()
         };
-        s.overall.suspend(|| {
-            s.run.log(&format!(
-                "generation {g}: parent {} → {} (score {:.4}); best so far {} ({:.4})",
-                parent.0.id,
-                next.0.id,
-                next.0.score,
-                s.best.as_ref().map_or("-", |b| b.0.id.as_str()),
-                s.best.as_ref().map_or(0.0, |b| b.0.score)
-            ))
-        })?;
+        s.run.log(&format!(
+            "generation {g}: parent {} → {} (score {:.4}); best so far {} ({:.4})",
+            parent.0.id,
+            next.0.id,
+            next.0.score,
+            s.best.as_ref().map_or("-", |b| b.0.id.as_str()),
+            s.best.as_ref().map_or(0.0, |b| b.0.score)
+        ))?;
         s.run.event_once(
             serde_json::json!({"event": "generation", "generation": g, "parent": next.0.id}),
         )?;
@@ -271,16 +278,14 @@ fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
 
 /// The time budget ended the evolution early: say so; the best candidates so far are delivered.
 fn cut_short(s: &Session) -> Result<()> {
-    s.overall.suspend(|| {
-        s.run.log(&format!(
-            "time budget: the evolution stops after {:.0} s ({} candidates trained this session), \
-             leaving the rest for final training. Continue the evolution later with: \
-             nas search --resume {} --time-budget T",
-            s.started.elapsed().as_secs_f64(),
-            s.trained,
-            s.run.dir.display()
-        ))
-    })?;
+    s.run.log(&format!(
+        "time budget: the evolution stops after {:.0} s ({} candidates trained this session), \
+         leaving the rest for final training. Continue the evolution later with: \
+         nas search --resume {} --time-budget T",
+        s.started.elapsed().as_secs_f64(),
+        s.trained,
+        s.run.dir.display()
+    ))?;
     s.run.event(
         serde_json::json!({"event": "stopped", "reason": "time budget",
         "phase": "evolution"}),
@@ -290,8 +295,7 @@ fn cut_short(s: &Session) -> Result<()> {
 /// The time budget ended the session before any candidate finished: nothing to deliver. The
 /// run is saved for `--resume`.
 fn nothing_finished(s: &Session) -> Result<RunSummary> {
-    s.overall.finish_and_clear();
-    s.steps.finish_and_clear();
+    s.run.observer().finish();
     s.run.log(&format!(
         "time budget reached after {:.0} s; the run is saved. Continue with: nas search --resume {}",
         s.started.elapsed().as_secs_f64(),
@@ -337,10 +341,11 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
     write_json(&run.files().summary_json(), &summary)?;
     run.event_once(serde_json::json!({"event": "finished", "winner": rec.id}))?;
     let text = summary_text(run, &summary, &test);
+    // The file first: a closed stdout stops the log lines, not the run's record.
+    write_atomic(&run.files().summary_txt(), text.as_bytes())?;
     for line in text.lines() {
         run.log(line)?;
     }
-    write_atomic(&run.files().summary_txt(), text.as_bytes())?;
     Ok(summary)
 }
 

@@ -94,7 +94,8 @@ pub fn candidate_id(generation: usize, index: usize) -> String {
 pub struct Run {
     pub dir: PathBuf,
     pub config: RunConfig,
-    pub(super) quiet: bool,
+    /// Hears the log lines and the progress (see [`Observer`]); silent unless the CLI sets one.
+    observer: std::sync::Arc<dyn Observer>,
     /// Keys of the events in `events.jsonl`, read on first use.
     events: std::sync::Mutex<Option<std::collections::HashSet<String>>>,
     /// Held by a run opened for writing ([`Run::create`], [`Run::resume`]).
@@ -129,15 +130,8 @@ impl Run {
     }
 
     pub(super) fn log(&self, line: &str) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.files().log())?;
-        writeln!(f, "{line}")?;
-        if !self.quiet {
-            println!("{line}");
-        }
-        Ok(())
+        append_line(&self.files().log(), line)?;
+        self.observer.log(line)
     }
 
     /// Append an event to `events.jsonl`. A run killed in the middle of an append leaves a torn
@@ -145,11 +139,17 @@ impl Run {
     /// the file stays one JSON object per line.
     pub(super) fn event(&self, value: serde_json::Value) -> Result<()> {
         let path = self.files().events();
+        self.append_event(&path, &value)
+            .with_context(|| format!("cannot append an event to {}", path.display()))
+    }
+
+    /// The body of [`Run::event`].
+    fn append_event(&self, path: &Path, value: &serde_json::Value) -> Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
-            .open(&path)?;
+            .open(path)?;
         let len = f.metadata()?.len();
         let torn = len > 0 && {
             let mut last = [0u8];
@@ -361,12 +361,7 @@ impl TrainDir {
     }
 
     pub fn log(&self, line: &str) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.files().log())?;
-        writeln!(f, "{line}")?;
-        Ok(())
+        append_line(&self.files().log(), line)
     }
 
     /// The trained model in `best/` (as a run's delivered model) and `summary.json`.
@@ -794,7 +789,7 @@ impl Run {
         Ok(Run {
             dir: dir.to_path_buf(),
             config,
-            quiet: true,
+            observer: std::sync::Arc::new(Silent),
             events: Default::default(),
             lock: None,
         })
@@ -828,7 +823,7 @@ impl Run {
         Ok(Run {
             dir: out.dir.clone(),
             config,
-            quiet: true,
+            observer: std::sync::Arc::new(Silent),
             events: Default::default(),
             lock: out.lock.take(),
         })
@@ -874,11 +869,25 @@ impl Run {
         }
     }
 
-    /// Whether log lines are echoed on the terminal.
-    pub fn quiet(mut self, quiet: bool) -> Run {
-        self.quiet = quiet;
+    /// The observer that hears this run's log lines and progress.
+    pub fn observed(mut self, observer: std::sync::Arc<dyn Observer>) -> Run {
+        self.observer = observer;
         self
     }
+
+    pub(crate) fn observer(&self) -> &dyn Observer {
+        &*self.observer
+    }
+}
+
+/// Append one line to a log file; an error (a full disk) names the file.
+fn append_line(path: &Path, line: &str) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{line}"))
+        .with_context(|| format!("cannot append to {}", path.display()))
 }
 
 /// Load the data a run was configured with.

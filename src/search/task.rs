@@ -29,11 +29,18 @@ pub fn run_task(
     folds: &[Vec<usize>],
     task: &Task,
     init: &Weights,
-    bar: &ProgressBar,
 ) -> Result<(Record, Weights)> {
     let cfg = &run.config;
     let (base, c) = untrained_record(run, task)?;
-    let t = train_candidate(&task.spec, init, train_set, folds, cfg, task.seed, bar)?;
+    let t = train_candidate(
+        &task.spec,
+        init,
+        train_set,
+        folds,
+        cfg,
+        task.seed,
+        run.observer(),
+    )?;
     let rec = Record {
         score: cfg.metric.of(&t.val),
         val: t.val,
@@ -89,8 +96,9 @@ fn untrained_record(run: &Run, task: &Task) -> Result<(Record, Cost)> {
     Ok((rec, c))
 }
 
-/// `nas worker`: train candidate `id` of the run in `dir` from its task files.
-pub fn work(dir: &Path, id: &str) -> Result<()> {
+/// `nas worker`: train candidate `id` of the run in `dir` from its task files; `say` hears
+/// what is trained.
+pub fn work(dir: &Path, id: &str, say: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
     let run = Run::open(dir)?;
     ensure!(
         rundir::is_candidate_id(id),
@@ -108,7 +116,10 @@ pub fn work(dir: &Path, id: &str) -> Result<()> {
     let init = Weights::load(&d.init())?;
     init.check(&task.spec)
         .with_context(|| format!("{} does not match the task's spec", d.init().display()))?;
-    println!("nas worker: training {id}: {}", task.spec.summary());
+    say(&format!(
+        "nas worker: training {id}: {}",
+        task.spec.summary()
+    ))?;
     if let Ok(fail) = std::env::var(FAIL_ENV) {
         // Fault injection for the executors' tests: exits like a crashed worker would.
         ensure!(
@@ -127,14 +138,7 @@ pub fn work(dir: &Path, id: &str) -> Result<()> {
         cfg.folds,
         cfg.seed,
     )?;
-    run_task(
-        &run,
-        &splits.train,
-        &folds,
-        &task,
-        &init,
-        &ProgressBar::hidden(),
-    )?;
+    run_task(&run, &splits.train, &folds, &task, &init)?;
     Ok(())
 }
 

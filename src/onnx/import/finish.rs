@@ -69,9 +69,23 @@ fn apply_recorded_spec(text: &str, spec: &mut NetSpec, notes: &mut Vec<String>) 
 fn choose_input_scale(opts: &ImportOptions, recorded: Option<f32>, internal_scale: f64) -> f32 {
     match (opts.input_scale, recorded) {
         (Some(s), _) => s,
-        (None, Some(s)) if s.is_finite() && s > 0.0 => s,
+        (None, Some(s)) => s,
         _ if internal_scale != 1.0 => 1.0,
         _ => crate::data::INPUT_SCALE,
+    }
+}
+
+/// The model's recorded input scale (the `META_INPUT_SCALE` metadata `text`): a positive,
+/// finite number, else an error naming the value. A damaged record must not fall back to
+/// another scale silently: the kernels would compute on wrongly scaled inputs.
+fn recorded_input_scale(text: &str) -> Result<f32> {
+    let v = text.trim();
+    match v.parse::<f32>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => bail!(
+            "the model's '{META_INPUT_SCALE}' metadata is {v:?}, not a positive finite number \
+             (e.g. 0.003921569 for 1/255); fix it, or give the scale with --input-scale"
+        ),
     }
 }
 
@@ -88,7 +102,11 @@ impl Importer {
         if let Some(text) = meta(META_SPEC) {
             apply_recorded_spec(&text, &mut spec, &mut self.notes);
         }
-        let recorded_scale = meta(META_INPUT_SCALE).and_then(|s| s.trim().parse::<f32>().ok());
+        // An explicit scale overrides the record, so a damaged record only matters without one.
+        let recorded_scale = match (opts.input_scale, meta(META_INPUT_SCALE)) {
+            (None, Some(text)) => Some(recorded_input_scale(&text)?),
+            _ => None,
+        };
         let graph_input_scale = choose_input_scale(opts, recorded_scale, self.internal_scale);
         self.fold_input_scale(graph_input_scale)?;
         self.weights
