@@ -96,7 +96,7 @@ impl RunLock {
             ) {
                 Ok(()) => true,
                 Err(Errno::WOULDBLOCK) => {
-                    bail!("{}", busy(dir, read_holder(&mut file).as_ref()))
+                    bail!("{}", busy(dir, wait_for_holder(&mut file).as_ref()))
                 }
                 // No lock manager (some network filesystems): the pid decides.
                 Err(Errno::NOLCK | Errno::OPNOTSUPP | Errno::NOSYS) => false,
@@ -193,6 +193,18 @@ fn busy(dir: &Path, holder: Option<&Holder>) -> String {
             dir.display()
         ),
     }
+}
+
+/// The holder of a lock we could not take. It writes its details right after taking the lock,
+/// so a lock taken a moment ago may still be empty: read again for up to half a second.
+fn wait_for_holder(file: &mut File) -> Option<Holder> {
+    for _ in 0..50 {
+        if let Some(h) = read_holder(file) {
+            return Some(h);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
 }
 
 fn read_holder(file: &mut File) -> Option<Holder> {
