@@ -71,7 +71,7 @@ pub fn run(a: ImportArgs) -> Result<()> {
         weights_path.display(),
         a.out.join("import.json").display()
     )?;
-    out!("{}", c.table(&t.name))?;
+    out!("{}", super::tables::cost_table(&c, &t.name))?;
     outln!(
         "\nnext: nas verify --net {} --weights {} --target {}",
         spec_path.display(),

@@ -37,6 +37,7 @@ mod pcap;
 pub mod quant;
 mod report;
 pub(crate) mod search;
+mod tables;
 mod train;
 mod values;
 mod verify;
@@ -233,7 +234,7 @@ fn cost_cmd(a: CostArgs) -> Result<()> {
                 a.dtype.label()
             )?;
         }
-        out!("{}", c.table(&t.name))?;
+        out!("{}", tables::cost_table(&c, &t.name))?;
     }
     Ok(())
 }

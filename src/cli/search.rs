@@ -4,7 +4,8 @@
 use crate::net::SearchSpace;
 use crate::search::rundir::{self, DirKind, OutDir};
 use crate::search::{
-    self, DataSource, Executor, Metric, Objective, Run, RunConfig, SlurmOptions, Training,
+    self, DataSource, Executor, Metric, Objective, Run, RunConfig, RunSummary, SlurmOptions,
+    Training,
 };
 use crate::target;
 use crate::train::TrainConfig;
@@ -487,6 +488,13 @@ pub fn run(a: SearchArgs) -> Result<()> {
         reserve_after: Some(crate::report::time_estimate),
     };
     let summary = search::search(&run, &opts)?;
+    // summary.txt, also logged: the file first, so a closed stdout stops the log lines, not
+    // the run's record.
+    let text = summary_text(&run, &summary);
+    crate::util::write_atomic(&run.files().summary_txt(), text.as_bytes())?;
+    for line in text.lines() {
+        run.log(line)?;
+    }
     // The report is a view of the run: failing to draw it does not fail the search.
     let page = run.files().report();
     match crate::report::write_report(&run.dir, &page) {
@@ -619,4 +627,98 @@ mod tests {
             assert!(v.pointer(at).is_some(), "{id}: {at}");
         }
     }
+}
+
+/// `summary.txt`, also logged: the winner's validation and test figures, its cost table, the
+/// Pareto front and what to do next.
+fn summary_text(run: &Run, summary: &RunSummary) -> String {
+    let rec = &summary.winner;
+    // In an int8 run the candidates were scored in int8, final training validates in float32
+    // and the int8 network is what is deployed: each figure says which it is.
+    let int8 = summary.dtype == crate::net::Dtype::Int8;
+    let tag = |label: &str, what: &str| {
+        if int8 {
+            format!("{label} ({what}):")
+        } else {
+            format!("{label}:")
+        }
+    };
+    let mut rows: Vec<(String, String)> = Vec::new();
+    match &summary.delivered {
+        Some(f) => {
+            rows.push((tag("proxy validation", "int8"), rec.val.brief()));
+            rows.push((
+                tag("final validation", "float32"),
+                format!(
+                    "{}  ({} epochs, best {}, batch {}{}{})",
+                    f.val.brief(),
+                    f.epochs_run,
+                    f.best_epoch + 1,
+                    f.train.batch_size,
+                    if f.warm_start {
+                        ", from the proxy weights"
+                    } else {
+                        ""
+                    },
+                    if f.cut_by_time_budget {
+                        ", stopped by the time budget"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        None => rows.push((
+            tag("validation", "int8"),
+            format!("{}  (proxy training; no final training)", rec.val.brief()),
+        )),
+    }
+    rows.push((
+        tag("test", "int8, deployed"),
+        summary.test.as_ref().map_or("-".to_string(), |t| {
+            format!("{}  (test split, used once)", t.brief())
+        }),
+    ));
+    if let Some(f) = &summary.test_float32 {
+        rows.push((
+            tag("test", "float32"),
+            format!("{}  (the same network before quantization)", f.brief()),
+        ));
+    }
+    // "proxy validation:" sets the column, as it always did.
+    let width = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .fold(17, usize::max);
+    let mut text = String::new();
+    text.push_str(&format!("\nwinner {}: {}\n", rec.id, rec.summary));
+    for (label, value) in &rows {
+        text.push_str(&format!("  {label:<width$} {value}\n"));
+    }
+    text.push_str(&format!(
+        "  {} candidates, {:.0} s of training in all, {:.0} s this session{}\n\n",
+        summary.candidates,
+        summary.seconds_training_total,
+        summary.seconds_this_session,
+        if summary.evolution_cut {
+            "; the time budget ended the evolution early (--resume continues it)"
+        } else {
+            ""
+        }
+    ));
+    text.push_str(&super::tables::cost_table(
+        &summary.cost,
+        &run.config.target.name,
+    ));
+    text.push_str(&format!(
+        "\n{}",
+        super::tables::pareto_table(&summary.pareto)
+    ));
+    text.push_str(&format!(
+        "\nnext: nas export --run {} --lang c --out model/   |   nas verify --run {} --target {}",
+        run.dir.display(),
+        run.dir.display(),
+        run.config.target.name
+    ));
+    text
 }

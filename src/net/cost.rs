@@ -34,7 +34,6 @@ use crate::net::plan::{Layer, Op, Plan, ELEM_BYTES};
 use crate::net::Dtype;
 use crate::target::{Latency, LatencyInt8, Limits, Target};
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerCost {
@@ -508,186 +507,14 @@ pub fn check_latency_budget(target: &Target, limits: &Limits, dtype: Dtype) -> a
     Ok(())
 }
 
-impl Cost {
-    /// A per-layer table and the totals against the budget, for terminals.
-    pub fn table(&self, target_name: &str) -> String {
-        let mut s = String::new();
-        self.write_layers(&mut s);
-        let _ = writeln!(s);
-        let _ = writeln!(s, "totals for {target_name}:");
-        self.write_totals(&mut s);
-        let _ = writeln!(s);
-        if self.fits {
-            let _ = writeln!(s, "fits: yes");
-        } else {
-            let _ = writeln!(s, "fits: NO");
-            for v in &self.violations {
-                let _ = writeln!(s, "  - {v}");
-            }
-        }
-        s
-    }
-
-    /// One row per layer: operator, shapes, parameters, MACs, largest tensor, arena offset.
-    fn write_layers(&self, s: &mut String) {
-        let _ = writeln!(
-            s,
-            "{:<6} {:<36} {:>11} {:>11} {:>9} {:>11} {:>11} {:>10}",
-            "layer", "operator", "in", "out", "params", "MACs", "max tensor", "arena@"
-        );
-        for l in &self.layers {
-            let shape = |(a, b): (usize, usize)| format!("{a}×{b}");
-            let off = l
-                .arena_offset
-                .map_or("logits".to_string(), |o| o.to_string());
-            let _ = writeln!(
-                s,
-                "{:<6} {:<36} {:>11} {:>11} {:>9} {:>11} {:>11} {:>10}",
-                l.name,
-                l.desc,
-                shape(l.in_shape),
-                shape(l.out_shape),
-                l.params,
-                l.macs,
-                l.max_tensor,
-                off
-            );
-        }
-    }
-
-    /// Each total against its budget, latency included, then the figures for comparison.
-    fn write_totals(&self, s: &mut String) {
-        let lim = &self.limits;
-        let _ = writeln!(
-            s,
-            "  {:<16} {:>12} {:>12} {:>8}",
-            "", "value", "budget", "used"
-        );
-        total_row(
-            s,
-            "params",
-            self.params,
-            Some(lim.max_params),
-            format!(
-                "({} trainable, {} deployed)",
-                self.trainable_params, self.deployed_params
-            ),
-        );
-        total_row(
-            s,
-            "flops",
-            self.flops,
-            Some(lim.max_flops),
-            format!("(2 × {} MACs; {} executed)", self.macs, self.executed_macs),
-        );
-        total_row(
-            s,
-            "max_tensor",
-            self.max_tensor,
-            Some(lim.max_tensor),
-            "(elements)".into(),
-        );
-        total_row(
-            s,
-            "ram_bytes",
-            self.ram_bytes,
-            Some(lim.max_ram_bytes),
-            format!("(arena {} + stack {})", self.arena_bytes, self.stack_bytes),
-        );
-        total_row(
-            s,
-            "flash_bytes",
-            self.flash_bytes,
-            Some(lim.max_flash_bytes),
-            format!(
-                "(weights {} + code {}, estimate)",
-                self.weights_bytes, self.code_bytes
-            ),
-        );
-        self.write_latency_row(s);
-        total_row(
-            s,
-            "naive arena",
-            self.naive_arena_bytes,
-            None,
-            "(one buffer per tensor, for comparison)".into(),
-        );
-        total_row(
-            s,
-            "seed RAM",
-            self.seed_ram_bytes,
-            None,
-            "(4 B × largest tensor, the seed's estimate)".into(),
-        );
-    }
-
-    /// The estimated latency against its budget, with the model and clock behind it, or why
-    /// there is none.
-    fn write_latency_row(&self, s: &mut String) {
-        let (Some(instructions), Some(ms)) = (self.instructions, self.latency_ms) else {
-            let _ = writeln!(
-                s,
-                "  {:<16} {:>12} {:>12} {:>8}      (no [latency] model in the target profile)",
-                "latency_ms", "-", "", ""
-            );
-            return;
-        };
-        let note = self.latency_model.map_or(String::new(), |m| {
-            format!(
-                "at {} MHz assuming {} cycle(s)/instruction; instruction model within ±{:.1} % of QEMU",
-                self.clock_hz as f64 / 1e6,
-                m.cycles_per_instruction,
-                m.worst_error_pct
-            )
-        });
-        let (budget, pct, mark) = match self.limits.max_latency_ms {
-            Some(max) => (
-                format!("{max:.3}"),
-                share(ms, max),
-                if self
-                    .violations
-                    .iter()
-                    .any(|v| v.budget == BudgetKind::LatencyUs)
-                {
-                    "OVER"
-                } else {
-                    "ok"
-                },
-            ),
-            None => (String::new(), String::new(), ""),
-        };
-        let _ = writeln!(
-            s,
-            "  {:<16} {ms:>12.3} {budget:>12} {pct:>8} {mark:<4} ({instructions} instructions, estimate, {note})",
-            "latency_ms"
-        );
-    }
-}
-
 /// `part` as a percentage of `whole`; `-` when the whole is 0 (a zero budget: any use is over
 /// it by no finite share).
-fn share(part: f64, whole: f64) -> String {
+pub fn share(part: f64, whole: f64) -> String {
     if whole > 0.0 {
         format!("{:.1} %", 100.0 * part / whole)
     } else {
         "-".to_string()
     }
-}
-
-/// One row of the totals: the value, and against a budget the share used, marked OVER or ok.
-fn total_row(s: &mut String, name: &str, v: u64, limit: Option<u64>, note: String) {
-    let (lim, pct, mark) = match limit {
-        Some(l) => (
-            l.to_string(),
-            share(v as f64, l as f64),
-            if v > l { "OVER" } else { "ok" },
-        ),
-        None => (String::new(), String::new(), ""),
-    };
-    let _ = writeln!(
-        s,
-        "  {name:<16} {v:>12} {lim:>12} {pct:>8} {mark:<4} {note}"
-    );
 }
 
 #[cfg(test)]
@@ -896,7 +723,6 @@ mod tests {
         // ms = instructions × CPI / clock × 1000, at the F401RE's 84 MHz.
         let ms = want as f64 * 1.5 / 84e6 * 1e3;
         assert!((c.latency_ms.unwrap() - ms).abs() < 1e-9);
-        assert!(c.table("stm32f401re").contains("latency_ms"));
 
         // Without a model there is no estimate.
         t.latency = None;
@@ -924,7 +750,7 @@ mod tests {
         assert_eq!(v.limit, (ms / 2.0 * 1e3).floor() as u64);
         assert_eq!(v.over_by, v.value - v.limit);
         assert!(v.to_string().starts_with("latency_us "), "{v}");
-        assert!(c.table("stm32f401re").contains("OVER"));
+        assert!(!c.fits);
         limits.max_latency_ms = Some(ms * 2.0);
         assert!(cost(&plan, &t, &limits).fits);
 

@@ -340,12 +340,6 @@ fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<
     };
     write_json(&run.files().summary_json(), &summary)?;
     run.event_once(serde_json::json!({"event": "finished", "winner": rec.id}))?;
-    let text = summary_text(run, &summary, &test);
-    // The file first: a closed stdout stops the log lines, not the run's record.
-    write_atomic(&run.files().summary_txt(), text.as_bytes())?;
-    for line in text.lines() {
-        run.log(line)?;
-    }
     Ok(summary)
 }
 
@@ -398,90 +392,4 @@ fn winner(
             (rec, w, None)
         }
     })
-}
-
-/// `summary.txt`, also logged: the winner's validation and test figures, its cost table, the
-/// Pareto front and what to do next.
-fn summary_text(run: &Run, summary: &RunSummary, test: &Metrics) -> String {
-    let rec = &summary.winner;
-    // In an int8 run the candidates were scored in int8, final training validates in float32
-    // and the int8 network is what is deployed: each figure says which it is.
-    let int8 = summary.dtype == crate::net::Dtype::Int8;
-    let tag = |label: &str, what: &str| {
-        if int8 {
-            format!("{label} ({what}):")
-        } else {
-            format!("{label}:")
-        }
-    };
-    let mut rows: Vec<(String, String)> = Vec::new();
-    match &summary.delivered {
-        Some(f) => {
-            rows.push((tag("proxy validation", "int8"), rec.val.brief()));
-            rows.push((
-                tag("final validation", "float32"),
-                format!(
-                    "{}  ({} epochs, best {}, batch {}{}{})",
-                    f.val.brief(),
-                    f.epochs_run,
-                    f.best_epoch + 1,
-                    f.train.batch_size,
-                    if f.warm_start {
-                        ", from the proxy weights"
-                    } else {
-                        ""
-                    },
-                    if f.cut_by_time_budget {
-                        ", stopped by the time budget"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-        }
-        None => rows.push((
-            tag("validation", "int8"),
-            format!("{}  (proxy training; no final training)", rec.val.brief()),
-        )),
-    }
-    rows.push((
-        tag("test", "int8, deployed"),
-        format!("{}  (test split, used once)", test.brief()),
-    ));
-    if let Some(f) = &summary.test_float32 {
-        rows.push((
-            tag("test", "float32"),
-            format!("{}  (the same network before quantization)", f.brief()),
-        ));
-    }
-    // "proxy validation:" sets the column, as it always did.
-    let width = rows
-        .iter()
-        .map(|r| r.0.chars().count())
-        .fold(17, usize::max);
-    let mut text = String::new();
-    text.push_str(&format!("\nwinner {}: {}\n", rec.id, rec.summary));
-    for (label, value) in &rows {
-        text.push_str(&format!("  {label:<width$} {value}\n"));
-    }
-    text.push_str(&format!(
-        "  {} candidates, {:.0} s of training in all, {:.0} s this session{}\n\n",
-        summary.candidates,
-        summary.seconds_training_total,
-        summary.seconds_this_session,
-        if summary.evolution_cut {
-            "; the time budget ended the evolution early (--resume continues it)"
-        } else {
-            ""
-        }
-    ));
-    text.push_str(&summary.cost.table(&run.config.target.name));
-    text.push_str(&format!("\n{}", pareto::table(&summary.pareto)));
-    text.push_str(&format!(
-        "\nnext: nas export --run {} --lang c --out model/   |   nas verify --run {} --target {}",
-        run.dir.display(),
-        run.dir.display(),
-        run.config.target.name
-    ));
-    text
 }

@@ -17,7 +17,6 @@
 
 use super::*;
 use crate::search::rundir::{Record, Run};
-use std::fmt::Write as _;
 
 /// The front's file, relative to the run directory.
 pub use super::layout::PARETO;
@@ -189,41 +188,6 @@ pub(crate) fn next_parent(
 /// The generator stream of the Pareto parent draw (apart from mutation and training streams).
 const PARENT_STREAM: u64 = 0xFA7E;
 
-/// The front as a table, for summary.txt.
-pub fn table(members: &[Point]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "Pareto front ({} candidates: validation score ↑, flash ↓, RAM ↓, est. latency ↓)",
-        members.len()
-    );
-    let _ = writeln!(
-        s,
-        "  {:<10} {:>8} {:>10} {:>9} {:>12} {:>14} {:>8}  network",
-        "id", "score", "flash B", "RAM B", "latency ms", "instructions", "params"
-    );
-    for p in members {
-        let _ = writeln!(
-            s,
-            "  {:<10} {:>8.4} {:>10} {:>9} {:>12} {:>14} {:>8}  {}",
-            p.id,
-            p.score,
-            p.flash_bytes,
-            p.ram_bytes,
-            p.latency_ms.map_or("-".to_string(), |v| format!("{v:.3}")),
-            p.instructions.map_or("-".to_string(), |v| v.to_string()),
-            p.params,
-            p.summary
-        );
-    }
-    let _ = writeln!(
-        s,
-        "  (any of them: nas export|verify|eval --run RUN --candidate ID; latency at the target's \
-         clock, see `nas cost`)"
-    );
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,12 +256,5 @@ mod tests {
         let tie = vec![pt("a", 0.5, 1, 1, None), pt("b", 0.5, 1, 1, None)];
         assert_eq!(front(&tie).len(), 2);
         assert!(front(&[]).is_empty());
-    }
-
-    #[test]
-    fn table_lists_members() {
-        let t = table(&[pt("g001-c01", 0.75, 40_000, 20_000, Some(9.0))]);
-        assert!(t.contains("g001-c01") && t.contains("9.000"), "{t}");
-        assert!(t.contains("Pareto front (1 candidates"), "{t}");
     }
 }

@@ -129,7 +129,7 @@ impl Run {
         Some((rec, w))
     }
 
-    pub(super) fn log(&self, line: &str) -> Result<()> {
+    pub fn log(&self, line: &str) -> Result<()> {
         append_line(&self.files().log(), line)?;
         self.observer.log(line)
     }
