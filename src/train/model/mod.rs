@@ -17,6 +17,9 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+mod fake_quant;
+pub use fake_quant::FakeQuant;
+
 /// Keras's BatchNorm momentum (0.99) in burn's convention (weight of the new batch).
 pub const BN_MOMENTUM: f64 = 0.01;
 
@@ -72,9 +75,9 @@ pub struct Net {
     pub blocks: Vec<ConvBlock>,
     pub dense: Linear,
     /// Quantization-aware training: when set, [`Net::forward`] computes the int8 network's
-    /// function with fake quantization ([`super::qat`]).
+    /// function with fake quantization ([`fake_quant`]).
     #[module(skip)]
-    pub fake_quant: Option<super::qat::FakeQuant>,
+    pub fake_quant: Option<FakeQuant>,
 }
 
 fn tensor<const D: usize>(w: &Weights, name: Name, dev: &Device) -> Result<Tensor<D>> {
@@ -217,7 +220,7 @@ impl Net {
     ) -> (Tensor<2>, Vec<Option<BatchStats>>) {
         if let Some(fq) = &self.fake_quant {
             // BatchNorm is frozen under quantization-aware training: no batch statistics.
-            return (super::qat::forward(self, x, fq), Vec::new());
+            return (fake_quant::forward(self, x, fq), Vec::new());
         }
         let mut stats = Vec::with_capacity(self.blocks.len());
         let [batch, ch, len] = x.dims();
