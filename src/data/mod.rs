@@ -13,7 +13,9 @@
 //!   [`stratified_kfold`]);
 //! * a deterministic synthetic dataset shaped like session bytes, for tests and for runs
 //!   without the real data ([`synthetic`], [`synthetic_splits`]);
-//! * per-class statistics ([`summarize`], [`DatasetSummary`]).
+//! * per-class statistics ([`summarize`], [`DatasetSummary`]);
+//! * where a run's data comes from ([`DataSource`], recorded in its configuration) and
+//!   loading it again ([`load_data`]).
 //!
 //! A sample is the first `len` bytes of one session (784 for the real datasets), stored
 //! row-major in [`Dataset::samples`]; a model reads it as a 1-channel sequence of length
@@ -39,12 +41,14 @@ pub mod classes;
 mod dir;
 mod idx;
 pub mod pcap;
+mod source;
 mod split;
 mod summary;
 mod synthetic;
 
 pub use dir::*;
 pub use idx::*;
+pub use source::{load_data, DataSource};
 pub use split::*;
 pub use summary::*;
 pub use synthetic::*;

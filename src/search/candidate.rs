@@ -124,7 +124,7 @@ fn mean_over_folds(results: &[train::TrainOutcome]) -> Metrics {
     val
 }
 
-pub(crate) struct Session<'a> {
+pub(crate) struct SearchSession<'a> {
     pub(crate) run: &'a Run,
     pub(crate) train_set: Dataset,
     pub(crate) folds: Vec<Vec<usize>>,
@@ -152,7 +152,7 @@ enum Slot {
     Train(Task, Weights),
 }
 
-impl Session<'_> {
+impl SearchSession<'_> {
     /// Evaluate (or load) the candidates of generation `g`, in index order; `None` when the
     /// time budget stopped the run first.
     pub(crate) fn generation(
@@ -479,7 +479,7 @@ mod tests {
         assert!(run.records().unwrap().is_empty(), "a candidate was trained");
         // The deadline itself: the budget's end without a reserve, less the reserve for the
         // candidates given, never before the start.
-        let session = |reserve_after| Session {
+        let session = |reserve_after| SearchSession {
             run: &run,
             train_set: crate::data::synthetic(8, 16, 2, 1),
             folds: Vec::new(),

@@ -32,19 +32,6 @@ impl Metric {
     }
 }
 
-/// Where the run's data comes from (recorded so that a resume loads the same data).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum DataSource {
-    Dir {
-        path: PathBuf,
-        limit_per_class: Option<usize>,
-    },
-    Synthetic {
-        seed: u64,
-    },
-}
-
 /// Everything a run needs, saved as `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {

@@ -226,7 +226,7 @@ fn qat_stage(
     Ok((if delivered_qat { out.weights } else { weights }, figures))
 }
 
-impl Session<'_> {
+impl SearchSession<'_> {
     /// Final training of the finalists; the best by final validation score (`None` when no
     /// candidate finished). Under a time budget, the evolution left time for this (see
     /// [`final_seconds_estimate`]); a training still running at the budget's end keeps its best

@@ -41,15 +41,16 @@ mod observer;
 pub mod pareto;
 pub mod rundir;
 
+pub use crate::data::{load_data, DataSource};
 pub use evolve::{
     feasible_child, feasible_child_counted, inherit, initial_parent, measure, mutate, ElfCheck,
     Rejections,
 };
 use layout::Layout;
 pub use observer::{Observer, Silent};
-pub use rundir::{candidate_id, load_data, open_run, Record, Run, RunSummary};
+pub use rundir::{candidate_id, open_run, Record, Run, RunSummary};
 
-use crate::data::{self, Dataset, LoadOptions, Splits};
+use crate::data::{self, Dataset, Splits};
 use crate::metrics::Metrics;
 use crate::net::cost::{self, Cost};
 use crate::net::plan;
@@ -115,7 +116,7 @@ pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
     let folds = data::stratified_kfold(&splits.train.labels, classes, cfg.folds, cfg.seed)?;
     let total = (1 + cfg.generations * cfg.children) as u64;
     run.observer().start(total);
-    let mut s = Session {
+    let mut s = SearchSession {
         run,
         train_set: splits.train.clone(),
         folds,
@@ -137,7 +138,7 @@ pub fn search(run: &Run, opts: &SessionOptions) -> Result<RunSummary> {
 
 /// The session after its setup: the evolution, the final training, the delivery.
 fn session(
-    s: &mut Session,
+    s: &mut SearchSession,
     splits: &Splits,
     input_len: usize,
     classes: usize,
@@ -210,7 +211,7 @@ fn rejection_logged(run: &Run, generation: usize, index: usize) -> bool {
 
 /// The evolution: the initial parent, then the generations. `false` when the time budget
 /// stopped it.
-fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
+fn evolve(s: &mut SearchSession, input_len: usize, classes: usize) -> Result<bool> {
     let cfg = &s.run.config;
     let (spec0, cost0) = initial_parent(input_len, classes, cfg)?;
     let Some(first) = s.generation(0, &[(spec0, cost0)], None)? else {
@@ -277,7 +278,7 @@ fn evolve(s: &mut Session, input_len: usize, classes: usize) -> Result<bool> {
 }
 
 /// The time budget ended the evolution early: say so; the best candidates so far are delivered.
-fn cut_short(s: &Session) -> Result<()> {
+fn cut_short(s: &SearchSession) -> Result<()> {
     s.run.log(&format!(
         "time budget: the evolution stops after {:.0} s ({} candidates trained this session), \
          leaving the rest for final training. Continue the evolution later with: \
@@ -294,7 +295,7 @@ fn cut_short(s: &Session) -> Result<()> {
 
 /// The time budget ended the session before any candidate finished: nothing to deliver. The
 /// run is saved for `--resume`.
-fn nothing_finished(s: &Session) -> Result<RunSummary> {
+fn nothing_finished(s: &SearchSession) -> Result<RunSummary> {
     s.run.observer().finish();
     s.run.log(&format!(
         "time budget reached after {:.0} s; the run is saved. Continue with: nas search --resume {}",
@@ -306,7 +307,7 @@ fn nothing_finished(s: &Session) -> Result<RunSummary> {
     bail!("the time budget ended the run before any candidate finished")
 }
 
-fn finish(s: &Session, splits: &Splits, delivered: Option<Delivered>) -> Result<RunSummary> {
+fn finish(s: &SearchSession, splits: &Splits, delivered: Option<Delivered>) -> Result<RunSummary> {
     let run = s.run;
     let (rec, w, fin) = winner(s, delivered)?;
     let c = cost_of(
@@ -372,7 +373,7 @@ fn test_as_deployed(
 /// The run's model: the delivered finalist (saved under `best/` here), else the best
 /// candidate of the search; with its final training's record when it had one.
 fn winner(
-    s: &Session,
+    s: &SearchSession,
     delivered: Option<Delivered>,
 ) -> Result<(Record, Weights, Option<FinalRecord>)> {
     let run = s.run;

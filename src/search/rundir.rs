@@ -889,22 +889,3 @@ fn append_line(path: &Path, line: &str) -> Result<()> {
         .and_then(|mut f| writeln!(f, "{line}"))
         .with_context(|| format!("cannot append to {}", path.display()))
 }
-
-/// Load the data a run was configured with.
-pub fn load_data(source: &DataSource, seed: u64) -> Result<Splits> {
-    Ok(match source {
-        DataSource::Synthetic { seed } => data::synthetic_splits(*seed),
-        DataSource::Dir {
-            path,
-            limit_per_class,
-        } => {
-            let opts = LoadOptions {
-                limit_per_class: *limit_per_class,
-                seed,
-                ..LoadOptions::default()
-            };
-            data::load_dir(path, &opts)
-                .with_context(|| format!("cannot load the dataset {}", path.display()))?
-        }
-    })
-}
