@@ -70,6 +70,12 @@ else
     echo "warning: not root: the local Slurm cluster is not started; the Slurm executor tests will say so"
 fi
 
+# The stages depend one way (tests/stages.rs checks the order ARCHITECTURE.md gives); the
+# shared cycle finder, where the checkout has it beside, must agree.
+if [ -f ../shared/tools/stage_cycles.py ] && command -v python3 >/dev/null; then
+    python3 ../shared/tools/stage_cycles.py src
+fi
+
 # Release profile: training through burn is far too slow unoptimised; the main job uses the
 # same profile, so dependencies are built once.
 cargo test --release "$@"
