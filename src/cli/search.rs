@@ -572,63 +572,6 @@ pub(crate) fn default_config() -> RunConfig {
     build_config(&<P as clap::Parser>::parse_from(["nas"]).a).expect("defaults are valid")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every argument of `nas search` has a rule for `--resume`: it defines the run (refused),
-    /// belongs to the session (applied), is `--generations` (raised), or only matters when
-    /// starting a run or printing. A new argument must be placed, so that `--resume` never
-    /// ignores it silently.
-    #[test]
-    fn every_argument_has_a_resume_rule() {
-        let cmd = <SearchArgs as clap::Args>::augment_args(clap::Command::new("search"));
-        let other = [
-            "resume",
-            "data",
-            "out",
-            "name",
-            "force",
-            "generations",
-            "json",
-            "quiet",
-            "help",
-        ];
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            let placed = IDENTITY.iter().any(|(i, _, _)| *i == id)
-                || SESSION.iter().any(|(i, _)| *i == id)
-                || other.contains(&id);
-            assert!(placed, "--{id}: add it to IDENTITY or SESSION");
-        }
-        let flags = IDENTITY
-            .iter()
-            .map(|(id, flag, _)| (id, flag))
-            .chain(SESSION.iter().map(|(id, flag)| (id, flag)));
-        for (id, flag) in flags {
-            assert!(
-                cmd.get_arguments()
-                    .any(|a| a.get_id() == *id && a.get_long() == Some(&flag[2..])),
-                "{id} is not the argument {flag}"
-            );
-        }
-    }
-
-    /// Each refused argument names where `config.json` keeps its value.
-    #[test]
-    fn refused_arguments_point_into_the_configuration() {
-        let mut cfg = default_config();
-        cfg.data = DataSource::Dir {
-            path: "d".into(),
-            limit_per_class: None,
-        };
-        let v = serde_json::to_value(&cfg).unwrap();
-        for (id, _, at) in IDENTITY {
-            assert!(v.pointer(at).is_some(), "{id}: {at}");
-        }
-    }
-}
-
 /// `summary.txt`, also logged: the winner's validation and test figures, its cost table, the
 /// Pareto front and what to do next.
 fn summary_text(run: &Run, summary: &RunSummary) -> String {
@@ -721,4 +664,61 @@ fn summary_text(run: &Run, summary: &RunSummary) -> String {
         run.config.target.name
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of `nas search` has a rule for `--resume`: it defines the run (refused),
+    /// belongs to the session (applied), is `--generations` (raised), or only matters when
+    /// starting a run or printing. A new argument must be placed, so that `--resume` never
+    /// ignores it silently.
+    #[test]
+    fn every_argument_has_a_resume_rule() {
+        let cmd = <SearchArgs as clap::Args>::augment_args(clap::Command::new("search"));
+        let other = [
+            "resume",
+            "data",
+            "out",
+            "name",
+            "force",
+            "generations",
+            "json",
+            "quiet",
+            "help",
+        ];
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            let placed = IDENTITY.iter().any(|(i, _, _)| *i == id)
+                || SESSION.iter().any(|(i, _)| *i == id)
+                || other.contains(&id);
+            assert!(placed, "--{id}: add it to IDENTITY or SESSION");
+        }
+        let flags = IDENTITY
+            .iter()
+            .map(|(id, flag, _)| (id, flag))
+            .chain(SESSION.iter().map(|(id, flag)| (id, flag)));
+        for (id, flag) in flags {
+            assert!(
+                cmd.get_arguments()
+                    .any(|a| a.get_id() == *id && a.get_long() == Some(&flag[2..])),
+                "{id} is not the argument {flag}"
+            );
+        }
+    }
+
+    /// Each refused argument names where `config.json` keeps its value.
+    #[test]
+    fn refused_arguments_point_into_the_configuration() {
+        let mut cfg = default_config();
+        cfg.data = DataSource::Dir {
+            path: "d".into(),
+            limit_per_class: None,
+        };
+        let v = serde_json::to_value(&cfg).unwrap();
+        for (id, _, at) in IDENTITY {
+            assert!(v.pointer(at).is_some(), "{id}: {at}");
+        }
+    }
 }
