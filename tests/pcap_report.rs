@@ -41,14 +41,21 @@ fn capture(path: &Path, sessions: u16, salt: u8) {
     std::fs::write(path, w.into_writer()).unwrap();
 }
 
+/// `captures/<class>/c.pcap` under `dir`, one capture of `sessions` sessions per class (the
+/// salt makes each class's bytes its own); returns the captures folder.
+fn captures(dir: &Path, classes: [(&str, u8); 2], sessions: u16) -> std::path::PathBuf {
+    let input = dir.join("captures");
+    for (class, salt) in classes {
+        std::fs::create_dir_all(input.join(class)).unwrap();
+        capture(&input.join(class).join("c.pcap"), sessions, salt);
+    }
+    input
+}
+
 #[test]
 fn from_pcap_then_inspect_shows_the_class_names() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("captures");
-    for (class, salt) in [("browsing", 1u8), ("streaming", 77)] {
-        std::fs::create_dir_all(input.join(class)).unwrap();
-        capture(&input.join(class).join("c.pcap"), 10, salt);
-    }
+    let input = captures(tmp.path(), [("browsing", 1), ("streaming", 77)], 10);
     let out = tmp.path().join("data");
     let o = nas(&[
         "data",
@@ -118,11 +125,7 @@ fn report_of_a_directory_that_is_not_a_run_is_a_clear_error() {
 #[test]
 fn bad_counts_and_a_non_empty_out_are_refused_with_the_arguments() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("captures");
-    for (class, salt) in [("x", 3u8), ("y", 99)] {
-        std::fs::create_dir_all(input.join(class)).unwrap();
-        capture(&input.join(class).join("c.pcap"), 4, salt);
-    }
+    let input = captures(tmp.path(), [("x", 3), ("y", 99)], 4);
     let out = tmp.path().join("data");
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
     let base = ["data", "from-pcap", "--input", i, "--out", o];
@@ -171,11 +174,7 @@ fn bad_counts_and_a_non_empty_out_are_refused_with_the_arguments() {
 #[test]
 fn a_symlink_loop_in_the_captures_ends() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("captures");
-    for (class, salt) in [("a", 5u8), ("b", 9)] {
-        std::fs::create_dir_all(input.join(class)).unwrap();
-        capture(&input.join(class).join("c.pcap"), 4, salt);
-    }
+    let input = captures(tmp.path(), [("a", 5), ("b", 9)], 4);
     std::os::unix::fs::symlink("..", input.join("a").join("up")).unwrap();
     std::os::unix::fs::symlink("../a", input.join("b").join("side")).unwrap();
     let out = tmp.path().join("data");
