@@ -567,6 +567,10 @@ fn train_with_qat_reports_int8_figures_and_deploys_int8() {
     assert_eq!(s["cost"]["dtype"], "int8");
     let text = std::fs::read_to_string(dir.join("summary.txt")).unwrap();
     assert!(text.contains("QAT (2 epochs"), "{text}");
+    // The deployed (int8) test figure first, the float one labelled.
+    let deployed = text.find("test (int8, deployed):").expect("int8 test line");
+    let float = text.find("test (float32):").expect("float32 test line");
+    assert!(deployed < float, "{text}");
     let c = tmp.path().join("c");
     ok(nas(&[
         "export",

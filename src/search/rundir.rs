@@ -378,16 +378,45 @@ impl TrainDir {
 
     /// `summary.txt`, written and returned.
     pub fn summary_text(&self, s: &TrainSummary) -> Result<String> {
-        let text = format!(
-            "best epoch {} of {}\n  validation: {}\n  test:       {}  (test split, used once)\n\n\
-             next: nas export --run {} --lang c --out model/   |   nas verify --run {}",
+        // With QAT the directory deploys int8: its test figure comes first, the float one is
+        // labelled.
+        let mut rows = Vec::new();
+        match &s.int8 {
+            Some(q) => {
+                let deployed = if q.delivered_qat {
+                    &q.qat_test
+                } else {
+                    &q.ptq_test
+                };
+                rows.push(("validation (float32):", s.record.val.brief()));
+                rows.push((
+                    "test (int8, deployed):",
+                    format!("{}  (test split, used once)", deployed.brief()),
+                ));
+                rows.push(("test (float32):", s.test.brief()));
+            }
+            None => {
+                rows.push(("validation:", s.record.val.brief()));
+                rows.push((
+                    "test:",
+                    format!("{}  (test split, used once)", s.test.brief()),
+                ));
+            }
+        }
+        let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let mut text = format!(
+            "best epoch {} of {}\n",
             s.record.best_epoch + 1,
-            s.record.epochs_run,
-            s.record.val.brief(),
-            s.test.brief(),
+            s.record.epochs_run
+        );
+        for (label, value) in rows {
+            text.push_str(&format!("  {label:<width$} {value}\n"));
+        }
+        text.push_str(&format!(
+            "\nnext: nas export --run {} --lang c --out model/   |   nas verify --run {}",
             self.dir.display(),
             self.dir.display()
-        );
+        ));
         let text = match &s.int8 {
             Some(q) => format!("{}\n\n{}", q.text(), text),
             None => text,
