@@ -308,11 +308,13 @@ pub struct Emulator {
     pub ram_origin: Option<u64>,
 }
 
-/// The budgets a candidate must meet, all filled in.
+/// The budgets a candidate must meet, all filled in. The parameter and FLOP budgets are the
+/// seed's stand-ins for flash and compute: `None` when a search checks the hardware budgets
+/// alone (`nas search --budgets hardware`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
-    pub max_params: u64,
-    pub max_flops: u64,
+    pub max_params: Option<u64>,
+    pub max_flops: Option<u64>,
     pub max_tensor: u64,
     pub max_flash_bytes: u64,
     pub max_ram_bytes: u64,
@@ -382,8 +384,8 @@ impl Target {
     /// Budgets with flash/RAM defaults filled in from memory minus reserve.
     pub fn limits(&self) -> Limits {
         Limits {
-            max_params: self.budget.max_params,
-            max_flops: self.budget.max_flops,
+            max_params: Some(self.budget.max_params),
+            max_flops: Some(self.budget.max_flops),
             max_tensor: self.budget.max_tensor,
             max_flash_bytes: self
                 .budget
@@ -474,8 +476,8 @@ mod tests {
         let t = resolve("stm32").unwrap();
         assert_eq!(t.name, "stm32f401re");
         let l = t.limits();
-        assert_eq!(l.max_params, 120_000);
-        assert_eq!(l.max_flops, 11_000_000);
+        assert_eq!(l.max_params, Some(120_000));
+        assert_eq!(l.max_flops, Some(11_000_000));
         assert_eq!(l.max_tensor, 22_000);
         assert_eq!(l.max_flash_bytes, 480 * 1024);
         assert_eq!(l.max_ram_bytes, 88 * 1024);

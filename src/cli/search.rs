@@ -72,6 +72,7 @@ const IDENTITY: &[(&str, &str, &str)] = &[
         "--max-latency-ms",
         "/limits/max_latency_ms",
     ),
+    ("budgets", "--budgets", "/limits/max_params"),
     ("max_tries", "--max-tries", "/max_tries"),
     ("verify", "--verify", "/verify"),
     ("dtype", "--dtype", "/dtype"),
@@ -259,6 +260,13 @@ pub struct SearchFlags {
     /// cycles per instruction; see `nas cost`). Needs a [latency] section in the profile
     #[arg(long, value_name = "MS")]
     pub max_latency_ms: Option<f64>,
+    /// Which budgets a candidate must meet. seed: the profile's parameter and FLOP budgets
+    /// (the seed's stand-ins for flash and compute) as well as flash, RAM and the largest
+    /// tensor. hardware: flash, RAM, the largest tensor and --max-latency-ms only, the limits
+    /// the chip really has; with --dtype int8 this admits the ~4× larger networks whose int8
+    /// weights fit. --max-params / --max-flops still apply when given
+    #[arg(long, value_enum, default_value_t = Budgets::Seed)]
+    pub budgets: Budgets,
     /// Wall time for this session, final training included (e.g. 30m, 2h): the evolution stops
     /// starting candidates when what is left is the estimated final training of the best so
     /// far, which then runs (it starts no epoch that would overrun the budget and keeps its best
@@ -319,14 +327,27 @@ pub struct SearchFlags {
     pub quiet: bool,
 }
 
+/// The budgets `nas search --budgets` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Budgets {
+    /// The profile's parameter and FLOP budgets too (the seed's proxies)
+    Seed,
+    /// Flash, RAM, largest tensor and latency only
+    Hardware,
+}
+
 fn build_config(a: &SearchArgs) -> Result<RunConfig> {
     let target = target::resolve(&a.target)?;
     let mut limits = target.limits();
+    if a.budgets == Budgets::Hardware {
+        limits.max_params = None;
+        limits.max_flops = None;
+    }
     if let Some(v) = a.max_params {
-        limits.max_params = v;
+        limits.max_params = Some(v);
     }
     if let Some(v) = a.max_flops {
-        limits.max_flops = v;
+        limits.max_flops = Some(v);
     }
     if let Some(v) = a.max_tensor {
         limits.max_tensor = v;
@@ -669,6 +690,63 @@ fn summary_text(run: &Run, summary: &RunSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config_from(args: &[&str]) -> RunConfig {
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            a: SearchArgs,
+        }
+        let argv = std::iter::once("nas").chain(args.iter().copied());
+        build_config(&<P as clap::Parser>::try_parse_from(argv).unwrap().a).unwrap()
+    }
+
+    /// `--budgets hardware` drops the seed's parameter and FLOP budgets and keeps the chip's:
+    /// an int8 network over the F401RE's 120 K parameters whose int8 weights fit in flash is
+    /// feasible, and one that does not fit in flash is still refused.
+    #[test]
+    fn hardware_budgets_drop_the_proxies_and_keep_the_chip() {
+        let seed = config_from(&["--dtype", "int8"]);
+        assert_eq!(seed.limits.max_params, Some(120_000));
+        let hw = config_from(&["--dtype", "int8", "--budgets", "hardware"]);
+        assert_eq!((hw.limits.max_params, hw.limits.max_flops), (None, None));
+        assert_eq!(hw.limits.max_flash_bytes, seed.limits.max_flash_bytes);
+        assert_eq!(hw.limits.max_ram_bytes, seed.limits.max_ram_bytes);
+        assert_eq!(hw.limits.max_tensor, seed.limits.max_tensor);
+        // An explicit cap still applies.
+        let capped = config_from(&["--budgets", "hardware", "--max-params", "5000"]);
+        assert_eq!(capped.limits.max_params, Some(5000));
+
+        // ~300 K parameters: over the seed's budget, within the flash in int8.
+        let mut big = crate::net::NetSpec::smart_start(784, 12);
+        big.blocks[1].filters = 240;
+        let mut b = big.blocks[1].clone();
+        b.filters = 240;
+        b.kernel = 5;
+        b.stride = 1;
+        b.pool = None;
+        big.blocks.push(b);
+        let cost = |c: &RunConfig| search::cost_of(&big, &c.target, &c.limits, c.dtype).unwrap();
+        let (s, h) = (cost(&seed), cost(&hw));
+        assert!(s.params > 120_000, "{}", s.params);
+        assert!(
+            s.violations
+                .iter()
+                .any(|v| v.budget == crate::net::cost::BudgetKind::Params),
+            "{:?}",
+            s.violations
+        );
+        assert!(h.fits, "{:?}", h.violations);
+        let table = super::super::tables::cost_table(&h, &hw.target.name);
+        assert!(table.contains("no budget (--budgets hardware)"), "{table}");
+        // Flash is still checked.
+        let mut tiny = hw.clone();
+        tiny.limits.max_flash_bytes = 1000;
+        assert!(!cost(&tiny).fits);
+        // An old config.json (numbers) and a hardware one (null) both read back.
+        let back: RunConfig = serde_json::from_str(&serde_json::to_string(&hw).unwrap()).unwrap();
+        assert_eq!(back.limits, hw.limits);
+    }
 
     /// Every argument of `nas search` has a rule for `--resume`: it defines the run (refused),
     /// belongs to the session (applied), is `--generations` (raised), or only matters when

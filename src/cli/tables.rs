@@ -60,22 +60,33 @@ fn write_totals(c: &Cost, s: &mut String) {
         "  {:<16} {:>12} {:>12} {:>8}",
         "", "value", "budget", "used"
     );
+    // Without the seed's proxy budgets (`--budgets hardware`) the figures stay, unjudged.
+    let proxy = |limit: Option<u64>, note: String| match limit {
+        Some(_) => note,
+        None => format!("{note}; no budget (--budgets hardware)"),
+    };
     total_row(
         s,
         "params",
         c.params,
-        Some(lim.max_params),
-        format!(
-            "({} trainable, {} deployed)",
-            c.trainable_params, c.deployed_params
+        lim.max_params,
+        proxy(
+            lim.max_params,
+            format!(
+                "({} trainable, {} deployed)",
+                c.trainable_params, c.deployed_params
+            ),
         ),
     );
     total_row(
         s,
         "flops",
         c.flops,
-        Some(lim.max_flops),
-        format!("(2 × {} MACs; {} executed)", c.macs, c.executed_macs),
+        lim.max_flops,
+        proxy(
+            lim.max_flops,
+            format!("(2 × {} MACs; {} executed)", c.macs, c.executed_macs),
+        ),
     );
     total_row(
         s,
@@ -253,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_broken_budget_is_marked_and_explained() {
-        let c = smart_start_cost(|l| l.max_params = 10);
+        let c = smart_start_cost(|l| l.max_params = Some(10));
         let s = cost_table(&c, "stm32f401re");
         let params = s
             .lines()

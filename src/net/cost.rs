@@ -244,9 +244,13 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
     let mut violations = over_budget(&[
         (BudgetKind::Params, params, limits.max_params),
         (BudgetKind::Flops, flops, limits.max_flops),
-        (BudgetKind::MaxTensor, max_tensor, limits.max_tensor),
-        (BudgetKind::FlashBytes, flash_bytes, limits.max_flash_bytes),
-        (BudgetKind::RamBytes, ram_bytes, limits.max_ram_bytes),
+        (BudgetKind::MaxTensor, max_tensor, Some(limits.max_tensor)),
+        (
+            BudgetKind::FlashBytes,
+            flash_bytes,
+            Some(limits.max_flash_bytes),
+        ),
+        (BudgetKind::RamBytes, ram_bytes, Some(limits.max_ram_bytes)),
     ]);
     if let Some(v) = latency_violation(latency_ms, limits.max_latency_ms) {
         violations.push(v);
@@ -388,11 +392,13 @@ fn footprint(
 }
 
 /// The violations among `(budget, value, limit)` checks, in their order.
-fn over_budget(checks: &[(BudgetKind, u64, u64)]) -> Vec<Violation> {
+/// A budget of `None` is not checked.
+fn over_budget(checks: &[(BudgetKind, u64, Option<u64>)]) -> Vec<Violation> {
     checks
         .iter()
+        .filter_map(|&(budget, value, limit)| Some((budget, value, limit?)))
         .filter(|(_, value, limit)| value > limit)
-        .map(|&(budget, value, limit)| Violation {
+        .map(|(budget, value, limit)| Violation {
             budget,
             value,
             limit,
@@ -672,7 +678,7 @@ mod tests {
     fn violations_name_the_budget() {
         let t = f401();
         let mut limits = t.limits();
-        limits.max_params = 10;
+        limits.max_params = Some(10);
         let c = cost(&lower(&NetSpec::smart_start(784, 12)).unwrap(), &t, &limits);
         assert!(!c.fits);
         assert_eq!(c.violations[0].budget, BudgetKind::Params);

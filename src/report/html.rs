@@ -85,9 +85,11 @@ fn write_head(h: &mut String, r: &RunReport) {
     let l = &r.limits;
     let _ = writeln!(
         h,
-        "<p>Budgets: params ≤ {}, FLOPs ≤ {}, largest tensor ≤ {}, flash ≤ {}, RAM ≤ {}.</p>",
-        l.max_params,
-        l.max_flops,
+        "<p>Budgets: {}, {}, largest tensor ≤ {}, flash ≤ {}, RAM ≤ {}.</p>",
+        l.max_params
+            .map_or("params: no budget".to_string(), |v| format!("params ≤ {v}")),
+        l.max_flops
+            .map_or("FLOPs: no budget".to_string(), |v| format!("FLOPs ≤ {v}")),
         l.max_tensor,
         kib(l.max_flash_bytes),
         kib(l.max_ram_bytes)

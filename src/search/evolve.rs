@@ -365,7 +365,7 @@ mod tests {
     #[test]
     fn impossible_budget_names_the_budget() {
         let mut cfg = cfg();
-        cfg.limits.max_params = 10;
+        cfg.limits.max_params = Some(10);
         let e = initial_parent(784, 12, &cfg).unwrap_err().to_string();
         assert!(
             e.contains("params") && e.contains("exceeds the budget 10"),
@@ -374,7 +374,7 @@ mod tests {
 
         // A budget the smart start breaks but small nets meet: the child search names it.
         let mut cfg2 = self::cfg();
-        cfg2.limits.max_flops = 20_000;
+        cfg2.limits.max_flops = Some(20_000);
         cfg2.max_tries = 50;
         let parent = NetSpec::smart_start(784, 12);
         let e = feasible_child(&parent, &mut rng_for(1, 1, 2), &cfg2)

@@ -169,8 +169,8 @@ fn announce(run: &Run, splits: &Splits, resumed: bool) -> Result<()> {
         )?;
     }
     run.log(&format!(
-        "{} run {} on {}: {} train / {} test samples of {} bytes, {} classes; budgets: params ≤ {}, \
-         flops ≤ {}, max tensor ≤ {}, flash ≤ {} B, RAM ≤ {} B",
+        "{} run {} on {}: {} train / {} test samples of {} bytes, {} classes; budgets: {}, {}, \
+         max tensor ≤ {}, flash ≤ {} B, RAM ≤ {} B",
         if resumed { "resuming" } else { "starting" },
         run.dir.display(),
         cfg.target.name,
@@ -178,8 +178,8 @@ fn announce(run: &Run, splits: &Splits, resumed: bool) -> Result<()> {
         splits.test.n(),
         splits.train.len,
         splits.train.classes,
-        cfg.limits.max_params,
-        cfg.limits.max_flops,
+        cap("params", cfg.limits.max_params),
+        cap("flops", cfg.limits.max_flops),
         cfg.limits.max_tensor,
         cfg.limits.max_flash_bytes,
         cfg.limits.max_ram_bytes
@@ -305,6 +305,12 @@ fn nothing_finished(s: &SearchSession) -> Result<RunSummary> {
     s.run
         .event(serde_json::json!({"event": "stopped", "reason": "time budget"}))?;
     bail!("the time budget ended the run before any candidate finished")
+}
+
+/// A seed proxy budget in the start line: `name ≤ v`, or that it has none
+/// (`--budgets hardware`).
+fn cap(name: &str, v: Option<u64>) -> String {
+    v.map_or(format!("{name}: no budget"), |v| format!("{name} ≤ {v}"))
 }
 
 fn finish(s: &SearchSession, splits: &Splits, delivered: Option<Delivered>) -> Result<RunSummary> {
