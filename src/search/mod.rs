@@ -34,6 +34,7 @@
 //!
 //! [`layout::Layout`] owns these names.
 
+mod claim;
 mod evolve;
 pub mod layout;
 mod lock;
