@@ -88,6 +88,7 @@ pub fn reference_a(input_len: usize, classes: usize) -> NetSpec {
     NetSpec {
         input_len,
         input_channels: 1,
+        input: Default::default(),
         classes,
         blocks,
         head: Head::GapDense,
@@ -108,6 +109,7 @@ pub fn reference_b(input_len: usize, classes: usize) -> NetSpec {
     NetSpec {
         input_len,
         input_channels: 1,
+        input: Default::default(),
         classes,
         blocks: vec![
             block(27, 3, false, None, 0.1),

@@ -76,6 +76,10 @@ pub struct Latency {
     pub per_output: f64,
     pub per_layer: f64,
     pub base: f64,
+    /// Instructions per table value the input embedding copies (`len × dim` of them), outside
+    /// the fitted terms (see [`EMBED_VALUE_INSTRUCTIONS`]).
+    #[serde(default = "embed_value")]
+    pub per_embed_value: f64,
     /// Assumed average cycles per instruction on the chip.
     pub cycles_per_instruction: f64,
     /// The calibration's worst relative error of the instruction estimate against QEMU, in
@@ -97,9 +101,9 @@ impl Latency {
     }
 
     /// Estimated instructions of one inference with the counts `row`, in the order of
-    /// [`Latency::coefficients`].
-    pub fn instructions(&self, row: &[f64; 6]) -> u64 {
-        linear_model(&self.coefficients(), row)
+    /// [`Latency::coefficients`], and `(values, rows)` copied by an input embedding.
+    pub fn instructions(&self, row: &[f64; 6], embed: (u64, u64)) -> u64 {
+        linear_model(&self.coefficients(), row) + embed_model(self.per_embed_value, embed)
     }
 
     fn check(&self) -> Result<()> {
@@ -133,6 +137,9 @@ pub struct LatencyInt8 {
     pub per_output: f64,
     pub per_filter_output: f64,
     pub base: f64,
+    /// As [`Latency::per_embed_value`], for the int8 table.
+    #[serde(default = "embed_value")]
+    pub per_embed_value: f64,
     pub cycles_per_instruction: f64,
     pub worst_error_pct: f64,
 }
@@ -151,9 +158,9 @@ impl LatencyInt8 {
     }
 
     /// Estimated instructions of one inference with the counts `row`, in the order of
-    /// [`LatencyInt8::coefficients`].
-    pub fn instructions(&self, row: &[f64; 6]) -> u64 {
-        linear_model(&self.coefficients(), row)
+    /// [`LatencyInt8::coefficients`], and `(values, rows)` copied by an input embedding.
+    pub fn instructions(&self, row: &[f64; 6], embed: (u64, u64)) -> u64 {
+        linear_model(&self.coefficients(), row) + embed_model(self.per_embed_value, embed)
     }
 
     fn check(&self) -> Result<()> {
@@ -164,6 +171,24 @@ impl LatencyInt8 {
             self.worst_error_pct,
         )
     }
+}
+
+/// Instructions of the generated input-embedding loop (float and int8 alike), read from its
+/// code as arm-none-eabi-gcc 12.2 -Os compiles it for the Cortex-M4: per table value copied
+/// `cmp, beq, ldr, str, b` (5), per input byte `ldrb, adds, mla` and the loop test (4); the
+/// padding rows are one `memset` each. A count of the code, not a fit: the profiles' fitted
+/// models have no embedding term. Profiles may state their own `per_embed_value`.
+pub const EMBED_VALUE_INSTRUCTIONS: f64 = 5.0;
+/// Per input byte: see [`EMBED_VALUE_INSTRUCTIONS`].
+pub const EMBED_ROW_INSTRUCTIONS: f64 = 4.0;
+
+fn embed_value() -> f64 {
+    EMBED_VALUE_INSTRUCTIONS
+}
+
+fn embed_model(per_value: f64, (values, rows): (u64, u64)) -> u64 {
+    let v = per_value * values as f64 + EMBED_ROW_INSTRUCTIONS * rows as f64;
+    v.max(0.0).round() as u64
 }
 
 /// `Σ coefficient · feature`, rounded to whole instructions (never negative).
@@ -218,7 +243,17 @@ pub struct CodeSizeInt8 {
     pub max_pool_bytes: i64,
     pub edge_bytes: i64,
     pub partial_group_bytes: i64,
+    /// The input embedding's copy loop, where the network has one.
+    #[serde(default = "embed_code_bytes")]
+    pub embed_bytes: i64,
     pub stack_bytes: u64,
+}
+
+/// Code bytes of the int8 input embedding on the Cortex-M4: the loop's 90 bytes
+/// (arm-none-eabi-gcc 12.2 -Os, from the object file) and about 20 of its call (eight
+/// arguments, four on the stack).
+fn embed_code_bytes() -> i64 {
+    110
 }
 
 impl Default for CodeSizeInt8 {
@@ -232,6 +267,7 @@ impl Default for CodeSizeInt8 {
             max_pool_bytes: -105,
             edge_bytes: 16,
             partial_group_bytes: 110,
+            embed_bytes: embed_code_bytes(),
             stack_bytes: 224,
         }
     }

@@ -5,7 +5,7 @@
 //! `bn{i}.gamma`, `bn{i}.beta`, `bn{i}.mean`, `bn{i}.var` `[out]`, and the head
 //! `dense.weight` `[in, classes]`, `dense.bias` `[classes]`. Files are safetensors (float32).
 
-use crate::net::NetSpec;
+use crate::net::{NetSpec, EMBEDDING_ROWS};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -53,6 +53,8 @@ impl BnParam {
 /// names are spelled (weights files, ONNX initializers and the trainer all use it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Param {
+    /// The input embedding's table `[256, dim]` (a row per byte value).
+    Embedding,
     /// Block `i`'s convolution kernel `[out, in, kernel]`.
     ConvWeight(usize),
     ConvBias(usize),
@@ -66,6 +68,7 @@ pub enum Param {
 impl Param {
     pub fn name(self) -> String {
         match self {
+            Param::Embedding => "embedding.weight".to_string(),
             Param::ConvWeight(i) => format!("conv{i}.weight"),
             Param::ConvBias(i) => format!("conv{i}.bias"),
             Param::Bn(i, p) => format!("bn{i}.{}", p.as_str()),
@@ -74,11 +77,11 @@ impl Param {
         }
     }
 
-    /// The block a parameter belongs to (`None` for the head).
+    /// The block a parameter belongs to (`None` for the input embedding and the head).
     pub fn block(self) -> Option<usize> {
         match self {
             Param::ConvWeight(i) | Param::ConvBias(i) | Param::Bn(i, _) => Some(i),
-            Param::DenseWeight | Param::DenseBias => None,
+            Param::Embedding | Param::DenseWeight | Param::DenseBias => None,
         }
     }
 }
@@ -92,7 +95,10 @@ impl From<Param> for String {
 /// The tensors a spec needs, with their shapes, in the order of the network.
 pub fn expected_params(spec: &NetSpec) -> Vec<(Param, Vec<usize>)> {
     let mut v = Vec::new();
-    let mut ch = spec.input_channels;
+    if let Some(dim) = spec.input.embedding_dim() {
+        v.push((Param::Embedding, vec![EMBEDDING_ROWS, dim]));
+    }
+    let mut ch = spec.first_channels();
     for (i, b) in spec.blocks.iter().enumerate() {
         v.push((Param::ConvWeight(i), vec![b.filters, ch, b.kernel]));
         v.push((Param::ConvBias(i), vec![b.filters]));
@@ -176,13 +182,17 @@ impl Weights {
     }
 
     /// Random weights for a spec (tests, and a start for codegen checks): Xavier-uniform
-    /// kernels, small biases, BatchNorm statistics away from the identity.
+    /// kernels, small biases, BatchNorm statistics away from the identity, an embedding table
+    /// uniform in ±1.
     pub fn random(spec: &NetSpec, seed: u64) -> Weights {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut w = Weights::default();
         for (name, shape) in expected_shapes(spec) {
             let n: usize = shape.iter().product();
-            let data: Vec<f32> = if name.ends_with(".weight") {
+            let data: Vec<f32> = if name == Param::Embedding.name() {
+                // About the spread a trained table reaches.
+                (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+            } else if name.ends_with(".weight") {
                 let (fan_in, fan_out) = if name.starts_with("dense") {
                     (shape[0], shape[1])
                 } else {

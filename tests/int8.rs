@@ -517,6 +517,7 @@ fn layer(len: usize, ch: usize, filters: usize, kernel: usize, stride: usize) ->
     let mut spec = NetSpec {
         input_len: len,
         input_channels: ch,
+        input: Default::default(),
         classes: 12,
         blocks: vec![Block::new(filters, kernel, stride, Padding::Same)],
         head: Head::GapDense,

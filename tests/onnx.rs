@@ -282,6 +282,7 @@ fn int8_qdq_models_run_in_tract_like_the_int8_reference() {
                 Op::Conv(c) => c.out_channels,
                 Op::GlobalAvgPool { channels, .. } => *channels,
                 Op::Dense { outputs, .. } => *outputs,
+                Op::Embed { dim, .. } => *dim,
             })
             .collect();
         for x in samples(16, l * c, k as u32) {

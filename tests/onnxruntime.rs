@@ -161,6 +161,7 @@ fn with_layer_outputs(model: &[u8], q: &QuantLowered) -> (Vec<u8>, Vec<(String, 
             Op::Conv(c) => (format!("{}.out", layer.name), c.out_channels),
             Op::GlobalAvgPool { channels, .. } => (format!("{}.out", layer.name), *channels),
             Op::Dense { outputs, .. } => (format!("{}.out", layer.name), *outputs),
+            Op::Embed { dim, .. } => (format!("{}.out", layer.name), *dim),
         })
         .collect();
     let mut m = ModelProto::parse_from_bytes(model).unwrap();

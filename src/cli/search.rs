@@ -38,6 +38,8 @@ const IDENTITY: &[(&str, &str, &str)] = &[
     ("children", "--children", "/children"),
     ("mutations", "--mutations", "/mutations"),
     ("max_depth", "--max-depth", "/space/max_depth"),
+    ("embedding_dims", "--embedding-dims", "/space/embedding_dims"),
+    ("no_embedding", "--no-embedding", "/space/embedding_dims"),
     ("random_start", "--random-start", "/random_start"),
     ("random_walk", "--random-walk", "/random_walk"),
     ("objective", "--objective", "/objective"),
@@ -182,6 +184,15 @@ pub struct SearchFlags {
     /// Maximum number of blocks
     #[arg(long, default_value_t = 5)]
     pub max_depth: usize,
+    /// Input embedding widths the search may try besides byte/255 (comma-separated). An
+    /// embedding reads each byte as a symbol: a learned 256-row table of this many values per
+    /// byte feeds the first block (256 × width parameters; width × the input length in the
+    /// first activation). The smart start uses width 8 when it is listed
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16")]
+    pub embedding_dims: Vec<usize>,
+    /// Keep the input byte/255 (the seed's and the paper's representation): no embedding
+    #[arg(long, conflicts_with = "embedding_dims")]
+    pub no_embedding: bool,
     /// Start from a random feasible parent instead of the seed's smart start
     #[arg(long)]
     pub random_start: bool,
@@ -389,6 +400,12 @@ fn build_config(a: &SearchArgs) -> Result<RunConfig> {
         data,
         space: SearchSpace {
             max_depth: a.max_depth,
+            embedding_dims: if a.no_embedding {
+                Vec::new()
+            } else {
+                a.embedding_dims.clone()
+            },
+            first_reads_every_byte: true,
             ..SearchSpace::default()
         },
         generations: a.generations,

@@ -73,6 +73,9 @@ pub(crate) struct StepCtx {
     pub(crate) inv_len: String,
     pub(crate) inputs: usize,
     pub(crate) outputs: usize,
+    /// The input embedding's padding rows, before and after the embedded bytes.
+    pub(crate) pad_left: usize,
+    pub(crate) pad_right: usize,
 }
 
 #[derive(Serialize)]
@@ -93,10 +96,24 @@ pub(crate) struct Ctx {
     pub(crate) steps: Vec<StepCtx>,
     /// Whether the kernel is int8 (its Rust crate then has the `dsp` feature).
     pub(crate) int8: bool,
+    /// Whether the network embeds its input bytes (it then reads bytes only: no entry point
+    /// for scaled float input, no 1/255 scale).
+    pub(crate) embedded: bool,
 }
 
 pub(crate) fn layer_desc(l: &plan::Layer) -> String {
     match &l.op {
+        Op::Embed {
+            len,
+            dim,
+            pad_left,
+            pad_right,
+        } => format!(
+            "{}: input embedding, table [256][{dim}]: [{len}] bytes -> [{}][{dim}] \
+             ({pad_left} + {len} + {pad_right}: the first conv's padding as embedded zeros)",
+            l.name,
+            pad_left + len + pad_right
+        ),
         Op::Conv(c) => {
             let pool = match c.pool {
                 None => String::new(),
@@ -330,6 +347,7 @@ pub(crate) fn context(
         convs,
         steps,
         int8: false,
+        embedded: spec.input.embedding_dim().is_some(),
     })
 }
 
@@ -368,22 +386,28 @@ impl Idents<'_> {
     }
 }
 
-/// A layer's weight and bias tables.
-fn layer_arrays(l: &plan::Layer, k: &LayerConsts, ids: &Idents) -> [ArrayCtx; 2] {
-    [
-        ArrayCtx {
-            ident: ids.array(&l.name, "w"),
-            comment: comment_safe(&format!("{}: weights", layer_desc(l))),
-            len: k.weights.len(),
-            lines: table_lines(&k.weights, ids.lang),
-        },
-        ArrayCtx {
+/// A layer's weight and bias tables (the embedding has no bias: its table alone).
+fn layer_arrays(l: &plan::Layer, k: &LayerConsts, ids: &Idents) -> Vec<ArrayCtx> {
+    let what = if matches!(l.op, Op::Embed { .. }) {
+        "table, a row per byte value"
+    } else {
+        "weights"
+    };
+    let mut v = vec![ArrayCtx {
+        ident: ids.array(&l.name, "w"),
+        comment: comment_safe(&format!("{}: {what}", layer_desc(l))),
+        len: k.weights.len(),
+        lines: table_lines(&k.weights, ids.lang),
+    }];
+    if !k.bias.is_empty() {
+        v.push(ArrayCtx {
             ident: ids.array(&l.name, "b"),
             comment: comment_safe(&format!("{}: bias", l.name)),
             len: k.bias.len(),
             lines: table_lines(&k.bias, ids.lang),
-        },
-    ]
+        });
+    }
+    v
 }
 
 /// Where a step reads and writes: the caller's input, an arena slice or the logits.
@@ -419,6 +443,22 @@ fn step_buffers(s: &mut StepCtx, l: &plan::Layer, ids: &Idents) -> Result<()> {
 /// What a step computes; for a conv, also its configuration constant.
 fn step_op(s: &mut StepCtx, l: &plan::Layer, ids: &Idents) -> Result<Option<ConvCtx>> {
     match &l.op {
+        Op::Embed {
+            len,
+            dim,
+            pad_left,
+            pad_right,
+        } => {
+            ensure!(
+                s.from_input && matches!(l.output, Buffer::Arena { .. }),
+                "internal: the embedding must read the input and write the arena"
+            );
+            s.op = "embed";
+            s.len = *len;
+            s.ch = *dim;
+            s.pad_left = *pad_left;
+            s.pad_right = *pad_right;
+        }
         Op::Conv(c) => {
             let conv = conv_ctx(l, c, ids)?;
             s.op = "conv";

@@ -89,6 +89,10 @@ struct StepCtx {
     outputs: usize,
     row4: usize,
     fn_name: String,
+    /// The input embedding's padding rows and the byte they hold (real 0: zero point + 128).
+    pad_left: usize,
+    pad_right: usize,
+    pad_byte: u8,
     // Rust: arena ranges in bytes.
     from_input: bool,
     src_start: usize,
@@ -116,6 +120,8 @@ struct Ctx {
     steps: Vec<StepCtx>,
     /// Always true: the Rust crate gets the `dsp` feature.
     int8: bool,
+    /// Whether the network embeds its input bytes.
+    embedded: bool,
 }
 
 fn word_lines(words: &[u32], lang: Lang) -> Vec<String> {
@@ -261,8 +267,38 @@ impl Names<'_> {
     }
 }
 
-/// A layer's constant arrays: packed weights and per-channel constants (none for pooling).
+/// The embedding table's stored bytes (`q + 128`), per generated line.
+const BYTES_PER_LINE: usize = 16;
+
+/// A layer's constant arrays: packed weights and per-channel constants (none for pooling), or
+/// the embedding's table as stored bytes.
 fn layer_arrays(l: &Layer, ql: &QuantLayer, n: &Names) -> Vec<ArrayCtx> {
+    if let Op::Embed { dim, .. } = l.op {
+        let stored: Vec<u8> = ql.weights.iter().map(|&q| (q as i32 + 128) as u8).collect();
+        let suffix = if n.lang == Lang::C { "u" } else { "" };
+        let lines = stored
+            .chunks(BYTES_PER_LINE)
+            .map(|c| {
+                c.iter()
+                    .map(|b| format!("{b}{suffix},"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        return vec![ArrayCtx {
+            ident: n.ident(&l.name, "w"),
+            comment: format!(
+                "{}: int8 table [256][{dim}], stored as q + 128 (scale {:e}, zero point {})",
+                super::comment_safe(&super::layer_desc(l)),
+                ql.output.scale,
+                ql.output.zero_point
+            ),
+            ctype: "uint8_t".into(),
+            rtype: "u8".into(),
+            len: stored.len(),
+            lines,
+        }];
+    }
     let (nw, nb) = l.deployed_params();
     let Some(row) = nw.checked_div(nb) else {
         return Vec::new();
@@ -372,6 +408,20 @@ fn step_ctx(q: &QuantLowered, i: usize, n: &Names) -> Result<(StepCtx, Option<Co
     };
     let mut conv = None;
     match &l.op {
+        Op::Embed {
+            len,
+            dim,
+            pad_left,
+            pad_right,
+        } => {
+            ensure!(
+                input.is_none() && output.is_some(),
+                "internal: the embedding must read the input and write the arena"
+            );
+            (s.op, s.len, s.ch) = ("embed", *len, *dim);
+            (s.pad_left, s.pad_right) = (*pad_left, *pad_right);
+            s.pad_byte = (ql.output.zero_point + 128) as u8;
+        }
         Op::Conv(c) => {
             ensure!(
                 output.is_some(),
@@ -454,6 +504,7 @@ fn context(
         by_filter: by,
         steps,
         int8: true,
+        embedded: spec.input.embedding_dim().is_some(),
     })
 }
 

@@ -302,6 +302,7 @@ mod tests {
         let mut spec = NetSpec {
             input_len: 300,
             input_channels: 1,
+            input: Default::default(),
             classes: 5,
             blocks: vec![
                 b(6, 5, 2, Padding::Same, None),

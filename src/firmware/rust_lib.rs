@@ -288,8 +288,9 @@ fn write_kernel_crate(
     c.insert("name", name.to_string());
     c.insert("crate_name", name.to_string());
     c.insert("arena_bytes", estimate.arena_bytes.to_string());
-    // The float crates also take inputs already scaled to [0, 1].
-    c.insert("infer_f32", k.quant.is_none().to_string());
+    // The float crates also take inputs already scaled to [0, 1], unless they embed bytes.
+    let scaled_input = k.quant.is_none() && k.spec.input.is_scale();
+    c.insert("infer_f32", scaled_input.to_string());
     // The int8 crates' SMLAD path, on cores that have it.
     let dsp = k.quant.is_some() && target.has_dsp();
     c.insert("features", if dsp { "\"dsp\"" } else { "" }.to_string());

@@ -18,7 +18,8 @@ mod reference;
 pub use reference::*;
 
 /// Deployable constants of one plan layer: weights in the kernel's layout with BatchNorm folded
-/// in, and the bias. Both empty for global average pooling.
+/// in, and the bias. Both empty for global average pooling; the embedding's table is its
+/// weights, with no bias.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerConsts {
     pub weights: Vec<f32>,
@@ -43,6 +44,11 @@ pub fn lower_weights(spec: &NetSpec, weights: &Weights) -> Result<Lowered> {
     let mut layers = Vec::with_capacity(plan.layers.len());
     for layer in &plan.layers {
         let consts = match &layer.op {
+            // The table as trained, `[256][dim]`: row `b` is byte `b`'s values.
+            Op::Embed { .. } => LayerConsts {
+                weights: weights.get(Param::Embedding)?.to_vec(),
+                bias: Vec::new(),
+            },
             Op::Conv(c) => fold_conv(c, weights)?,
             Op::GlobalAvgPool { .. } => LayerConsts {
                 weights: Vec::new(),

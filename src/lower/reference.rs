@@ -2,7 +2,7 @@
 //! Rust kernels must equal bit for bit.
 
 use super::{LayerConsts, Lowered};
-use crate::net::plan::{Buffer, ConvOp, Op, ELEM_BYTES};
+use crate::net::plan::{embed_rows, Buffer, ConvOp, Op, ELEM_BYTES};
 use crate::net::PoolKind;
 
 /// Logits of one raw-byte sample computed on the host with exactly the generated kernels'
@@ -12,39 +12,46 @@ use crate::net::PoolKind;
 /// # Panics
 /// If `input` does not hold `input_len × input_channels` bytes.
 pub fn reference_logits(lowered: &Lowered, input: &[u8]) -> Vec<f32> {
-    reference_run(
-        lowered,
-        &|i| input[i] as f32,
-        input.len(),
-        crate::data::INPUT_SCALE,
-    )
+    reference_run(lowered, Input::Bytes(input))
 }
 
-/// As [`reference_logits`] for an input already scaled to [0, 1] (the `infer_f32` entry point).
+/// As [`reference_logits`] for an input already scaled to [0, 1] (the `infer_f32` entry point,
+/// which networks with an input embedding do not have: they read bytes as symbols).
 ///
 /// # Panics
-/// If `input` does not hold `input_len × input_channels` values.
+/// If `input` does not hold `input_len × input_channels` values, or the network embeds its
+/// input.
 pub fn reference_logits_f32(lowered: &Lowered, input: &[f32]) -> Vec<f32> {
-    reference_run(lowered, &|i| input[i], input.len(), 1.0)
+    reference_run(lowered, Input::Scaled(input))
 }
 
-pub(crate) fn reference_run(
-    lowered: &Lowered,
-    x: &dyn Fn(usize) -> f32,
-    n: usize,
-    scale: f32,
-) -> Vec<f32> {
+/// What a reference run reads: raw bytes, or values already scaled to [0, 1].
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Bytes(&'a [u8]),
+    Scaled(&'a [f32]),
+}
+
+fn reference_run(lowered: &Lowered, input: Input) -> Vec<f32> {
     let plan = &lowered.plan;
+    let (n, scale) = match input {
+        Input::Bytes(b) => (b.len(), crate::data::INPUT_SCALE),
+        Input::Scaled(x) => (x.len(), 1.0),
+    };
     assert_eq!(
         n,
         plan.input_len * plan.input_channels,
         "input length does not match the network"
     );
+    let x = |i: usize| match input {
+        Input::Bytes(b) => b[i] as f32,
+        Input::Scaled(x) => x[i],
+    };
     let mut arena = vec![0.0f32; plan.arena_bytes / ELEM_BYTES];
     let mut logits = vec![0.0f32; plan.classes];
     for (layer, consts) in plan.layers.iter().zip(&lowered.layers) {
         let src: Vec<f32> = match layer.input {
-            Buffer::Input { elements } => (0..elements).map(x).collect(),
+            Buffer::Input { elements } => (0..elements).map(&x).collect(),
             Buffer::Arena { offset, elements } => {
                 arena[offset / ELEM_BYTES..offset / ELEM_BYTES + elements].to_vec()
             }
@@ -57,6 +64,18 @@ pub(crate) fn reference_run(
         };
         let mut dst = vec![0.0f32; layer.output.elements()];
         match &layer.op {
+            Op::Embed {
+                dim,
+                pad_left,
+                pad_right,
+                ..
+            } => {
+                let Input::Bytes(bytes) = input else {
+                    panic!("a network with an input embedding reads bytes, not scaled values")
+                };
+                let pads = (*pad_left, *pad_right);
+                dst = embed_rows(bytes, &consts.weights, *dim, pads, 0.0);
+            }
             Op::Conv(c) => ref_conv(c, &src, &mut dst, consts, layer_scale),
             Op::GlobalAvgPool { len, channels } => {
                 let inv = 1.0f32 / *len as f32;

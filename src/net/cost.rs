@@ -227,13 +227,17 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
     let (instructions, latency_model) = match dtype {
         Dtype::F32 => target
             .latency
-            .map(|m| (m.instructions(&latency_features.row()), m.into()))
+            .map(|m| {
+                let n = m.instructions(&latency_features.row(), latency_features.embed());
+                (n, m.into())
+            })
             .unzip(),
         Dtype::Int8 => target
             .latency_int8
             .map(|m| {
                 let f = crate::net::int8::latency_features_int8(plan);
-                (m.instructions(&f.row()), m.into())
+                let n = m.instructions(&f.row(), latency_features.embed());
+                (n, m.into())
             })
             .unzip(),
     };
@@ -320,6 +324,18 @@ fn layer_cost(i: usize, l: &Layer, dtype: Dtype, int8_arena: &Int8Arena) -> Laye
 /// Keras counts them and largest tensor in the training graph.
 fn describe_layer(l: &Layer, deployed: u64) -> (String, (usize, usize), (usize, usize), u64, u64) {
     match &l.op {
+        Op::Embed {
+            len,
+            dim,
+            pad_left,
+            pad_right,
+        } => (
+            format!("embedding 256×{dim} (table lookup)"),
+            (*len, 1),
+            (pad_left + len + pad_right, *dim),
+            deployed,
+            (len * dim) as u64,
+        ),
         Op::Conv(c) => {
             let bn = if c.batch_norm { " +bn" } else { "" };
             let pool = c
@@ -420,8 +436,16 @@ pub struct LatencyFeatures {
     /// Conv output values computed, the windows a pooling layer folds together included
     /// (`out_len × pool × out_channels`, or `conv_len × out_channels` without pooling).
     pub conv_outputs: u64,
-    /// Executed layers (convs, global average pooling, dense).
+    /// Executed layers (convs, global average pooling, dense; an input embedding is costed by
+    /// `embed_values` instead).
     pub layers: u64,
+    /// Table values an input embedding copies (`len × dim`), costed by the profile's
+    /// `per_embed_value` apart from the fitted terms.
+    #[serde(default)]
+    pub embed_values: u64,
+    /// Input bytes an input embedding looks up (`len`).
+    #[serde(default)]
+    pub embed_rows: u64,
 }
 
 impl LatencyFeatures {
@@ -437,6 +461,11 @@ impl LatencyFeatures {
         ]
     }
 
+    /// `(values, rows)` an input embedding copies, for the profiles' embedding terms.
+    pub fn embed(&self) -> (u64, u64) {
+        (self.embed_values, self.embed_rows)
+    }
+
     /// All executed MACs.
     pub fn executed_macs(&self) -> u64 {
         self.macs_grouped + self.macs_single
@@ -446,10 +475,18 @@ impl LatencyFeatures {
 /// What the latency model counts in a plan (see [`LatencyFeatures`] for the definitions).
 pub fn latency_features(plan: &Plan) -> LatencyFeatures {
     let mut f = LatencyFeatures {
-        layers: plan.layers.len() as u64,
+        layers: plan
+            .layers
+            .iter()
+            .filter(|l| !matches!(l.op, Op::Embed { .. }))
+            .count() as u64,
         ..LatencyFeatures::default()
     };
     for l in &plan.layers {
+        if let Op::Embed { len, dim, .. } = l.op {
+            f.embed_values += (len * dim) as u64;
+            f.embed_rows += len as u64;
+        }
         // (products per output, outputs per window, windows) of the kernel's dot loops.
         let (macs, out_ch, windows) = match &l.op {
             Op::Conv(c) => {
@@ -461,7 +498,7 @@ pub fn latency_features(plan: &Plan) -> LatencyFeatures {
                 (l.executed_macs(), c.out_channels as u64, windows)
             }
             Op::Dense { outputs, .. } => (l.executed_macs(), *outputs as u64, 1),
-            Op::GlobalAvgPool { .. } => continue,
+            Op::Embed { .. } | Op::GlobalAvgPool { .. } => continue,
         };
         // Filters go through the dot loop four at a time; the last out_ch % 4 one by one.
         let single = out_ch % 4;
@@ -573,6 +610,7 @@ mod tests {
         let spec = NetSpec {
             input_len: 784,
             input_channels: 1,
+            input: Default::default(),
             classes: 12,
             blocks: vec![
                 first,
@@ -715,6 +753,7 @@ mod tests {
             per_output: 20.0,
             per_layer: 100.0,
             base: 1000.0,
+            per_embed_value: 3.0,
             cycles_per_instruction: 1.5,
             worst_error_pct: 10.0,
         });

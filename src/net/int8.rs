@@ -53,6 +53,9 @@ pub struct CodeFeatures {
     pub max_pool: usize,
     pub edges: usize,
     pub partial_group: usize,
+    /// Input embeddings (0 or 1).
+    #[serde(default)]
+    pub embed: usize,
 }
 
 impl CodeFeatures {
@@ -64,7 +67,8 @@ impl CodeFeatures {
             + m.avg_pool_bytes * self.avg_pool as i64
             + m.max_pool_bytes * self.max_pool as i64
             + m.edge_bytes * self.edges as i64
-            + m.partial_group_bytes * self.partial_group as i64;
+            + m.partial_group_bytes * self.partial_group as i64
+            + m.embed_bytes * self.embed as i64;
         v.max(0) as u64
     }
 }
@@ -73,6 +77,9 @@ impl CodeFeatures {
 pub fn code_features(plan: &Plan) -> CodeFeatures {
     let mut f = CodeFeatures::default();
     for l in &plan.layers {
+        if let Op::Embed { .. } = l.op {
+            f.embed += 1;
+        }
         let Op::Conv(c) = &l.op else {
             continue;
         };
@@ -150,7 +157,7 @@ pub fn latency_features_int8(plan: &Plan) -> LatencyFeaturesInt8 {
                 generic(windows, c.kernel * c.in_channels, c.out_channels);
             }
             Op::Dense { inputs, outputs } => generic(1, *inputs, *outputs),
-            Op::GlobalAvgPool { .. } => {}
+            Op::Embed { .. } | Op::GlobalAvgPool { .. } => {}
         }
     }
     for l in &plan.layers {
@@ -164,10 +171,12 @@ pub fn latency_features_int8(plan: &Plan) -> LatencyFeaturesInt8 {
 }
 
 /// Flash bytes of a layer's int8 constants: packed weights plus [`CHAN_BYTES`] per output
-/// channel.
+/// channel; the embedding's table is one byte per value.
 pub fn layer_constant_bytes(l: &Layer) -> usize {
     let (w, b) = l.deployed_params();
-    if b == 0 {
+    if let Op::Embed { .. } = l.op {
+        w
+    } else if b == 0 {
         0
     } else {
         b * row4(w / b) + b * CHAN_BYTES

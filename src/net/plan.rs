@@ -13,6 +13,7 @@
 //! Tensor layout in the kernel is channels-last (`[len][channels]`), so a conv window over all
 //! input channels is one contiguous run. Conv weights are `[out][kernel][in]`, dense `[out][in]`.
 
+use crate::net::spec::EMBEDDING_ROWS;
 use crate::net::{BlockShape, NetSpec, PoolKind, SpecError};
 use serde::Serialize;
 
@@ -73,6 +74,17 @@ pub struct ConvOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
+    /// The input embedding: each of the `len` input bytes selects a row of `dim` values of a
+    /// 256-row table, `[len]` bytes → `[pad_left + len + pad_right][dim]` (channels-last, as
+    /// the first conv reads it). The first conv's `same` padding is written here, as the
+    /// embedded value of real 0 (an int8 zero point is not 0 in the stored bytes), so that conv
+    /// reads every tap and runs `valid`.
+    Embed {
+        len: usize,
+        dim: usize,
+        pad_left: usize,
+        pad_right: usize,
+    },
     Conv(ConvOp),
     /// Mean over the sequence: `[len][channels]` → `[channels]`.
     GlobalAvgPool {
@@ -110,6 +122,7 @@ impl Layer {
     /// Weights and biases this layer holds once deployed (BN folded away).
     pub fn deployed_params(&self) -> (usize, usize) {
         match &self.op {
+            Op::Embed { dim, .. } => (EMBEDDING_ROWS * dim, 0),
             Op::Conv(c) => (c.out_channels * c.kernel * c.in_channels, c.out_channels),
             Op::GlobalAvgPool { .. } => (0, 0),
             Op::Dense { inputs, outputs } => (inputs * outputs, *outputs),
@@ -132,7 +145,7 @@ impl Layer {
     pub fn macs(&self) -> u64 {
         match &self.op {
             Op::Conv(c) => (c.conv_len * c.out_channels * c.kernel * c.in_channels) as u64,
-            Op::GlobalAvgPool { .. } => 0,
+            Op::Embed { .. } | Op::GlobalAvgPool { .. } => 0,
             Op::Dense { inputs, outputs } => (inputs * outputs) as u64,
         }
     }
@@ -158,7 +171,7 @@ impl Layer {
                     .sum();
                 taps * (c.in_channels * c.out_channels) as u64
             }
-            Op::GlobalAvgPool { .. } => 0,
+            Op::Embed { .. } | Op::GlobalAvgPool { .. } => 0,
             Op::Dense { inputs, outputs } => (inputs * outputs) as u64,
         }
     }
@@ -180,20 +193,39 @@ pub fn lower(spec: &NetSpec) -> Result<Plan, SpecError> {
 }
 
 /// The executed operators in order, each with its name and the element count of its output:
-/// one fused conv per block, the global average pool, the dense head.
+/// the input embedding (if any), one fused conv per block, the global average pool, the dense
+/// head.
 fn operators(spec: &NetSpec, shapes: &[BlockShape]) -> Vec<(String, Op, usize)> {
     let mut ops = Vec::new();
+    // With an input embedding, the first conv reads the padded embedded input.
+    let mut padded = None;
+    if let (Some(dim), Some(s)) = (spec.input.embedding_dim(), shapes.first()) {
+        let (len, pad_left, pad_right) = (spec.input_len, s.pad_left, s.pad_right);
+        let op = Op::Embed {
+            len,
+            dim,
+            pad_left,
+            pad_right,
+        };
+        let padded_len = pad_left + len + pad_right;
+        ops.push(("embed".to_string(), op, padded_len * dim));
+        padded = Some(padded_len);
+    }
     for (i, (b, s)) in spec.blocks.iter().zip(shapes).enumerate() {
+        let (in_len, pad_left) = match padded.filter(|_| i == 0) {
+            Some(len) => (len, 0),
+            None => (s.in_len, s.pad_left),
+        };
         ops.push((
             format!("conv{i}"),
             Op::Conv(ConvOp {
                 block: i,
-                in_len: s.in_len,
+                in_len,
                 in_channels: s.in_channels,
                 out_channels: s.out_channels,
                 kernel: b.kernel,
                 stride: b.stride,
-                pad_left: s.pad_left,
+                pad_left,
                 conv_len: s.conv_len,
                 pool: b.pool.map(|p| (p.kind, p.size)),
                 out_len: s.out_len,
@@ -220,6 +252,25 @@ fn operators(spec: &NetSpec, shapes: &[BlockShape]) -> Vec<(String, Op, usize)> 
         spec.classes,
     ));
     ops
+}
+
+/// The embedded input of `bytes` as [`Op::Embed`] writes it: `pad_left` rows of `pad` (the
+/// embedded value of real 0), each byte's row of `table` (`[256][dim]`), `pad_right` rows of
+/// `pad`. Shared by the float and int8 host references and calibration.
+pub fn embed_rows<T: Copy>(
+    bytes: &[u8],
+    table: &[T],
+    dim: usize,
+    (pad_left, pad_right): (usize, usize),
+    pad: T,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity((pad_left + bytes.len() + pad_right) * dim);
+    out.resize(pad_left * dim, pad);
+    for &b in bytes {
+        out.extend_from_slice(&table[b as usize * dim..(b as usize + 1) * dim]);
+    }
+    out.resize(out.len() + pad_right * dim, pad);
+    out
 }
 
 /// Offsets in one arena for a chain of buffers of `sizes` bytes, where only neighbours are alive
@@ -379,6 +430,7 @@ mod tests {
                 let mut spec = NetSpec {
                     input_len,
                     input_channels: 1,
+                    input: Default::default(),
                     classes,
                     blocks: blocks
                         .into_iter()

@@ -89,6 +89,60 @@ pub enum Head {
     GapDense,
 }
 
+/// How a byte of the input becomes the first layer's input values.
+///
+/// `scale` is the seed's: the byte as one value, `byte / 255`. `embedding` reads the byte as a
+/// symbol: a learned table of 256 rows of `dim` values, so the first convolution sees `dim`
+/// channels per position (`0x17` is no longer "a bit more" than `0x16`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InputStage {
+    #[default]
+    Scale,
+    Embedding {
+        dim: usize,
+    },
+}
+
+impl InputStage {
+    /// Values per input position the first block reads: 1, or the embedding's width.
+    pub fn width(self) -> usize {
+        match self {
+            InputStage::Scale => 1,
+            InputStage::Embedding { dim } => dim,
+        }
+    }
+
+    /// The embedding's width, if the input is embedded.
+    pub fn embedding_dim(self) -> Option<usize> {
+        match self {
+            InputStage::Scale => None,
+            InputStage::Embedding { dim } => Some(dim),
+        }
+    }
+
+    /// Whether this is the seed's `byte / 255` (what specs without an `input` field mean; it is
+    /// then left out of the JSON, so old specs read and write back unchanged).
+    pub fn is_scale(&self) -> bool {
+        *self == InputStage::Scale
+    }
+}
+
+impl fmt::Display for InputStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputStage::Scale => f.write_str("byte/255"),
+            InputStage::Embedding { dim } => write!(f, "embedding 256×{dim}"),
+        }
+    }
+}
+
+/// Symbols an embedding table has rows for: every byte value.
+pub const EMBEDDING_ROWS: usize = 256;
+/// Widest embedding: far beyond what pays on a microcontroller (the table alone is 256 × 256
+/// floats, 256 KB), so that an absurd spec is an error at once.
+pub const MAX_EMBEDDING_DIM: usize = 256;
+
 /// A network architecture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +152,9 @@ pub struct NetSpec {
     /// Input channels (1 for byte sequences).
     #[serde(default = "one")]
     pub input_channels: usize,
+    /// How each input byte is presented to the first block (absent: `byte / 255`).
+    #[serde(default, skip_serializing_if = "InputStage::is_scale")]
+    pub input: InputStage,
     pub classes: usize,
     pub blocks: Vec<Block>,
     #[serde(default)]
@@ -132,6 +189,14 @@ pub struct SearchSpace {
     pub min_len_for_pool: usize,
     /// Dropout rises linearly with depth between these two rates.
     pub dropout: (f32, f32),
+    /// Input embedding widths the search may choose besides `byte / 255` (empty: the input
+    /// stays `byte / 255`; absent from the `config.json` of runs made before the embedding).
+    #[serde(default)]
+    pub embedding_dims: Vec<usize>,
+    /// The first block reads every byte: its kernel is at least its stride (a k3/s4 window
+    /// never sees byte 3 of 4). Off in runs made before the rule (their `config.json` lacks it).
+    #[serde(default)]
+    pub first_reads_every_byte: bool,
 }
 
 impl SearchSpace {
@@ -166,6 +231,15 @@ impl SearchSpace {
                 self.pool_sizes
             ));
         }
+        if let Some(d) = self
+            .embedding_dims
+            .iter()
+            .find(|d| !(1..=MAX_EMBEDDING_DIM).contains(*d))
+        {
+            return bad(format!(
+                "search space: embedding width {d} must lie in 1..={MAX_EMBEDDING_DIM}"
+            ));
+        }
         let (d0, d1) = self.dropout;
         if !(0.0..1.0).contains(&d0) || !(0.0..1.0).contains(&d1) {
             return bad(format!(
@@ -187,6 +261,10 @@ impl Default for SearchSpace {
             pool_sizes: vec![2, 3],
             min_len_for_pool: 32,
             dropout: (0.1, 0.5),
+            // The seed's: `byte / 255` only, and a first block that may skip bytes; `nas
+            // search` widens both (its `--embedding-dims`).
+            embedding_dims: Vec::new(),
+            first_reads_every_byte: false,
         }
     }
 }
@@ -205,7 +283,7 @@ impl NetSpec {
     pub fn shapes(&self) -> Result<Vec<BlockShape>, SpecError> {
         self.validate_top()?;
         let mut len = self.input_len;
-        let mut ch = self.input_channels;
+        let mut ch = self.first_channels();
         let mut out = Vec::with_capacity(self.blocks.len());
         for (index, b) in self.blocks.iter().enumerate() {
             let err = |msg: String| SpecError::Block { index, msg };
@@ -291,6 +369,19 @@ impl NetSpec {
         if self.blocks.is_empty() {
             return Err(SpecError::Net("a network needs at least one block".into()));
         }
+        if let InputStage::Embedding { dim } = self.input {
+            if !(1..=MAX_EMBEDDING_DIM).contains(&dim) {
+                return Err(SpecError::Net(format!(
+                    "input embedding dim {dim} must lie in 1..={MAX_EMBEDDING_DIM}"
+                )));
+            }
+            if self.input_channels != 1 {
+                return Err(SpecError::Net(format!(
+                    "an input embedding reads one byte per position, but input_channels is {}",
+                    self.input_channels
+                )));
+            }
+        }
         for (name, value, max) in [
             ("input_len", self.input_len, MAX_INPUT_LEN),
             ("input_channels", self.input_channels, MAX_FILTERS),
@@ -314,7 +405,12 @@ impl NetSpec {
     pub fn head_channels(&self) -> usize {
         self.blocks
             .last()
-            .map_or(self.input_channels, |b| b.filters)
+            .map_or(self.first_channels(), |b| b.filters)
+    }
+
+    /// Channels the first block reads: the input channels, or the embedding's width.
+    pub fn first_channels(&self) -> usize {
+        self.input_channels * self.input.width()
     }
 
     /// Parse a spec from JSON and validate it.
@@ -343,11 +439,13 @@ impl NetSpec {
     }
 
     /// A single-channel network of `blocks` with the standard head, after the correction
-    /// rules of the default search space (batch norm and dropout set by position).
+    /// rules of the seed's search space (batch norm and dropout set by position; the first
+    /// block may skip bytes, as the seed's smart start does).
     pub fn from_blocks(input_len: usize, classes: usize, blocks: Vec<Block>) -> NetSpec {
         let mut spec = NetSpec {
             input_len,
             input_channels: 1,
+            input: InputStage::Scale,
             classes,
             blocks,
             head: Head::GapDense,
@@ -356,11 +454,18 @@ impl NetSpec {
         spec
     }
 
+    /// The same network reading its input through `input`.
+    pub fn with_input(self, input: InputStage) -> NetSpec {
+        NetSpec { input, ..self }
+    }
+
     /// Apply the seed's correction rules in place so that the spec is valid:
     /// depth clamped to `1..=max_depth`; no batch norm and no pooling in the first block, batch
     /// norm in every other block; kernel ≤ input length; 'valid' padding only where it fits;
     /// pooling only where the conv output is at least the pool size and the input length is at
-    /// least `min_len_for_pool`; dropout rising linearly with depth. Zero fields are raised to 1.
+    /// least `min_len_for_pool`; dropout rising linearly with depth; with
+    /// `first_reads_every_byte`, the first block's kernel raised to its stride (within the
+    /// input). Zero fields are raised to 1.
     pub fn correct(&mut self, space: &SearchSpace) {
         self.input_len = self.input_len.max(1);
         self.input_channels = self.input_channels.max(1);
@@ -381,6 +486,9 @@ impl NetSpec {
         for (i, b) in self.blocks.iter_mut().enumerate() {
             b.filters = b.filters.max(1);
             b.stride = b.stride.max(1);
+            if i == 0 && space.first_reads_every_byte {
+                b.kernel = b.kernel.max(b.stride);
+            }
             b.kernel = b.kernel.clamp(1, len);
             b.batch_norm = i > 0;
             if b.padding == Padding::Valid && b.kernel > len {
@@ -402,9 +510,13 @@ impl NetSpec {
         }
     }
 
-    /// A one-line human summary, e.g. `784 → [27k3s4 same] → [114k4s4 same bn avg3] → 12`.
+    /// A one-line human summary, e.g. `784 → [27k3s4 same] → [114k4s4 same bn avg3] → 12`,
+    /// or `784 → emb8 → …` with an input embedding.
     pub fn summary(&self) -> String {
         let mut s = format!("{}", self.input_len);
+        if let InputStage::Embedding { dim } = self.input {
+            s.push_str(&format!(" → emb{dim}"));
+        }
         for b in &self.blocks {
             s.push_str(&format!(" → [{b}]"));
         }
@@ -549,6 +661,7 @@ mod tests {
             let mut spec = NetSpec {
                 input_len,
                 input_channels: 1,
+                input: Default::default(),
                 classes: 12,
                 blocks: blocks.into_iter().map(|(f, k, s, valid, pool)| Block {
                     filters: f, kernel: k, stride: s,

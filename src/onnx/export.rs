@@ -114,6 +114,10 @@ pub(super) fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
 /// Render a network as an ONNX model (the serialised bytes).
 pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
     let shapes = spec.shapes()?;
+    anyhow::ensure!(
+        spec.input.is_scale(),
+        "ONNX export of a network with an input embedding is not supported"
+    );
     weights
         .check(spec)
         .context("the weights do not match the spec")?;

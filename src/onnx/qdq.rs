@@ -181,6 +181,10 @@ impl Builder {
 /// Render an int8 network as a QDQ ONNX model (the serialised bytes).
 pub fn export_int8(spec: &NetSpec, q: &QuantLowered, doc: &str) -> Result<Vec<u8>> {
     let shapes = spec.shapes()?;
+    anyhow::ensure!(
+        spec.input.is_scale(),
+        "ONNX export of a network with an input embedding is not supported"
+    );
     ensure!(
         q.plan.layers.len() == q.layers.len(),
         "the int8 network has {} layers for a plan of {}",
@@ -209,6 +213,7 @@ pub fn export_int8(spec: &NetSpec, q: &QuantLowered, doc: &str) -> Result<Vec<u8
                 b.op("Flatten", "flatten", &[], vec![int("axis", 1)]);
             }
             Op::Dense { inputs, outputs } => b.dense(layer, *inputs, *outputs, ql),
+            Op::Embed { .. } => unreachable!("refused above"),
         }
     }
     // The graph's output is the last dequantized tensor, renamed by an Identity.

@@ -9,7 +9,7 @@
 
 use super::QuantError;
 use crate::lower::Lowered;
-use crate::net::plan::Op;
+use crate::net::plan::{embed_rows, Op};
 
 /// How a tensor's range is taken from the values seen in calibration.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -66,7 +66,10 @@ pub fn calibrate<'a>(
         count += 1;
         let mut x: Vec<f32> = s.iter().map(|&b| crate::data::input_value(b)).collect();
         for (i, (layer, consts)) in plan.layers.iter().zip(&lowered.layers).enumerate() {
-            let (out, tensor) = forward_layer(&layer.op, consts, &x);
+            let (out, tensor) = match layer.op {
+                Op::Embed { .. } => (embed(&layer.op, consts, s), None),
+                _ => forward_layer(&layer.op, consts, &x),
+            };
             let t = tensor.as_deref().unwrap_or(&out);
             for &v in t {
                 lo[i] = lo[i].min(v);
@@ -85,6 +88,18 @@ pub fn calibrate<'a>(
     if let CalibrationMethod::Percentile(p) = method {
         for (r, v) in layers.iter_mut().zip(&mut values) {
             *r = (percentile(v, 100.0 - p), percentile(v, p));
+        }
+    }
+    // An embedding's table is quantized whole, whatever bytes the samples hold: every row
+    // can be looked up on the device.
+    for ((layer, consts), range) in plan.layers.iter().zip(&lowered.layers).zip(&mut layers) {
+        if let Op::Embed { .. } = layer.op {
+            *range = consts
+                .weights
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
         }
     }
     // Global average pooling keeps its input's quantization.
@@ -118,14 +133,32 @@ fn percentile(v: &mut [f32], p: f64) -> f32 {
     *v.select_nth_unstable_by(k, |a, b| a.total_cmp(b)).1
 }
 
+/// The input embedding of raw bytes, as the kernels write it (see `Op::Embed`).
+pub(crate) fn embed(op: &Op, consts: &crate::lower::LayerConsts, bytes: &[u8]) -> Vec<f32> {
+    match *op {
+        Op::Embed {
+            dim,
+            pad_left,
+            pad_right,
+            ..
+        } => embed_rows(bytes, &consts.weights, dim, (pad_left, pad_right), 0.0),
+        _ => unreachable!("embed() is called for the embedding only"),
+    }
+}
+
 /// One float layer, channels-last: its output, and for a pooled conv the un-pooled ReLU output
-/// (the tensor whose range is calibrated).
+/// (the tensor whose range is calibrated). The input embedding reads bytes: see [`embed`].
 pub(crate) fn forward_layer(
     op: &Op,
     consts: &crate::lower::LayerConsts,
     x: &[f32],
 ) -> (Vec<f32>, Option<Vec<f32>>) {
     match op {
+        Op::Embed { .. } => {
+            // Values that are bytes scaled by 1/255, as the other layers' first input.
+            let bytes: Vec<u8> = x.iter().map(|v| (v * 255.0).round() as u8).collect();
+            (embed(op, consts, &bytes), None)
+        }
         Op::Conv(c) => {
             let row = c.kernel * c.in_channels;
             let mut y = vec![0.0f32; c.conv_len * c.out_channels];

@@ -46,13 +46,28 @@ pub struct ChanConsts {
     pub rsh: u8,
 }
 
+/// Channel `c`'s bias as the kernel adds it. The kernels store an int8 activation `q` as the
+/// byte `u = q + 128` and multiply the bytes, so a layer whose input zero point `zp` is not
+/// −128 (the layer after an input embedding) computes `Σ (q − zp)·w = Σ u·w − (128 + zp)·Σ w`:
+/// the constant term is folded into the bias. Exact, since the embedding writes every tap
+/// (padding included) that the conv reads. [`QuantLayer::acc_bound`] covers the sums.
+pub fn kernel_bias(q: &QuantLayer, c: usize) -> i64 {
+    let row = q.weights.len() / q.bias.len().max(1);
+    let sum_w: i64 = q.weights[c * row..(c + 1) * row]
+        .iter()
+        .map(|&w| w as i64)
+        .sum();
+    q.bias[c] as i64 - (128 + q.input.zero_point) as i64 * sum_w
+}
+
 /// Per-channel constants of a conv or dense layer.
 pub fn chan_consts(q: &QuantLayer) -> Vec<ChanConsts> {
     (0..q.bias.len())
         .map(|c| {
             let (lsh, rnd, rsh) = fast_shifts(q.shift[c]);
             ChanConsts {
-                bias: q.bias[c],
+                // In range: checked by the quantizer (`quantize_channel`).
+                bias: kernel_bias(q, c) as i32,
                 m0: q.multiplier[c],
                 rnd,
                 lsh: lsh as u8,

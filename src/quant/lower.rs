@@ -118,6 +118,10 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
     for ((layer, consts), &(lo, hi)) in plan.layers.iter().zip(&lowered.layers).zip(&ranges.layers)
     {
         let q = match &layer.op {
+            Op::Embed { .. } => quantize_table(consts, (lo, hi)).map_err(|msg| QuantError::Layer {
+                layer: layer.name.clone(),
+                msg,
+            })?,
             Op::GlobalAvgPool { .. } => QuantLayer {
                 weights: Vec::new(),
                 bias: Vec::new(),
@@ -145,6 +149,29 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
         plan: plan.clone(),
         layers,
         arena: int8_arena(plan),
+    })
+}
+
+/// The input embedding's table in int8 with its own scale and zero point, from its range
+/// (calibration gives the whole table's): a lookup then yields the first conv's int8 input
+/// directly. No weights scales, bias or multipliers: nothing is accumulated.
+fn quantize_table(consts: &crate::lower::LayerConsts, range: (f32, f32)) -> Result<QuantLayer, String> {
+    let output = QuantParams::from_range(range.0, range.1).map_err(|e| e.to_string())?;
+    Ok(QuantLayer {
+        weights: consts
+            .weights
+            .iter()
+            .map(|&v| output.quantize(v as f64) as i8)
+            .collect(),
+        bias: Vec::new(),
+        weight_scales: Vec::new(),
+        multiplier: Vec::new(),
+        shift: Vec::new(),
+        input: INPUT_PARAMS,
+        output,
+        act_min: -128,
+        act_max: 127,
+        acc_bound: Vec::new(),
     })
 }
 
@@ -230,8 +257,12 @@ fn quantize_channel(
     let bias = (b / (s_in * s_w as f64)).round().clamp(-MAX_BIAS, MAX_BIAS) as i32;
     let m = s_in * s_w as f64 / output.scale as f64;
     let (multiplier, shift) = quantize_multiplier(m).map_err(|e| e.to_string())?;
-    let acc_bound =
-        bias.unsigned_abs() as i64 + x_max * weights.iter().map(|&v| (v as i64).abs()).sum::<i64>();
+    let abs_w: i64 = weights.iter().map(|&v| (v as i64).abs()).sum();
+    // The kernels' sums: `u = q + 128` bytes times the weights plus the bias with the input's
+    // zero point folded in (`quant::kernel::kernel_bias`; the bias itself when zp = −128).
+    let sum_w: i64 = weights.iter().map(|&v| v as i64).sum();
+    let kernel_bias = bias as i64 - (128 + input.zero_point) as i64 * sum_w;
+    let acc_bound = (bias.unsigned_abs() as i64 + x_max * abs_w).max(kernel_bias.abs() + 255 * abs_w);
     let (lsh, _, _) = fast_shifts(shift);
     if acc_bound >= 1i64 << (31 - lsh) {
         return Err(format!(

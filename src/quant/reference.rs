@@ -12,7 +12,7 @@
 
 use super::lower::{QuantLayer, QuantLowered, INPUT_PARAMS};
 use super::{multiply_by_quantized_multiplier, rounded_average};
-use crate::net::plan::{Layer, Op};
+use crate::net::plan::{embed_rows, Layer, Op};
 use crate::net::PoolKind;
 
 /// What the int8 network computes for one sample.
@@ -72,6 +72,18 @@ pub fn run_layer(layer: &Layer, q: &QuantLayer, x: &[i8]) -> Vec<i8> {
             .clamp(q.act_min, q.act_max) as i8
     };
     match &layer.op {
+        // x is the input bytes − 128; each selects its row of the int8 table, and the padding
+        // is real 0, the table's zero point.
+        Op::Embed {
+            dim,
+            pad_left,
+            pad_right,
+            ..
+        } => {
+            let bytes: Vec<u8> = x.iter().map(|&v| (v as i32 + 128) as u8).collect();
+            let pad = q.output.zero_point as i8;
+            embed_rows(&bytes, &q.weights, *dim, (*pad_left, *pad_right), pad)
+        }
         Op::Conv(c) => {
             let row = c.kernel * c.in_channels;
             let (pool, kind) = match c.pool {
@@ -197,6 +209,8 @@ mod tests {
                     q.output.quantize(acc)
                 })
                 .collect(),
+            // A lookup: exact, nothing to simulate.
+            Op::Embed { .. } => run_layer(layer, q, x).iter().map(|&v| v as i32).collect(),
         }
     }
 
@@ -204,6 +218,7 @@ mod tests {
         let mut spec = NetSpec {
             input_len: 300,
             input_channels: 1,
+            input: Default::default(),
             classes: 5,
             blocks: vec![
                 Block::new(6, 5, 2, Padding::Same),

@@ -55,7 +55,7 @@ use crate::data::{self, Dataset, Splits};
 use crate::metrics::Metrics;
 use crate::net::cost::{self, Cost};
 use crate::net::plan;
-use crate::net::{Block, NetSpec, Padding, Pool, PoolKind, SearchSpace};
+use crate::net::{Block, InputStage, NetSpec, Padding, Pool, PoolKind, SearchSpace};
 use crate::target::{Limits, Target};
 use crate::train::{self, TrainConfig};
 use crate::util::{read_json, write_atomic, write_json};

@@ -165,14 +165,17 @@ pub struct TrainOutcome {
 }
 
 /// Keras-style initial weights for a spec: Xavier-uniform kernels, zero biases, BatchNorm
-/// γ = 1, β = 0, running mean 0 and variance 1.
+/// γ = 1, β = 0, running mean 0 and variance 1, an input embedding uniform in ±0.05.
 pub fn initial_weights(spec: &NetSpec, seed: u64) -> Weights {
     use rand::Rng;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut w = Weights::default();
     for (name, shape) in crate::weights::expected_shapes(spec) {
         let n: usize = shape.iter().product();
-        let data: Vec<f32> = if name.ends_with(".weight") {
+        let data: Vec<f32> = if name == crate::weights::Param::Embedding.name() {
+            // Keras's `Embedding` initializer: uniform in ±0.05.
+            (0..n).map(|_| rng.random_range(-0.05f32..0.05)).collect()
+        } else if name.ends_with(".weight") {
             let (fan_in, fan_out) = if name.starts_with("dense") {
                 (shape[0], shape[1])
             } else {

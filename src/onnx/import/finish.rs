@@ -143,6 +143,7 @@ impl Importer {
         let spec = NetSpec {
             input_len,
             input_channels,
+            input: Default::default(),
             classes,
             blocks: std::mem::take(&mut self.blocks),
             head: Head::GapDense,

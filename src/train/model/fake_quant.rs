@@ -12,6 +12,8 @@ use burn::tensor::Tensor;
 /// The int8 parameters of every activation the kernels quantize, in network order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeQuant {
+    /// The input embedding's table, where the network has one.
+    pub embed: Option<QuantParams>,
     /// Each conv block's output (after ReLU, before and after pooling).
     pub convs: Vec<QuantParams>,
     /// The global average.
@@ -23,16 +25,22 @@ pub struct FakeQuant {
 impl FakeQuant {
     /// The activation parameters of a quantized network.
     pub fn of(q: &QuantLowered) -> Result<FakeQuant> {
-        let (mut convs, mut gap, mut dense) = (Vec::new(), None, None);
+        let (mut embed, mut convs, mut gap, mut dense) = (None, Vec::new(), None, None);
         for (layer, ql) in q.plan.layers.iter().zip(&q.layers) {
             match layer.op {
+                Op::Embed { .. } => embed = Some(ql.output),
                 Op::Conv(_) => convs.push(ql.output),
                 Op::GlobalAvgPool { .. } => gap = Some(ql.output),
                 Op::Dense { .. } => dense = Some(ql.output),
             }
         }
         match (gap, dense) {
-            (Some(gap), Some(dense)) => Ok(FakeQuant { convs, gap, dense }),
+            (Some(gap), Some(dense)) => Ok(FakeQuant {
+                embed,
+                convs,
+                gap,
+                dense,
+            }),
             _ => bail!("the quantized network has no global pooling or dense layer"),
         }
     }
@@ -68,12 +76,14 @@ fn fake_quant_weights<const D: usize>(w: Tensor<D>, axis: usize) -> Tensor<D> {
 
 /// The int8 network's function in float: [`Net::forward`] when `net.fake_quant` is set.
 pub(super) fn forward(net: &Net, x: Tensor<3>, fq: &FakeQuant) -> Tensor<2> {
-    let [batch, ch, len] = x.dims();
-    let mut x = if ch == 1 {
-        x.reshape([batch, len, 1])
-    } else {
-        x.swap_dims(1, 2)
+    let [batch, _, _] = x.dims();
+    // The table as the kernels hold it: int8 with its own scale and zero point.
+    let table = match (&net.embedding, fq.embed) {
+        (Some(e), Some(p)) => Some(fake_quant(e.weight.val(), p)),
+        (Some(_), None) => panic!("an embedding network's FakeQuant has the table's parameters"),
+        (None, _) => None,
     };
+    let mut x = net.input_channels_last(x, table);
     for (b, &p) in net.blocks.iter().zip(&fq.convs) {
         let (mut w, mut bias) = (b.conv.weight.val(), b.conv.bias.as_ref().map(|p| p.val()));
         if let Some(bn) = &b.bn {

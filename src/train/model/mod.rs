@@ -6,13 +6,15 @@
 //! momentum and epsilon, ReLU, max/avg pooling with stride = window ('valid'), dropout, global
 //! average pooling and a dense head. Layout is burn's `[batch, channels, length]`.
 
-use crate::net::{conv_out_len, conv_padding, NetSpec, Padding, PoolKind};
+use crate::net::{conv_out_len, conv_padding, NetSpec, Padding, PoolKind, EMBEDDING_ROWS};
 use crate::weights::{BnParam, Param as Name, Weights, BN_EPSILON};
 use anyhow::Result;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::pool::{AvgPool1d, AvgPool1dConfig, MaxPool1d, MaxPool1dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig1d};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig1d,
+};
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use rayon::prelude::*;
@@ -72,6 +74,8 @@ pub struct ConvBlock {
 
 #[derive(Module, Debug)]
 pub struct Net {
+    /// The input embedding's table `[256, dim]`, when the spec's input is embedded.
+    pub embedding: Option<Embedding>,
     pub blocks: Vec<ConvBlock>,
     pub dense: Linear,
     /// Quantization-aware training: when set, [`Net::forward`] computes the int8 network's
@@ -93,7 +97,15 @@ impl Net {
     pub fn from_weights(spec: &NetSpec, weights: &Weights, dev: &Device) -> Result<Net> {
         spec.validate()?;
         weights.check(spec)?;
-        let mut ch = spec.input_channels;
+        let embedding = match spec.input.embedding_dim() {
+            Some(dim) => {
+                let mut e = EmbeddingConfig::new(EMBEDDING_ROWS, dim).init(dev);
+                e.weight = Param::from_tensor(tensor(weights, Name::Embedding, dev)?);
+                Some(e)
+            }
+            None => None,
+        };
+        let mut ch = spec.first_channels();
         let mut blocks = Vec::with_capacity(spec.blocks.len());
         for (i, b) in spec.blocks.iter().enumerate() {
             let padding = match b.padding {
@@ -140,6 +152,7 @@ impl Net {
         dense.weight = Param::from_tensor(tensor(weights, Name::DenseWeight, dev)?);
         dense.bias = Some(Param::from_tensor(tensor(weights, Name::DenseBias, dev)?));
         Ok(Net {
+            embedding,
             blocks,
             dense,
             fake_quant: None,
@@ -158,6 +171,9 @@ impl Net {
             w.insert(name, shape, data);
         }
         let mut w = Weights::default();
+        if let Some(e) = &self.embedding {
+            put(&mut w, Name::Embedding, e.weight.val());
+        }
         for (i, b) in self.blocks.iter().enumerate() {
             put(&mut w, Name::ConvWeight(i), b.conv.weight.val());
             if let Some(bias) = &b.conv.bias {
@@ -223,13 +239,8 @@ impl Net {
             return (fake_quant::forward(self, x, fq), Vec::new());
         }
         let mut stats = Vec::with_capacity(self.blocks.len());
-        let [batch, ch, len] = x.dims();
-        // [B, C, L] → [B, L, C]: a free reshape for one input channel.
-        let mut x = if ch == 1 {
-            x.reshape([batch, len, 1])
-        } else {
-            x.swap_dims(1, 2)
-        };
+        let [batch, _, _] = x.dims();
+        let mut x = self.input_channels_last(x, self.embedding.as_ref().map(|e| e.weight.val()));
         let training = x.device().is_autodiff();
         // Inverted dropout's 1 / (1 − rate) is applied to the next layer's weights, which is
         // the same function and spares a pass over the activation.
@@ -329,9 +340,30 @@ impl Net {
         }
     }
 
+    /// The first block's input, channels-last `[batch, length, channels]`, from the model's
+    /// input `[batch, channels, length]` of bytes scaled to [0, 1]: a free reshape for one
+    /// input channel, or, with an input embedding, each byte's row of `table` (`[256, dim]`;
+    /// the bytes are recovered exactly, `round(x · 255)`).
+    pub(super) fn input_channels_last(&self, x: Tensor<3>, table: Option<Tensor<2>>) -> Tensor<3> {
+        let [batch, ch, len] = x.dims();
+        match table {
+            Some(table) => {
+                let bytes = x.reshape([batch, len]).mul_scalar(255.0).round().int();
+                burn::tensor::module::embedding(table, bytes)
+            }
+            None if ch == 1 => x.reshape([batch, len, 1]),
+            None => x.swap_dims(1, 2),
+        }
+    }
+
     /// The same function as [`Net::forward`] without dropout, computed with burn's own layers
     /// in `[batch, channels, length]` layout (the reference the fast path is tested against).
     pub fn forward_reference(&self, mut x: Tensor<3>) -> Tensor<2> {
+        if let Some(e) = &self.embedding {
+            let [batch, _, len] = x.dims();
+            let bytes = x.reshape([batch, len]).mul_scalar(255.0).round().int();
+            x = e.forward(bytes).swap_dims(1, 2);
+        }
         for b in &self.blocks {
             x = b.conv.forward(x);
             if let Some(bn) = &b.bn {
@@ -665,6 +697,7 @@ mod tests {
         let spec = NetSpec {
             input_len: 5,
             input_channels: 1,
+            input: Default::default(),
             classes: 2,
             blocks: vec![Block {
                 filters: 1,
@@ -710,6 +743,7 @@ mod tests {
         NetSpec {
             input_len: len,
             input_channels: 1,
+            input: Default::default(),
             classes: 5,
             blocks,
             head: Head::GapDense,
