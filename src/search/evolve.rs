@@ -382,6 +382,62 @@ mod tests {
         crate::cli::search::default_config()
     }
 
+    /// The search's space draws input stages among byte/255 and its embedding widths, keeps
+    /// every child's first block reading every byte, and starts from the embedded smart start.
+    #[test]
+    fn mutations_reach_every_input_stage_and_first_blocks_read_every_byte() {
+        let cfg = cfg();
+        assert_eq!(cfg.space.embedding_dims, [4, 8, 16]);
+        let start = smart_start(784, 12, &cfg.space);
+        assert_eq!(start.input, InputStage::Embedding { dim: 8 });
+        assert_eq!((start.blocks[0].kernel, start.blocks[0].stride), (4, 4));
+        let mut rng = rng_for(1, 2, 3);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut spec = start.clone();
+        for _ in 0..400 {
+            spec = mutate(&spec, &mut rng, &cfg.space);
+            spec.validate().unwrap();
+            seen.insert(spec.input.width());
+            let b = &spec.blocks[0];
+            assert!(b.kernel >= b.stride.min(784), "{}", spec.summary());
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), [1, 4, 8, 16]);
+        // Without embedding widths the input stays byte/255 and the smart start is the seed's
+        // input (its first kernel still raised to the stride).
+        let space = SearchSpace {
+            embedding_dims: Vec::new(),
+            ..cfg.space.clone()
+        };
+        let plain = smart_start(784, 12, &space);
+        assert_eq!(plain.input, InputStage::Scale);
+        let mut spec = plain;
+        for _ in 0..100 {
+            spec = mutate(&spec, &mut rng, &space);
+            assert_eq!(spec.input, InputStage::Scale);
+        }
+        // The seed's own space keeps its k3/s4 smart start.
+        assert_eq!(NetSpec::smart_start(784, 12).blocks[0].kernel, 3);
+    }
+
+    /// A child with another input stage inherits nothing; one with the same embedding inherits
+    /// the table with its unchanged blocks.
+    #[test]
+    fn inheritance_follows_the_input_stage() {
+        let cfg = cfg();
+        let parent = smart_start(784, 12, &cfg.space);
+        let pw = Weights::random(&parent, 1);
+        let mut child = parent.clone();
+        child.blocks[1].filters = 60;
+        let mut init = crate::train::initial_weights(&child, 2);
+        assert_eq!(inherit(&child, &parent, &pw, &mut init), 1);
+        assert_eq!(init.tensors["embedding.weight"], pw.tensors["embedding.weight"]);
+        assert_eq!(init.tensors["conv0.weight"], pw.tensors["conv0.weight"]);
+        let other = parent.clone().with_input(InputStage::Embedding { dim: 4 });
+        let mut init = crate::train::initial_weights(&other, 2);
+        assert_eq!(inherit(&other, &parent, &pw, &mut init), 0);
+        init.check(&other).unwrap();
+    }
+
     #[test]
     fn mutation_sequence_is_deterministic_and_feasible() {
         let cfg = cfg();
