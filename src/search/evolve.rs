@@ -430,7 +430,10 @@ mod tests {
         child.blocks[1].filters = 60;
         let mut init = crate::train::initial_weights(&child, 2);
         assert_eq!(inherit(&child, &parent, &pw, &mut init), 1);
-        assert_eq!(init.tensors["embedding.weight"], pw.tensors["embedding.weight"]);
+        assert_eq!(
+            init.tensors["embedding.weight"],
+            pw.tensors["embedding.weight"]
+        );
         assert_eq!(init.tensors["conv0.weight"], pw.tensors["conv0.weight"]);
         let other = parent.clone().with_input(InputStage::Embedding { dim: 4 });
         let mut init = crate::train::initial_weights(&other, 2);
