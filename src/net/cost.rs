@@ -394,8 +394,7 @@ fn footprint(
         Dtype::F32 => (
             plan.arena_bytes as u64,
             deployed_params * ELEM_BYTES as u64,
-            target.code_size.base_bytes
-                + target.code_size.per_layer_bytes * plan.layers.len() as u64,
+            float_code_bytes(plan, &target.code_size),
             target.code_size.stack_bytes,
         ),
         Dtype::Int8 => (
@@ -405,6 +404,19 @@ fn footprint(
             target.code_size_int8.stack_bytes,
         ),
     }
+}
+
+/// The float C kernel's code bytes by the profile's `[code_size]` model.
+fn float_code_bytes(plan: &Plan, m: &crate::target::CodeSize) -> u64 {
+    let embeds = plan
+        .layers
+        .iter()
+        .filter(|l| matches!(l.op, Op::Embed { .. }))
+        .count() as i64;
+    let v = m.base_bytes as i64
+        + m.per_layer_bytes as i64 * plan.layers.len() as i64
+        + m.embed_bytes * embeds;
+    v.max(0) as u64
 }
 
 /// The violations among `(budget, value, limit)` checks, in their order.
