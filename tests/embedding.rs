@@ -148,7 +148,10 @@ fn specs_without_an_input_stage_read_and_write_back_unchanged() {
     for (bad, why) in [
         (json.replace("\"dim\": 8", "\"dim\": 0"), "dim 0"),
         (json.replace("\"dim\": 8", "\"dim\": 100000"), "dim 100000"),
-        (json.replace("\"dim\": 8", "\"dim\": 8, \"rows\": 3"), "rows"),
+        (
+            json.replace("\"dim\": 8", "\"dim\": 8, \"rows\": 3"),
+            "rows",
+        ),
         (json.replace("embedding", "onehot"), "onehot"),
         (
             json.replace("\"input_channels\": 1", "\"input_channels\": 2"),
@@ -205,7 +208,10 @@ fn an_embedding_spec_trains_on_real_samples() {
         &init.tensors["embedding.weight"].data,
         &out.weights.tensors["embedding.weight"].data,
     );
-    assert!(t0.iter().zip(t1).any(|(a, b)| a != b), "the table did not train");
+    assert!(
+        t0.iter().zip(t1).any(|(a, b)| a != b),
+        "the table did not train"
+    );
     assert!(out.val.accuracy > 1.0 / 12.0, "{}", out.val.brief());
 
     let low = nas::lower::lower_weights(&spec, &out.weights).unwrap();
@@ -213,14 +219,23 @@ fn an_embedding_spec_trains_on_real_samples() {
     for i in 0..val.n() {
         let r = nas::lower::reference_logits(&low, val.sample(i));
         for (a, b) in r.iter().zip(&burn[i * 12..(i + 1) * 12]) {
-            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "sample {i}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "sample {i}: {a} vs {b}"
+            );
         }
     }
 }
 
 #[test]
 fn float_kernels_are_bit_exact_in_qemu() {
-    let r = verify(&embedded_smart_start(), "stm32f401re", Lang::C, Dtype::F32, 1);
+    let r = verify(
+        &embedded_smart_start(),
+        "stm32f401re",
+        Lang::C,
+        Dtype::F32,
+        1,
+    );
     assert!(r.measured.flash_error_pct.abs() <= 2.0, "{}", r.table());
     verify(&padded(), "stm32f401re", Lang::C, Dtype::F32, 2);
     verify(&padded(), "stm32f401re", Lang::Rust, Dtype::F32, 3);
@@ -229,7 +244,13 @@ fn float_kernels_are_bit_exact_in_qemu() {
 
 #[test]
 fn int8_kernels_are_bit_exact_in_qemu() {
-    let r = verify(&embedded_smart_start(), "stm32f401re", Lang::C, Dtype::Int8, 1);
+    let r = verify(
+        &embedded_smart_start(),
+        "stm32f401re",
+        Lang::C,
+        Dtype::Int8,
+        1,
+    );
     assert!(r.measured.flash_error_pct.abs() <= 2.0, "{}", r.table());
     verify(&padded(), "stm32f401re", Lang::C, Dtype::Int8, 2);
     verify(&padded(), "stm32f401re", Lang::Rust, Dtype::Int8, 3);

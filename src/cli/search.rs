@@ -38,7 +38,11 @@ const IDENTITY: &[(&str, &str, &str)] = &[
     ("children", "--children", "/children"),
     ("mutations", "--mutations", "/mutations"),
     ("max_depth", "--max-depth", "/space/max_depth"),
-    ("embedding_dims", "--embedding-dims", "/space/embedding_dims"),
+    (
+        "embedding_dims",
+        "--embedding-dims",
+        "/space/embedding_dims",
+    ),
     ("no_embedding", "--no-embedding", "/space/embedding_dims"),
     ("random_start", "--random-start", "/random_start"),
     ("random_walk", "--random-walk", "/random_walk"),

@@ -118,10 +118,12 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
     for ((layer, consts), &(lo, hi)) in plan.layers.iter().zip(&lowered.layers).zip(&ranges.layers)
     {
         let q = match &layer.op {
-            Op::Embed { .. } => quantize_table(consts, (lo, hi)).map_err(|msg| QuantError::Layer {
-                layer: layer.name.clone(),
-                msg,
-            })?,
+            Op::Embed { .. } => {
+                quantize_table(consts, (lo, hi)).map_err(|msg| QuantError::Layer {
+                    layer: layer.name.clone(),
+                    msg,
+                })?
+            }
             Op::GlobalAvgPool { .. } => QuantLayer {
                 weights: Vec::new(),
                 bias: Vec::new(),
@@ -155,7 +157,10 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
 /// The input embedding's table in int8 with its own scale and zero point, from its range
 /// (calibration gives the whole table's): a lookup then yields the first conv's int8 input
 /// directly. No weights scales, bias or multipliers: nothing is accumulated.
-fn quantize_table(consts: &crate::lower::LayerConsts, range: (f32, f32)) -> Result<QuantLayer, String> {
+fn quantize_table(
+    consts: &crate::lower::LayerConsts,
+    range: (f32, f32),
+) -> Result<QuantLayer, String> {
     let output = QuantParams::from_range(range.0, range.1).map_err(|e| e.to_string())?;
     Ok(QuantLayer {
         weights: consts
@@ -262,7 +267,8 @@ fn quantize_channel(
     // zero point folded in (`quant::kernel::kernel_bias`; the bias itself when zp = −128).
     let sum_w: i64 = weights.iter().map(|&v| v as i64).sum();
     let kernel_bias = bias as i64 - (128 + input.zero_point) as i64 * sum_w;
-    let acc_bound = (bias.unsigned_abs() as i64 + x_max * abs_w).max(kernel_bias.abs() + 255 * abs_w);
+    let acc_bound =
+        (bias.unsigned_abs() as i64 + x_max * abs_w).max(kernel_bias.abs() + 255 * abs_w);
     let (lsh, _, _) = fast_shifts(shift);
     if acc_bound >= 1i64 << (31 - lsh) {
         return Err(format!(
