@@ -395,7 +395,11 @@ fn export_import_round_trip_is_identical() {
         let im = import_bytes(&bytes, &ImportOptions::default()).unwrap();
         assert_eq!(&im.spec, spec, "{}", spec.summary());
         assert_eq!(im.weights, w, "{}", spec.summary());
-        assert_eq!(im.graph_input_scale, nas::data::INPUT_SCALE);
+        let scale = match spec.input {
+            InputStage::Scale => nas::data::INPUT_SCALE,
+            InputStage::Embedding { .. } => 1.0,
+        };
+        assert_eq!(im.graph_input_scale, scale);
         assert!(im.notes.is_empty(), "{:?}", im.notes);
         assert!(!im.output_softmax);
         // Without the metadata the network is still the same computation; only dropout (not
@@ -601,6 +605,146 @@ fn bad_input_is_a_clear_error() {
             .ints = vec![2, 2];
     }));
     assert!(e.contains("conv1") && e.contains("pads (2, 2)"), "{e}");
+}
+
+/// Our embedding export with one change.
+fn mutated_embedding(edit: impl FnOnce(&mut ModelProto)) -> Vec<u8> {
+    let spec = NetSpec::smart_start(128, 4).with_input(InputStage::Embedding { dim: 4 });
+    let w = Weights::random(&spec, 3);
+    let mut m = ModelProto::parse_from_bytes(&export(&spec, &w, "test").unwrap()).unwrap();
+    edit(&mut m);
+    m.write_to_bytes().unwrap()
+}
+
+#[test]
+fn embeddings_import_as_the_input_stage_or_a_clear_error() {
+    // Without our metadata, and with the indices cast first (as tf2onnx writes for a float
+    // input) and an int32 graph input: still the embedding.
+    let bytes = mutated_embedding(|m| {
+        m.metadata_props.clear();
+        let g = m.graph.as_mut().unwrap();
+        g.input[0]
+            .type_
+            .as_mut()
+            .unwrap()
+            .mut_tensor_type()
+            .elem_type = 6;
+        let mut cast = onnx_ir::NodeProto::new();
+        cast.op_type = "Cast".into();
+        cast.name = "to_int64".into();
+        cast.input = vec!["input".into()];
+        cast.output = vec!["indices".into()];
+        let mut to = onnx_ir::AttributeProto::new();
+        to.name = "to".into();
+        to.type_ = onnx_ir::AttributeType::INT.into();
+        to.i = 7;
+        cast.attribute.push(to);
+        g.node.insert(0, cast);
+        g.node
+            .iter_mut()
+            .find(|n| n.op_type == "Gather")
+            .unwrap()
+            .input[1] = "indices".into();
+    });
+    let im = import_bytes(&bytes, &ImportOptions::default()).unwrap();
+    assert_eq!(im.spec.input, InputStage::Embedding { dim: 4 });
+    assert_eq!((im.spec.input_len, im.spec.input_channels), (128, 1));
+    assert_eq!(im.layout, InputLayout::SingleChannel);
+    assert_eq!(im.graph_input_scale, 1.0);
+    // An input scale does not apply to byte indices.
+    let e = format!(
+        "{:#}",
+        import_bytes(
+            &bytes,
+            &ImportOptions {
+                input_scale: Some(1.0)
+            }
+        )
+        .unwrap_err()
+    );
+    assert!(e.contains("input scale") && e.contains("embedding"), "{e}");
+
+    // A table of 255 rows: an error naming the node and the row count.
+    let e = import_err(&mutated_embedding(|m| {
+        let g = m.graph.as_mut().unwrap();
+        let t = g
+            .initializer
+            .iter_mut()
+            .find(|t| t.name == "embedding.weight")
+            .unwrap();
+        t.dims[0] = 255;
+        t.raw_data = t.raw_data[..255 * 4 * 4].to_vec().into();
+    }));
+    assert!(
+        e.contains("node 'embed' (Gather)") && e.contains("255 rows") && e.contains("256"),
+        "{e}"
+    );
+
+    // A Gather on the float input of a scale network, and one after a conv.
+    let e = import_err(&mutated(|m| {
+        let g = m.graph.as_mut().unwrap();
+        let mut t = g.initializer[0].clone();
+        t.name = "table".into();
+        g.initializer.push(t);
+        let mut gather = onnx_ir::NodeProto::new();
+        gather.op_type = "Gather".into();
+        gather.name = "lookup".into();
+        gather.input = vec!["table".into(), "input".into()];
+        gather.output = vec!["looked_up".into()];
+        g.node.insert(0, gather);
+        g.node[1].input[0] = "looked_up".into();
+    }));
+    assert!(
+        e.contains("node 'lookup' (Gather)") && e.contains("input embedding"),
+        "{e}"
+    );
+    let e = import_err(&mutated_embedding(|m| {
+        let g = m.graph.as_mut().unwrap();
+        let i = g.node.iter().position(|n| n.name == "relu0").unwrap();
+        let mut gather = g
+            .node
+            .iter()
+            .find(|n| n.op_type == "Gather")
+            .unwrap()
+            .clone();
+        gather.name = "late".into();
+        gather.input[1] = "relu0".into();
+        gather.output = vec!["late".into()];
+        g.node.insert(i + 1, gather);
+        g.node[i + 2].input[0] = "late".into();
+    }));
+    assert!(
+        e.contains("node 'late' (Gather)") && e.contains("input embedding"),
+        "{e}"
+    );
+
+    // Computing on the indices, or on the embedding before the first conv.
+    let e = import_err(&mutated_embedding(|m| {
+        let g = m.graph.as_mut().unwrap();
+        let t = g
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "Transpose")
+            .unwrap();
+        t.op_type = "Relu".into();
+        t.attribute.clear();
+    }));
+    assert!(
+        e.contains("Relu between the input embedding and the first convolution"),
+        "{e}"
+    );
+    // Without the Transpose the conv would read the positions as channels.
+    let e = import_err(&mutated_embedding(|m| {
+        let g = m.graph.as_mut().unwrap();
+        let t = g
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "Transpose")
+            .unwrap();
+        t.op_type = "Identity".into();
+        t.attribute.clear();
+    }));
+    assert!(e.contains("node 'conv0' (Conv)"), "{e}");
 }
 
 #[test]
