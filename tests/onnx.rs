@@ -2,7 +2,7 @@
 //! made the fixtures (PyTorch, Keras + tf2onnx; `scripts/make_onnx_fixtures.py`).
 
 use nas::lower::{lower_weights, reference_logits};
-use nas::net::{Block, Head, NetSpec, Padding, PoolKind};
+use nas::net::{Block, Head, InputStage, NetSpec, Padding, PoolKind};
 use nas::onnx::{export, import_bytes, import_file, ImportOptions, Imported, InputLayout};
 use nas::weights::Weights;
 use onnx_ir::{Message, ModelProto, TensorProto};
@@ -26,7 +26,7 @@ const FIXTURES: &[&str] = &[
 ];
 
 /// Networks covering every block feature: same/valid padding, BN or not, max/avg pooling,
-/// several input channels.
+/// several input channels, an input embedding (with and without a padded first conv).
 fn specs() -> Vec<NetSpec> {
     let three = NetSpec::from_blocks(
         200,
@@ -46,7 +46,36 @@ fn specs() -> Vec<NetSpec> {
         ],
     );
     multi.input_channels = 3;
-    vec![NetSpec::smart_start(784, 12), three, multi]
+    let embedded = NetSpec::from_blocks(
+        200,
+        5,
+        vec![
+            Block::new(6, 5, 2, Padding::Same),
+            Block::new(8, 3, 1, Padding::Valid).with_pool(PoolKind::Max, 2),
+        ],
+    )
+    .with_input(InputStage::Embedding { dim: 3 });
+    vec![
+        NetSpec::smart_start(784, 12),
+        three,
+        multi,
+        NetSpec::smart_start(784, 12).with_input(InputStage::Embedding { dim: 8 }),
+        embedded,
+    ]
+}
+
+/// The exported graph's input for one byte sample (`[len][channels]`, batch 1): float
+/// `[1, C, L]` = byte / 255, or with an input embedding the bytes as int64 `[1, L]`.
+fn export_input(spec: &NetSpec, x: &[u8]) -> Tensor {
+    let (l, c) = (spec.input_len, spec.input_channels);
+    if spec.input.embedding_dim().is_some() {
+        let idx: Vec<i64> = x.iter().map(|&b| b as i64).collect();
+        return Tensor::from_shape(&[1, l], &idx).unwrap();
+    }
+    let data: Vec<f32> = (0..c)
+        .flat_map(|ch| (0..l).map(move |t| x[t * c + ch] as f32 * nas::data::INPUT_SCALE))
+        .collect();
+    Tensor::from_shape(&[1, c, l], &data).unwrap()
 }
 
 fn samples(n: usize, len: usize, seed: u32) -> Vec<Vec<u8>> {
@@ -65,9 +94,14 @@ fn samples(n: usize, len: usize, seed: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Run an ONNX model in tract on one input of `dims` (batch 1).
+/// Run an ONNX model in tract on one float input of `dims` (batch 1).
 fn tract_run(model: &[u8], dims: &[usize], data: Vec<f32>) -> Vec<f32> {
-    let out = tract_outputs(model, dims, data, None);
+    tract_run_on(model, Tensor::from_shape(dims, &data).unwrap())
+}
+
+/// Run an ONNX model in tract on one input tensor; its first output.
+fn tract_run_on(model: &[u8], input: Tensor) -> Vec<f32> {
+    let out = tract_outputs(model, input, None);
     out[0]
         .to_array_view::<f32>()
         .unwrap()
@@ -76,17 +110,13 @@ fn tract_run(model: &[u8], dims: &[usize], data: Vec<f32>) -> Vec<f32> {
         .collect()
 }
 
-/// Run an ONNX model in tract on one input of `dims`; its outputs, or the tensors `names`.
-fn tract_outputs(
-    model: &[u8],
-    dims: &[usize],
-    data: Vec<f32>,
-    names: Option<&[String]>,
-) -> TVec<TValue> {
+/// Run an ONNX model in tract on one input tensor; its outputs, or the tensors `names`.
+fn tract_outputs(model: &[u8], input: Tensor, names: Option<&[String]>) -> TVec<TValue> {
+    let fact = TypedFact::dt_shape(input.datum_type(), input.shape());
     let mut m = tract_onnx::onnx()
         .model_for_read(&mut &model[..])
         .expect("tract reads the model")
-        .with_input_fact(0, f32::fact(dims).into())
+        .with_input_fact(0, fact.into())
         .unwrap();
     if let Some(names) = names {
         m = m.with_output_names(names).unwrap();
@@ -96,7 +126,6 @@ fn tract_outputs(
         .expect("tract optimises the model")
         .into_runnable()
         .unwrap();
-    let input = Tensor::from_shape(dims, &data).unwrap();
     m.run(tvec!(input.into_tvalue()))
         .expect("tract runs the model")
 }
@@ -136,8 +165,9 @@ fn argmax(v: &[f32]) -> usize {
 
 /// tract 0.22 reads only the first element of a `DequantizeLinear` scale, so the per-channel
 /// weight and bias dequantization (constant initializers) is folded here, by ONNX's definition
-/// `y = (x − zero_point[c]) · scale[c]` along `axis`, before tract runs the graph; every
-/// activation Q/DQ (per tensor) stays in the graph and runs in tract.
+/// `y = (x − zero_point[c]) · scale[c]` along `axis`, before tract runs the graph (and so is
+/// the per-tensor one of an embedding table); every activation Q/DQ (per tensor) stays in the
+/// graph and runs in tract.
 fn fold_constant_dequantize(bytes: &[u8]) -> Vec<u8> {
     let mut m = ModelProto::parse_from_bytes(bytes).unwrap();
     let g = m.graph.mut_or_insert_default();
@@ -160,17 +190,23 @@ fn fold_constant_dequantize(bytes: &[u8]) -> Vec<u8> {
             .iter()
             .find(|a| a.name == "axis")
             .map_or(1, |a| a.i);
-        assert_eq!(axis, 0, "{}: dequantized per output channel", n.name);
         let (scale, zp) = (values(&consts[&n.input[1]]), values(&consts[&n.input[2]]));
-        assert_eq!(
-            x.dims[0] as usize,
-            scale.len(),
-            "{}: a scale per channel",
-            n.name
-        );
-        assert!(zp.iter().all(|&z| z == 0.0), "{}: symmetric", n.name);
         let q = values(x);
-        let per = q.len() / scale.len();
+        let per = if consts[&n.input[1]].dims.is_empty() {
+            // Per tensor: an embedding table, with its own zero point.
+            assert_eq!((scale.len(), zp.len()), (1, 1), "{}: per tensor", n.name);
+            q.len()
+        } else {
+            assert_eq!(axis, 0, "{}: dequantized per output channel", n.name);
+            assert_eq!(
+                x.dims[0] as usize,
+                scale.len(),
+                "{}: a scale per channel",
+                n.name
+            );
+            assert!(zp.iter().all(|&z| z == 0.0), "{}: symmetric", n.name);
+            q.len() / scale.len()
+        };
         let y: Vec<f32> = q
             .iter()
             .enumerate()
@@ -214,8 +250,8 @@ fn values(t: &TensorProto) -> Vec<f64> {
 
 /// Run an ONNX model in tract on one input; return the named int8 tensors, flattened in the
 /// graph's channels-first layout.
-fn tract_run_int8(model: &[u8], dims: &[usize], data: Vec<f32>, names: &[String]) -> Vec<Vec<i8>> {
-    tract_outputs(model, dims, data, Some(names))
+fn tract_run_int8(model: &[u8], input: Tensor, names: &[String]) -> Vec<Vec<i8>> {
+    tract_outputs(model, input, Some(names))
         .iter()
         .map(|t| t.to_array_view::<i8>().unwrap().iter().copied().collect())
         .collect()
@@ -232,7 +268,8 @@ fn channels_last(x: &[i8], channels: usize) -> Vec<i8> {
 /// The int8 QDQ export, run by tract, against the int8 host reference (which the kernels equal
 /// bit for bit). Layer by layer, each fed the graph's own previous int8 tensor: every int8
 /// tensor within one quantization step (a float runtime rounds where the kernels use TFLite's
-/// fixed-point multipliers). End to end: the same predicted class.
+/// fixed-point multipliers); an embedding's rows exactly (a lookup). End to end: the same
+/// predicted class.
 #[test]
 fn int8_qdq_models_run_in_tract_like_the_int8_reference() {
     use nas::net::plan::Op;
@@ -264,6 +301,18 @@ fn int8_qdq_models_run_in_tract_like_the_int8_reference() {
             types.contains(&3) && types.contains(&6),
             "int8 weights, int32 biases: {types:?}"
         );
+        if spec.input.embedding_dim().is_some() {
+            let table = m
+                .graph
+                .initializer
+                .iter()
+                .find(|t| t.name == "embed.table.q");
+            assert_eq!(
+                table.map(|t| (t.data_type, t.dims.clone())),
+                Some((3, vec![256, spec.first_channels() as i64])),
+                "an int8 [256, D] table"
+            );
+        }
         let runnable = fold_constant_dequantize(&bytes);
         let names: Vec<String> = q
             .plan
@@ -286,17 +335,24 @@ fn int8_qdq_models_run_in_tract_like_the_int8_reference() {
             })
             .collect();
         for x in samples(16, l * c, k as u32) {
-            let data: Vec<f32> = (0..c)
-                .flat_map(|ch| {
-                    let x = &x;
-                    (0..l).map(move |t| x[t * c + ch] as f32 * nas::data::INPUT_SCALE)
-                })
-                .collect();
-            let theirs = tract_run_int8(&runnable, &[1, c, l], data, &names);
+            let theirs = tract_run_int8(&runnable, export_input(spec, &x), &names);
             let mut input = input_int8(&x);
             for (i, (layer, ql)) in q.plan.layers.iter().zip(&q.layers).enumerate() {
                 let ours = run_layer(layer, ql, &input);
                 input = channels_last(&theirs[i], channels[i]);
+                if let Op::Embed {
+                    dim,
+                    pad_left,
+                    pad_right,
+                    ..
+                } = layer.op
+                {
+                    // The graph's embedded tensor is unpadded (its first conv pads with real
+                    // 0); ours holds that padding as rows of the table's zero point.
+                    let pad = vec![ql.output.zero_point as i8; dim];
+                    input = [pad.repeat(pad_left), input, pad.repeat(pad_right)].concat();
+                    assert_eq!(ours, input, "{}: embedded rows", spec.summary());
+                }
                 assert_eq!(ours.len(), input.len());
                 for (a, b) in ours.iter().zip(&input) {
                     let d = (*a as i32 - *b as i32).abs();
@@ -339,7 +395,11 @@ fn export_import_round_trip_is_identical() {
         let im = import_bytes(&bytes, &ImportOptions::default()).unwrap();
         assert_eq!(&im.spec, spec, "{}", spec.summary());
         assert_eq!(im.weights, w, "{}", spec.summary());
-        assert_eq!(im.graph_input_scale, nas::data::INPUT_SCALE);
+        let scale = match spec.input {
+            InputStage::Scale => nas::data::INPUT_SCALE,
+            InputStage::Embedding { .. } => 1.0,
+        };
+        assert_eq!(im.graph_input_scale, scale);
         assert!(im.notes.is_empty(), "{:?}", im.notes);
         assert!(!im.output_softmax);
         // Without the metadata the network is still the same computation; only dropout (not
@@ -362,14 +422,7 @@ fn exported_models_run_in_tract_like_the_reference() {
         let (l, c) = (spec.input_len, spec.input_channels);
         for x in samples(3, l * c, k as u32) {
             let ours = reference_logits(&lowered, &x);
-            // The ONNX input is channels-first [1, C, L] = byte / 255.
-            let data: Vec<f32> = (0..c)
-                .flat_map(|ch| {
-                    let x = &x;
-                    (0..l).map(move |t| x[t * c + ch] as f32 * nas::data::INPUT_SCALE)
-                })
-                .collect();
-            let theirs = tract_run(&bytes, &[1, c, l], data);
+            let theirs = tract_run_on(&bytes, export_input(spec, &x));
             let d = max_abs_diff(&ours, &theirs);
             worst = worst.max(d);
             assert!(d <= 1e-5, "{}: tract differs by {d}", spec.summary());
@@ -552,6 +605,146 @@ fn bad_input_is_a_clear_error() {
             .ints = vec![2, 2];
     }));
     assert!(e.contains("conv1") && e.contains("pads (2, 2)"), "{e}");
+}
+
+/// Our embedding export with one change.
+fn mutated_embedding(edit: impl FnOnce(&mut ModelProto)) -> Vec<u8> {
+    let spec = NetSpec::smart_start(128, 4).with_input(InputStage::Embedding { dim: 4 });
+    let w = Weights::random(&spec, 3);
+    let mut m = ModelProto::parse_from_bytes(&export(&spec, &w, "test").unwrap()).unwrap();
+    edit(&mut m);
+    m.write_to_bytes().unwrap()
+}
+
+#[test]
+fn embeddings_import_as_the_input_stage_or_a_clear_error() {
+    // Without our metadata, and with the indices cast first (as tf2onnx writes for a float
+    // input) and an int32 graph input: still the embedding.
+    let bytes = mutated_embedding(|m| {
+        m.metadata_props.clear();
+        let g = m.graph.as_mut().unwrap();
+        g.input[0]
+            .type_
+            .as_mut()
+            .unwrap()
+            .mut_tensor_type()
+            .elem_type = 6;
+        let mut cast = onnx_ir::NodeProto::new();
+        cast.op_type = "Cast".into();
+        cast.name = "to_int64".into();
+        cast.input = vec!["input".into()];
+        cast.output = vec!["indices".into()];
+        let mut to = onnx_ir::AttributeProto::new();
+        to.name = "to".into();
+        to.type_ = onnx_ir::AttributeType::INT.into();
+        to.i = 7;
+        cast.attribute.push(to);
+        g.node.insert(0, cast);
+        g.node
+            .iter_mut()
+            .find(|n| n.op_type == "Gather")
+            .unwrap()
+            .input[1] = "indices".into();
+    });
+    let im = import_bytes(&bytes, &ImportOptions::default()).unwrap();
+    assert_eq!(im.spec.input, InputStage::Embedding { dim: 4 });
+    assert_eq!((im.spec.input_len, im.spec.input_channels), (128, 1));
+    assert_eq!(im.layout, InputLayout::SingleChannel);
+    assert_eq!(im.graph_input_scale, 1.0);
+    // An input scale does not apply to byte indices.
+    let e = format!(
+        "{:#}",
+        import_bytes(
+            &bytes,
+            &ImportOptions {
+                input_scale: Some(1.0)
+            }
+        )
+        .unwrap_err()
+    );
+    assert!(e.contains("input scale") && e.contains("embedding"), "{e}");
+
+    // A table of 255 rows: an error naming the node and the row count.
+    let e = import_err(&mutated_embedding(|m| {
+        let g = m.graph.as_mut().unwrap();
+        let t = g
+            .initializer
+            .iter_mut()
+            .find(|t| t.name == "embedding.weight")
+            .unwrap();
+        t.dims[0] = 255;
+        t.raw_data = t.raw_data[..255 * 4 * 4].to_vec().into();
+    }));
+    assert!(
+        e.contains("node 'embed' (Gather)") && e.contains("255 rows") && e.contains("256"),
+        "{e}"
+    );
+
+    // A Gather on the float input of a scale network, and one after a conv.
+    let e = import_err(&mutated(|m| {
+        let g = m.graph.as_mut().unwrap();
+        let mut t = g.initializer[0].clone();
+        t.name = "table".into();
+        g.initializer.push(t);
+        let mut gather = onnx_ir::NodeProto::new();
+        gather.op_type = "Gather".into();
+        gather.name = "lookup".into();
+        gather.input = vec!["table".into(), "input".into()];
+        gather.output = vec!["looked_up".into()];
+        g.node.insert(0, gather);
+        g.node[1].input[0] = "looked_up".into();
+    }));
+    assert!(
+        e.contains("node 'lookup' (Gather)") && e.contains("input embedding"),
+        "{e}"
+    );
+    let e = import_err(&mutated_embedding(|m| {
+        let g = m.graph.as_mut().unwrap();
+        let i = g.node.iter().position(|n| n.name == "relu0").unwrap();
+        let mut gather = g
+            .node
+            .iter()
+            .find(|n| n.op_type == "Gather")
+            .unwrap()
+            .clone();
+        gather.name = "late".into();
+        gather.input[1] = "relu0".into();
+        gather.output = vec!["late".into()];
+        g.node.insert(i + 1, gather);
+        g.node[i + 2].input[0] = "late".into();
+    }));
+    assert!(
+        e.contains("node 'late' (Gather)") && e.contains("input embedding"),
+        "{e}"
+    );
+
+    // Computing on the indices, or on the embedding before the first conv.
+    let e = import_err(&mutated_embedding(|m| {
+        let g = m.graph.as_mut().unwrap();
+        let t = g
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "Transpose")
+            .unwrap();
+        t.op_type = "Relu".into();
+        t.attribute.clear();
+    }));
+    assert!(
+        e.contains("Relu between the input embedding and the first convolution"),
+        "{e}"
+    );
+    // Without the Transpose the conv would read the positions as channels.
+    let e = import_err(&mutated_embedding(|m| {
+        let g = m.graph.as_mut().unwrap();
+        let t = g
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "Transpose")
+            .unwrap();
+        t.op_type = "Identity".into();
+        t.attribute.clear();
+    }));
+    assert!(e.contains("node 'conv0' (Conv)"), "{e}");
 }
 
 #[test]

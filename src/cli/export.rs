@@ -38,7 +38,8 @@ pub enum ExportLang {
     C,
     /// A no_std Rust crate: Cargo.toml, src/lib.rs, src/weights.rs
     Rust,
-    /// NAME.onnx: opset 13, input byte/255 as [N, C, L], output the logits (for Netron,
+    /// NAME.onnx: opset 13, input byte/255 as [N, C, L] (with an input embedding the bytes as
+    /// int64 [N, L]), output the logits (for Netron,
     /// onnxruntime, ST Edge AI). float32 (`nas import` reads it back to the same spec and
     /// weights) or, with --dtype int8, QDQ int8 with the kernels' scales and zero points
     Onnx,
@@ -106,9 +107,12 @@ fn write_onnx(
             "int8 QDQ: int8 weights per channel, int32 biases, Q/DQ on every activation".to_string()
         }
     };
+    let input = match m.spec.input.embedding_dim() {
+        None => format!("[N, {c}, {l}] = byte × 1/255 (channels-first)"),
+        Some(dim) => format!("[N, {l}] = byte as int64, looked up in a 256×{dim} embedding"),
+    };
     let doc = format!(
-        "{} from {} by nas {} ({what}); input: byte × 1/255 as [N, {c}, {l}] (channels-first); \
-         output: logits",
+        "{} from {} by nas {} ({what}); input: {input}; output: logits",
         m.spec.summary(),
         note.source,
         note.tool_version,
@@ -123,7 +127,7 @@ fn write_onnx(
     crate::util::write_atomic(&path, &bytes)?;
     outln!("{}", m.spec.summary())?;
     outln!(
-        "wrote {} ({} bytes, opset {}, {what}; input [N, {c}, {l}] = byte × 1/255, output logits)",
+        "wrote {} ({} bytes, opset {}, {what}; input {input}, output logits)",
         path.display(),
         bytes.len(),
         crate::onnx::EXPORT_OPSET,

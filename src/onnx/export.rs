@@ -1,7 +1,10 @@
 //! [`NetSpec`] + [`Weights`] → ONNX (opset 13, float32).
 //!
 //! The graph computes what the kernels compute, on the input `byte × 1/255` laid out
-//! channels-first `[N, C, L]` (batch symbolic): per block Conv (explicit Keras-'same' or zero
+//! channels-first `[N, C, L]` (batch symbolic), or — with an input embedding — on the bytes
+//! themselves as int64 indices `[N, L]`, each looked up in the `[256, D]` table (`Gather`, axis
+//! 0, giving `[N, L, D]`) and transposed to the channels-first `[N, D, L]` the convolutions
+//! read; then per block Conv (explicit Keras-'same' or zero
 //! pads) → BatchNormalization (ε = 1e-3, the statistics as trained, not folded) → Relu →
 //! MaxPool/AveragePool (window = stride, no padding); then GlobalAveragePool → Flatten → Gemm
 //! to the logits. Dropout is training-only and left out of the graph; the spec JSON travels in
@@ -73,6 +76,7 @@ pub(super) enum DataType {
     Float = 1,
     Int8 = 3,
     Int32 = 6,
+    Int64 = 7,
 }
 
 /// A constant tensor from its little-endian bytes.
@@ -92,11 +96,17 @@ pub(super) fn raw_initializer(
 
 /// A float tensor value with a symbolic batch `N` and fixed other dims.
 pub(super) fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
+    typed_value_info(name, DataType::Float, dims)
+}
+
+/// A tensor value of element type `ty` with a symbolic batch `N` and fixed other dims.
+fn typed_value_info(name: &str, ty: DataType, dims: &[usize]) -> ValueInfoProto {
     let mut v = ValueInfoProto::new();
     v.name = name.into();
+    let elem = ty as i32;
     let ty = v.type_.mut_or_insert_default();
     let tt = ty.mut_tensor_type();
-    tt.elem_type = 1;
+    tt.elem_type = elem;
     let shape = tt.shape.mut_or_insert_default();
     shape.dim.push(Default::default());
     shape.dim[0].set_dim_param("N".into());
@@ -114,18 +124,17 @@ pub(super) fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
 /// Render a network as an ONNX model (the serialised bytes).
 pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
     let shapes = spec.shapes()?;
-    anyhow::ensure!(
-        spec.input.is_scale(),
-        "ONNX export of a network with an input embedding is not supported"
-    );
     weights
         .check(spec)
         .context("the weights do not match the spec")?;
     let mut g = GraphProto::new();
     g.name = "nas".into();
-    g.input
-        .push(value_info("input", &[spec.input_channels, spec.input_len]));
-    let mut x = "input".to_string();
+    let mut x = graph_input(&mut g, spec);
+    if spec.input.embedding_dim().is_some() {
+        let table = Param::Embedding.name();
+        constants(&mut g, weights, &[&table]);
+        x = embedding(&mut g, &table, &x);
+    }
     for (i, (b, sh)) in spec.blocks.iter().zip(&shapes).enumerate() {
         x = block(&mut g, weights, i, b, sh, x);
     }
@@ -149,6 +158,37 @@ pub fn export(spec: &NetSpec, weights: &Weights, doc: &str) -> Result<Vec<u8>> {
     ));
     g.output.push(value_info("logits", &[spec.classes]));
     model(g, spec, doc, &[])
+}
+
+/// Declare the graph's input — `byte × 1/255` as float `[N, C, L]`, or with an input
+/// embedding the bytes as int64 indices `[N, L]` — and return its name.
+pub(super) fn graph_input(g: &mut GraphProto, spec: &NetSpec) -> String {
+    g.input.push(match spec.input.embedding_dim() {
+        None => value_info("input", &[spec.input_channels, spec.input_len]),
+        Some(_) => typed_value_info("input", DataType::Int64, &[spec.input_len]),
+    });
+    "input".to_string()
+}
+
+/// The input embedding: `Gather` (axis 0) of the `[256, D]` table `table` at the int64 indices
+/// `indices` (`[N, L]` → `[N, L, D]`), then `Transpose` to the channels-first `[N, D, L]` the
+/// convolutions read; returns that tensor's name.
+pub(super) fn embedding(g: &mut GraphProto, table: &str, indices: &str) -> String {
+    g.node.push(node(
+        "Gather",
+        "embed",
+        &[table, indices],
+        "embed",
+        vec![int("axis", 0)],
+    ));
+    g.node.push(node(
+        "Transpose",
+        "embed.channels_first",
+        &["embed"],
+        "embed.channels_first",
+        vec![ints("perm", &[0, 2, 1])],
+    ));
+    "embed.channels_first".to_string()
 }
 
 /// The named weight tensors as initializers, under their tensor names (`weights::Param::name`;
@@ -237,20 +277,30 @@ pub(super) fn model(
     m.opset_import.push(Default::default());
     m.opset_import[0].domain = String::new();
     m.opset_import[0].version = EXPORT_OPSET;
-    for (k, v) in [
-        (META_SPEC, serde_json::to_string(spec)?),
-        (META_INPUT_SCALE, format!("{}", crate::data::INPUT_SCALE)),
-        (
+    // With an input embedding the graph reads the bytes themselves: no input scale.
+    let input = match spec.input.embedding_dim() {
+        None => vec![
+            (META_INPUT_SCALE, format!("{}", crate::data::INPUT_SCALE)),
+            (
+                "nas.input_layout",
+                "input[n][channel][position] = byte × nas.input_scale (channels-first)".to_string(),
+            ),
+        ],
+        Some(dim) => vec![(
             "nas.input_layout",
-            "input[n][channel][position] = byte × nas.input_scale (channels-first)".to_string(),
-        ),
-        (
+            format!(
+                "input[n][position] = byte (int64), the row of the [256, {dim}] embedding table"
+            ),
+        )],
+    };
+    for (k, v) in [(META_SPEC, serde_json::to_string(spec)?)]
+        .into_iter()
+        .chain(input)
+        .chain([(
             "nas.output",
             "logits (no softmax): argmax is the class".to_string(),
-        ),
-    ]
-    .into_iter()
-    .chain(extra.iter().cloned())
+        )])
+        .chain(extra.iter().cloned())
     {
         m.metadata_props.push(Default::default());
         let e = m.metadata_props.last_mut().expect("pushed");

@@ -10,15 +10,24 @@
 //!   `MaxPool`/`AveragePool` → Q/DQ at the same parameters (our kernels pool the requantized
 //!   values, like this graph);
 //! - global average pooling: `GlobalAveragePool` → Q/DQ → `Flatten`;
+//! - input embedding: the int8 `[256, D]` table behind a per-tensor `DequantizeLinear` (the
+//!   table's own scale and zero point), `Gather` at the int64 byte indices, `Transpose` to
+//!   `[N, D, L]`, Q/DQ at the table's parameters (which gives back the table's int8 rows
+//!   exactly); the first conv pads that tensor with real 0, the table's zero point, as the
+//!   kernels' embed layer writes it;
 //! - dense: `Gemm` → Q/DQ; the graph's output is that dequantized tensor, which is exactly
 //!   the kernels' `scale · (q − zero_point)` logits.
 //!
 //! A float runtime evaluating this graph rounds where the kernels use TFLite's fixed-point
 //! requantization, so it may differ from them by a quantization step on a tensor; the
 //! prediction is the same (checked in `tests/onnx.rs`). The input is `byte × 1/255` as in the
-//! float export; its `QuantizeLinear` (scale 1/255, zero point −128) gives back `byte − 128`.
+//! float export; its `QuantizeLinear` (scale 1/255, zero point −128) gives back `byte − 128`. With an input
+//! embedding the input is the int64 bytes, as in the float export.
 
-use super::export::{initializer, int, ints, model, node, raw_initializer, value_info, DataType};
+use super::export::{
+    embedding, graph_input, initializer, int, ints, model, node, raw_initializer, value_info,
+    DataType,
+};
 use crate::net::plan::{ConvOp, Layer, Op};
 use crate::net::{NetSpec, PoolKind};
 use crate::quant::{QuantLayer, QuantLowered, QuantParams};
@@ -132,7 +141,52 @@ impl Builder {
         names
     }
 
-    fn conv(&mut self, layer: &Layer, c: &ConvOp, q: &QuantLayer, pad_right: usize) {
+    /// The input embedding at the int64 indices `self.x`: the int8 table (`[256][dim]`, one
+    /// scale and zero point: the layer's output parameters) behind a `DequantizeLinear`,
+    /// gathered, made channels-first, and Q/DQ at the table's parameters.
+    fn embed(&mut self, layer: &Layer, dim: usize, q: &QuantLayer) -> Result<()> {
+        let rows = crate::net::EMBEDDING_ROWS;
+        ensure!(
+            q.weights.len() == rows * dim,
+            "{}: an int8 table of {} values for {rows} rows of {dim}",
+            layer.name,
+            q.weights.len()
+        );
+        let name = &layer.name;
+        let (qn, sn, zn, table) = (
+            format!("{name}.table.q"),
+            format!("{name}.table.scale"),
+            format!("{name}.table.zero_point"),
+            format!("{name}.table"),
+        );
+        let bytes = q.weights.iter().map(|&v| v as u8).collect();
+        self.g
+            .initializer
+            .push(raw_initializer(&qn, &[rows, dim], DataType::Int8, bytes));
+        self.g
+            .initializer
+            .push(initializer(&sn, &[], &[q.output.scale]));
+        self.g.initializer.push(raw_initializer(
+            &zn,
+            &[],
+            DataType::Int8,
+            vec![q.output.zero_point as i8 as u8],
+        ));
+        self.g.node.push(node(
+            "DequantizeLinear",
+            &format!("{table}.dq"),
+            &[&qn, &sn, &zn],
+            &table,
+            vec![],
+        ));
+        self.x = embedding(&mut self.g, &table, &self.x);
+        self.qdq(&format!("{name}.out"), q.output);
+        Ok(())
+    }
+
+    /// A conv layer; `pads` its block's padding (for the first conv after an embedding the
+    /// plan's conv reads the padding the embed layer wrote, the graph pads here).
+    fn conv(&mut self, layer: &Layer, c: &ConvOp, q: &QuantLayer, pads: (usize, usize)) {
         // Ours [out][kernel][in] → ONNX [out][in][kernel].
         let mut w = vec![0i8; q.weights.len()];
         for f in 0..c.out_channels {
@@ -152,7 +206,7 @@ impl Builder {
             vec![
                 ints("kernel_shape", &[c.kernel as i64]),
                 ints("strides", &[c.stride as i64]),
-                ints("pads", &[c.pad_left as i64, pad_right as i64]),
+                ints("pads", &[pads.0 as i64, pads.1 as i64]),
                 ints("dilations", &[1]),
                 int("group", 1),
             ],
@@ -181,10 +235,6 @@ impl Builder {
 /// Render an int8 network as a QDQ ONNX model (the serialised bytes).
 pub fn export_int8(spec: &NetSpec, q: &QuantLowered, doc: &str) -> Result<Vec<u8>> {
     let shapes = spec.shapes()?;
-    anyhow::ensure!(
-        spec.input.is_scale(),
-        "ONNX export of a network with an input embedding is not supported"
-    );
     ensure!(
         q.plan.layers.len() == q.layers.len(),
         "the int8 network has {} layers for a plan of {}",
@@ -196,16 +246,17 @@ pub fn export_int8(spec: &NetSpec, q: &QuantLowered, doc: &str) -> Result<Vec<u8
         x: "input".into(),
     };
     b.g.name = "nas_int8".into();
-    b.g.input
-        .push(value_info("input", &[spec.input_channels, spec.input_len]));
-    b.qdq("input.int8", crate::quant::lower::INPUT_PARAMS);
+    b.x = graph_input(&mut b.g, spec);
+    if spec.input.is_scale() {
+        b.qdq("input.int8", crate::quant::lower::INPUT_PARAMS);
+    }
     for (layer, ql) in q.plan.layers.iter().zip(&q.layers) {
         match &layer.op {
             Op::Conv(c) => {
                 let sh = shapes.get(c.block).ok_or_else(|| {
                     anyhow::anyhow!("the plan names block {} of {}", c.block, shapes.len())
                 })?;
-                b.conv(layer, c, ql, sh.pad_right);
+                b.conv(layer, c, ql, (sh.pad_left, sh.pad_right));
             }
             Op::GlobalAvgPool { .. } => {
                 b.op("GlobalAveragePool", &layer.name, &[], vec![]);
@@ -213,7 +264,7 @@ pub fn export_int8(spec: &NetSpec, q: &QuantLowered, doc: &str) -> Result<Vec<u8
                 b.op("Flatten", "flatten", &[], vec![int("axis", 1)]);
             }
             Op::Dense { inputs, outputs } => b.dense(layer, *inputs, *outputs, ql),
-            Op::Embed { .. } => unreachable!("refused above"),
+            Op::Embed { dim, .. } => b.embed(layer, *dim, ql)?,
         }
     }
     // The graph's output is the last dequantized tensor, renamed by an Identity.

@@ -235,10 +235,12 @@ impl Importer {
         }
     }
 
-    /// Input channels of block `i`'s convolution.
+    /// Input channels of block `i`'s convolution (the first reads the input embedding's width
+    /// when there is one).
     fn weights_in_channels(&self, i: usize) -> usize {
         if i == 0 {
-            self.input_info.map_or(1, |x| x.1)
+            self.embedding
+                .unwrap_or_else(|| self.input_info.map_or(1, |x| x.1))
         } else {
             self.blocks[i - 1].filters
         }

@@ -160,7 +160,18 @@ impl Importer {
         let (wdims, wdata) = self.conv_weight(n, a, unit, label)?;
         let shape = conv_shape(a, &wdims, li, unit, in_len, label)?;
         if self.stage == Stage::Pre {
-            self.input_info = Some(self.input_layout(li, label)?);
+            self.input_info = Some(match self.embedding {
+                None => self.input_layout(li, label)?,
+                Some(dim) => {
+                    if self.axes[1] != Ax::new(Role::Chan, dim) {
+                        bail!(
+                            "{label}: reads axis 1 of {} as its channels, but the input embedding's width {dim} is not there; is the embedding transposed to channels-first?",
+                            super::axes::fmt_axes(&self.axes)
+                        );
+                    }
+                    (in_len, 1, InputLayout::SingleChannel)
+                }
+            });
         }
         let bias = self.conv_bias(n, shape.filters, label)?;
         if wdata.len() != shape.filters * in_ch * shape.kernel {

@@ -4,7 +4,7 @@
 
 use super::super::{META_INPUT_SCALE, META_SPEC};
 use super::{ImportOptions, Importer, InputLayout, Stage};
-use crate::net::{Head, NetSpec};
+use crate::net::{Head, InputStage, NetSpec};
 use crate::weights::{Param, Weights};
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -23,6 +23,7 @@ pub(super) struct Network {
 /// (dropout, and 'same' vs 'valid' where both pad nothing and give the same length).
 fn same_network(recorded: &NetSpec, graph: &NetSpec) -> bool {
     if recorded.validate().is_err()
+        || recorded.input != graph.input
         || recorded.input_len != graph.input_len
         || recorded.input_channels != graph.input_channels
         || recorded.classes != graph.classes
@@ -102,13 +103,25 @@ impl Importer {
         if let Some(text) = meta(META_SPEC) {
             apply_recorded_spec(&text, &mut spec, &mut self.notes);
         }
-        // An explicit scale overrides the record, so a damaged record only matters without one.
-        let recorded_scale = match (opts.input_scale, meta(META_INPUT_SCALE)) {
-            (None, Some(text)) => Some(recorded_input_scale(&text)?),
-            _ => None,
+        let graph_input_scale = if self.embedding.is_some() {
+            // The graph's input is the bytes themselves, indices into the table: no scale.
+            if let Some(s) = opts.input_scale {
+                bail!(
+                    "an input scale ({s}) was given, but the graph's input is the bytes as the indices of an input embedding, which no scale applies to"
+                );
+            }
+            1.0
+        } else {
+            // An explicit scale overrides the record, so a damaged record only matters
+            // without one.
+            let recorded_scale = match (opts.input_scale, meta(META_INPUT_SCALE)) {
+                (None, Some(text)) => Some(recorded_input_scale(&text)?),
+                _ => None,
+            };
+            let scale = choose_input_scale(opts, recorded_scale, self.internal_scale);
+            self.fold_input_scale(scale)?;
+            scale
         };
-        let graph_input_scale = choose_input_scale(opts, recorded_scale, self.internal_scale);
-        self.fold_input_scale(graph_input_scale)?;
         self.weights
             .check(&spec)
             .context("the imported weights do not match the imported network")?;
@@ -143,7 +156,10 @@ impl Importer {
         let spec = NetSpec {
             input_len,
             input_channels,
-            input: Default::default(),
+            input: match self.embedding {
+                None => InputStage::Scale,
+                Some(dim) => InputStage::Embedding { dim },
+            },
             classes,
             blocks: std::mem::take(&mut self.blocks),
             head: Head::GapDense,

@@ -118,9 +118,10 @@ pub(super) fn single_output(graph: &GraphProto) -> Result<String> {
 }
 
 /// The input's axes (batch first, then fixed sizes, each `In(k)` or a unit axis until the first
-/// convolution says what it is) and its dims (batch as 0).
-pub(super) fn input_axes(input: &ValueInfoProto) -> Result<(Vec<Ax>, Vec<usize>)> {
-    let shape = input_shape(input)?;
+/// convolution says what it is), its dims (batch as 0), and whether it is an integer tensor
+/// (the bytes, as an input embedding's indices).
+pub(super) fn input_axes(input: &ValueInfoProto) -> Result<(Vec<Ax>, Vec<usize>, bool)> {
+    let (shape, integer) = input_shape(input)?;
     let rank = shape.dim.len();
     let mut axes = Vec::with_capacity(rank);
     let mut input_dims = Vec::with_capacity(rank);
@@ -152,20 +153,22 @@ pub(super) fn input_axes(input: &ValueInfoProto) -> Result<(Vec<Ax>, Vec<usize>)
         axes.push(Ax::new(if v == 1 { Role::Unit } else { Role::In(i) }, v));
         input_dims.push(v);
     }
-    Ok((axes, input_dims))
+    Ok((axes, input_dims, integer))
 }
 
-/// The input's shape, checked to be a float32 tensor of 2 to 4 axes.
-fn input_shape(input: &ValueInfoProto) -> Result<&TensorShapeProto> {
+/// The input's shape, checked to be a float32 (or, for an input embedding, integer) tensor of 2
+/// to 4 axes, and whether it is an integer tensor.
+fn input_shape(input: &ValueInfoProto) -> Result<(&TensorShapeProto, bool)> {
     let ty = input
         .type_
         .as_ref()
         .filter(|t| t.has_tensor_type())
         .ok_or_else(|| anyhow!("the graph input '{}' is not a tensor", input.name))?;
     let tt = ty.tensor_type();
-    if tt.elem_type != proto::FLOAT {
+    let integer = super::embedding::INDEX_TYPES.contains(&tt.elem_type);
+    if tt.elem_type != proto::FLOAT && !integer {
         bail!(
-            "the graph input '{}' has element type {}; float32 is supported (the kernels turn bytes into floats)",
+            "the graph input '{}' has element type {}; float32 is supported (the kernels turn bytes into floats), or an integer type for the byte indices of an input embedding",
             input.name,
             tt.elem_type
         );
@@ -181,7 +184,7 @@ fn input_shape(input: &ValueInfoProto) -> Result<&TensorShapeProto> {
             input.name
         );
     }
-    Ok(shape)
+    Ok((shape, integer))
 }
 
 /// The model's metadata value under `key`.

@@ -17,6 +17,7 @@
 //! - `graph`: the model around the nodes (opset, initializers, the one input and output).
 //! - `node`: the walk, node by node, and dispatch by op type.
 //! - `axes`: what each axis of the running activation means; `layout`: the ops that move them.
+//! - `embedding`: the input embedding (a `Gather` of a `[256, D]` table at the integer input).
 //! - `conv`, `block`, `pool`, `elementwise`, `dense`: the layers the kernels compute.
 //! - `finish`: the walked graph → spec, weights, metadata and input scaling.
 
@@ -28,6 +29,7 @@ mod block;
 mod conv;
 mod dense;
 mod elementwise;
+mod embedding;
 mod finish;
 mod graph;
 mod layout;
@@ -47,7 +49,9 @@ pub const SUPPORTED: &str = "Conv (1-D, or 2-D over an input of height or width 
 BatchNormalization, Relu, MaxPool, AveragePool, GlobalAveragePool, ReduceMean over the length, \
 Gemm, MatMul, Add/Sub/Mul/Div by constants (input scaling, per-channel affine after a conv, \
 dense bias), Softmax (dropped), Flatten, Reshape, Squeeze, Unsqueeze, Transpose (moving or \
-dropping unit axes, channels-first/last), Dropout, Identity, Cast to float, Constant";
+dropping unit axes, channels-first/last), Dropout, Identity, Cast to float, Constant, \
+Gather (the input embedding: axis 0 of a constant [256, D] table at the integer input, \
+possibly cast to another integer type)";
 
 /// Largest ONNX file the importer reads (far beyond any model a microcontroller could hold).
 pub const MAX_FILE_BYTES: u64 = 512 << 20;
@@ -122,9 +126,10 @@ pub fn import_bytes(bytes: &[u8], opts: &ImportOptions) -> Result<Imported> {
     let consts = graph::initializers(graph)?;
     let input = graph::single_input(graph, &consts)?;
     let output_name = graph::single_output(graph)?;
-    let (axes, input_dims) = graph::input_axes(input)?;
+    let (axes, input_dims, integer) = graph::input_axes(input)?;
 
     let mut im = Importer::new(opset, consts, input.name.clone(), axes);
+    im.indices = integer;
     im.walk(&graph.node, &output_name)?;
     let net = im.finish(opts, |k| graph::metadata(&model, k))?;
     Ok(Imported {
@@ -203,6 +208,10 @@ struct Importer {
     stage: Stage,
     /// Product of the input scaling Mul/Div before the first convolution.
     internal_scale: f64,
+    /// The running activation holds the bytes as integers, the indices of an embedding to come.
+    indices: bool,
+    /// The width of the input embedding, once its Gather has been read.
+    embedding: Option<usize>,
     /// `(input_len, input_channels, layout)`, once the first convolution has been read.
     input_info: Option<(usize, usize, InputLayout)>,
     /// Channels and length of the running activation (after the first convolution).
@@ -226,6 +235,8 @@ impl Importer {
             axes,
             stage: Stage::Pre,
             internal_scale: 1.0,
+            indices: false,
+            embedding: None,
             input_info: None,
             channels: 0,
             len: 0,

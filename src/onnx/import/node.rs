@@ -3,7 +3,7 @@
 //! otherwise only constants), its op-specific inputs and attributes read, and dispatched by op
 //! type to the layer that interprets it.
 
-use super::super::proto::{self, Attrs};
+use super::super::proto::Attrs;
 use super::{Importer, SUPPORTED};
 use anyhow::{anyhow, bail, Result};
 use onnx_ir::NodeProto;
@@ -20,15 +20,6 @@ pub(super) fn node_label(i: usize, node: &NodeProto) -> String {
     } else {
         format!("node '{}' ({})", node.name, node.op_type)
     }
-}
-
-/// A Cast, which must be to float32.
-fn cast(a: &Attrs, label: &str) -> Result<()> {
-    let to = a.int("to")?.unwrap_or(0);
-    if to != proto::FLOAT as i64 {
-        bail!("{label}: casts to element type {to}; only float32 is supported");
-    }
-    Ok(())
 }
 
 impl Importer {
@@ -68,7 +59,7 @@ impl Importer {
         let Some(pos) = act_pos else {
             return self.on_constants(n, out, label);
         };
-        if pos != 0 && !matches!(op, "Mul" | "Add") {
+        if pos != 0 && !matches!(op, "Mul" | "Add" | "Gather") {
             bail!("{label}: the previous layer's output is its input #{pos}, not its first input");
         }
         self.layer(n, &a, pos, label)?;
@@ -127,10 +118,12 @@ impl Importer {
     /// A node on the running activation (its input `pos`), by op type.
     fn layer(&mut self, n: &NodeProto, a: &Attrs, pos: usize, label: &str) -> Result<()> {
         let op = n.op_type.as_str();
+        self.check_embedding_order(op, label)?;
         match op {
             "Identity" => {}
             "Dropout" => self.dropout(n, a, label)?,
-            "Cast" => cast(a, label)?,
+            "Cast" => self.cast(a, label)?,
+            "Gather" => self.gather(n, a, pos, label)?,
             "Transpose" => self.transpose(a, label)?,
             "Reshape" => self.reshape_node(n, a, label)?,
             "Flatten" => {
