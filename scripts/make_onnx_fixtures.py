@@ -13,11 +13,18 @@ The tests do not need this script, nor Python: the outputs are committed. To reg
     python3 -m venv /tmp/onnxfx
     /tmp/onnxfx/bin/pip install "tensorflow-cpu==2.15.1" "tf2onnx==1.16.1" "onnx==1.16.2" \
         "numpy<2" "protobuf==3.20.3" "torch==2.4.1"
-    /tmp/onnxfx/bin/python scripts/make_onnx_fixtures.py            # both frameworks
-    /tmp/onnxfx/bin/python scripts/make_onnx_fixtures.py --only torch
+    /tmp/onnxfx/bin/python scripts/make_onnx_fixtures.py            # every fixture
+    /tmp/onnxfx/bin/python scripts/make_onnx_fixtures.py --only torch   # one framework's
+    /tmp/onnxfx/bin/python scripts/make_onnx_fixtures.py --only torch_embedding keras_embedding
+
+`--only` takes frameworks (all of their fixtures) or the names of the fixtures that have their
+own group (`torch_embedding`, `keras_embedding`); each group draws from its own seeded
+generators, so regenerating one group leaves the others' files as they are.
 
 Inputs are bytes; a model's input is `byte / 255` unless the model rescales inside the graph
-(the `keras_rescaling` fixture takes raw byte values and multiplies by 1/255 itself).
+(the `keras_rescaling` fixture takes raw byte values and multiplies by 1/255 itself) or looks
+each byte up in an input embedding (`torch_embedding`: int64 indices [N, L]; `keras_embedding`:
+the byte values as float32 [N, L], which Keras casts to integers inside the graph).
 """
 
 import argparse
@@ -168,6 +175,54 @@ def make_torch():
            "AdaptiveAvgPool2d, Flatten, Linear", unit_height=True, opset_version=13)
 
 
+def make_torch_embedding():
+    """6. nn.Embedding(256, D) on int64 byte indices [N, L] → permute to [N, D, L] → Conv1d
+    blocks, the input embedding as PyTorch writes it (Gather, Transpose)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED + 6)
+    rng = np.random.default_rng(SEED + 6)
+
+    class EmbeddingNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(256, 6)
+            self.features = nn.Sequential(
+                nn.Conv1d(6, 8, 5, stride=2, padding=0), nn.BatchNorm1d(8), nn.ReLU(),
+                nn.MaxPool1d(2),
+                nn.Conv1d(8, 12, 3, padding=1), nn.ReLU(),
+                nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(12, 4),
+            )
+
+        def forward(self, x):
+            return self.features(self.embedding(x).permute(0, 2, 1))
+
+    m = EmbeddingNet()
+    for bn in m.modules():
+        if isinstance(bn, nn.BatchNorm1d):
+            with torch.no_grad():
+                bn.running_mean.uniform_(-0.3, 0.3)
+                bn.running_var.uniform_(0.5, 1.5)
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.2, 0.2)
+    m.eval()
+    x_bytes = samples(rng, 60, 1)
+    x = torch.tensor(x_bytes[:, :, 0].astype(np.int64))  # [n, L] byte indices
+    with torch.no_grad():
+        logits = m(x).numpy()
+    torch.onnx.export(m, x[:1], os.path.join(OUT, "torch_embedding.onnx"),
+                      input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
+                      opset_version=13, dynamo=False)
+    write_expected("torch_embedding", "pytorch " + torch.__version__, "indices", False, x_bytes,
+                   logits,
+                   "nn.Embedding(256, 6) on int64 bytes [N, L], permute to [N, 6, L], Conv1d "
+                   "(stride 2, no padding)+BN+ReLU+MaxPool1d, Conv1d (padding 1)+ReLU, "
+                   "AdaptiveAvgPool1d, Flatten, Linear; eval export (BN folded)")
+    print("wrote torch_embedding")
+
+
 # ---------------------------------------------------------------- Keras + tf2onnx (channels-last)
 
 
@@ -247,15 +302,69 @@ def make_keras():
            "+ ReLU + AveragePooling1D, GlobalAveragePooling1D, Dense, softmax activation")
 
 
+def make_keras_embedding():
+    """7. Keras Embedding(256, D) → Conv1D blocks, through tf2onnx: the input is the byte values
+    as float32 [N, L] (Keras's default), which the graph casts to integers before the Gather."""
+    import tensorflow as tf
+    import tf2onnx
+    from tensorflow import keras
+    from tensorflow.keras import layers
+
+    tf.random.set_seed(SEED + 7)
+    rng = np.random.default_rng(SEED + 7)
+    inp = keras.Input((48,))
+    emb = layers.Embedding(256, 5)
+    x = emb(inp)
+    x = layers.Conv1D(8, 5, strides=2, padding="same")(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv1D(10, 3, strides=1, padding="valid")(x)
+    bn = layers.BatchNormalization()
+    x = bn(x)
+    x = layers.ReLU()(x)
+    x = layers.AveragePooling1D(2)(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    logits = layers.Dense(3)(x)
+    model = keras.Model(inp, layers.Softmax()(logits))
+    # About the spread a trained table reaches (Keras initialises it within ±0.05).
+    emb.set_weights([rng.uniform(-1.0, 1.0, (256, 5)).astype(np.float32)])
+    bn.set_weights([
+        rng.uniform(0.5, 1.5, 10).astype(np.float32),
+        rng.uniform(-0.2, 0.2, 10).astype(np.float32),
+        rng.uniform(-0.3, 0.3, 10).astype(np.float32),
+        rng.uniform(0.5, 1.5, 10).astype(np.float32),
+    ])
+    x_bytes = samples(rng, 48, 1)
+    logits = keras.Model(inp, logits).predict(x_bytes[:, :, 0].astype(np.float32), verbose=0)
+    spec = (tf.TensorSpec((None, 48), tf.float32, name="input"),)
+    tf2onnx.convert.from_keras(model, input_signature=spec, opset=13,
+                               output_path=os.path.join(OUT, "keras_embedding.onnx"))
+    write_expected("keras_embedding", "keras %s + tf2onnx %s" % (tf.__version__,
+                   tf2onnx.__version__), "indices", False, x_bytes, logits,
+                   "Embedding(256, 5) on the byte values as float32 [N, L] (cast to integers in "
+                   "the graph), Conv1D same s2 + ReLU, Conv1D valid + BN + ReLU + "
+                   "AveragePooling1D, GlobalAveragePooling1D, Dense, Softmax")
+    print("wrote keras_embedding")
+
+
+GROUPS = {
+    "torch": [make_torch, make_torch_embedding],
+    "keras": [make_keras, make_keras_embedding],
+    "torch_embedding": [make_torch_embedding],
+    "keras_embedding": [make_keras_embedding],
+}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["torch", "keras"])
+    ap.add_argument("--only", nargs="+", choices=sorted(GROUPS),
+                    help="frameworks or fixture groups to regenerate (default: all)")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    if args.only in (None, "torch"):
-        make_torch()
-    if args.only in (None, "keras"):
-        make_keras()
+    todo = []
+    for name in args.only or ["torch", "keras"]:
+        todo += [f for f in GROUPS[name] if f not in todo]
+    for make in todo:
+        make()
     return 0
 
 

@@ -23,6 +23,8 @@ const FIXTURES: &[&str] = &[
     "torch_conv2d_unit_height",
     "keras_conv1d",
     "keras_rescaling",
+    "torch_embedding",
+    "keras_embedding",
 ];
 
 /// Networks covering every block feature: same/valid padding, BN or not, max/avg pooling,
@@ -130,18 +132,32 @@ fn tract_outputs(model: &[u8], input: Tensor, names: Option<&[String]>) -> TVec<
         .expect("tract runs the model")
 }
 
-/// The graph's input for one byte sample (`[len][channels]`), in the graph's own layout.
-fn graph_input(im: &Imported, sample: &[u8]) -> (Vec<usize>, Vec<f32>) {
+/// The graph's input for one byte sample (`[len][channels]`), in the graph's own layout and
+/// element type (`elem_type`: float32, or for an input embedding's indices int32 or int64).
+fn graph_input(im: &Imported, elem_type: i32, sample: &[u8]) -> Tensor {
     let (l, c) = (im.spec.input_len, im.spec.input_channels);
     let s = im.graph_input_scale;
-    let data = match im.layout {
+    let data: Vec<f32> = match im.layout {
         InputLayout::ChannelsFirst => (0..c)
             .flat_map(|ch| (0..l).map(move |t| sample[t * c + ch] as f32 * s))
             .collect(),
         _ => sample.iter().map(|&b| b as f32 * s).collect(),
     };
-    let dims = im.input_dims.iter().map(|&d| d.max(1)).collect();
-    (dims, data)
+    let dims: Vec<usize> = im.input_dims.iter().map(|&d| d.max(1)).collect();
+    match elem_type {
+        1 => Tensor::from_shape(&dims, &data).unwrap(),
+        6 => Tensor::from_shape(&dims, &sample.iter().map(|&b| b as i32).collect::<Vec<_>>())
+            .unwrap(),
+        7 => Tensor::from_shape(&dims, &sample.iter().map(|&b| b as i64).collect::<Vec<_>>())
+            .unwrap(),
+        other => panic!("a graph input of element type {other}"),
+    }
+}
+
+/// The element type of a model's (first) graph input.
+fn input_elem_type(model: &[u8]) -> i32 {
+    let m = ModelProto::parse_from_bytes(model).unwrap();
+    m.graph.input[0].type_.tensor_type().elem_type
 }
 
 fn softmax(v: &[f32]) -> Vec<f32> {
@@ -491,14 +507,14 @@ fn fixtures_run_in_tract_like_the_imported_network() {
         let model = std::fs::read(&path).unwrap();
         let im = import_bytes(&model, &ImportOptions::default()).unwrap();
         let lowered = lower_weights(&im.spec, &im.weights).unwrap();
+        let elem_type = input_elem_type(&model);
         let mut worst = 0.0f32;
         for x in &e.samples {
             let mut ours = reference_logits(&lowered, x);
             if im.output_softmax {
                 ours = softmax(&ours);
             }
-            let (dims, data) = graph_input(&im, x);
-            let theirs = tract_run(&model, &dims, data);
+            let theirs = tract_run_on(&model, graph_input(&im, elem_type, x));
             let d = max_abs_diff(&ours, &theirs);
             worst = worst.max(d);
             assert!(d <= 1e-5, "{name}: tract differs by {d}");
@@ -945,7 +961,7 @@ proptest::proptest! {
     /// an error, never a panic; what imports is a valid network with matching weights.
     #[test]
     fn edited_graphs_never_panic(
-        which in 0usize..5,
+        which in 0usize..FIXTURES.len(),
         edits in proptest::collection::vec(edit_strategy(), 1..4),
     ) {
         let bytes = std::fs::read(fixture(&format!("{}.onnx", FIXTURES[which]))).unwrap();
@@ -962,7 +978,7 @@ proptest::proptest! {
     /// Mutated and truncated fixtures are imported or refused, never a panic.
     #[test]
     fn mutated_fixtures_never_panic(
-        which in 0usize..5,
+        which in 0usize..FIXTURES.len(),
         edits in proptest::collection::vec((0usize..1 << 20, proptest::num::u8::ANY), 1..8),
         cut in proptest::option::of(0usize..1 << 20),
     ) {
@@ -1063,6 +1079,35 @@ fn cli_import_export_and_cost() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope.onnx"));
+}
+
+/// The embedding fixtures are read as what their framework built: the table as the input stage
+/// (PyTorch's int64 input; Keras's float input cast to int32 in the graph).
+#[test]
+fn spec_of_the_embedding_fixtures_is_what_the_frameworks_built() {
+    for (name, dim, len, classes, elem_type) in [
+        ("torch_embedding", 6, 60, 4, 7),
+        ("keras_embedding", 5, 48, 3, 1),
+    ] {
+        let path = fixture(&format!("{name}.onnx"));
+        let im = import_file(&path, &ImportOptions::default()).unwrap();
+        assert_eq!(im.spec.input, InputStage::Embedding { dim }, "{name}");
+        assert_eq!(
+            (im.spec.input_len, im.spec.input_channels, im.spec.classes),
+            (len, 1, classes),
+            "{name}"
+        );
+        assert_eq!(im.weights.tensors["embedding.weight"].shape, [256, dim]);
+        assert_eq!(im.graph_input_scale, 1.0, "{name}");
+        assert_eq!(input_elem_type(&std::fs::read(&path).unwrap()), elem_type);
+        // Our export of it reads back the same network.
+        let again = import_bytes(
+            &export(&im.spec, &im.weights, name).unwrap(),
+            &ImportOptions::default(),
+        )
+        .unwrap();
+        assert_eq!((again.spec, again.weights), (im.spec, im.weights), "{name}");
+    }
 }
 
 #[test]
