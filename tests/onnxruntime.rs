@@ -23,7 +23,8 @@ use nas::weights::Weights;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Runs a model in onnxruntime on the inputs (raw little-endian f32, `[N, C, L]`), once with
+/// Runs a model in onnxruntime on the inputs (raw little-endian, element type DTYPE — `<f4`,
+/// or `<i8` for an input embedding's int64 indices — of shape DIMS, comma-separated), once with
 /// every graph optimisation off and once with all on; writes each output of each run raw (in
 /// its own element type, `OUT.off.K` and `OUT.on.K`).
 const RUN_ORT: &str = r#"
@@ -31,8 +32,8 @@ import sys
 import numpy as np
 import onnxruntime as ort
 
-model, inputs, n, c, l, out = sys.argv[1:7]
-x = np.fromfile(inputs, dtype="<f4").reshape(int(n), int(c), int(l))
+model, inputs, dtype, dims, out = sys.argv[1:6]
+x = np.fromfile(inputs, dtype=dtype).reshape([int(d) for d in dims.split(",")])
 levels = {
     "off": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "on": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -78,12 +79,20 @@ fn python() -> Result<PathBuf, String> {
     }
 }
 
-/// The test samples as the graphs' input: byte × 1/255, `[N, C, L]`.
+/// The test samples as the graphs' input: byte × 1/255, `[N, C, L]` (f32), or with an input
+/// embedding the bytes, `[N, L]` (int64).
 fn graph_inputs(test: &Dataset, spec: &NetSpec) -> Vec<u8> {
+    graph_inputs_of(spec, (0..test.n()).map(|i| test.sample(i)))
+}
+
+fn graph_inputs_of<'a>(spec: &NetSpec, samples: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     let (c, l) = (spec.input_channels, spec.input_len);
-    let mut out = Vec::with_capacity(test.n() * c * l * 4);
-    for i in 0..test.n() {
-        let x = test.sample(i);
+    let mut out = Vec::new();
+    for x in samples {
+        if spec.input.embedding_dim().is_some() {
+            out.extend(x.iter().flat_map(|&b| (b as i64).to_le_bytes()));
+            continue;
+        }
         for ch in 0..c {
             for t in 0..l {
                 let v = x[t * c + ch] as f32 * nas::data::INPUT_SCALE;
@@ -108,11 +117,18 @@ fn run_ort(
     let (m, script, out) = (dir.join("m.onnx"), dir.join("run.py"), dir.join("out"));
     std::fs::write(&m, model).unwrap();
     std::fs::write(&script, RUN_ORT).unwrap();
+    let (dtype, dims) = match spec.input.embedding_dim() {
+        None => (
+            "<f4",
+            format!("{n},{},{}", spec.input_channels, spec.input_len),
+        ),
+        Some(_) => ("<i8", format!("{n},{}", spec.input_len)),
+    };
     let o = Command::new(python)
         .arg(&script)
         .arg(&m)
         .arg(inputs)
-        .args([n, spec.input_channels, spec.input_len].map(|v| v.to_string()))
+        .args([dtype, &dims])
         .arg(&out)
         .output()
         .unwrap();
@@ -310,6 +326,157 @@ fn exported_models_in_onnxruntime_agree_with_nas_eval() {
              predictions differ from nas eval --dtype int8; end to end {outputs_apart} of {} \
              int8 outputs differ, by at most {worst_end} steps; layer by layer {apart} of \
              {elements} int8 values differ, by at most {worst_layer} step",
+            n * spec.classes
+        );
+        assert!(
+            worst_layer <= 1,
+            "int8, optimisations {level}: a layer's value {worst_layer} steps away"
+        );
+    }
+}
+
+/// An input-embedding network (random weights, random byte samples: no training, so the test
+/// stays fast) exported float and int8 and run in onnxruntime: the float logits equal the host
+/// reference within 1e-5 relative; int8 layer by layer, each of our layers fed onnxruntime's
+/// previous int8 tensor, the embedded rows exactly and every other value within one step; end
+/// to end the int8 outputs and predictions against the int8 reference are counted.
+#[test]
+fn embedding_exports_in_onnxruntime_agree_with_the_references() {
+    use nas::lower::{lower_weights, reference_logits};
+    use nas::net::{plan::Op, InputStage};
+    use nas::quant::{calibrate, quantize};
+    let python = match python() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("SKIPPED: embedding_exports_in_onnxruntime_agree_with_the_references: {why}");
+            return;
+        }
+    };
+    let spec = NetSpec::smart_start(784, 12).with_input(InputStage::Embedding { dim: 8 });
+    let w = Weights::random(&spec, 18);
+    let mut s = 0x9e37_79b9u32;
+    let mut byte = || {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        (s >> 24) as u8
+    };
+    let calib: Vec<Vec<u8>> = (0..64)
+        .map(|_| (0..784).map(|_| byte()).collect())
+        .collect();
+    let samples: Vec<Vec<u8>> = (0..64)
+        .map(|_| (0..784).map(|_| byte()).collect())
+        .collect();
+    let n = samples.len();
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = tmp.path().join("inputs.i64");
+    std::fs::write(
+        &inputs,
+        graph_inputs_of(&spec, samples.iter().map(|x| x.as_slice())),
+    )
+    .unwrap();
+
+    let lowered = lower_weights(&spec, &w).unwrap();
+    let model = nas::onnx::export(&spec, &w, "onnxruntime").unwrap();
+    let (version, runs) = run_ort(&python, tmp.path(), &model, &inputs, &spec, n, 1);
+    for (level, out) in ["off", "on"].iter().zip(&runs) {
+        let logits = f32_rows(&out[0], spec.classes);
+        let mut worst = 0.0f32;
+        for (x, theirs) in samples.iter().zip(&logits) {
+            let ours = reference_logits(&lowered, x);
+            let scale = 1.0 + ours.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let d = ours
+                .iter()
+                .zip(theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            worst = worst.max(d / scale);
+            assert_eq!(
+                argmax(&ours),
+                argmax(theirs),
+                "float, optimisations {level}"
+            );
+        }
+        println!(
+            "onnxruntime {version}, float32 embedding export, optimisations {level}: logits \
+             within {worst:e} (relative) of the host reference"
+        );
+        assert!(worst <= 1e-5, "float, optimisations {level}: {worst}");
+    }
+
+    let ranges = calibrate(
+        &lowered,
+        calib.iter().map(|s| s.as_slice()),
+        nas::quant::CalibrationMethod::MinMax,
+    )
+    .unwrap();
+    let q = quantize(&lowered, &ranges).unwrap();
+    let (model, layers) = with_layer_outputs(
+        &nas::onnx::export_int8(&spec, &q, "onnxruntime").unwrap(),
+        &q,
+    );
+    let (_, runs) = run_ort(
+        &python,
+        tmp.path(),
+        &model,
+        &inputs,
+        &spec,
+        n,
+        1 + layers.len(),
+    );
+    for (level, out) in ["off", "on"].iter().zip(&runs) {
+        let (mut elements, mut apart, mut worst_layer) = (0usize, 0usize, 0i32);
+        let (mut predictions, mut outputs_apart, mut worst_end) = (0usize, 0usize, 0i32);
+        for (i, x) in samples.iter().enumerate() {
+            let theirs: Vec<Vec<i8>> = out[1..]
+                .iter()
+                .zip(&layers)
+                .map(|(t, (_, ch))| {
+                    let per = t.len() / n;
+                    let cf: Vec<i8> = t[i * per..(i + 1) * per].iter().map(|&b| b as i8).collect();
+                    channels_last(&cf, *ch)
+                })
+                .collect();
+            let mut input = input_int8(x);
+            for ((layer, ql), t) in q.plan.layers.iter().zip(&q.layers).zip(&theirs) {
+                let o = run_layer(layer, ql, &input);
+                input = t.clone();
+                if let Op::Embed {
+                    dim,
+                    pad_left,
+                    pad_right,
+                    ..
+                } = layer.op
+                {
+                    // onnxruntime's embedded rows are unpadded (the first conv pads with real
+                    // 0); ours hold the padding as rows of the table's zero point.
+                    let pad = vec![ql.output.zero_point as i8; dim];
+                    input = [pad.repeat(pad_left), input, pad.repeat(pad_right)].concat();
+                    assert_eq!(o, input, "optimisations {level}: the embedded rows");
+                }
+                assert_eq!(o.len(), input.len(), "{}", layer.name);
+                for (a, b) in o.iter().zip(&input) {
+                    let d = (*a as i32 - *b as i32).abs();
+                    worst_layer = worst_layer.max(d);
+                    apart += (d > 0) as usize;
+                }
+                elements += o.len();
+            }
+            let r = reference_int8(&q, x);
+            let last = theirs.last().unwrap();
+            for (a, b) in r.q.iter().zip(last) {
+                let d = (*a as i32 - *b as i32).abs();
+                worst_end = worst_end.max(d);
+                outputs_apart += (d > 0) as usize;
+            }
+            let best = (0..last.len()).fold(0, |b, k| if last[k] > last[b] { k } else { b });
+            predictions += (best != r.predict()) as usize;
+        }
+        println!(
+            "onnxruntime {version}, int8 QDQ embedding export, optimisations {level}: \
+             {predictions} of {n} predictions differ from the int8 reference; end to end \
+             {outputs_apart} of {} int8 outputs differ, by at most {worst_end} steps; layer by \
+             layer {apart} of {elements} int8 values differ, by at most {worst_layer} step",
             n * spec.classes
         );
         assert!(
