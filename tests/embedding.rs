@@ -10,8 +10,9 @@ use nas::net::{Block, Dtype, InputStage, NetSpec, Padding, PoolKind};
 use nas::quant::{ptq, CalibrationMethod};
 use nas::train::{initial_weights, train, TrainConfig};
 use nas::weights::Weights;
-use std::process::Command;
 use std::sync::{Arc, OnceLock};
+
+mod common;
 
 fn iscx() -> &'static nas::data::Splits {
     static S: OnceLock<nas::data::Splits> = OnceLock::new();
@@ -43,19 +44,6 @@ fn padded() -> NetSpec {
     .with_input(InputStage::Embedding { dim: 3 })
 }
 
-fn require_tools() {
-    for tool in ["arm-none-eabi-gcc", "qemu-system-arm"] {
-        let ok = Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "{tool} is missing: apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
-        );
-    }
-}
-
 /// `n` real ISCX test samples from across the file, with their labels.
 fn samples(n: usize) -> Samples {
     let t = &iscx().test;
@@ -70,7 +58,7 @@ fn samples(n: usize) -> Samples {
 /// Build, measure and run one kernel; check it is bit-exact with the host reference on real
 /// samples and that the arena and the constants are the cost model's.
 fn verify(spec: &NetSpec, target: &str, lang: Lang, dtype: Dtype, seed: u64) -> KernelReport {
-    require_tools();
+    common::require_arm_tools();
     let target = nas::target::resolve(target).unwrap();
     let w = Weights::random(spec, seed);
     let mut opts = Options::new(samples(6));

@@ -28,3 +28,17 @@ pub fn ok(out: Output) -> Output {
     );
     out
 }
+
+/// The Arm cross-compiler and QEMU, which the firmware tests need; a clear message otherwise.
+pub fn require_arm_tools() {
+    for tool in ["arm-none-eabi-gcc", "qemu-system-arm"] {
+        let ok = std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "{tool} is missing: apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+        );
+    }
+}
