@@ -80,6 +80,12 @@ pub struct Latency {
     /// the fitted terms (see [`EMBED_VALUE_INSTRUCTIONS`]).
     #[serde(default = "embed_value")]
     pub per_embed_value: f64,
+    /// Instructions per entry a lookup-table conv adds, and per output it computes (windows ×
+    /// filters), outside the fitted terms (see [`LUT_LOOKUP_INSTRUCTIONS`]).
+    #[serde(default = "lut_lookup_f32")]
+    pub per_lookup: f64,
+    #[serde(default = "lut_output_f32")]
+    pub per_lut_output: f64,
     /// Assumed average cycles per instruction on the chip.
     pub cycles_per_instruction: f64,
     /// The calibration's worst relative error of the instruction estimate against QEMU, in
@@ -101,9 +107,11 @@ impl Latency {
     }
 
     /// Estimated instructions of one inference with the counts `row`, in the order of
-    /// [`Latency::coefficients`], and `(values, rows)` copied by an input embedding.
-    pub fn instructions(&self, row: &[f64; 6], embed: (u64, u64)) -> u64 {
-        linear_model(&self.coefficients(), row) + embed_model(self.per_embed_value, embed)
+    /// [`Latency::coefficients`], and the table work `t` of an input embedding.
+    pub fn instructions(&self, row: &[f64; 6], t: TableWork) -> u64 {
+        linear_model(&self.coefficients(), row)
+            + embed_model(self.per_embed_value, t)
+            + lut_model((self.per_lookup, self.per_lut_output), t)
     }
 
     fn check(&self) -> Result<()> {
@@ -140,6 +148,11 @@ pub struct LatencyInt8 {
     /// As [`Latency::per_embed_value`], for the int8 table.
     #[serde(default = "embed_value")]
     pub per_embed_value: f64,
+    /// As [`Latency::per_lookup`] and [`Latency::per_lut_output`], for the int8 kernel.
+    #[serde(default = "lut_lookup_int8")]
+    pub per_lookup: f64,
+    #[serde(default = "lut_output_int8")]
+    pub per_lut_output: f64,
     pub cycles_per_instruction: f64,
     pub worst_error_pct: f64,
 }
@@ -158,9 +171,11 @@ impl LatencyInt8 {
     }
 
     /// Estimated instructions of one inference with the counts `row`, in the order of
-    /// [`LatencyInt8::coefficients`], and `(values, rows)` copied by an input embedding.
-    pub fn instructions(&self, row: &[f64; 6], embed: (u64, u64)) -> u64 {
-        linear_model(&self.coefficients(), row) + embed_model(self.per_embed_value, embed)
+    /// [`LatencyInt8::coefficients`], and the table work `t` of an input embedding.
+    pub fn instructions(&self, row: &[f64; 6], t: TableWork) -> u64 {
+        linear_model(&self.coefficients(), row)
+            + embed_model(self.per_embed_value, t)
+            + lut_model((self.per_lookup, self.per_lut_output), t)
     }
 
     fn check(&self) -> Result<()> {
@@ -186,8 +201,51 @@ fn embed_value() -> f64 {
     EMBED_VALUE_INSTRUCTIONS
 }
 
-fn embed_model(per_value: f64, (values, rows): (u64, u64)) -> u64 {
-    let v = per_value * values as f64 + EMBED_ROW_INSTRUCTIONS * rows as f64;
+/// What an input embedding makes the kernel do outside the fitted terms: rows copied by the
+/// `embed` step, or entries added by a lookup-table conv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TableWork {
+    /// Table values the embedding copies (`len × dim`) and input bytes it looks up (`len`).
+    pub embed_values: u64,
+    pub embed_rows: u64,
+    /// Lookup-table entries added (taps inside the input × filters, over the computed
+    /// windows), and the outputs they make (windows × filters).
+    pub lut_lookups: u64,
+    pub lut_outputs: u64,
+}
+
+fn embed_model(per_value: f64, t: TableWork) -> u64 {
+    let v = per_value * t.embed_values as f64 + EMBED_ROW_INSTRUCTIONS * t.embed_rows as f64;
+    v.max(0.0).round() as u64
+}
+
+/// Instructions of the generated lookup-table conv on the Cortex-M4 (arm-none-eabi-gcc 12.2
+/// -Os), per entry added, (float, int8): counted from the inner loop's code, `ldrb, add, vldr,
+/// adds, cmp, vadd, add, bhi` (8) in float and `ldrb, ldr, add, add, b, cmp, bne` (7) in int8.
+/// Not part of the profiles' fitted models; profiles may state their own `per_lookup`.
+pub const LUT_LOOKUP_INSTRUCTIONS: (f64, f64) = (8.0, 7.0);
+/// Per output computed (windows × filters), (float, int8): the float code's per-output path
+/// (bias, ReLU, pooling, store: 14) and its window set-up shared by the filters; the int8
+/// figure fitted to QEMU's count of the lookup-table smart start (`784 → emb8 lut → …`, 1.69 M
+/// instructions) less the profile's model of its other layers: the window set-up is redone
+/// per filter there, the requantization follows. Profiles may state their own `per_lut_output`.
+pub const LUT_OUTPUT_INSTRUCTIONS: (f64, f64) = (15.0, 61.0);
+
+fn lut_lookup_f32() -> f64 {
+    LUT_LOOKUP_INSTRUCTIONS.0
+}
+fn lut_output_f32() -> f64 {
+    LUT_OUTPUT_INSTRUCTIONS.0
+}
+fn lut_lookup_int8() -> f64 {
+    LUT_LOOKUP_INSTRUCTIONS.1
+}
+fn lut_output_int8() -> f64 {
+    LUT_OUTPUT_INSTRUCTIONS.1
+}
+
+fn lut_model((per_lookup, per_output): (f64, f64), t: TableWork) -> u64 {
+    let v = per_lookup * t.lut_lookups as f64 + per_output * t.lut_outputs as f64;
     v.max(0.0).round() as u64
 }
 
@@ -228,6 +286,9 @@ pub struct CodeSize {
     /// reads raw bytes, so the compiler drops the byte path of the dot products).
     #[serde(default = "embed_code_bytes_f32")]
     pub embed_bytes: i64,
+    /// What a lookup-table conv changes beyond its `per_layer_bytes`.
+    #[serde(default = "lut_code_bytes_f32")]
+    pub lut_bytes: i64,
     #[serde(default = "default_stack")]
     pub stack_bytes: u64,
 }
@@ -250,6 +311,9 @@ pub struct CodeSizeInt8 {
     /// The input embedding's copy loop, where the network has one.
     #[serde(default = "embed_code_bytes")]
     pub embed_bytes: i64,
+    /// The lookup-table conv's function, where the network has one.
+    #[serde(default = "lut_code_bytes")]
+    pub lut_bytes: i64,
     pub stack_bytes: u64,
 }
 
@@ -272,6 +336,7 @@ impl Default for CodeSizeInt8 {
             edge_bytes: 16,
             partial_group_bytes: 110,
             embed_bytes: embed_code_bytes(),
+            lut_bytes: lut_code_bytes(),
             stack_bytes: 224,
         }
     }
@@ -285,6 +350,19 @@ fn embed_code_bytes_f32() -> i64 {
     -250
 }
 
+/// Code bytes of the int8 lookup-table conv on the Cortex-M4 (arm-none-eabi-gcc 12.2 -Os):
+/// the function's 306 bytes (from the object file) and about 34 of its call (twelve
+/// arguments, eight on the stack).
+fn lut_code_bytes() -> i64 {
+    340
+}
+/// The float kernel's code with the lookup-table conv against its `per_layer_bytes`, on the
+/// Cortex-M4 (measured by `nas verify` on three networks: −473, −208 and −370 B): the byte
+/// path of the dot products and the embed loop are gone, the lookup loop is inlined.
+fn lut_code_bytes_f32() -> i64 {
+    -350
+}
+
 fn default_stack() -> u64 {
     128
 }
@@ -295,6 +373,7 @@ impl Default for CodeSize {
             base_bytes: 1024,
             per_layer_bytes: 64,
             embed_bytes: embed_code_bytes_f32(),
+            lut_bytes: lut_code_bytes_f32(),
             stack_bytes: default_stack(),
         }
     }

@@ -6,7 +6,7 @@
 
 use nas::data::{load_dir, LoadOptions};
 use nas::firmware::{self, KernelReport, Lang, Options, RustKernel, Samples};
-use nas::net::{Block, Dtype, InputStage, NetSpec, Padding, PoolKind};
+use nas::net::{Block, Dtype, EmbeddingForm, InputStage, NetSpec, Padding, PoolKind};
 use nas::quant::{ptq, CalibrationMethod};
 use nas::train::{initial_weights, train, TrainConfig};
 use nas::weights::Weights;
@@ -25,7 +25,7 @@ fn iscx() -> &'static nas::data::Splits {
 
 /// The seed's smart start reading its bytes through an 8-wide embedding.
 fn embedded_smart_start() -> NetSpec {
-    NetSpec::smart_start(784, 12).with_input(InputStage::Embedding { dim: 8 })
+    NetSpec::smart_start(784, 12).with_input(InputStage::embedding(8))
 }
 
 /// An embedding whose first conv has `same` padding on both sides (k5 s1: 2 + 2 rows), a
@@ -41,7 +41,7 @@ fn padded() -> NetSpec {
             Block::new(20, 3, 2, Padding::Same).with_pool(PoolKind::Avg, 3),
         ],
     )
-    .with_input(InputStage::Embedding { dim: 3 })
+    .with_input(InputStage::embedding(3))
 }
 
 /// `n` real ISCX test samples from across the file, with their labels.
@@ -147,6 +147,10 @@ fn specs_without_an_input_stage_read_and_write_back_unchanged() {
         ),
         (json.replace("embedding", "onehot"), "onehot"),
         (
+            json.replace("\"dim\": 8", "\"dim\": 8, \"form\": \"table\""),
+            "variant table",
+        ),
+        (
             json.replace("\"input_channels\": 1", "\"input_channels\": 2"),
             "input_channels",
         ),
@@ -248,4 +252,151 @@ fn int8_kernels_are_bit_exact_in_qemu() {
     verify(&padded(), "stm32f401re", Lang::C, Dtype::Int8, 2);
     verify(&padded(), "stm32f401re", Lang::Rust, Dtype::Int8, 3);
     verify(&padded(), "stm32g071rb", Lang::C, Dtype::Int8, 4);
+}
+
+/// `spec` with its embedding folded into the first conv (the lookup-table form).
+fn lut(spec: NetSpec) -> NetSpec {
+    let input = spec.input.with_form(EmbeddingForm::Lut);
+    spec.with_input(input)
+}
+
+#[test]
+fn the_lookup_table_form_computes_the_rows_form() {
+    let calib = iscx().train.stratified_head(8);
+    let test = samples(32);
+    for (spec, seed) in [(embedded_smart_start(), 5), (padded(), 6)] {
+        let folded = lut(spec.clone());
+        assert!(folded.summary().contains(" lut"), "{}", folded.summary());
+        let back = NetSpec::from_json(&folded.to_json()).unwrap();
+        assert_eq!(back, folded);
+        let w = Weights::random(&spec, seed);
+        // Float: the same network, summed in another order.
+        let (rows, table) = (
+            nas::lower::lower_weights(&spec, &w).unwrap(),
+            nas::lower::lower_weights(&folded, &w).unwrap(),
+        );
+        assert_eq!(table.plan.layers[0].name, "conv0");
+        assert!(matches!(
+            table.plan.layers[0].op,
+            nas::net::plan::Op::LutConv(_)
+        ));
+        for x in &test.inputs {
+            let (a, b) = (
+                nas::lower::reference_logits(&rows, x),
+                nas::lower::reference_logits(&table, x),
+            );
+            for (u, v) in a.iter().zip(&b) {
+                assert!((u - v).abs() <= 1e-5 * (1.0 + u.abs()), "{u} vs {v}");
+            }
+        }
+        // int8: the same integers, bit for bit.
+        let qr = ptq(&spec, &w, &calib, 96, CalibrationMethod::MinMax).unwrap();
+        let qt = ptq(&folded, &w, &calib, 96, CalibrationMethod::MinMax).unwrap();
+        for x in &test.inputs {
+            assert_eq!(
+                nas::quant::reference_int8(&qr, x),
+                nas::quant::reference_int8(&qt, x),
+                "{}",
+                folded.summary()
+            );
+        }
+        // And its QDQ ONNX graph is the rows form's, byte for byte (the graph gathers the
+        // int8 table and runs the conv).
+        assert_eq!(
+            nas::onnx::export_int8(&spec, &qt, "").unwrap(),
+            nas::onnx::export_int8(&spec, &qr, "").unwrap()
+        );
+    }
+}
+
+#[test]
+fn the_lookup_table_costs_its_entries_and_no_embedded_activation() {
+    let t = nas::target::resolve("stm32f401re").unwrap();
+    let cost = |s: &NetSpec, d| {
+        nas::net::cost::cost_as(&nas::net::plan::lower(s).unwrap(), &t, &t.limits(), d)
+    };
+    let (rows, folded) = (embedded_smart_start(), lut(embedded_smart_start()));
+    let (a, b) = (cost(&rows, Dtype::F32), cost(&folded, Dtype::F32));
+    // The same network: Keras parameters and MACs do not depend on the form.
+    assert_eq!(a.params, b.params);
+    assert_eq!(a.macs, b.macs);
+    assert_eq!(b.layers[0].name, "conv0");
+    assert!(b.layers[0].desc.contains("folded"), "{}", b.layers[0].desc);
+    // conv0 (k3): 27 filters × 3 taps × 256 bytes, and its 27 biases.
+    assert_eq!(b.layers[0].flash_bytes, (27 * 3 * 256 + 27) * 4);
+    assert_eq!(b.layers[0].executed_macs, 0);
+    // No [784][8] activation: conv0's output and conv1's are what is alive together.
+    assert_eq!(b.arena_bytes, (196 * 27 + 16 * 114) * 4);
+    assert!(b.instructions.unwrap() < a.instructions.unwrap());
+    let q = cost(&folded, Dtype::Int8);
+    assert_eq!(q.layers[0].flash_bytes, 27 * 3 * 256 * 4 + 27 * 16);
+    assert_eq!(q.arena_bytes, 196 * 27 + 16 * 114);
+}
+
+#[test]
+fn lookup_table_kernels_are_bit_exact_in_qemu() {
+    for dtype in [Dtype::F32, Dtype::Int8] {
+        let r = verify(
+            &lut(embedded_smart_start()),
+            "stm32f401re",
+            Lang::C,
+            dtype,
+            1,
+        );
+        assert!(r.measured.flash_error_pct.abs() <= 2.0, "{}", r.table());
+        verify(&lut(padded()), "stm32f401re", Lang::C, dtype, 2);
+        verify(&lut(padded()), "stm32f401re", Lang::Rust, dtype, 3);
+        verify(&lut(padded()), "stm32g071rb", Lang::C, dtype, 4);
+    }
+}
+
+/// The search deploys each candidate in the form that serves it: the faster one when both meet
+/// the budgets, the one that fits when only one does, and `nas cost` says what the other would
+/// change.
+#[test]
+fn the_form_follows_the_budgets() {
+    use nas::net::cost::{compare_forms, with_best_form};
+    let t = nas::target::resolve("stm32f401re").unwrap();
+    let spec = embedded_smart_start();
+    for dtype in [Dtype::F32, Dtype::Int8] {
+        let limits = t.limits();
+        let cmp = compare_forms(&spec, &t, &limits, dtype).unwrap().unwrap();
+        assert!(cmp.rows.fits && cmp.lut.fits);
+        assert!(cmp.lut.instructions < cmp.rows.instructions);
+        assert!(cmp.lut.ram_bytes < cmp.rows.ram_bytes);
+        assert!(cmp.lut.flash_bytes > cmp.rows.flash_bytes);
+        let line = cmp.describe();
+        assert!(
+            line.contains("lookup table") && line.contains("meets every budget"),
+            "{line}"
+        );
+        // Both fit: the faster.
+        let (s, c) = with_best_form(&spec, &t, &limits, dtype).unwrap();
+        assert_eq!(s.input.embedding_form(), Some(EmbeddingForm::Lut));
+        assert_eq!(c, cmp.lut);
+        // Flash for the rows form only: rows.
+        let mut tight = limits;
+        tight.max_flash_bytes = cmp.rows.flash_bytes + 1000;
+        let (s, c) = with_best_form(&spec, &t, &tight, dtype).unwrap();
+        assert_eq!(s.input.embedding_form(), Some(EmbeddingForm::Rows));
+        assert!(c.fits);
+        let line = compare_forms(&spec, &t, &tight, dtype)
+            .unwrap()
+            .unwrap()
+            .describe();
+        assert!(line.contains("breaks flash_bytes"), "{line}");
+        // RAM for the lookup table only: the lookup table.
+        let mut tight = limits;
+        tight.max_ram_bytes = cmp.lut.ram_bytes;
+        let (s, c) = with_best_form(&spec, &t, &tight, dtype).unwrap();
+        assert_eq!(s.input.embedding_form(), Some(EmbeddingForm::Lut));
+        assert!(c.fits);
+    }
+    // byte/255 has no form.
+    let plain = NetSpec::smart_start(784, 12);
+    let (s, _) = with_best_form(&plain, &t, &t.limits(), Dtype::F32).unwrap();
+    assert_eq!(s, plain);
+    assert!(compare_forms(&plain, &t, &t.limits(), Dtype::F32)
+        .unwrap()
+        .is_none());
 }

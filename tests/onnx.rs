@@ -56,12 +56,12 @@ fn specs() -> Vec<NetSpec> {
             Block::new(8, 3, 1, Padding::Valid).with_pool(PoolKind::Max, 2),
         ],
     )
-    .with_input(InputStage::Embedding { dim: 3 });
+    .with_input(InputStage::embedding(3));
     vec![
         NetSpec::smart_start(784, 12),
         three,
         multi,
-        NetSpec::smart_start(784, 12).with_input(InputStage::Embedding { dim: 8 }),
+        NetSpec::smart_start(784, 12).with_input(InputStage::embedding(8)),
         embedded,
     ]
 }
@@ -344,7 +344,7 @@ fn int8_qdq_models_run_in_tract_like_the_int8_reference() {
             .layers
             .iter()
             .map(|layer| match &layer.op {
-                Op::Conv(c) => c.out_channels,
+                Op::Conv(c) | Op::LutConv(c) => c.out_channels,
                 Op::GlobalAvgPool { channels, .. } => *channels,
                 Op::Dense { outputs, .. } => *outputs,
                 Op::Embed { dim, .. } => *dim,
@@ -625,7 +625,7 @@ fn bad_input_is_a_clear_error() {
 
 /// Our embedding export with one change.
 fn mutated_embedding(edit: impl FnOnce(&mut ModelProto)) -> Vec<u8> {
-    let spec = NetSpec::smart_start(128, 4).with_input(InputStage::Embedding { dim: 4 });
+    let spec = NetSpec::smart_start(128, 4).with_input(InputStage::embedding(4));
     let w = Weights::random(&spec, 3);
     let mut m = ModelProto::parse_from_bytes(&export(&spec, &w, "test").unwrap()).unwrap();
     edit(&mut m);
@@ -663,7 +663,7 @@ fn embeddings_import_as_the_input_stage_or_a_clear_error() {
             .input[1] = "indices".into();
     });
     let im = import_bytes(&bytes, &ImportOptions::default()).unwrap();
-    assert_eq!(im.spec.input, InputStage::Embedding { dim: 4 });
+    assert_eq!(im.spec.input, InputStage::embedding(4));
     assert_eq!((im.spec.input_len, im.spec.input_channels), (128, 1));
     assert_eq!(im.layout, InputLayout::SingleChannel);
     assert_eq!(im.graph_input_scale, 1.0);
@@ -1091,7 +1091,7 @@ fn spec_of_the_embedding_fixtures_is_what_the_frameworks_built() {
     ] {
         let path = fixture(&format!("{name}.onnx"));
         let im = import_file(&path, &ImportOptions::default()).unwrap();
-        assert_eq!(im.spec.input, InputStage::Embedding { dim }, "{name}");
+        assert_eq!(im.spec.input, InputStage::embedding(dim), "{name}");
         assert_eq!(
             (im.spec.input_len, im.spec.input_channels, im.spec.classes),
             (len, 1, classes),

@@ -173,8 +173,10 @@ fn with_layer_outputs(model: &[u8], q: &QuantLowered) -> (Vec<u8>, Vec<(String, 
         .layers
         .iter()
         .map(|layer| match &layer.op {
-            Op::Conv(c) if c.pool.is_some() => (format!("{}.pooled", layer.name), c.out_channels),
-            Op::Conv(c) => (format!("{}.out", layer.name), c.out_channels),
+            Op::Conv(c) | Op::LutConv(c) if c.pool.is_some() => {
+                (format!("{}.pooled", layer.name), c.out_channels)
+            }
+            Op::Conv(c) | Op::LutConv(c) => (format!("{}.out", layer.name), c.out_channels),
             Op::GlobalAvgPool { channels, .. } => (format!("{}.out", layer.name), *channels),
             Op::Dense { outputs, .. } => (format!("{}.out", layer.name), *outputs),
             Op::Embed { dim, .. } => (format!("{}.out", layer.name), *dim),
@@ -352,7 +354,7 @@ fn embedding_exports_in_onnxruntime_agree_with_the_references() {
             return;
         }
     };
-    let spec = NetSpec::smart_start(784, 12).with_input(InputStage::Embedding { dim: 8 });
+    let spec = NetSpec::smart_start(784, 12).with_input(InputStage::embedding(8));
     let w = Weights::random(&spec, 18);
     let mut s = 0x9e37_79b9u32;
     let mut byte = || {

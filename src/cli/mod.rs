@@ -235,6 +235,9 @@ fn cost_cmd(a: CostArgs) -> Result<()> {
             )?;
         }
         out!("{}", tables::cost_table(&c, &t.name))?;
+        if let Some(f) = cost::compare_forms(&spec, &t, &t.limits(), a.dtype)? {
+            outln!("\n{}", f.describe())?;
+        }
     }
     Ok(())
 }

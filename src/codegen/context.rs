@@ -99,6 +99,10 @@ pub(crate) struct Ctx {
     /// Whether the network embeds its input bytes (it then reads bytes only: no entry point
     /// for scaled float input, no 1/255 scale).
     pub(crate) embedded: bool,
+    /// Whether a step looks up embedding rows (`embed`) / folds them into the first conv
+    /// (`lut_conv`): the template then defines that function.
+    pub(crate) rows: bool,
+    pub(crate) lut: bool,
 }
 
 pub(crate) fn layer_desc(l: &plan::Layer) -> String {
@@ -114,6 +118,29 @@ pub(crate) fn layer_desc(l: &plan::Layer) -> String {
             l.name,
             pad_left + len + pad_right
         ),
+        Op::LutConv(c) => {
+            let pool = match c.pool {
+                None => String::new(),
+                Some((PoolKind::Max, s)) => format!(" -> max pool {s}"),
+                Some((PoolKind::Avg, s)) => format!(" -> avg pool {s}"),
+            };
+            format!(
+                "{}: input embedding 256x{} folded into conv x{} k{} s{} pad_left {}{}, a lookup \
+                 table [{}][{}][256] -> relu{pool}: [{}] bytes -> [{}][{}]",
+                l.name,
+                c.in_channels,
+                c.out_channels,
+                c.kernel,
+                c.stride,
+                c.pad_left,
+                if c.batch_norm { " (+bn folded)" } else { "" },
+                c.out_channels,
+                c.kernel,
+                c.in_len,
+                c.out_len,
+                c.out_channels
+            )
+        }
         Op::Conv(c) => {
             let pool = match c.pool {
                 None => String::new(),
@@ -161,12 +188,15 @@ pub(crate) fn buffer_desc(b: &Buffer) -> String {
 
 /// The spec as JSON, one block per line (valid JSON once the comment markers are stripped).
 pub(crate) fn spec_json_lines(spec: &NetSpec) -> Vec<String> {
-    let top = serde_json::json!({
+    let mut top = serde_json::json!({
         "input_len": spec.input_len,
         "input_channels": spec.input_channels,
         "classes": spec.classes,
         "head": spec.head,
     });
+    if !spec.input.is_scale() {
+        top["input"] = serde_json::to_value(spec.input).expect("JSON of plain values");
+    }
     let top = serde_json::to_string(&top).expect("JSON of plain values");
     let mut v = vec![format!("{},\"blocks\":[", top.trim_end_matches('}'))];
     let n = spec.blocks.len();
@@ -331,6 +361,8 @@ pub(crate) fn context(
         }
         steps.push(s);
     }
+    let rows = steps.iter().any(|s| s.op == "embed");
+    let lut = steps.iter().any(|s| s.op == "lut_conv");
     Ok(Ctx {
         name: name.to_string(),
         guard: format!("{upper}_H"),
@@ -348,6 +380,8 @@ pub(crate) fn context(
         steps,
         int8: false,
         embedded: spec.input.embedding_dim().is_some(),
+        rows,
+        lut,
     })
 }
 
@@ -388,10 +422,10 @@ impl Idents<'_> {
 
 /// A layer's weight and bias tables (the embedding has no bias: its table alone).
 fn layer_arrays(l: &plan::Layer, k: &LayerConsts, ids: &Idents) -> Vec<ArrayCtx> {
-    let what = if matches!(l.op, Op::Embed { .. }) {
-        "table, a row per byte value"
-    } else {
-        "weights"
+    let what = match l.op {
+        Op::Embed { .. } => "table, a row per byte value",
+        Op::LutConv(_) => "lookup table [filter][tap][byte]",
+        _ => "weights",
     };
     let mut v = vec![ArrayCtx {
         ident: ids.array(&l.name, "w"),
@@ -462,6 +496,16 @@ fn step_op(s: &mut StepCtx, l: &plan::Layer, ids: &Idents) -> Result<Option<Conv
         Op::Conv(c) => {
             let conv = conv_ctx(l, c, ids)?;
             s.op = "conv";
+            s.cfg = ids.cfg(&l.name);
+            return Ok(Some(conv));
+        }
+        Op::LutConv(c) => {
+            ensure!(
+                s.from_input,
+                "internal: the lookup-table conv must read the input bytes"
+            );
+            let conv = conv_ctx(l, c, ids)?;
+            s.op = "lut_conv";
             s.cfg = ids.cfg(&l.name);
             return Ok(Some(conv));
         }

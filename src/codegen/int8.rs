@@ -5,7 +5,7 @@ use super::{render, sanitize_identifier, GeneratedFile, Lang, Provenance};
 use crate::net::int8::{by_filter, full_range, row4};
 use crate::net::plan::{self, ConvOp, Layer, Op};
 use crate::net::NetSpec;
-use crate::quant::kernel::{chan_consts, pack_rows, ChanConsts};
+use crate::quant::kernel::{chan_consts, lookup_table_int8, pack_rows, ChanConsts};
 use crate::quant::{QuantLayer, QuantLowered};
 use anyhow::{bail, ensure, Result};
 use serde::Serialize;
@@ -93,6 +93,14 @@ struct StepCtx {
     pad_left: usize,
     pad_right: usize,
     pad_byte: u8,
+    /// The lookup-table conv's shape (`len`: input bytes, `ch`: filters).
+    kernel: usize,
+    stride: usize,
+    out_len: usize,
+    pool: usize,
+    /// `1`/`0` for C, `true`/`false` for Rust.
+    pool_avg: u8,
+    pool_avg_rs: bool,
     // Rust: arena ranges in bytes.
     from_input: bool,
     src_start: usize,
@@ -122,6 +130,9 @@ struct Ctx {
     int8: bool,
     /// Whether the network embeds its input bytes.
     embedded: bool,
+    /// Whether a step looks up embedding rows / runs the lookup-table conv.
+    rows: bool,
+    lut: bool,
 }
 
 fn word_lines(words: &[u32], lang: Lang) -> Vec<String> {
@@ -299,11 +310,45 @@ fn layer_arrays(l: &Layer, ql: &QuantLayer, n: &Names) -> Vec<ArrayCtx> {
             lines,
         }];
     }
+    let desc = super::comment_safe(&super::layer_desc(l));
+    if let Op::LutConv(c) = &l.op {
+        let lut = lookup_table_int8(c, ql);
+        let lines = lut
+            .chunks(WORDS_PER_LINE)
+            .map(|c| {
+                c.iter()
+                    .map(|v| format!("{v},"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        return vec![
+            ArrayCtx {
+                ident: n.ident(&l.name, "w"),
+                comment: format!(
+                    "{desc}: int32 lookup table [filter][tap][byte] of the int8 table (scale {:e}, \
+                     zero point {}) times the int8 weights",
+                    ql.input.scale, ql.input.zero_point
+                ),
+                ctype: "int32_t".into(),
+                rtype: "i32".into(),
+                len: lut.len(),
+                lines,
+            },
+            ArrayCtx {
+                ident: n.ident(&l.name, "b"),
+                comment: format!("{}: bias and requantization per output channel", l.name),
+                ctype: format!("{}_chan_t", n.name),
+                rtype: "Chan".into(),
+                len: ql.bias.len(),
+                lines: chan_lines(&chan_consts(ql, true), n.lang),
+            },
+        ];
+    }
     let (nw, nb) = l.deployed_params();
     let Some(row) = nw.checked_div(nb) else {
         return Vec::new();
     };
-    let desc = super::comment_safe(&super::layer_desc(l));
     let words = pack_rows(&ql.weights, nb, row);
     vec![
         ArrayCtx {
@@ -320,7 +365,7 @@ fn layer_arrays(l: &Layer, ql: &QuantLayer, n: &Names) -> Vec<ArrayCtx> {
             ctype: format!("{}_chan_t", n.name),
             rtype: "Chan".into(),
             len: nb,
-            lines: chan_lines(&chan_consts(ql), n.lang),
+            lines: chan_lines(&chan_consts(ql, false), n.lang),
         },
     ]
 }
@@ -444,6 +489,23 @@ fn step_ctx(q: &QuantLowered, i: usize, n: &Names) -> Result<(StepCtx, Option<Co
             }
             conv = Some((cc, by));
         }
+        Op::LutConv(c) => {
+            ensure!(
+                input.is_none() && output.is_some(),
+                "internal: the lookup-table conv must read the input and write the arena"
+            );
+            ensure!(
+                ql.output.zero_point == -128 && ql.act_min == -128,
+                "internal: conv {} output zero point {} (the kernel stores x + 128)",
+                l.name,
+                ql.output.zero_point
+            );
+            let avg = matches!(c.pool, Some((crate::net::PoolKind::Avg, _)));
+            (s.op, s.len, s.ch) = ("lut_conv", c.in_len, c.out_channels);
+            (s.kernel, s.stride, s.pad_left) = (c.kernel, c.stride, c.pad_left);
+            (s.out_len, s.pool) = (c.out_len, c.pool.map_or(1, |p| p.1));
+            (s.pool_avg, s.pool_avg_rs) = (u8::from(avg), avg);
+        }
         Op::GlobalAvgPool { len, channels } => {
             ensure!(input.is_some(), "internal: global pooling reads the input");
             (s.op, s.len, s.ch) = ("gap", *len, *channels);
@@ -484,6 +546,8 @@ fn context(
         bail!("internal: output scale {}", out.scale);
     }
     let upper = name.to_ascii_uppercase();
+    let rows = steps.iter().any(|s| s.op == "embed");
+    let lut = steps.iter().any(|s| s.op == "lut_conv");
     Ok(Ctx {
         name: name.to_string(),
         tool_version: note.tool_version.clone(),
@@ -505,6 +569,8 @@ fn context(
         steps,
         int8: true,
         embedded: spec.input.embedding_dim().is_some(),
+        rows,
+        lut,
     })
 }
 

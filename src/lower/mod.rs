@@ -9,7 +9,7 @@
 //! the `codegen` stage). Both the int8 quantizer and the code generator start from [`Lowered`].
 
 use crate::net::plan::{self, ConvOp, Op, Plan};
-use crate::net::NetSpec;
+use crate::net::{NetSpec, EMBEDDING_ROWS};
 use crate::weights::{BnParam, Param, Weights, BN_EPSILON};
 use anyhow::{bail, ensure, Context, Result};
 
@@ -24,6 +24,30 @@ pub use reference::*;
 pub struct LayerConsts {
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
+    /// A lookup-table conv's factors, which its `weights` (the float lookup table) are the
+    /// product of; the int8 quantizer quantizes them and folds them again in integers.
+    pub folded: Option<Folded>,
+}
+
+/// The two factors of a lookup-table conv ([`Op::LutConv`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Folded {
+    /// The embedding table as trained, `[256][dim]`.
+    pub table: Vec<f32>,
+    /// The first conv's weights with BatchNorm folded, `[out][kernel][dim]`.
+    pub conv: Vec<f32>,
+}
+
+/// The float lookup table of a conv over embedded bytes: entry `(f, j, b)` of
+/// `[out][kernel][256]` is `Σ_d conv[f][j][d] · table[b][d]`, summed in `d` order from 0 in f32
+/// (the kernels store it; this is the only place it is computed).
+pub fn lookup_table(c: &ConvOp, table: &[f32], conv: &[f32]) -> Vec<f32> {
+    let dim = c.in_channels;
+    let mut lut = Vec::with_capacity(c.out_channels * c.kernel * EMBEDDING_ROWS);
+    for tap in conv.chunks_exact(dim) {
+        lut.extend(table.chunks_exact(dim).map(|row| ref_dot(row, tap)));
+    }
+    lut
 }
 
 /// A plan with its constants: what the generated kernels execute.
@@ -48,11 +72,25 @@ pub fn lower_weights(spec: &NetSpec, weights: &Weights) -> Result<Lowered> {
             Op::Embed { .. } => LayerConsts {
                 weights: weights.get(Param::Embedding)?.to_vec(),
                 bias: Vec::new(),
+                folded: None,
             },
             Op::Conv(c) => fold_conv(c, weights)?,
+            Op::LutConv(c) => {
+                let conv = fold_conv(c, weights)?;
+                let table = weights.get(Param::Embedding)?.to_vec();
+                LayerConsts {
+                    weights: lookup_table(c, &table, &conv.weights),
+                    bias: conv.bias,
+                    folded: Some(Folded {
+                        table,
+                        conv: conv.weights,
+                    }),
+                }
+            }
             Op::GlobalAvgPool { .. } => LayerConsts {
                 weights: Vec::new(),
                 bias: Vec::new(),
+                folded: None,
             },
             Op::Dense { inputs, outputs } => {
                 let w = weights.get(Param::DenseWeight)?; // [in][classes]
@@ -65,6 +103,7 @@ pub fn lower_weights(spec: &NetSpec, weights: &Weights) -> Result<Lowered> {
                 LayerConsts {
                     weights: t,
                     bias: weights.get(Param::DenseBias)?.to_vec(),
+                    folded: None,
                 }
             }
         };
@@ -115,5 +154,9 @@ pub(crate) fn fold_conv(c: &ConvOp, weights: &Weights) -> Result<LayerConsts> {
     if let Some(p) = wk.iter().chain(&bias).position(|x| !x.is_finite()) {
         bail!("folding batch norm into conv{i} gives a non-finite constant (index {p}): are bn{i}.var and bn{i}.gamma sane?");
     }
-    Ok(LayerConsts { weights: wk, bias })
+    Ok(LayerConsts {
+        weights: wk,
+        bias,
+        folded: None,
+    })
 }

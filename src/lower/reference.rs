@@ -77,6 +77,12 @@ fn reference_run(lowered: &Lowered, input: Input) -> Vec<f32> {
                 dst = embed_rows(bytes, &consts.weights, *dim, pads, 0.0);
             }
             Op::Conv(c) => ref_conv(c, &src, &mut dst, consts, layer_scale),
+            Op::LutConv(c) => {
+                let Input::Bytes(bytes) = input else {
+                    panic!("a network with an input embedding reads bytes, not scaled values")
+                };
+                ref_lut_conv(c, bytes, &mut dst, consts);
+            }
             Op::GlobalAvgPool { len, channels } => {
                 let inv = 1.0f32 / *len as f32;
                 for c in 0..*channels {
@@ -158,6 +164,45 @@ pub(crate) fn ref_conv(c: &ConvOp, src: &[f32], dst: &mut [f32], k: &LayerConsts
             };
         }
     }
+}
+
+/// The lookup-table conv: per output, `Σ_j lut[f][j][byte]` over the window's taps inside the
+/// input, in tap order from 0, plus the bias; ReLU and pooling as [`ref_conv`].
+pub(crate) fn ref_lut_conv(c: &ConvOp, bytes: &[u8], dst: &mut [f32], k: &LayerConsts) {
+    let (pool, pool_max, pool_scale) = pool_params(c);
+    for p in 0..c.out_len {
+        for f in 0..c.out_channels {
+            let (mut best, mut sum) = (0.0f32, 0.0f32);
+            for i in 0..pool {
+                let v = lut_sum(c, bytes, k, f, (p * pool + i) * c.stride) + k.bias[f];
+                if pool_max {
+                    if i == 0 || v > best {
+                        best = v;
+                    }
+                } else {
+                    sum += relu(v);
+                }
+            }
+            dst[p * c.out_channels + f] = if pool_max {
+                relu(best)
+            } else {
+                sum * pool_scale
+            };
+        }
+    }
+}
+
+/// Filter `f`'s lookups for the window starting at `start` (padded coordinates).
+pub(crate) fn lut_sum(c: &ConvOp, bytes: &[u8], k: &LayerConsts, f: usize, start: usize) -> f32 {
+    let rows = crate::net::EMBEDDING_ROWS;
+    let j0 = c.pad_left.saturating_sub(start);
+    let j1 = (c.in_len + c.pad_left).saturating_sub(start).min(c.kernel);
+    let mut acc = 0.0f32;
+    for j in j0..j1 {
+        let b = bytes[start + j - c.pad_left] as usize;
+        acc += k.weights[(f * c.kernel + j) * rows + b];
+    }
+    acc
 }
 
 /// `(window, is_max, 1/window)`; no pooling is a max pool of window 1.

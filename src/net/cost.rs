@@ -29,10 +29,11 @@
 //! instruction model its `[latency_int8]`, over the int8 kernel's own terms
 //! ([`crate::net::int8::LatencyFeaturesInt8`]).
 
+use crate::net::plan::lower;
 use crate::net::plan::Int8Arena;
 use crate::net::plan::{Layer, Op, Plan, ELEM_BYTES};
-use crate::net::Dtype;
-use crate::target::{Latency, LatencyInt8, Limits, Target};
+use crate::net::{Dtype, EmbeddingForm, NetSpec, SpecError};
+use crate::target::{Latency, LatencyInt8, Limits, TableWork, Target};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,7 +229,7 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
         Dtype::F32 => target
             .latency
             .map(|m| {
-                let n = m.instructions(&latency_features.row(), latency_features.embed());
+                let n = m.instructions(&latency_features.row(), latency_features.table_work());
                 (n, m.into())
             })
             .unzip(),
@@ -236,7 +237,7 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
             .latency_int8
             .map(|m| {
                 let f = crate::net::int8::latency_features_int8(plan);
-                let n = m.instructions(&f.row(), latency_features.embed());
+                let n = m.instructions(&f.row(), latency_features.table_work());
                 (n, m.into())
             })
             .unzip(),
@@ -336,6 +337,23 @@ fn describe_layer(l: &Layer, deployed: u64) -> (String, (usize, usize), (usize, 
             deployed,
             (len * dim) as u64,
         ),
+        Op::LutConv(c) => {
+            let bn = if c.batch_norm { " +bn" } else { "" };
+            let pool = c
+                .pool
+                .map_or(String::new(), |(k, s)| format!(" +{}pool{s}", k.name()));
+            (
+                format!(
+                    "embedding 256×{} folded: lut conv {}×k{}/s{}{bn} +relu{pool}",
+                    c.in_channels, c.out_channels, c.kernel, c.stride
+                ),
+                (c.in_len, 1),
+                (c.out_len, c.out_channels),
+                l.keras_params(),
+                // The training graph's embedded input and the conv's output.
+                ((c.in_len * c.in_channels).max(c.conv_len * c.out_channels)) as u64,
+            )
+        }
         Op::Conv(c) => {
             let bn = if c.batch_norm { " +bn" } else { "" };
             let pool = c
@@ -375,7 +393,7 @@ fn bn_statistics(plan: &Plan) -> u64 {
     plan.layers
         .iter()
         .map(|l| match &l.op {
-            Op::Conv(c) if c.batch_norm => 2 * c.out_channels as u64,
+            Op::Conv(c) | Op::LutConv(c) if c.batch_norm => 2 * c.out_channels as u64,
             _ => 0,
         })
         .sum()
@@ -408,14 +426,20 @@ fn footprint(
 
 /// The float C kernel's code bytes by the profile's `[code_size]` model.
 fn float_code_bytes(plan: &Plan, m: &crate::target::CodeSize) -> u64 {
-    let embeds = plan
-        .layers
-        .iter()
-        .filter(|l| matches!(l.op, Op::Embed { .. }))
-        .count() as i64;
+    let count = |lut: bool| {
+        plan.layers
+            .iter()
+            .filter(|l| match l.op {
+                Op::Embed { .. } => !lut,
+                Op::LutConv(_) => lut,
+                _ => false,
+            })
+            .count() as i64
+    };
     let v = m.base_bytes as i64
         + m.per_layer_bytes as i64 * plan.layers.len() as i64
-        + m.embed_bytes * embeds;
+        + m.embed_bytes * count(false)
+        + m.lut_bytes * count(true);
     v.max(0) as u64
 }
 
@@ -458,6 +482,13 @@ pub struct LatencyFeatures {
     /// Input bytes an input embedding looks up (`len`).
     #[serde(default)]
     pub embed_rows: u64,
+    /// Entries a lookup-table conv adds and the outputs it computes, costed by the profile's
+    /// `per_lookup` and `per_lut_output` apart from the fitted terms (the layer is not in
+    /// `layers`, `conv_outputs` or the MAC counts).
+    #[serde(default)]
+    pub lut_lookups: u64,
+    #[serde(default)]
+    pub lut_outputs: u64,
 }
 
 impl LatencyFeatures {
@@ -473,9 +504,14 @@ impl LatencyFeatures {
         ]
     }
 
-    /// `(values, rows)` an input embedding copies, for the profiles' embedding terms.
-    pub fn embed(&self) -> (u64, u64) {
-        (self.embed_values, self.embed_rows)
+    /// What an input embedding does outside the fitted terms, for the profiles' table terms.
+    pub fn table_work(&self) -> TableWork {
+        TableWork {
+            embed_values: self.embed_values,
+            embed_rows: self.embed_rows,
+            lut_lookups: self.lut_lookups,
+            lut_outputs: self.lut_outputs,
+        }
     }
 
     /// All executed MACs.
@@ -490,7 +526,7 @@ pub fn latency_features(plan: &Plan) -> LatencyFeatures {
         layers: plan
             .layers
             .iter()
-            .filter(|l| !matches!(l.op, Op::Embed { .. }))
+            .filter(|l| !matches!(l.op, Op::Embed { .. } | Op::LutConv(_)))
             .count() as u64,
         ..LatencyFeatures::default()
     };
@@ -498,6 +534,11 @@ pub fn latency_features(plan: &Plan) -> LatencyFeatures {
         if let Op::Embed { len, dim, .. } = l.op {
             f.embed_values += (len * dim) as u64;
             f.embed_rows += len as u64;
+        }
+        if let Op::LutConv(c) = &l.op {
+            f.lut_lookups += l.lookups();
+            let windows = c.pool.map_or(c.conv_len, |p| c.out_len * p.1);
+            f.lut_outputs += (windows * c.out_channels) as u64;
         }
         // (products per output, outputs per window, windows) of the kernel's dot loops.
         let (macs, out_ch, windows) = match &l.op {
@@ -510,7 +551,7 @@ pub fn latency_features(plan: &Plan) -> LatencyFeatures {
                 (l.executed_macs(), c.out_channels as u64, windows)
             }
             Op::Dense { outputs, .. } => (l.executed_macs(), *outputs as u64, 1),
-            Op::Embed { .. } | Op::GlobalAvgPool { .. } => continue,
+            Op::Embed { .. } | Op::LutConv(_) | Op::GlobalAvgPool { .. } => continue,
         };
         // Filters go through the dot loop four at a time; the last out_ch % 4 one by one.
         let single = out_ch % 4;
@@ -560,6 +601,95 @@ pub fn check_latency_budget(target: &Target, limits: &Limits, dtype: Dtype) -> a
         );
     }
     Ok(())
+}
+
+/// The spec deployed in the embedding form that serves it best on `target` under `limits`, with
+/// its cost: of the two forms ([`EmbeddingForm`]) whose cost meets every budget, the one with
+/// fewer estimated instructions (less RAM when the profile has no latency model, rows when
+/// tied); rows when neither fits. A spec without an input embedding is returned as it is. The
+/// search deploys every candidate this way.
+pub fn with_best_form(
+    spec: &NetSpec,
+    target: &Target,
+    limits: &Limits,
+    dtype: Dtype,
+) -> Result<(NetSpec, Cost), SpecError> {
+    let cost = |s: &NetSpec| Ok::<_, SpecError>(cost_as(&lower(s)?, target, limits, dtype));
+    let Some(cmp) = compare_forms(spec, target, limits, dtype)? else {
+        return Ok((spec.clone(), cost(spec)?));
+    };
+    let (rows, lut) = (cmp.rows, cmp.lut);
+    let key = |c: &Cost| (c.instructions.unwrap_or(u64::MAX), c.ram_bytes);
+    let pick_lut = lut.fits && (!rows.fits || key(&lut) < key(&rows));
+    let form = if pick_lut {
+        EmbeddingForm::Lut
+    } else {
+        EmbeddingForm::Rows
+    };
+    let chosen = spec.clone().with_input(spec.input.with_form(form));
+    Ok((chosen, if pick_lut { lut } else { rows }))
+}
+
+/// An embedded spec's cost in both deployed forms.
+#[derive(Debug, Clone)]
+pub struct FormComparison {
+    /// The form the spec states.
+    pub form: EmbeddingForm,
+    pub rows: Cost,
+    pub lut: Cost,
+}
+
+/// Both forms' costs of a spec whose input is embedded (`None` for byte/255).
+pub fn compare_forms(
+    spec: &NetSpec,
+    target: &Target,
+    limits: &Limits,
+    dtype: Dtype,
+) -> Result<Option<FormComparison>, SpecError> {
+    let Some(form) = spec.input.embedding_form() else {
+        return Ok(None);
+    };
+    let cost = |f: EmbeddingForm| {
+        let s = spec.clone().with_input(spec.input.with_form(f));
+        Ok::<_, SpecError>(cost_as(&lower(&s)?, target, limits, dtype))
+    };
+    Ok(Some(FormComparison {
+        form,
+        rows: cost(EmbeddingForm::Rows)?,
+        lut: cost(EmbeddingForm::Lut)?,
+    }))
+}
+
+impl FormComparison {
+    /// What the other form would change, in one line for `nas cost`: flash, RAM and
+    /// instructions against the spec's form, and whether it meets the budgets.
+    pub fn describe(&self) -> String {
+        let (this, other, other_form) = match self.form {
+            EmbeddingForm::Rows => (&self.rows, &self.lut, EmbeddingForm::Lut),
+            EmbeddingForm::Lut => (&self.lut, &self.rows, EmbeddingForm::Rows),
+        };
+        let delta = |a: u64, b: u64| format!("{:+}", b as i64 - a as i64);
+        let instr = match (this.instructions, other.instructions) {
+            (Some(a), Some(b)) => format!(", instructions {}", delta(a, b)),
+            _ => String::new(),
+        };
+        let fits = if other.fits {
+            "meets every budget".to_string()
+        } else {
+            let v: Vec<&str> = other.violations.iter().map(|v| v.budget.as_str()).collect();
+            format!("breaks {}", v.join(", "))
+        };
+        let what = match other_form {
+            EmbeddingForm::Lut => "folded into a lookup table (\"form\": \"lut\")",
+            EmbeddingForm::Rows => "as rows (\"form\": \"rows\")",
+        };
+        format!(
+            "embedding deployed as {}; {what} it would change flash by {} B, RAM by {} B{instr} and {fits}",
+            self.form,
+            delta(this.flash_bytes, other.flash_bytes),
+            delta(this.ram_bytes, other.ram_bytes),
+        )
+    }
 }
 
 /// `part` as a percentage of `whole`; `-` when the whole is 0 (a zero budget: any use is over
@@ -766,6 +896,8 @@ mod tests {
             per_layer: 100.0,
             base: 1000.0,
             per_embed_value: 3.0,
+            per_lookup: 6.0,
+            per_lut_output: 20.0,
             cycles_per_instruction: 1.5,
             worst_error_pct: 10.0,
         });

@@ -56,6 +56,9 @@ pub struct CodeFeatures {
     /// Input embeddings (0 or 1).
     #[serde(default)]
     pub embed: usize,
+    /// Lookup-table convs (the input embedding folded into the first conv).
+    #[serde(default)]
+    pub lut: usize,
 }
 
 impl CodeFeatures {
@@ -68,7 +71,8 @@ impl CodeFeatures {
             + m.max_pool_bytes * self.max_pool as i64
             + m.edge_bytes * self.edges as i64
             + m.partial_group_bytes * self.partial_group as i64
-            + m.embed_bytes * self.embed as i64;
+            + m.embed_bytes * self.embed as i64
+            + m.lut_bytes * self.lut as i64;
         v.max(0) as u64
     }
 }
@@ -77,8 +81,10 @@ impl CodeFeatures {
 pub fn code_features(plan: &Plan) -> CodeFeatures {
     let mut f = CodeFeatures::default();
     for l in &plan.layers {
-        if let Op::Embed { .. } = l.op {
-            f.embed += 1;
+        match l.op {
+            Op::Embed { .. } => f.embed += 1,
+            Op::LutConv(_) => f.lut += 1,
+            _ => {}
         }
         let Op::Conv(c) = &l.op else {
             continue;
@@ -157,7 +163,8 @@ pub fn latency_features_int8(plan: &Plan) -> LatencyFeaturesInt8 {
                 generic(windows, c.kernel * c.in_channels, c.out_channels);
             }
             Op::Dense { inputs, outputs } => generic(1, *inputs, *outputs),
-            Op::Embed { .. } | Op::GlobalAvgPool { .. } => {}
+            // Costed apart: `LatencyFeatures::lut_lookups`.
+            Op::Embed { .. } | Op::LutConv(_) | Op::GlobalAvgPool { .. } => {}
         }
     }
     for l in &plan.layers {
@@ -171,11 +178,13 @@ pub fn latency_features_int8(plan: &Plan) -> LatencyFeaturesInt8 {
 }
 
 /// Flash bytes of a layer's int8 constants: packed weights plus [`CHAN_BYTES`] per output
-/// channel; the embedding's table is one byte per value.
+/// channel; the embedding's table is one byte per value, a lookup table four (int32).
 pub fn layer_constant_bytes(l: &Layer) -> usize {
     let (w, b) = l.deployed_params();
     if let Op::Embed { .. } = l.op {
         w
+    } else if let Op::LutConv(_) = l.op {
+        4 * w + b * CHAN_BYTES
     } else if b == 0 {
         0
     } else {

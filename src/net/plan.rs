@@ -86,6 +86,12 @@ pub enum Op {
         pad_right: usize,
     },
     Conv(ConvOp),
+    /// The input embedding folded into the first conv ([`crate::net::EmbeddingForm::Lut`]):
+    /// a conv over the raw bytes whose weights are a lookup table `[out][kernel][256]`, entry
+    /// `(f, j, b)` being byte `b`'s embedded row dotted with filter `f`'s tap `j` (`in_channels`
+    /// is the embedding's width). Each output is its bias plus one lookup per tap inside the
+    /// input: padding taps, the embedded zero, add nothing. ReLU and pooling as [`Op::Conv`].
+    LutConv(ConvOp),
     /// Mean over the sequence: `[len][channels]` → `[channels]`.
     GlobalAvgPool {
         len: usize,
@@ -124,6 +130,7 @@ impl Layer {
         match &self.op {
             Op::Embed { dim, .. } => (EMBEDDING_ROWS * dim, 0),
             Op::Conv(c) => (c.out_channels * c.kernel * c.in_channels, c.out_channels),
+            Op::LutConv(c) => (c.out_channels * c.kernel * EMBEDDING_ROWS, c.out_channels),
             Op::GlobalAvgPool { .. } => (0, 0),
             Op::Dense { inputs, outputs } => (inputs * outputs, *outputs),
         }
@@ -131,10 +138,17 @@ impl Layer {
 
     /// Parameters as Keras counts them: the deployed weights and biases, plus BatchNorm's four
     /// per-channel vectors (γ, β, moving mean and variance) where one is folded in.
+    /// A lookup-table conv counts as the embedding table and the conv it folds.
     pub fn keras_params(&self) -> u64 {
-        let (w, b) = self.deployed_params();
+        let (w, b) = match &self.op {
+            Op::LutConv(c) => (
+                EMBEDDING_ROWS * c.in_channels + c.out_channels * c.kernel * c.in_channels,
+                c.out_channels,
+            ),
+            _ => self.deployed_params(),
+        };
         let bn = match &self.op {
-            Op::Conv(c) if c.batch_norm => 4 * c.out_channels,
+            Op::Conv(c) | Op::LutConv(c) if c.batch_norm => 4 * c.out_channels,
             _ => 0,
         };
         (w + b + bn) as u64
@@ -142,39 +156,55 @@ impl Layer {
 
     /// Multiply-accumulates by the usual convention: every kernel tap of every conv output,
     /// padded taps included; `inputs × outputs` for dense.
+    /// A lookup-table conv counts the MACs of the conv it folds: the network's figure, whatever
+    /// the form.
     pub fn macs(&self) -> u64 {
         match &self.op {
-            Op::Conv(c) => (c.conv_len * c.out_channels * c.kernel * c.in_channels) as u64,
+            Op::Conv(c) | Op::LutConv(c) => {
+                (c.conv_len * c.out_channels * c.kernel * c.in_channels) as u64
+            }
             Op::Embed { .. } | Op::GlobalAvgPool { .. } => 0,
             Op::Dense { inputs, outputs } => (inputs * outputs) as u64,
         }
     }
 
     /// Multiply-accumulates the generated kernel really executes: padded taps are skipped and
-    /// conv outputs that fall in the tail a pooling window drops are never computed.
+    /// conv outputs that fall in the tail a pooling window drops are never computed. A
+    /// lookup-table conv multiplies nothing: see [`Layer::lookups`].
     pub fn executed_macs(&self) -> u64 {
         match &self.op {
-            Op::Conv(c) => {
-                let computed = match c.pool {
-                    Some((_, size)) => c.out_len * size,
-                    None => c.conv_len,
-                };
-                // Taps of output o that fall inside the input: j in [0, kernel) with
-                // 0 <= o·stride − pad_left + j < in_len. One interval per output, no tap loop.
-                let taps: u64 = (0..computed)
-                    .map(|o| {
-                        let start = (o * c.stride) as i64 - c.pad_left as i64;
-                        let lo = (-start).max(0);
-                        let hi = (c.in_len as i64 - start).min(c.kernel as i64);
-                        (hi - lo).max(0) as u64
-                    })
-                    .sum();
-                taps * (c.in_channels * c.out_channels) as u64
-            }
-            Op::Embed { .. } | Op::GlobalAvgPool { .. } => 0,
+            Op::Conv(c) => executed_taps(c) * (c.in_channels * c.out_channels) as u64,
+            Op::Embed { .. } | Op::LutConv(_) | Op::GlobalAvgPool { .. } => 0,
             Op::Dense { inputs, outputs } => (inputs * outputs) as u64,
         }
     }
+
+    /// Table entries a lookup-table conv adds: one per filter for every tap inside the input.
+    pub fn lookups(&self) -> u64 {
+        match &self.op {
+            Op::LutConv(c) => executed_taps(c) * c.out_channels as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// Taps inside the input over every conv output the kernel computes (those in the tail a
+/// pooling window drops are not).
+fn executed_taps(c: &ConvOp) -> u64 {
+    let computed = match c.pool {
+        Some((_, size)) => c.out_len * size,
+        None => c.conv_len,
+    };
+    // Taps of output o that fall inside the input: j in [0, kernel) with
+    // 0 <= o·stride − pad_left + j < in_len. One interval per output, no tap loop.
+    (0..computed)
+        .map(|o| {
+            let start = (o * c.stride) as i64 - c.pad_left as i64;
+            let lo = (-start).max(0);
+            let hi = (c.in_len as i64 - start).min(c.kernel as i64);
+            (hi - lo).max(0) as u64
+        })
+        .sum()
 }
 
 /// Lower a spec into a plan. Fails only for an invalid spec.
@@ -197,9 +227,11 @@ pub fn lower(spec: &NetSpec) -> Result<Plan, SpecError> {
 /// head.
 fn operators(spec: &NetSpec, shapes: &[BlockShape]) -> Vec<(String, Op, usize)> {
     let mut ops = Vec::new();
-    // With an input embedding, the first conv reads the padded embedded input.
+    // With an input embedding in rows, the first conv reads the padded embedded input; folded
+    // into a lookup table, the first conv reads the bytes.
     let mut padded = None;
-    if let (Some(dim), Some(s)) = (spec.input.embedding_dim(), shapes.first()) {
+    let lut = spec.input.is_lut();
+    if let (Some(dim), Some(s), false) = (spec.input.embedding_dim(), shapes.first(), lut) {
         let (len, pad_left, pad_right) = (spec.input_len, s.pad_left, s.pad_right);
         let op = Op::Embed {
             len,
@@ -216,23 +248,25 @@ fn operators(spec: &NetSpec, shapes: &[BlockShape]) -> Vec<(String, Op, usize)> 
             Some(len) => (len, 0),
             None => (s.in_len, s.pad_left),
         };
-        ops.push((
-            format!("conv{i}"),
-            Op::Conv(ConvOp {
-                block: i,
-                in_len,
-                in_channels: s.in_channels,
-                out_channels: s.out_channels,
-                kernel: b.kernel,
-                stride: b.stride,
-                pad_left,
-                conv_len: s.conv_len,
-                pool: b.pool.map(|p| (p.kind, p.size)),
-                out_len: s.out_len,
-                batch_norm: b.batch_norm,
-            }),
-            s.out_len * s.out_channels,
-        ));
+        let conv = ConvOp {
+            block: i,
+            in_len,
+            in_channels: s.in_channels,
+            out_channels: s.out_channels,
+            kernel: b.kernel,
+            stride: b.stride,
+            pad_left,
+            conv_len: s.conv_len,
+            pool: b.pool.map(|p| (p.kind, p.size)),
+            out_len: s.out_len,
+            batch_norm: b.batch_norm,
+        };
+        let op = if lut && i == 0 {
+            Op::LutConv(conv)
+        } else {
+            Op::Conv(conv)
+        };
+        ops.push((format!("conv{i}"), op, s.out_len * s.out_channels));
     }
     let last = shapes.last().expect("a valid spec has at least one block");
     ops.push((

@@ -93,7 +93,8 @@ pub enum Head {
 ///
 /// `scale` is the seed's: the byte as one value, `byte / 255`. `embedding` reads the byte as a
 /// symbol: a learned table of 256 rows of `dim` values, so the first convolution sees `dim`
-/// channels per position (`0x17` is no longer "a bit more" than `0x16`).
+/// channels per position (`0x17` is no longer "a bit more" than `0x16`). Its `form` says how
+/// the deployed kernel computes it (see [`EmbeddingForm`]); training does not see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum InputStage {
@@ -101,15 +102,57 @@ pub enum InputStage {
     Scale,
     Embedding {
         dim: usize,
+        #[serde(default, skip_serializing_if = "EmbeddingForm::is_rows")]
+        form: EmbeddingForm,
     },
 }
 
+/// How the deployed kernel computes an input embedding and the first convolution. Both forms
+/// compute the same network (training, ONNX and the trained weights are the same); they trade
+/// flash against RAM and time, and the search picks per candidate (`net::cost::choose_form`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingForm {
+    /// Look up each byte's row into a `[len][dim]` activation in RAM, which the first conv
+    /// then reads: `256 × dim` constants.
+    #[default]
+    Rows,
+    /// Fold the table into the first conv: a per-tap lookup table `[filters][kernel][256]`
+    /// (row `b` of tap `j` is byte `b`'s embedded row times the tap's weights), so each output
+    /// is its bias plus `kernel` lookups, with no multiplication and no embedded activation in
+    /// RAM, for `filters × kernel × 256` constants (as a conv over the one-hot byte).
+    Lut,
+}
+
+impl EmbeddingForm {
+    pub fn is_rows(&self) -> bool {
+        *self == EmbeddingForm::Rows
+    }
+}
+
+impl fmt::Display for EmbeddingForm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EmbeddingForm::Rows => "rows",
+            EmbeddingForm::Lut => "lut",
+        })
+    }
+}
+
 impl InputStage {
+    /// An embedding of `dim` values per byte, deployed in the default form (rows).
+    pub fn embedding(dim: usize) -> InputStage {
+        InputStage::Embedding {
+            dim,
+            form: EmbeddingForm::Rows,
+        }
+    }
+
     /// Values per input position the first block reads: 1, or the embedding's width.
     pub fn width(self) -> usize {
         match self {
             InputStage::Scale => 1,
-            InputStage::Embedding { dim } => dim,
+            InputStage::Embedding { dim, .. } => dim,
         }
     }
 
@@ -117,8 +160,29 @@ impl InputStage {
     pub fn embedding_dim(self) -> Option<usize> {
         match self {
             InputStage::Scale => None,
-            InputStage::Embedding { dim } => Some(dim),
+            InputStage::Embedding { dim, .. } => Some(dim),
         }
+    }
+
+    /// The embedding's deployed form, if the input is embedded.
+    pub fn embedding_form(self) -> Option<EmbeddingForm> {
+        match self {
+            InputStage::Scale => None,
+            InputStage::Embedding { form, .. } => Some(form),
+        }
+    }
+
+    /// The same stage deployed in `form` (the seed's scaling has no form: unchanged).
+    pub fn with_form(self, form: EmbeddingForm) -> InputStage {
+        match self {
+            InputStage::Scale => InputStage::Scale,
+            InputStage::Embedding { dim, .. } => InputStage::Embedding { dim, form },
+        }
+    }
+
+    /// Whether the deployed kernel folds the embedding into the first conv.
+    pub fn is_lut(self) -> bool {
+        self.embedding_form() == Some(EmbeddingForm::Lut)
     }
 
     /// Whether this is the seed's `byte / 255` (what specs without an `input` field mean; it is
@@ -132,7 +196,14 @@ impl fmt::Display for InputStage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InputStage::Scale => f.write_str("byte/255"),
-            InputStage::Embedding { dim } => write!(f, "embedding 256×{dim}"),
+            InputStage::Embedding {
+                dim,
+                form: EmbeddingForm::Rows,
+            } => write!(f, "embedding 256×{dim}"),
+            InputStage::Embedding {
+                dim,
+                form: EmbeddingForm::Lut,
+            } => write!(f, "embedding 256×{dim}, folded into a lookup table"),
         }
     }
 }
@@ -369,7 +440,7 @@ impl NetSpec {
         if self.blocks.is_empty() {
             return Err(SpecError::Net("a network needs at least one block".into()));
         }
-        if let InputStage::Embedding { dim } = self.input {
+        if let InputStage::Embedding { dim, .. } = self.input {
             if !(1..=MAX_EMBEDDING_DIM).contains(&dim) {
                 return Err(SpecError::Net(format!(
                     "input embedding dim {dim} must lie in 1..={MAX_EMBEDDING_DIM}"
@@ -514,8 +585,16 @@ impl NetSpec {
     /// or `784 → emb8 → …` with an input embedding.
     pub fn summary(&self) -> String {
         let mut s = format!("{}", self.input_len);
-        if let InputStage::Embedding { dim } = self.input {
-            s.push_str(&format!(" → emb{dim}"));
+        match self.input {
+            InputStage::Scale => {}
+            InputStage::Embedding { dim, form } => {
+                let lut = if form == EmbeddingForm::Lut {
+                    " lut"
+                } else {
+                    ""
+                };
+                s.push_str(&format!(" → emb{dim}{lut}"));
+            }
         }
         for b in &self.blocks {
             s.push_str(&format!(" → [{b}]"));

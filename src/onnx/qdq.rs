@@ -265,6 +265,24 @@ pub fn export_int8(spec: &NetSpec, q: &QuantLowered, doc: &str) -> Result<Vec<u8
             }
             Op::Dense { inputs, outputs } => b.dense(layer, *inputs, *outputs, ql),
             Op::Embed { dim, .. } => b.embed(layer, *dim, ql)?,
+            // The graph computes the folded form's integers as the rows form does: the int8
+            // table gathered, then the conv.
+            Op::LutConv(c) => {
+                let table = QuantLayer {
+                    weights: ql.table.clone(),
+                    output: ql.input,
+                    ..ql.clone()
+                };
+                let embed = Layer {
+                    name: "embed".into(),
+                    ..layer.clone()
+                };
+                b.embed(&embed, c.in_channels, &table)?;
+                let sh = shapes.get(c.block).ok_or_else(|| {
+                    anyhow::anyhow!("the plan names block {} of {}", c.block, shapes.len())
+                })?;
+                b.conv(layer, c, ql, (sh.pad_left, sh.pad_right));
+            }
         }
     }
     // The graph's output is the last dequantized tensor, renamed by an Identity.

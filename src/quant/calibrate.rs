@@ -159,6 +159,22 @@ pub(crate) fn forward_layer(
             let bytes: Vec<u8> = x.iter().map(|v| (v * 255.0).round() as u8).collect();
             (embed(op, consts, &bytes), None)
         }
+        // Calibrated as the rows form computes it, so both forms quantize alike: the table's
+        // rows, then the conv over them.
+        Op::LutConv(c) => {
+            let f = consts
+                .folded
+                .as_ref()
+                .expect("lower_weights gives a lookup-table conv its factors");
+            let bytes: Vec<u8> = x.iter().map(|v| (v * 255.0).round() as u8).collect();
+            let rows = embed_rows(&bytes, &f.table, c.in_channels, (0, 0), 0.0);
+            let conv = crate::lower::LayerConsts {
+                weights: f.conv.clone(),
+                bias: consts.bias.clone(),
+                folded: None,
+            };
+            forward_layer(&Op::Conv(c.clone()), &conv, &rows)
+        }
         Op::Conv(c) => {
             let row = c.kernel * c.in_channels;
             let mut y = vec![0.0f32; c.conv_len * c.out_channels];

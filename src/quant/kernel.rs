@@ -11,6 +11,8 @@
 use super::fast_shifts;
 use super::lower::QuantLayer;
 use crate::net::int8::row4;
+use crate::net::plan::ConvOp;
+use crate::net::EMBEDDING_ROWS;
 use serde::Serialize;
 
 /// Pack `rows` int8 rows of `row` bytes into the grouped, interleaved word layout.
@@ -60,14 +62,37 @@ pub fn kernel_bias(q: &QuantLayer, c: usize) -> i64 {
     q.bias[c] as i64 - (128 + q.input.zero_point) as i64 * sum_w
 }
 
-/// Per-channel constants of a conv or dense layer.
-pub fn chan_consts(q: &QuantLayer) -> Vec<ChanConsts> {
+/// The int32 lookup table of a lookup-table conv (`[out][kernel][256]`): entry `(f, j, b)` is
+/// `Σ_d w[f][j][d] · (t[b][d] − zp)`, filter `f`'s tap `j` on byte `b`'s int8 row. Every sum of
+/// a window's entries is then the rows form's accumulator exactly (bounded by `acc_bound`).
+pub fn lookup_table_int8(c: &ConvOp, q: &QuantLayer) -> Vec<i32> {
+    let dim = c.in_channels;
+    let zp = q.input.zero_point;
+    let mut lut = Vec::with_capacity(c.out_channels * c.kernel * EMBEDDING_ROWS);
+    for tap in q.weights.chunks_exact(dim) {
+        lut.extend(q.table.chunks_exact(dim).map(|row| {
+            row.iter()
+                .zip(tap)
+                .map(|(&t, &w)| (t as i32 - zp) * w as i32)
+                .sum::<i32>()
+        }));
+    }
+    lut
+}
+
+/// Per-channel constants of a conv or dense layer (`lut`: a lookup-table conv, whose table
+/// already holds the input's zero point, so its bias is the quantizer's).
+pub fn chan_consts(q: &QuantLayer, lut: bool) -> Vec<ChanConsts> {
     (0..q.bias.len())
         .map(|c| {
             let (lsh, rnd, rsh) = fast_shifts(q.shift[c]);
             ChanConsts {
                 // In range: checked by the quantizer (`quantize_channel`).
-                bias: kernel_bias(q, c) as i32,
+                bias: if lut {
+                    q.bias[c]
+                } else {
+                    kernel_bias(q, c) as i32
+                },
                 m0: q.multiplier[c],
                 rnd,
                 lsh: lsh as u8,

@@ -85,6 +85,11 @@ pub struct QuantLayer {
     pub act_max: i32,
     /// Largest `|accumulator|` any input can produce, per output channel.
     pub acc_bound: Vec<i64>,
+    /// A lookup-table conv's int8 embedding table `[256][dim]` (its parameters are `input`;
+    /// `weights` are the conv's): the kernels' table is [`super::kernel::lookup_table_int8`].
+    /// Empty for every other layer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub table: Vec<i8>,
 }
 
 /// A quantized network: the float plan (shapes, layer order), its int8 constants and the int8
@@ -135,7 +140,12 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
                 act_min: -128,
                 act_max: 127,
                 acc_bound: Vec::new(),
+                table: Vec::new(),
             },
+            Op::LutConv(_) => quantize_lut(consts, (lo, hi)).map_err(|msg| QuantError::Layer {
+                layer: layer.name.clone(),
+                msg,
+            })?,
             Op::Conv(_) | Op::Dense { .. } => {
                 let relu = matches!(layer.op, Op::Conv(_));
                 quantize_layer(consts, input, (lo, hi), relu).map_err(|msg| QuantError::Layer {
@@ -177,7 +187,41 @@ fn quantize_table(
         act_min: -128,
         act_max: 127,
         acc_bound: Vec::new(),
+        table: Vec::new(),
     })
+}
+
+/// A lookup-table conv: its table quantized as the rows form's embedding is (its own scale and
+/// zero point from the whole table's range), its conv as the rows form's first conv on that
+/// input. Both forms then hold the same integers, and the lookup table is their exact product.
+fn quantize_lut(
+    consts: &crate::lower::LayerConsts,
+    range: (f32, f32),
+) -> Result<QuantLayer, String> {
+    let f = consts
+        .folded
+        .as_ref()
+        .ok_or("internal: a lookup-table conv without its table and conv weights")?;
+    let (lo, hi) = f
+        .table
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let rows = crate::lower::LayerConsts {
+        weights: f.table.clone(),
+        bias: Vec::new(),
+        folded: None,
+    };
+    let table = quantize_table(&rows, (lo, hi))?;
+    let conv = crate::lower::LayerConsts {
+        weights: f.conv.clone(),
+        bias: consts.bias.clone(),
+        folded: None,
+    };
+    let mut q = quantize_layer(&conv, table.output, range, true)?;
+    q.table = table.weights;
+    Ok(q)
 }
 
 /// One output channel in int8.
@@ -223,6 +267,7 @@ fn quantize_layer(
         },
         act_max: 127,
         acc_bound: Vec::with_capacity(channels),
+        table: Vec::new(),
     };
     for c in 0..channels {
         let w = &consts.weights[c * row..(c + 1) * row];

@@ -10,9 +10,10 @@
 //! - dense: as conv without the ReLU; the int8 outputs are the prediction's scores and the
 //!   logits are `scale · (q − zp)` in f32.
 
+use super::kernel::lookup_table_int8;
 use super::lower::{QuantLayer, QuantLowered, INPUT_PARAMS};
 use super::{multiply_by_quantized_multiplier, rounded_average};
-use crate::net::plan::{embed_rows, Layer, Op};
+use crate::net::plan::{embed_rows, ConvOp, Layer, Op};
 use crate::net::PoolKind;
 
 /// What the int8 network computes for one sample.
@@ -86,40 +87,40 @@ pub fn run_layer(layer: &Layer, q: &QuantLayer, x: &[i8]) -> Vec<i8> {
         }
         Op::Conv(c) => {
             let row = c.kernel * c.in_channels;
-            let (pool, kind) = match c.pool {
-                None => (1, PoolKind::Max),
-                Some((k, s)) => (s, k),
-            };
-            let mut y = vec![0i8; c.out_len * c.out_channels];
-            for p in 0..c.out_len {
-                for f in 0..c.out_channels {
-                    let w = &q.weights[f * row..(f + 1) * row];
-                    let (mut best, mut sum) = (i32::MIN, 0i32);
-                    for i in 0..pool {
-                        let start = ((p * pool + i) * c.stride) as isize - c.pad_left as isize;
-                        let mut acc = q.bias[f];
-                        for j in 0..c.kernel {
-                            let t = start + j as isize;
-                            if t < 0 || t as usize >= c.in_len {
-                                continue;
-                            }
-                            let t = t as usize;
-                            for ch in 0..c.in_channels {
-                                acc += (x[t * c.in_channels + ch] as i32 - zp_in)
-                                    * w[j * c.in_channels + ch] as i32;
-                            }
-                        }
-                        let v = requant(acc, f) as i32;
-                        best = best.max(v);
-                        sum += v;
+            pooled_conv(c, q, |f, start| {
+                let w = &q.weights[f * row..(f + 1) * row];
+                let mut acc = q.bias[f];
+                for j in 0..c.kernel {
+                    let t = start + j as isize;
+                    if t < 0 || t as usize >= c.in_len {
+                        continue;
                     }
-                    y[p * c.out_channels + f] = match kind {
-                        PoolKind::Max => best as i8,
-                        PoolKind::Avg => rounded_average(sum, pool as i32).clamp(-128, 127) as i8,
-                    };
+                    let t = t as usize;
+                    for ch in 0..c.in_channels {
+                        acc += (x[t * c.in_channels + ch] as i32 - zp_in)
+                            * w[j * c.in_channels + ch] as i32;
+                    }
                 }
-            }
-            y
+                acc
+            })
+        }
+        // x is the input bytes − 128; each tap inside the input adds its byte's entry, padding
+        // (the table's zero point) adds nothing.
+        Op::LutConv(c) => {
+            let lut = lookup_table_int8(c, q);
+            let rows = crate::net::EMBEDDING_ROWS;
+            pooled_conv(c, q, |f, start| {
+                let mut acc = q.bias[f];
+                for j in 0..c.kernel {
+                    let t = start + j as isize;
+                    if t < 0 || t as usize >= c.in_len {
+                        continue;
+                    }
+                    let b = (x[t as usize] as i32 + 128) as usize;
+                    acc += lut[(f * c.kernel + j) * rows + b];
+                }
+                acc
+            })
         }
         Op::GlobalAvgPool { len, channels } => (0..*channels)
             .map(|ch| {
@@ -139,6 +140,37 @@ pub fn run_layer(layer: &Layer, q: &QuantLayer, x: &[i8]) -> Vec<i8> {
             })
             .collect(),
     }
+}
+
+/// A conv's int8 outputs from its accumulators: `acc(f, start)` is filter `f`'s accumulator
+/// (bias included) for the window starting at input position `start` (negative in the left
+/// padding); requantization with the fused ReLU, then max or average pooling.
+fn pooled_conv(c: &ConvOp, q: &QuantLayer, acc: impl Fn(usize, isize) -> i32) -> Vec<i8> {
+    let requant = |acc: i32, c: usize| -> i32 {
+        (multiply_by_quantized_multiplier(acc, q.multiplier[c], q.shift[c]) + q.output.zero_point)
+            .clamp(q.act_min, q.act_max)
+    };
+    let (pool, kind) = match c.pool {
+        None => (1, PoolKind::Max),
+        Some((k, s)) => (s, k),
+    };
+    let mut y = vec![0i8; c.out_len * c.out_channels];
+    for p in 0..c.out_len {
+        for f in 0..c.out_channels {
+            let (mut best, mut sum) = (i32::MIN, 0i32);
+            for i in 0..pool {
+                let start = ((p * pool + i) * c.stride) as isize - c.pad_left as isize;
+                let v = requant(acc(f, start), f);
+                best = best.max(v);
+                sum += v;
+            }
+            y[p * c.out_channels + f] = match kind {
+                PoolKind::Max => best as i8,
+                PoolKind::Avg => rounded_average(sum, pool as i32).clamp(-128, 127) as i8,
+            };
+        }
+    }
+    y
 }
 
 /// The int8 input of the first layer for raw bytes.
@@ -211,6 +243,7 @@ mod tests {
                 .collect(),
             // A lookup: exact, nothing to simulate.
             Op::Embed { .. } => run_layer(layer, q, x).iter().map(|&v| v as i32).collect(),
+            Op::LutConv(_) => unreachable!("the specs of these tests read byte/255"),
         }
     }
 

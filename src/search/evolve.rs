@@ -77,7 +77,7 @@ fn input_stages(space: &SearchSpace) -> Vec<InputStage> {
             space
                 .embedding_dims
                 .iter()
-                .map(|&dim| InputStage::Embedding { dim }),
+                .map(|&dim| InputStage::embedding(dim)),
         )
         .collect()
 }
@@ -216,7 +216,7 @@ pub fn feasible_child_counted(
             // A mutation that the shape corrections undid: not a new candidate.
             continue;
         }
-        let c = cost_of(&child, &cfg.target, &cfg.limits, cfg.dtype)?;
+        let (child, c) = deployed(&child, cfg)?;
         if !c.fits {
             misses.add(&c);
             continue;
@@ -279,10 +279,21 @@ fn smallest_spec(input_len: usize, classes: usize, space: &SearchSpace) -> NetSp
 pub fn smart_start(input_len: usize, classes: usize, space: &SearchSpace) -> NetSpec {
     let mut s = NetSpec::smart_start(input_len, classes);
     if space.embedding_dims.contains(&8) {
-        s.input = InputStage::Embedding { dim: 8 };
+        s.input = InputStage::embedding(8);
     }
     s.correct(space);
     s
+}
+
+/// A candidate in the embedding form that serves it best under the run's budgets, with its cost
+/// ([`crate::net::cost::with_best_form`]).
+fn deployed(spec: &NetSpec, cfg: &RunConfig) -> Result<(NetSpec, Cost)> {
+    Ok(crate::net::cost::with_best_form(
+        spec,
+        &cfg.target,
+        &cfg.limits,
+        cfg.dtype,
+    )?)
 }
 
 /// The initial parent: the smart start if it fits, else (or with `random_start`) a random
@@ -304,8 +315,7 @@ pub fn initial_parent(
         );
     }
     if !cfg.random_start {
-        let smart = smart_start(input_len, classes, &cfg.space);
-        let c = cost_of(&smart, &cfg.target, &cfg.limits, cfg.dtype)?;
+        let (smart, c) = deployed(&smart_start(input_len, classes, &cfg.space), cfg)?;
         if c.fits && (!cfg.verify || measure(&smart, cfg)?.fits) {
             return Ok((smart, c));
         }
@@ -389,7 +399,7 @@ mod tests {
         let cfg = cfg();
         assert_eq!(cfg.space.embedding_dims, [4, 8, 16]);
         let start = smart_start(784, 12, &cfg.space);
-        assert_eq!(start.input, InputStage::Embedding { dim: 8 });
+        assert_eq!(start.input, InputStage::embedding(8));
         assert_eq!((start.blocks[0].kernel, start.blocks[0].stride), (4, 4));
         let mut rng = rng_for(1, 2, 3);
         let mut seen = std::collections::BTreeSet::new();
@@ -435,7 +445,7 @@ mod tests {
             pw.tensors["embedding.weight"]
         );
         assert_eq!(init.tensors["conv0.weight"], pw.tensors["conv0.weight"]);
-        let other = parent.clone().with_input(InputStage::Embedding { dim: 4 });
+        let other = parent.clone().with_input(InputStage::embedding(4));
         let mut init = crate::train::initial_weights(&other, 2);
         assert_eq!(inherit(&other, &parent, &pw, &mut init), 0);
         init.check(&other).unwrap();

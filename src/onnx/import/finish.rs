@@ -158,7 +158,7 @@ impl Importer {
             input_channels,
             input: match self.embedding {
                 None => InputStage::Scale,
-                Some(dim) => InputStage::Embedding { dim },
+                Some(dim) => InputStage::embedding(dim),
             },
             classes,
             blocks: std::mem::take(&mut self.blocks),

@@ -30,6 +30,11 @@ impl FakeQuant {
             match layer.op {
                 Op::Embed { .. } => embed = Some(ql.output),
                 Op::Conv(_) => convs.push(ql.output),
+                // Folded, the table is quantized with the conv's input parameters.
+                Op::LutConv(_) => {
+                    embed = Some(ql.input);
+                    convs.push(ql.output);
+                }
                 Op::GlobalAvgPool { .. } => gap = Some(ql.output),
                 Op::Dense { .. } => dense = Some(ql.output),
             }
