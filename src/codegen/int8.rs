@@ -505,6 +505,7 @@ fn step_ctx(q: &QuantLowered, i: usize, n: &Names) -> Result<(StepCtx, Option<Co
             (s.kernel, s.stride, s.pad_left) = (c.kernel, c.stride, c.pad_left);
             (s.out_len, s.pool) = (c.out_len, c.pool.map_or(1, |p| p.1));
             (s.pool_avg, s.pool_avg_rs) = (u8::from(avg), avg);
+            s.fn_name = format!("{}_{}", n.name, l.name);
         }
         Op::GlobalAvgPool { len, channels } => {
             ensure!(input.is_some(), "internal: global pooling reads the input");
