@@ -16,6 +16,7 @@
 //! - [`onnx`]: import a trained 1D-CNN from an ONNX file (PyTorch, Keras + tf2onnx) as a spec
 //!   and weights, and export ours as ONNX.
 //! - [`elf`], [`emulate`], [`firmware`]: the ELF, QEMU runs, cross-compiled firmware.
+//! - [`project`]: a kernel inside a complete firmware project for the target's board.
 //! - [`train`]: the burn model, the training loop, quantization-aware training.
 //! - [`search`]: the evolutionary search and its resumable run directory.
 //! - [`report`]: the report of a run directory.
@@ -35,6 +36,7 @@ pub mod lower;
 pub mod metrics;
 pub mod net;
 pub mod onnx;
+pub mod project;
 pub mod quant;
 #[cfg(feature = "train")]
 pub mod report;

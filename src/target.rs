@@ -52,7 +52,37 @@ pub struct Target {
     /// The same for the int8 kernel (`--dtype int8`), over its own terms.
     #[serde(default)]
     pub latency_int8: Option<LatencyInt8>,
+    /// The development board `nas export --project` writes firmware for. A profile without one
+    /// gets no project (the kernel itself still exports and verifies).
+    #[serde(default)]
+    pub board: Option<Board>,
 }
+
+/// A development board: which of nas's board-support files (`firmware/boards/<support>.c` and
+/// `.rs`: clock set-up and debug UART, register level) drives it, and how users flash it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    /// The board as sold (`NUCLEO-F401RE`).
+    pub name: String,
+    /// The board-support file: one of [`BOARD_SUPPORT`].
+    pub support: String,
+    /// Where the program prints: the UART, its pins and how it reaches the host.
+    pub uart: String,
+    /// The UART's baud rate (8N1).
+    pub baud: u32,
+    /// `probe-rs --chip` name.
+    pub probe_rs_chip: String,
+    /// OpenOCD target configuration, used with `-f interface/stlink.cfg`.
+    pub openocd_target: String,
+    /// A QEMU machine whose SoC has this board's UART at the same address and runs the project
+    /// unchanged (`make qemu`, `cargo run` under QEMU), when there is one.
+    #[serde(default)]
+    pub qemu_machine: Option<String>,
+}
+
+/// The boards nas has support code for (`firmware/boards/`).
+pub const BOARD_SUPPORT: &[&str] = &["nucleo-f401re", "disco-f746ng", "nucleo-g071rb"];
 
 /// Instructions of one inference of the generated C kernel, as a linear model of what the
 /// plan makes it execute ([`LatencyFeatures`]):
@@ -475,6 +505,34 @@ impl Target {
         check_token("toolchain.rust_target", &self.toolchain.rust_target)?;
         if let Some(e) = &self.emulator {
             check_token("emulator.machine", &e.machine)?;
+        }
+        if let Some(b) = &self.board {
+            check_token("board.name", &b.name)?;
+            check_token("board.probe_rs_chip", &b.probe_rs_chip)?;
+            if let Some(m) = &b.qemu_machine {
+                check_token("board.qemu_machine", m)?;
+            }
+            if !BOARD_SUPPORT.contains(&b.support.as_str()) {
+                bail!(
+                    "board.support = {:?} is not one of nas's board-support files ({})",
+                    b.support,
+                    BOARD_SUPPORT.join(", ")
+                );
+            }
+            if !(1_200..=4_000_000).contains(&b.baud) {
+                bail!(
+                    "board.baud = {} is not a UART baud rate (1200 to 4000000)",
+                    b.baud
+                );
+            }
+            if b.openocd_target.is_empty()
+                || !b
+                    .openocd_target
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+            {
+                bail!("board.openocd_target must be a plain path such as target/stm32f4x.cfg");
+            }
         }
         let m = &self.memory;
         if m.flash_bytes == 0 || m.ram_bytes == 0 {

@@ -30,7 +30,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// int8: also quantize the model (post-training, calibrated on the run's training split
-    /// unless --calibration-data) and report its test metrics next to the float ones
+    /// unless --calibration-data, whatever --data) and report its test metrics next to the
+    /// float ones
     #[command(flatten)]
     pub dtype: super::quant::DtypeArgs,
 }
@@ -140,7 +141,7 @@ fn test_splits(
 }
 
 /// With int8: the post-training-quantized model's test metrics, calibrated on
-/// --calibration-data or else the training split.
+/// --calibration-data, else the run's training split, else the evaluated data's.
 fn int8_metrics(
     a: &EvalArgs,
     spec: &NetSpec,
@@ -155,6 +156,13 @@ fn int8_metrics(
                 Some(dir) => super::quant::calibration_data(
                     Some(dir),
                     None,
+                    spec.input_len * spec.input_channels,
+                )?,
+                // The run's own calibration set, whatever data is evaluated: the int8 model
+                // export and verify deploy.
+                None if a.run.is_some() => super::quant::calibration_data(
+                    None,
+                    a.run.as_deref(),
                     spec.input_len * spec.input_channels,
                 )?,
                 None => (

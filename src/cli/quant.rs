@@ -15,7 +15,8 @@ pub struct DtypeArgs {
     #[arg(long, value_enum)]
     pub dtype: Option<Dtype>,
     /// int8: dataset directory whose training split calibrates the activation ranges
-    /// [default: --data where the command has it, else the run's dataset]
+    /// [default: the run's dataset (so that every command deploys the same int8 model), else
+    /// --data where the command has it]
     #[arg(long)]
     pub calibration_data: Option<PathBuf>,
     /// int8: training samples the activation ranges are calibrated on
@@ -65,8 +66,9 @@ impl DtypeArgs {
     }
 
     /// The model quantized when `--dtype int8`, calibrated on the training split of
-    /// `--calibration-data`, else of `data`, else of the run's dataset. Says on stderr what it
-    /// calibrated on.
+    /// `--calibration-data`, else of the run's dataset, else of `data`: a run's int8 model is
+    /// the same whatever data a command evaluates or embeds. Says on stderr what it calibrated
+    /// on.
     pub fn quantize(
         &self,
         m: &LoadedModel,
@@ -77,7 +79,10 @@ impl DtypeArgs {
             return Ok(None);
         }
         let method = self.method()?;
-        let dir = self.calibration_data.as_deref().or(data);
+        let dir = self
+            .calibration_data
+            .as_deref()
+            .or(if run.is_some() { None } else { data });
         let len = m.spec.input_len * m.spec.input_channels;
         let (calib, what) = calibration_data(dir, run, len)?;
         note!(

@@ -144,6 +144,20 @@ pub(crate) fn comment_safe(s: &str) -> String {
     out
 }
 
+/// A double-quoted string literal that C and Rust both read as the same text: the text made
+/// comment-safe (printable ASCII only), then backslashes and quotes escaped.
+pub fn string_literal(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in comment_safe(s).chars() {
+        if matches!(c, '\\' | '"') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
 /// An f32 literal that C and Rust both parse back to exactly `x` (shortest round-trip digits).
 pub(crate) fn float_literal(x: f32, lang: Lang) -> String {
     let s = format!("{x:?}");
