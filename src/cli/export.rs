@@ -173,13 +173,13 @@ fn write_onnx(
 fn write_project(a: &ExportArgs, m: &super::LoadedModel, lang: ProjectLang) -> Result<()> {
     use crate::codegen::Lang;
     // The board first: a profile without one fails before any work.
-    crate::project::board_of(&m.target)?;
+    let target = crate::project::with_board(&m.target)?;
     let plan = plan::lower(&m.spec)?;
     let dtype = a.dtype.resolve(a.model.run.as_deref());
-    let footprint = crate::net::cost::cost_as(&plan, &m.target, &m.limits, dtype);
+    let footprint = crate::net::cost::cost_as(&plan, &target, &m.limits, dtype);
     // A project is for the chip, so the chip's memory bounds it (not the search budgets): a
     // model that cannot fit would only fail at the link, far from the reason.
-    let mem = &m.target.memory;
+    let mem = &target.memory;
     anyhow::ensure!(
         footprint.flash_bytes <= mem.flash_bytes && footprint.ram_bytes <= mem.ram_bytes,
         "the {} model needs about {} B of flash and {} B of RAM (cost model), but the {} has \
@@ -188,16 +188,16 @@ fn write_project(a: &ExportArgs, m: &super::LoadedModel, lang: ProjectLang) -> R
         dtype.label(),
         footprint.flash_bytes,
         footprint.ram_bytes,
-        m.target.name,
+        target.name,
         mem.flash_bytes,
         mem.ram_bytes,
-        m.target.name
+        target.name
     );
     let quant = a
         .dtype
         .quantize(m, a.data.as_deref(), a.model.run.as_deref())?;
     let name = sanitize_identifier(&a.name).context("invalid --name")?;
-    let note = Provenance::new(m.source.clone()).with_footprint(&m.target, footprint.clone());
+    let note = Provenance::new(m.source.clone()).with_footprint(&target, footprint.clone());
     let lang = match lang {
         ProjectLang::C => Lang::C,
         ProjectLang::Rust => Lang::Rust,
@@ -245,7 +245,7 @@ fn write_project(a: &ExportArgs, m: &super::LoadedModel, lang: ProjectLang) -> R
         dtype,
         kernel,
         kernel_name: &name,
-        target: &m.target,
+        target: &target,
         samples: &samples,
         reference: &reference,
         source: &m.source,
@@ -261,15 +261,17 @@ fn write_project(a: &ExportArgs, m: &super::LoadedModel, lang: ProjectLang) -> R
         "wrote a {} {} firmware project for {board} ({}) to {}: {} files, embedding {}",
         lang.label(),
         dtype.label(),
-        m.target.name,
+        target.name,
         a.out.display(),
         project.files.len(),
         samples.source
     )?;
     let dir = a.out.display();
+    let readme = a.out.join("README.md");
+    let readme = readme.display();
     match lang {
-        Lang::C => outln!("build: make -C {dir}    flash: make -C {dir} flash    (see {dir}/README.md)")?,
-        Lang::Rust => outln!("build: cd {dir} && cargo build --release    flash and run: cargo run --release    (see {dir}/README.md)")?,
+        Lang::C => outln!("build: make -C {dir}    flash: make -C {dir} flash    (see {readme})")?,
+        Lang::Rust => outln!("build: cd {dir} && cargo build --release    flash and run: cargo run --release    (see {readme})")?,
     }
     Ok(())
 }

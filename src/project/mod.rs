@@ -143,6 +143,26 @@ pub fn board_of(target: &Target) -> Result<&Board> {
     })
 }
 
+/// `target` with its board: its own `[board]`, else the shipped profile's of the same name and
+/// chip (a run records its target as it was when the run began, perhaps before the profile
+/// named a board; the board says nothing about budgets, so it is taken from today's profile).
+pub fn with_board(target: &Target) -> Result<Target> {
+    if target.board.is_some() {
+        return Ok(target.clone());
+    }
+    if let Ok(shipped) = crate::target::resolve(&target.name) {
+        if shipped.board.is_some() && shipped.core == target.core && shipped.memory == target.memory
+        {
+            return Ok(Target {
+                board: shipped.board,
+                ..target.clone()
+            });
+        }
+    }
+    // No board anywhere: the error that says what to add.
+    board_of(target).map(|_| target.clone())
+}
+
 /// The rendered project: the files and the manifest (also among the files).
 pub struct Project {
     pub files: Vec<GeneratedFile>,
@@ -454,4 +474,27 @@ fn samples_rs(samples: &Samples, reference: &[usize], len: usize) -> String {
         joined(reference)
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run records its target as it was; one from before the profile named a board still
+    /// gets today's board, and a chip that is not the profile's does not.
+    #[test]
+    fn a_recorded_target_takes_the_shipped_board() {
+        let shipped = crate::target::resolve("stm32f401re").unwrap();
+        let recorded = Target {
+            board: None,
+            ..shipped.clone()
+        };
+        assert_eq!(with_board(&recorded).unwrap().board, shipped.board);
+        let mut other = recorded.clone();
+        other.memory.ram_bytes /= 2;
+        let err = with_board(&other).unwrap_err().to_string();
+        assert!(err.contains("no [board] section"), "{err}");
+        let nrf = crate::target::resolve("nrf52840").unwrap();
+        assert!(with_board(&nrf).is_err());
+    }
 }
