@@ -714,9 +714,14 @@ mod tests {
                 "toolchain.rust_target",
             ),
             (
-                "machine = \"netduinoplus2\"",
-                "machine = \"netduino*/\"",
+                "\nmachine = \"netduinoplus2\"",
+                "\nmachine = \"netduino*/\"",
                 "emulator.machine",
+            ),
+            (
+                "qemu_machine = \"netduinoplus2\"",
+                "qemu_machine = \"netduino*/\"",
+                "board.qemu_machine",
             ),
         ] {
             assert!(base.contains(from), "{from}");

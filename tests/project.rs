@@ -499,8 +499,69 @@ fn projects(lang: &str) {
                 )),
                 "{uart}"
             );
+            if lang == "c" && dtype == Dtype::F32 {
+                board_log_reads_back(&dir, &uart);
+            }
         }
     }
+}
+
+/// `nas verify --board-log`: the capture's cycles beside QEMU's instructions; a board that
+/// disagrees with the host reference fails; a capture of another network is refused.
+fn board_log_reads_back(dir: &Path, uart: &str) {
+    let verify = |log: &str| {
+        let path = dir.join("uart.log");
+        std::fs::write(&path, log).unwrap();
+        nas()
+            .arg("verify")
+            .arg("--run")
+            .arg(trained_run())
+            .args(["--target", "stm32f401re", "--lang", "c", "--dtype", "f32"])
+            .arg("--board-log")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = common::ok(verify(uart));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("measured on the board: "), "{said}");
+    assert!(said.contains("cycles per instruction"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "agrees with the host reference on {SAMPLES}/{SAMPLES} samples"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("SysTick did"), "{said}");
+    // One prediction off on the board: verify fails and says so.
+    let first = uart.lines().find(|l| l.starts_with("sample 0: ")).unwrap();
+    let host: usize = first
+        .split("host ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let off = first.replacen(
+        &format!("host {host}"),
+        &format!("host {}", (host + 1) % 12),
+        1,
+    );
+    let out = verify(&uart.replacen(first, &off, 1));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("differ from the host reference on 1 of 16"),
+        "{err}"
+    );
+    // Another network's capture.
+    let other = uart.replacen("nas: 784 -> ", "nas: 784 -> emb9 -> ", 1);
+    let out = verify(&other);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another network"), "{err}");
 }
 
 #[test]

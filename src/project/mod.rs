@@ -14,6 +14,8 @@
 //! The sources live in `firmware/project/` and `firmware/boards/` and are embedded in the
 //! binary; this module renders them and holds no board knowledge of its own.
 
+pub mod log;
+
 use crate::codegen::{comment_safe, string_literal, GeneratedFile, Lang};
 use crate::firmware::Samples;
 use crate::net::{Dtype, NetSpec};
