@@ -12,8 +12,7 @@
 
 #include "board.h"
 #include "nas_project.h"
-
-#define REG(addr) (*(volatile uint32_t *)(addr))
+#include "regs.h"
 
 #define RCC 0x40021000u
 #define RCC_CR REG(RCC + 0x00u)
@@ -39,18 +38,8 @@
 #define PLL_HZ (HSI_HZ / PLL_M * PLL_N / PLL_R)
 _Static_assert(PLL_HZ == NAS_CLOCK_HZ, "the PLL settings must give the profile's clock_hz");
 
-#define READY_POLLS 200000u
-
 static uint32_t clock_hz = HSI_HZ;
 static const char *clock_note = "HSI16: the PLL did not lock";
-
-static int wait_set(volatile uint32_t *reg, uint32_t mask, uint32_t value)
-{
-    for (uint32_t i = 0; i < READY_POLLS; i++)
-        if ((*reg & mask) == value)
-            return 1;
-    return 0;
-}
 
 static void clock_init(void)
 {

@@ -7,7 +7,8 @@
 //! stays on HSI16 and says so.
 
 use crate::project::{CLOCK_HZ, UART_BAUD};
-use core::ptr::{read_volatile, write_volatile};
+use crate::regs::{modify, wait, write};
+use crate::Clock;
 
 const RCC: usize = 0x4002_1000;
 const RCC_CR: usize = RCC;
@@ -32,32 +33,6 @@ const PLL_N: u32 = 8;
 const PLL_R: u32 = 2;
 const PLL_HZ: u32 = HSI_HZ / PLL_M * PLL_N / PLL_R;
 const _: () = assert!(PLL_HZ == CLOCK_HZ, "the PLL settings must give the profile's clock_hz");
-
-const READY_POLLS: u32 = 200_000;
-
-/// The core clock reached by [`init`].
-pub struct Clock {
-    pub hz: u32,
-    pub note: &'static str,
-}
-
-fn read(addr: usize) -> u32 {
-    // SAFETY: `addr` is one of the memory-mapped registers above, always mapped on this chip.
-    unsafe { read_volatile(addr as *const u32) }
-}
-
-fn write(addr: usize, value: u32) {
-    // SAFETY: as in `read`; the program is single-threaded and uses no interrupts for these.
-    unsafe { write_volatile(addr as *mut u32, value) }
-}
-
-fn modify(addr: usize, clear: u32, set: u32) {
-    write(addr, (read(addr) & !clear) | set);
-}
-
-fn wait(addr: usize, mask: u32, value: u32) -> bool {
-    (0..READY_POLLS).any(|_| read(addr) & mask == value)
-}
 
 fn clock_init() -> Option<u32> {
     // PLLSRC = HSI16, PLLM = /1, PLLN = 8, PLLR = /2 enabled.

@@ -39,6 +39,7 @@ const C_FILES: &[(&str, &str)] = &[
         include_str!("../../firmware/project/c/timing.h"),
     ),
     ("board.h", include_str!("../../firmware/project/c/board.h")),
+    ("regs.h", include_str!("../../firmware/project/c/regs.h")),
 ];
 const C_MAKEFILE: &str = include_str!("../../firmware/project/c/Makefile.tera");
 const C_CONFIG: &str = include_str!("../../firmware/project/c/nas_project.h.tera");
@@ -56,6 +57,10 @@ const RUST_FILES: &[(&str, &str)] = &[
     (
         "build.rs",
         include_str!("../../firmware/project/rust/build.rs"),
+    ),
+    (
+        "src/regs.rs",
+        include_str!("../../firmware/project/rust/regs.rs"),
     ),
 ];
 const RUST_CARGO: &str = include_str!("../../firmware/project/rust/Cargo.toml.tera");

@@ -6,8 +6,8 @@
 #include "timing.h"
 
 #include "nas_project.h"
+#include "regs.h"
 
-#define REG(addr) (*(volatile uint32_t *)(addr))
 #define DEMCR REG(0xE000EDFCu)
 #define DWT_CTRL REG(0xE0001000u)
 #define DWT_CYCCNT REG(0xE0001004u)

@@ -7,11 +7,18 @@
 
 mod board;
 mod project;
+mod regs;
 mod samples;
 mod timing;
 
 use core::fmt::Write;
 use cortex_m_rt::entry;
+
+/// The core clock a board's `init` reached, and how.
+pub struct Clock {
+    pub hz: u32,
+    pub note: &'static str,
+}
 
 /// `core::fmt` over the UART.
 struct Uart;

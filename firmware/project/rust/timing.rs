@@ -4,7 +4,7 @@
 //! emulators that do not model the DWT), extended past 24 bits by its reload interrupt.
 
 use crate::project::HAS_DWT;
-use core::ptr::{read_volatile, write_volatile};
+use crate::regs::{read, write};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::exception;
@@ -24,16 +24,6 @@ static DWT_LAST: AtomicU32 = AtomicU32::new(0);
 // The last SysTick reading, in halves: 32-bit cores have no 64-bit atomics (one writer: main).
 static LAST_HIGH: AtomicU32 = AtomicU32::new(0);
 static LAST_LOW: AtomicU32 = AtomicU32::new(0);
-
-fn read(addr: usize) -> u32 {
-    // SAFETY: a core debug register, mapped on every ARMv7-M core (HAS_DWT) or SysTick's.
-    unsafe { read_volatile(addr as *const u32) }
-}
-
-fn write(addr: usize, value: u32) {
-    // SAFETY: as in `read`.
-    unsafe { write_volatile(addr as *mut u32, value) }
-}
 
 #[exception]
 fn SysTick() {
