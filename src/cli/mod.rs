@@ -29,6 +29,7 @@ macro_rules! note {
 }
 
 mod bench;
+mod board_log;
 mod eval;
 mod export;
 mod import;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-fn thousands(v: u64) -> String {
+pub(super) fn thousands(v: u64) -> String {
     let s = v.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -493,126 +493,6 @@ pub struct VerifyArgs {
     pub board_log: Option<PathBuf>,
 }
 
-/// `--board-log`: read and check the capture, before any build.
-fn read_board_log(
-    path: &Path,
-    spec: &crate::net::NetSpec,
-    dtype: crate::net::Dtype,
-    target: &str,
-) -> Result<crate::project::log::BoardLog> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read --board-log {}", path.display()))?;
-    let log = crate::project::log::BoardLog::parse(&String::from_utf8_lossy(&bytes))
-        .with_context(|| format!("--board-log {}", path.display()))?;
-    let ours = crate::codegen::comment_safe(&spec.summary());
-    if log.network != ours {
-        bail!(
-            "--board-log {} is a capture of another network ({}), not of this model ({ours})",
-            path.display(),
-            log.network
-        );
-    }
-    if log.dtype() != Some(dtype.label()) {
-        bail!(
-            "--board-log {} is a capture of the {} kernel ({}), but this verifies the {} one \
-             (--dtype)",
-            path.display(),
-            log.dtype().unwrap_or("unknown"),
-            log.provenance,
-            dtype.label()
-        );
-    }
-    if !log.provenance.ends_with(&format!("target {target}")) {
-        bail!(
-            "--board-log {} is not a capture of a project for {target} ({}): pass its --target",
-            path.display(),
-            log.provenance
-        );
-    }
-    Ok(log)
-}
-
-/// The board's figures beside the emulator's and the estimate's.
-fn board_table(log: &crate::project::log::BoardLog, path: &Path, v: &Verification) -> String {
-    let mut s = String::new();
-    let n = log.samples.len();
-    let mean = log.mean_cycles();
-    let (lo, hi) = (
-        log.samples.iter().map(|x| x.cycles).min().unwrap_or(0),
-        log.samples.iter().map(|x| x.cycles).max().unwrap_or(0),
-    );
-    let _ = writeln!(
-        s,
-        "\nboard log {}: {} at {} Hz ({}), cycles by {}, {n} samples",
-        path.display(),
-        log.board,
-        thousands(log.clock_hz),
-        log.clock_note,
-        log.timer
-    );
-    let macs = v.primary.executed_macs.max(1) as f64;
-    let _ = writeln!(
-        s,
-        "  measured on the board: {} cycles per inference (range {}–{}) = {:.3} ms, {:.2} cycles/executed MAC",
-        thousands(mean.round() as u64),
-        thousands(lo),
-        thousands(hi),
-        1e3 * mean / log.clock_hz.max(1) as f64,
-        mean / macs
-    );
-    if let Some(em) = &v.primary.emulation {
-        let _ = writeln!(
-            s,
-            "  against QEMU's {} instructions per inference: {:.3} cycles per instruction \
-             (the latency estimate assumes 1)",
-            thousands(em.instructions_per_inference),
-            mean / em.instructions_per_inference.max(1) as f64
-        );
-    }
-    if let Some(est) = v.primary.estimate.instructions {
-        let _ = writeln!(
-            s,
-            "  the latency estimate: {} instructions = {:.3} ms at {} Hz",
-            thousands(est),
-            1e3 * est as f64 / log.clock_hz.max(1) as f64,
-            thousands(log.clock_hz)
-        );
-    }
-    let labelled: Vec<_> = log
-        .samples
-        .iter()
-        .filter_map(|x| x.expected.map(|e| e == x.predicted))
-        .collect();
-    let _ = writeln!(
-        s,
-        "  the board agrees with the host reference on {}/{n} samples{}",
-        log.agreeing(),
-        if labelled.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; {}/{} classified as labelled",
-                labelled.iter().filter(|c| **c).count(),
-                labelled.len()
-            )
-        }
-    );
-    if !log.by_dwt() {
-        let _ = writeln!(
-            s,
-            "  (no DWT cycle counter counted: SysTick did, which follows the host's clock under an \
-             emulator: such cycles are not the chip's)"
-        );
-    }
-    if log.clock_note.contains("did not lock") {
-        let _ = writeln!(
-            s,
-            "  (the PLL did not lock: the board ran on its internal oscillator, not at the profile's clock)"
-        );
-    }
-    s
-}
-
 /// The file that marks a `--keep` directory as nas verify's: a later `--keep` there may replace
 /// its files.
 const KEEP_MARK: &str = ".nas-verify";
@@ -662,7 +542,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     let m = a.model.load()?;
     let board_log = match &a.board_log {
         Some(path) => Some((
-            read_board_log(
+            super::board_log::read(
                 path,
                 &m.spec,
                 a.dtype.resolve(a.model.run.as_deref()),
@@ -719,7 +599,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     } else {
         out!("{}", v.table())?;
         if let Some((log, path)) = &board_log {
-            out!("{}", board_table(log, path, &v))?;
+            out!("{}", super::board_log::table(log, path, &v))?;
         }
     }
     for n in &v.notes {
