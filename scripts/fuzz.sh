@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz the parsers of user input with cargo-fuzz (libFuzzer): IDX files, NetSpec JSON, MCU
-# profiles, safetensors weights, ELF images.
+# profiles, safetensors weights, ELF images, ONNX and TFLite models.
 #   ./scripts/fuzz.sh            every target for 10 minutes
 #   ./scripts/fuzz.sh 60 idx     one target for a minute
 # Installs what it needs when missing: the nightly toolchain (cargo-fuzz needs it; the
@@ -12,14 +12,14 @@ cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(idx netspec target_toml weights elf onnx_import)
+[ ${#targets[@]} -gt 0 ] || targets=(idx netspec target_toml weights elf onnx_import tflite_import)
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 data=${NAS_SHARED_DATA:-../shared/data}
 corpus=fuzz/corpus
-mkdir -p "$corpus"/{idx,netspec,target_toml,weights,elf,onnx_import}
+mkdir -p "$corpus"/{idx,netspec,target_toml,weights,elf,onnx_import,tflite_import}
 for d in "$data"/*/; do
     for f in "$d"/t10k-labels-idx1-ubyte* ; do [ -e "$f" ] && cp -n "$f" "$corpus/idx/$(basename "$d")-$(basename "$f")"; done
     # A few samples of the images, raw (the whole file is megabytes).
@@ -29,6 +29,7 @@ done
 cp -n examples/specs/*.json "$corpus/netspec/"
 cp -n targets/*.toml "$corpus/target_toml/"
 cp -n tests/fixtures/onnx/*.onnx "$corpus/onnx_import/"
+cp -n tests/fixtures/tflite/*.tflite "$corpus/tflite_import/"
 cargo build --release --quiet
 ./target/release/nas search --generations 0 --epochs 1 --steps-per-epoch 1 --final-top 0 \
     --out "$corpus/.run" --quiet >/dev/null 2>&1 || true

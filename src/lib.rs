@@ -15,6 +15,8 @@
 //! - [`codegen`]: the C and `no_std` Rust kernels, float and int8.
 //! - [`onnx`]: import a trained 1D-CNN from an ONNX file (PyTorch, Keras + tf2onnx) as a spec
 //!   and weights, and export ours as ONNX.
+//! - [`tflite`]: import a `.tflite` model (TensorFlow's converter, Edge Impulse), an int8 one
+//!   with its own quantization kept bit for bit.
 //! - [`elf`], [`emulate`], [`firmware`]: the ELF, QEMU runs, cross-compiled firmware.
 //! - [`project`]: a kernel inside a complete firmware project for the target's board.
 //! - [`train`]: the burn model, the training loop, quantization-aware training.
@@ -43,6 +45,7 @@ pub mod report;
 #[cfg(feature = "train")]
 pub mod search;
 pub mod target;
+pub mod tflite;
 #[cfg(feature = "train")]
 pub mod train;
 pub mod util;

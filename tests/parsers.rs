@@ -114,6 +114,20 @@ proptest! {
     }
 
     #[test]
+    fn tflite_never_panics(bytes in mutated(std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tflite/conv_plain_int8.tflite"),
+    ).unwrap())) {
+        if let Ok(im) = nas::tflite::import_bytes(&bytes, &Default::default()) {
+            prop_assert!(im.spec.validate().is_ok());
+            prop_assert!(im.weights.check(&im.spec).is_ok());
+            if let Some(q) = &im.int8 {
+                let x = vec![0x17; im.spec.input_len * im.spec.input_channels];
+                prop_assert_eq!(nas::quant::reference_int8(q, &x).q.len(), im.spec.classes);
+            }
+        }
+    }
+
+    #[test]
     fn elf_never_panics(bytes in mutated(std::fs::read("/bin/true").unwrap())) {
         let r = |origin, length| nas::elf::Region { origin, length };
         let _ = nas::elf::ElfImage::parse(&bytes, r(0, 1 << 31), r(1 << 31, 1 << 30));

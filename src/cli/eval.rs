@@ -1,4 +1,5 @@
-//! `nas eval`: a run's delivered model (a candidate of it, or an ONNX model) on the test split.
+//! `nas eval`: a run's delivered model (a candidate of it, or an ONNX or TFLite model) on the
+//! test split.
 
 use crate::data::Splits;
 use crate::metrics::Metrics;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Run directory written by `nas search` or `nas train`
-    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    #[arg(long, required_unless_present_any = ["onnx", "tflite"], conflicts_with_all = ["onnx", "tflite"])]
     pub run: Option<PathBuf>,
     /// Evaluate this candidate of the search (e.g. g003-c01) instead of the delivered model;
     /// its final training when it had one
@@ -23,7 +24,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub onnx: super::OnnxArgs,
     /// Evaluate on this dataset's test split instead of the run's own data (required with
-    /// --onnx)
+    /// --onnx and --tflite)
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Print JSON instead of tables
@@ -38,11 +39,18 @@ pub struct EvalArgs {
 
 /// `nas eval`: the delivered model's test metrics and confusion matrix.
 pub fn run(a: EvalArgs) -> Result<()> {
-    let (spec, w, name, own_data, seed) = load_model(&a)?;
+    let (spec, w, name, own_data, seed, fixed) = load_model(&a)?;
     let (spec, w) = (&spec, &w);
     let splits = test_splits(&a, own_data, seed, spec)?;
     let m = train::evaluate(spec, w, &splits.test)?;
-    let int8 = int8_metrics(&a, spec, w, &splits)?;
+    let int8 = match fixed {
+        // An int8 TFLite model: its own int8 network, unless --dtype f32 asks for the float view.
+        Some(q) if a.dtype.dtype != Some(crate::net::Dtype::F32) => {
+            a.dtype.refuse_calibration("an int8 TFLite model")?;
+            Some(crate::quant::evaluate_int8(&q, &splits.test))
+        }
+        _ => int8_metrics(&a, spec, w, &splits)?,
+    };
     if a.json {
         outln!(
             "{}",
@@ -80,17 +88,35 @@ fn json(
 
 /// The model to evaluate (from --onnx, or the run's delivered model or --candidate): its spec,
 /// weights and name, and the run's own data and seed.
-fn load_model(a: &EvalArgs) -> Result<(NetSpec, Weights, PathBuf, Option<DataSource>, u64)> {
-    Ok(match (&a.run, &a.onnx.onnx) {
-        (_, Some(_)) => {
-            let (im, path) = a.onnx.import()?;
-            (im.spec, im.weights, path, None, 0)
-        }
-        (Some(run), None) => {
+#[allow(clippy::type_complexity)]
+fn load_model(
+    a: &EvalArgs,
+) -> Result<(
+    NetSpec,
+    Weights,
+    PathBuf,
+    Option<DataSource>,
+    u64,
+    Option<crate::quant::QuantLowered>,
+)> {
+    if let Some(m) = a.onnx.load()? {
+        return Ok((m.spec, m.weights, m.path, None, 0, m.int8));
+    }
+    Ok(match &a.run {
+        Some(run) => {
             let md = ModelDir::open_model(run, a.candidate.as_deref())?;
-            (md.spec, md.weights, run.clone(), Some(md.data), md.seed)
+            (
+                md.spec,
+                md.weights,
+                run.clone(),
+                Some(md.data),
+                md.seed,
+                None,
+            )
         }
-        (None, None) => bail!("give --run DIR, or --onnx MODEL.onnx with --data DIR"),
+        None => {
+            bail!("give --run DIR, or --onnx MODEL.onnx / --tflite MODEL.tflite with --data DIR")
+        }
     })
 }
 
@@ -108,11 +134,15 @@ fn test_splits(
             limit_per_class: None,
         },
         (None, Some(d)) => d,
-        (None, None) => bail!("--onnx needs --data DIR: the dataset to evaluate on"),
+        (None, None) => bail!("--onnx and --tflite need --data DIR: the dataset to evaluate on"),
     };
     let splits = load_data(&source, seed)?;
     // The model in the words of the command line: the ONNX file, the candidate or the run.
-    let model = match (&a.onnx.onnx, &a.run, &a.candidate) {
+    let model = match (
+        a.onnx.onnx.as_ref().or(a.onnx.tflite.as_ref()),
+        &a.run,
+        &a.candidate,
+    ) {
         (Some(m), _, _) => format!("the model {}", m.display()),
         (None, Some(r), Some(id)) => format!("candidate {id} of {}", r.display()),
         (None, Some(r), None) => format!("the model of {}", r.display()),

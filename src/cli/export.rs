@@ -82,8 +82,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     let lang = a.lang.context("give --lang or --project")?;
     let plan = plan::lower(&m.spec)?;
-    let dtype = a.dtype.resolve(a.model.run.as_deref());
-    let footprint = crate::net::cost::cost_as(&plan, &m.target, &m.limits, dtype);
+    let dtype = a.dtype.resolve_for(&m, a.model.run.as_deref());
+    let footprint = m.footprint(&plan, &m.target, dtype);
     let quant = a.dtype.quantize(&m, None, a.model.run.as_deref())?;
     let name = sanitize_identifier(&a.name).context("invalid --name")?;
     if name != a.name {
@@ -175,8 +175,8 @@ fn write_project(a: &ExportArgs, m: &super::LoadedModel, lang: ProjectLang) -> R
     // The board first: a profile without one fails before any work.
     let target = crate::project::with_board(&m.target)?;
     let plan = plan::lower(&m.spec)?;
-    let dtype = a.dtype.resolve(a.model.run.as_deref());
-    let footprint = crate::net::cost::cost_as(&plan, &target, &m.limits, dtype);
+    let dtype = a.dtype.resolve_for(m, a.model.run.as_deref());
+    let footprint = m.footprint(&plan, &target, dtype);
     // A project is for the chip, so the chip's memory bounds it (not the search budgets): a
     // model that cannot fit would only fail at the link, far from the reason.
     let mem = &target.memory;

@@ -114,7 +114,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct CostArgs {
     /// NetSpec JSON file (as written to a run directory, or by hand)
-    #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+    #[arg(long, required_unless_present_any = ["onnx", "tflite"], conflicts_with_all = ["onnx", "tflite"])]
     pub net: Option<PathBuf>,
     #[command(flatten)]
     pub onnx: OnnxArgs,
@@ -122,8 +122,9 @@ pub struct CostArgs {
     #[arg(long, default_value = "stm32f401re")]
     pub target: String,
     /// Element type of the deployed kernel (int8: int8 arena, int8 constants, int8 code model)
-    #[arg(long, value_enum, default_value_t = crate::net::Dtype::F32)]
-    pub dtype: crate::net::Dtype,
+    /// [default: int8 for an int8 --tflite model, else f32]
+    #[arg(long, value_enum)]
+    pub dtype: Option<crate::net::Dtype>,
     /// Print a JSON object instead of the table
     #[arg(long)]
     pub json: bool,
@@ -217,26 +218,36 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn cost_cmd(a: CostArgs) -> Result<()> {
-    let spec = match (&a.onnx.onnx, &a.net) {
-        (Some(_), _) => a.onnx.import()?.0.spec,
+    let imported = a.onnx.load()?;
+    // An int8 TFLite model is costed as what it is unless --dtype says otherwise.
+    let dtype = a.dtype.unwrap_or(match &imported {
+        Some(m) if m.int8.is_some() => crate::net::Dtype::Int8,
+        _ => crate::net::Dtype::F32,
+    });
+    let means = match (&imported, dtype) {
+        (Some(m), crate::net::Dtype::Int8) => m.int8.as_ref().map_or(0, |q| q.requantizing_means()),
+        _ => 0,
+    };
+    let spec = match (imported, &a.net) {
+        (Some(m), _) => m.spec,
         (None, Some(net)) => read_spec(net)?,
-        (None, None) => bail!("give --net SPEC.json or --onnx MODEL.onnx"),
+        (None, None) => bail!("give --net SPEC.json, --onnx MODEL.onnx or --tflite MODEL.tflite"),
     };
     let t = target::resolve(&a.target)?;
-    let c = cost::cost_as(&plan::lower(&spec)?, &t, &t.limits(), a.dtype);
+    let c = cost::cost_deployed(&plan::lower(&spec)?, &t, &t.limits(), dtype, means);
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&c)?)?;
     } else {
         outln!("{}\n", spec.summary())?;
-        if a.dtype != crate::net::Dtype::F32 {
+        if dtype != crate::net::Dtype::F32 {
             outln!(
                 "deployed as {} (arena, constants and code of the {} kernel)\n",
-                a.dtype.label(),
-                a.dtype.label()
+                dtype.label(),
+                dtype.label()
             )?;
         }
         out!("{}", tables::cost_table(&c, &t.name))?;
-        if let Some(f) = cost::compare_forms(&spec, &t, &t.limits(), a.dtype)? {
+        if let Some(f) = cost::compare_forms(&spec, &t, &t.limits(), dtype)? {
             outln!("\n{}", f.describe())?;
         }
     }
@@ -331,17 +342,17 @@ fn inspect_cmd(dir: &std::path::Path, json: bool) -> Result<()> {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// Run directory of `nas search` or `nas train`: its delivered model (best/)
-    #[arg(long, conflicts_with_all = ["net", "weights", "onnx"], required_unless_present_any = ["net", "weights", "onnx"])]
+    #[arg(long, conflicts_with_all = ["net", "weights", "onnx", "tflite"], required_unless_present_any = ["net", "weights", "onnx", "tflite"])]
     pub run: Option<PathBuf>,
     /// With --run: this candidate of the search (e.g. g003-c01, a member of pareto.json)
     /// instead of the delivered model; its final training when it had one
     #[arg(long, requires = "run", value_name = "ID")]
     pub candidate: Option<String>,
     /// Network spec JSON (instead of --run; needs --weights)
-    #[arg(long, requires = "weights", conflicts_with = "onnx")]
+    #[arg(long, requires = "weights", conflicts_with_all = ["onnx", "tflite"])]
     pub net: Option<PathBuf>,
     /// Trained weights, safetensors (instead of --run; needs --net)
-    #[arg(long, requires = "net", conflicts_with = "onnx")]
+    #[arg(long, requires = "net", conflicts_with_all = ["onnx", "tflite"])]
     pub weights: Option<PathBuf>,
     #[command(flatten)]
     pub onnx: OnnxArgs,
@@ -351,20 +362,40 @@ pub struct ModelArgs {
     pub target: Option<String>,
 }
 
-/// A trained model in an ONNX file (PyTorch, Keras + tf2onnx, or `nas export --lang onnx`).
+/// A trained model in a file of another framework: ONNX (PyTorch, Keras + tf2onnx, or `nas
+/// export --lang onnx`) or TFLite (TensorFlow's converter, Edge Impulse).
 #[derive(Debug, Args)]
 pub struct OnnxArgs {
     /// ONNX model to import instead of --run or --net/--weights (see `nas import`)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tflite")]
     pub onnx: Option<PathBuf>,
-    /// With --onnx: the graph's input is byte × this [default: the model's `nas.input_scale`
-    /// metadata, else 1 when the graph rescales its input itself, else 1/255]
-    #[arg(long, requires = "onnx", value_parser = positive_f32)]
+    /// TFLite model (.tflite, float32 or full-integer int8) to import instead of --run or
+    /// --net/--weights; an int8 model keeps its own quantization (see `nas import`)
+    #[arg(long)]
+    pub tflite: Option<PathBuf>,
+    /// With --onnx or --tflite: the model's input is byte × this [default: ONNX: the model's
+    /// `nas.input_scale` metadata, else 1 when the graph rescales its input itself, else 1/255;
+    /// TFLite: 1/255]
+    #[arg(long, value_parser = positive_f32)]
     pub input_scale: Option<f32>,
 }
 
+/// A model imported from another framework's file.
+pub struct ImportedModel {
+    pub spec: NetSpec,
+    pub weights: Weights,
+    /// A TFLite int8 model's own int8 network.
+    pub int8: Option<crate::quant::QuantLowered>,
+    pub path: PathBuf,
+}
+
 impl OnnxArgs {
-    /// Import the file, printing what was folded or dropped to stderr.
+    /// Whether a model file is given.
+    pub fn given(&self) -> bool {
+        self.onnx.is_some() || self.tflite.is_some()
+    }
+
+    /// Import the ONNX file, printing what was folded or dropped to stderr.
     pub fn import(&self) -> Result<(crate::onnx::Imported, PathBuf)> {
         let path = self.onnx.clone().context("no --onnx file")?;
         let im = crate::onnx::import_file(
@@ -377,6 +408,49 @@ impl OnnxArgs {
             note!("note: {n}");
         }
         Ok((im, path))
+    }
+
+    /// Import the TFLite file, printing what was folded or dropped to stderr.
+    pub fn import_tflite(&self) -> Result<(crate::tflite::Imported, PathBuf)> {
+        let path = self.tflite.clone().context("no --tflite file")?;
+        let im = crate::tflite::import_file(
+            &path,
+            &crate::tflite::ImportOptions {
+                input_scale: self.input_scale,
+            },
+        )?;
+        for n in &im.notes {
+            note!("note: {n}");
+        }
+        Ok((im, path))
+    }
+
+    /// The model of --onnx or --tflite, whichever is given (`None`: neither, and then
+    /// --input-scale is refused).
+    pub fn load(&self) -> Result<Option<ImportedModel>> {
+        if self.tflite.is_some() {
+            let (im, path) = self.import_tflite()?;
+            return Ok(Some(ImportedModel {
+                spec: im.spec,
+                weights: im.weights,
+                int8: im.int8,
+                path,
+            }));
+        }
+        if self.onnx.is_some() {
+            let (im, path) = self.import()?;
+            return Ok(Some(ImportedModel {
+                spec: im.spec,
+                weights: im.weights,
+                int8: None,
+                path,
+            }));
+        }
+        anyhow::ensure!(
+            self.input_scale.is_none(),
+            "--input-scale describes the input of an --onnx or --tflite model; none is given"
+        );
+        Ok(None)
     }
 }
 
@@ -412,6 +486,25 @@ pub struct LoadedModel {
     pub target: Target,
     /// The run's budgets (its overrides included), else the target's.
     pub limits: Limits,
+    /// An int8 TFLite model's own int8 network: deployed as it is, never re-quantized.
+    pub int8: Option<crate::quant::QuantLowered>,
+}
+
+impl LoadedModel {
+    /// The cost model's footprint of this model deployed in `dtype` on `target` (an int8
+    /// TFLite model's requantizing mean included).
+    pub fn footprint(
+        &self,
+        plan: &crate::net::plan::Plan,
+        target: &Target,
+        dtype: crate::net::Dtype,
+    ) -> cost::Cost {
+        let means = match dtype {
+            crate::net::Dtype::Int8 => self.int8.as_ref().map_or(0, |q| q.requantizing_means()),
+            crate::net::Dtype::F32 => 0,
+        };
+        cost::cost_deployed(plan, target, &self.limits, dtype, means)
+    }
 }
 
 /// Target of the footprint when neither --target nor a run names one.
@@ -419,10 +512,13 @@ pub const DEFAULT_TARGET: &str = "stm32f401re";
 
 impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel> {
+        let mut int8 = None;
+        let imported = self.onnx.load()?;
         let (spec, weights, source, recorded) = match (&self.run, &self.net, &self.weights) {
-            _ if self.onnx.onnx.is_some() => {
-                let (im, path) = self.onnx.import()?;
-                (im.spec, im.weights, path.display().to_string(), None)
+            _ if imported.is_some() => {
+                let m = imported.expect("checked");
+                int8 = m.int8;
+                (m.spec, m.weights, m.path.display().to_string(), None)
             }
             (Some(dir), _, _) => {
                 let m =
@@ -454,7 +550,10 @@ impl ModelArgs {
                     None,
                 )
             }
-            _ => bail!("give either --run DIR, or --net SPEC.json with --weights W.safetensors"),
+            _ => bail!(
+                "give --run DIR, --net SPEC.json with --weights W.safetensors, --onnx MODEL.onnx \
+                 or --tflite MODEL.tflite"
+            ),
         };
         let (target, limits) = match (&self.target, recorded) {
             (Some(name), Some((t, l))) if t.answers_to(name) => (t, l),
@@ -476,6 +575,7 @@ impl ModelArgs {
             source,
             target,
             limits,
+            int8,
         })
     }
 }

@@ -47,6 +47,26 @@ impl DtypeArgs {
             .unwrap_or_default()
     }
 
+    /// [`DtypeArgs::resolve`] for a loaded model: an int8 TFLite model is int8 unless
+    /// `--dtype` says otherwise.
+    pub fn resolve_for(&self, m: &LoadedModel, run: Option<&Path>) -> Dtype {
+        match (self.dtype, &m.int8) {
+            (None, Some(_)) => Dtype::Int8,
+            _ => self.resolve(run),
+        }
+    }
+
+    /// Calibration options make no sense for a model quantized already (`what`).
+    pub fn refuse_calibration(&self, what: &str) -> Result<()> {
+        ensure!(
+            self.calibration_data.is_none()
+                && self.calibration_percentile.is_none()
+                && self.calibration_samples == DEFAULT_CALIBRATION_SAMPLES,
+            "{what} carries its own quantization: --calibration-* options do not apply"
+        );
+        Ok(())
+    }
+
     /// The calibration method the options ask for.
     pub fn method(&self) -> Result<CalibrationMethod> {
         ensure!(
@@ -75,8 +95,13 @@ impl DtypeArgs {
         data: Option<&Path>,
         run: Option<&Path>,
     ) -> Result<Option<QuantLowered>> {
-        if self.resolve(run) == Dtype::F32 {
+        if self.resolve_for(m, run) == Dtype::F32 {
             return Ok(None);
+        }
+        if let Some(q) = &m.int8 {
+            self.refuse_calibration("an int8 TFLite model")?;
+            note!("int8: the TFLite model's own quantization (scales, zero points, per-channel weights)");
+            return Ok(Some(q.clone()));
         }
         let method = self.method()?;
         let dir = self

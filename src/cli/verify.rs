@@ -545,7 +545,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
             super::board_log::read(
                 path,
                 &m.spec,
-                a.dtype.resolve(a.model.run.as_deref()),
+                a.dtype.resolve_for(&m, a.model.run.as_deref()),
                 &m.target.name,
             )?,
             path,

@@ -101,6 +101,15 @@ struct StepCtx {
     /// `1`/`0` for C, `true`/`false` for Rust.
     pool_avg: u8,
     pool_avg_rs: bool,
+    /// A requantizing global average (TFLite's MEAN): its requantization as a channel's
+    /// (the bias is `−(128 + zp_in) · len`, turning the bytes' sum into `Σ (x − zp_in)`) and
+    /// the output zero point.
+    mean_bias: i32,
+    mean_m0: i32,
+    mean_rnd: i32,
+    mean_lsh: u8,
+    mean_rsh: u8,
+    zp_out: i32,
     // Rust: arena ranges in bytes.
     from_input: bool,
     src_start: usize,
@@ -130,9 +139,12 @@ struct Ctx {
     int8: bool,
     /// Whether the network embeds its input bytes.
     embedded: bool,
-    /// Whether a step looks up embedding rows / runs the lookup-table conv.
+    /// Whether a step looks up embedding rows / runs the lookup-table conv / requantizes a
+    /// global average.
     rows: bool,
     lut: bool,
+    gap_plain: bool,
+    gap_mean: bool,
 }
 
 fn word_lines(words: &[u32], lang: Lang) -> Vec<String> {
@@ -510,6 +522,15 @@ fn step_ctx(q: &QuantLowered, i: usize, n: &Names) -> Result<(StepCtx, Option<Co
         Op::GlobalAvgPool { len, channels } => {
             ensure!(input.is_some(), "internal: global pooling reads the input");
             (s.op, s.len, s.ch) = ("gap", *len, *channels);
+            if let Some(m) = ql.mean {
+                let (lsh, rnd, rsh) = crate::quant::fast_shifts(m.shift);
+                let bias = -((128 + ql.input.zero_point) as i64) * *len as i64;
+                s.op = "gap_mean";
+                s.mean_bias = i32::try_from(bias)?;
+                (s.mean_m0, s.mean_rnd) = (m.multiplier, rnd);
+                (s.mean_lsh, s.mean_rsh) = (lsh as u8, rsh as u8);
+                s.zp_out = ql.output.zero_point;
+            }
         }
         Op::Dense { inputs, outputs } => {
             ensure!(
@@ -549,6 +570,8 @@ fn context(
     let upper = name.to_ascii_uppercase();
     let rows = steps.iter().any(|s| s.op == "embed");
     let lut = steps.iter().any(|s| s.op == "lut_conv");
+    let gap_plain = steps.iter().any(|s| s.op == "gap");
+    let gap_mean = steps.iter().any(|s| s.op == "gap_mean");
     Ok(Ctx {
         name: name.to_string(),
         tool_version: note.tool_version.clone(),
@@ -572,6 +595,8 @@ fn context(
         embedded: spec.input.embedding_dim().is_some(),
         rows,
         lut,
+        gap_plain,
+        gap_mean,
     })
 }
 

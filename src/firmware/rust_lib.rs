@@ -277,7 +277,8 @@ fn write_kernel_crate(
     } else {
         Dtype::F32
     };
-    let estimate = cost::cost_as(&lowered.plan, target, &target.limits(), dtype);
+    let means = k.quant.map_or(0, |q| q.requantizing_means());
+    let estimate = cost::cost_deployed(&lowered.plan, target, &target.limits(), dtype, means);
     let note = Provenance::new("nas verify").with_footprint(target, estimate.clone());
     let files = match k.quant {
         Some(q) => crate::codegen::int8::generate_rust_int8(k.spec, q, name, &note)?,

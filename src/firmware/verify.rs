@@ -49,7 +49,8 @@ pub(crate) fn verify_in(
     opts: &Options,
 ) -> Result<KernelReport> {
     let plan = &lowered.plan;
-    let estimate: Cost = cost::cost_as(plan, target, budget, opts.dtype());
+    let means = opts.quant.as_ref().map_or(0, |q| q.requantizing_means());
+    let estimate: Cost = cost::cost_deployed(plan, target, budget, opts.dtype(), means);
     let compiled = compile(d, spec, weights, lowered, target, opts, &estimate)?;
     let (chip, overflows) = link_for_chip(d, target, &compiled.objects)?;
     let links_for_chip = overflows.is_empty();

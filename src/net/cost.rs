@@ -207,6 +207,19 @@ pub fn cost(plan: &Plan, target: &Target, limits: &Limits) -> Cost {
 
 /// [`cost`] for a network deployed in `dtype`.
 pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> Cost {
+    cost_deployed(plan, target, limits, dtype, 0)
+}
+
+/// [`cost_as`] for an int8 network whose global average pooling requantizes
+/// (`requantizing_means`: 0 or 1, an imported TFLite MEAN with its own output parameters; its
+/// kernel replaces the plain one), which a plan alone cannot tell.
+pub fn cost_deployed(
+    plan: &Plan,
+    target: &Target,
+    limits: &Limits,
+    dtype: Dtype,
+    requantizing_means: usize,
+) -> Cost {
     let int8_arena = crate::net::plan::int8_arena(plan);
     let layers: Vec<LayerCost> = plan
         .layers
@@ -219,8 +232,14 @@ pub fn cost_as(plan: &Plan, target: &Target, limits: &Limits, dtype: Dtype) -> C
     let macs: u64 = layers.iter().map(|l| l.macs).sum();
     let executed_macs: u64 = layers.iter().map(|l| l.executed_macs).sum();
     let max_tensor = layers.iter().map(|l| l.max_tensor).max().unwrap_or(0);
-    let (arena_bytes, weights_bytes, code_bytes, stack_bytes) =
-        footprint(plan, target, dtype, deployed_params, &int8_arena);
+    let (arena_bytes, weights_bytes, code_bytes, stack_bytes) = footprint(
+        plan,
+        target,
+        dtype,
+        deployed_params,
+        &int8_arena,
+        requantizing_means,
+    );
     let flash_bytes = weights_bytes + code_bytes;
     let ram_bytes = arena_bytes + stack_bytes;
     let flops = 2 * macs;
@@ -407,6 +426,7 @@ fn footprint(
     dtype: Dtype,
     deployed_params: u64,
     int8_arena: &Int8Arena,
+    requantizing_means: usize,
 ) -> (u64, u64, u64, u64) {
     match dtype {
         Dtype::F32 => (
@@ -418,7 +438,11 @@ fn footprint(
         Dtype::Int8 => (
             int8_arena.bytes as u64,
             crate::net::int8::plan_constant_bytes(plan) as u64,
-            crate::net::int8::code_features(plan).code_bytes(&target.code_size_int8),
+            crate::net::int8::CodeFeatures {
+                gap_mean: requantizing_means,
+                ..crate::net::int8::code_features(plan)
+            }
+            .code_bytes(&target.code_size_int8),
             target.code_size_int8.stack_bytes,
         ),
     }

@@ -59,6 +59,10 @@ pub struct CodeFeatures {
     /// Lookup-table convs (the input embedding folded into the first conv).
     #[serde(default)]
     pub lut: usize,
+    /// Global average poolings that requantize (an imported TFLite MEAN), in place of the
+    /// plain one: not in the plan, given by whoever holds the int8 network.
+    #[serde(default)]
+    pub gap_mean: usize,
 }
 
 impl CodeFeatures {
@@ -72,7 +76,8 @@ impl CodeFeatures {
             + m.edge_bytes * self.edges as i64
             + m.partial_group_bytes * self.partial_group as i64
             + m.embed_bytes * self.embed as i64
-            + m.lut_bytes * self.lut as i64;
+            + m.lut_bytes * self.lut as i64
+            + m.gap_mean_bytes * self.gap_mean as i64;
         v.max(0) as u64
     }
 }

@@ -90,6 +90,12 @@ pub struct QuantLayer {
     /// Empty for every other layer.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub table: Vec<i8>,
+    /// Global average pooling that requantizes to other parameters than its input's, as
+    /// TFLite's int8 MEAN does ([`super::mean_requantized`]). `None`: the int8 average that
+    /// keeps the input's parameters (every network `nas` quantizes, and TFLite's
+    /// AVERAGE_POOL_2D). Only imported models have it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<super::MeanRequant>,
 }
 
 /// A quantized network: the float plan (shapes, layer order), its int8 constants and the int8
@@ -105,6 +111,12 @@ impl QuantLowered {
     /// Parameters of the logits (the dense layer's int8 output).
     pub fn output_params(&self) -> QuantParams {
         self.layers.last().expect("a plan has layers").output
+    }
+
+    /// Global average poolings that requantize (TFLite's MEAN), for the code-size model
+    /// ([`crate::net::cost::cost_deployed`]).
+    pub fn requantizing_means(&self) -> usize {
+        self.layers.iter().filter(|l| l.mean.is_some()).count()
     }
 }
 
@@ -141,6 +153,7 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
                 act_max: 127,
                 acc_bound: Vec::new(),
                 table: Vec::new(),
+                mean: None,
             },
             Op::LutConv(_) => quantize_lut(consts, (lo, hi)).map_err(|msg| QuantError::Layer {
                 layer: layer.name.clone(),
@@ -188,6 +201,7 @@ fn quantize_table(
         act_max: 127,
         acc_bound: Vec::new(),
         table: Vec::new(),
+        mean: None,
     })
 }
 
@@ -268,6 +282,7 @@ fn quantize_layer(
         act_max: 127,
         acc_bound: Vec::with_capacity(channels),
         table: Vec::new(),
+        mean: None,
     };
     for c in 0..channels {
         let w = &consts.weights[c * row..(c + 1) * row];
@@ -291,8 +306,6 @@ fn quantize_channel(
     input: QuantParams,
     output: QuantParams,
 ) -> Result<QuantChannel, String> {
-    // |x − zp_in| for any int8 x.
-    let x_max = (127 - input.zero_point).max(input.zero_point + 128) as i64;
     let wmax = w.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
     let s_in = input.scale as f64;
     let mut s_w = (wmax / 127.0).max(b.abs() / (s_in * MAX_BIAS));
@@ -307,20 +320,8 @@ fn quantize_channel(
     let bias = (b / (s_in * s_w as f64)).round().clamp(-MAX_BIAS, MAX_BIAS) as i32;
     let m = s_in * s_w as f64 / output.scale as f64;
     let (multiplier, shift) = quantize_multiplier(m).map_err(|e| e.to_string())?;
-    let abs_w: i64 = weights.iter().map(|&v| (v as i64).abs()).sum();
-    // The kernels' sums: `u = q + 128` bytes times the weights plus the bias with the input's
-    // zero point folded in (`quant::kernel::kernel_bias`; the bias itself when zp = −128).
-    let sum_w: i64 = weights.iter().map(|&v| v as i64).sum();
-    let kernel_bias = bias as i64 - (128 + input.zero_point) as i64 * sum_w;
-    let acc_bound =
-        (bias.unsigned_abs() as i64 + x_max * abs_w).max(kernel_bias.abs() + 255 * abs_w);
-    let (lsh, _, _) = fast_shifts(shift);
-    if acc_bound >= 1i64 << (31 - lsh) {
-        return Err(format!(
-            "accumulators up to {acc_bound} with requantization multiplier {m:.3e} overflow \
-             32 bits in the kernels"
-        ));
-    }
+    let acc_bound = accumulator_bound(&weights, bias, input, shift)
+        .map_err(|b| format!("{b} with requantization multiplier {m:.3e}"))?;
     Ok(QuantChannel {
         weights,
         bias,
@@ -329,6 +330,32 @@ fn quantize_channel(
         shift,
         acc_bound,
     })
+}
+
+/// Largest `|accumulator|` of one output channel with int8 `weights` and int32 `bias` on an
+/// input with `input`'s zero point, in TFLite's sums (`bias + Σ (x − zp_in)·w`) and in the
+/// kernels' (`u = x + 128` bytes times the weights plus the bias with the zero point folded
+/// in, `quant::kernel::kernel_bias`). Errs (saying the bound) when the kernels' requantization
+/// with this `shift` could overflow 32 bits ([`super::requantize_fast`]'s condition).
+pub fn accumulator_bound(
+    weights: &[i8],
+    bias: i32,
+    input: QuantParams,
+    shift: i32,
+) -> Result<i64, String> {
+    // |x − zp_in| for any int8 x.
+    let x_max = (127 - input.zero_point).max(input.zero_point + 128) as i64;
+    let abs_w: i64 = weights.iter().map(|&v| (v as i64).abs()).sum();
+    let sum_w: i64 = weights.iter().map(|&v| v as i64).sum();
+    let kernel_bias = bias as i64 - (128 + input.zero_point) as i64 * sum_w;
+    let bound = (bias.unsigned_abs() as i64 + x_max * abs_w).max(kernel_bias.abs() + 255 * abs_w);
+    let (lsh, _, _) = fast_shifts(shift);
+    if bound >= 1i64 << (31 - lsh) {
+        return Err(format!(
+            "accumulators up to {bound} overflow 32 bits in the kernels' requantization (shift {shift})"
+        ));
+    }
+    Ok(bound)
 }
 
 #[cfg(test)]

@@ -214,6 +214,47 @@ pub fn rounded_average(sum: i32, n: i32) -> i32 {
     }
 }
 
+/// TFLite's int8 MEAN over the length when its output has other parameters than its input
+/// (`reference_ops::QuantizedMeanOrSum`): the multiplier of `s_in / s_out`
+/// ([`quantize_multiplier`]) with the division by the length folded in, exactly as TFLite
+/// folds it (`M · 2^k / len`, truncated, and the shift lowered by `k = min(⌊log2 len⌋, 32,
+/// 31 + shift)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MeanRequant {
+    pub multiplier: i32,
+    pub shift: i32,
+}
+
+impl MeanRequant {
+    /// The constants for a mean of `len` values from `input` to `output` parameters.
+    pub fn new(
+        input: QuantParams,
+        output: QuantParams,
+        len: usize,
+    ) -> Result<MeanRequant, QuantError> {
+        if len == 0 {
+            return Err(QuantError::Calibration("a mean over no values".into()));
+        }
+        let (m, shift) = quantize_multiplier(input.scale as f64 / output.scale as f64)?;
+        let k = (63 - (len as u64).leading_zeros() as i32)
+            .min(32)
+            .min(31 + shift);
+        let k = k.max(0);
+        let multiplier = (((m as i64) << k) / len as i64) as i32;
+        Ok(MeanRequant {
+            multiplier,
+            shift: shift - k,
+        })
+    }
+}
+
+/// TFLite's requantizing int8 mean of `len` int8 values summing to `sum`:
+/// `clamp(MultiplyByQuantizedMultiplier(sum − zp_in · len) + zp_out, −128, 127)`.
+pub fn mean_requantized(sum: i32, len: usize, m: MeanRequant, zp_in: i32, zp_out: i32) -> i32 {
+    let shifted = sum.wrapping_sub(zp_in.wrapping_mul(len as i32));
+    (multiply_by_quantized_multiplier(shifted, m.multiplier, m.shift) + zp_out).clamp(-128, 127)
+}
+
 /// Quantization failures: bad parameters, or a network the int8 kernels cannot represent.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QuantError {

@@ -6,13 +6,14 @@
 //!   the zero point, contributing nothing), `y = clamp(MBQM(acc, M0[c], shift[c]) + zp_out,
 //!   act_min, 127)`; max pooling takes the largest `y` of its windows, average pooling
 //!   `clamp(rounded_average(Σ y, size), −128, 127)`;
-//! - global average pooling: `clamp(rounded_average(Σ_t x, len), −128, 127)` per channel;
+//! - global average pooling: `clamp(rounded_average(Σ_t x, len), −128, 127)` per channel, or,
+//!   for an imported TFLite MEAN that requantizes, [`super::mean_requantized`];
 //! - dense: as conv without the ReLU; the int8 outputs are the prediction's scores and the
 //!   logits are `scale · (q − zp)` in f32.
 
 use super::kernel::lookup_table_int8;
 use super::lower::{QuantLayer, QuantLowered, INPUT_PARAMS};
-use super::{multiply_by_quantized_multiplier, rounded_average};
+use super::{mean_requantized, multiply_by_quantized_multiplier, rounded_average};
 use crate::net::plan::{embed_rows, ConvOp, Layer, Op};
 use crate::net::PoolKind;
 
@@ -125,7 +126,10 @@ pub fn run_layer(layer: &Layer, q: &QuantLayer, x: &[i8]) -> Vec<i8> {
         Op::GlobalAvgPool { len, channels } => (0..*channels)
             .map(|ch| {
                 let s: i32 = (0..*len).map(|t| x[t * channels + ch] as i32).sum();
-                rounded_average(s, *len as i32).clamp(-128, 127) as i8
+                match q.mean {
+                    Some(m) => mean_requantized(s, *len, m, zp_in, q.output.zero_point) as i8,
+                    None => rounded_average(s, *len as i32).clamp(-128, 127) as i8,
+                }
             })
             .collect(),
         Op::Dense { inputs, outputs } => (0..*outputs)
