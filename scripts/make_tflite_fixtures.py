@@ -32,7 +32,7 @@ DEFAULT_DATA = os.path.join(HERE, "..", "..", "shared", "data", "iscx-vpn2016-12
 SEED = 20261203
 SAMPLES = 32
 CALIBRATION = 300
-TRAIN = 3000
+TRAIN = 8000
 
 
 def read_idx(path):
@@ -103,7 +103,7 @@ def train(tf, model, x, y, classes):
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(
                       from_logits=model.layers[-1].activation.__name__ != "softmax"),
                   metrics=["accuracy"])
-    model.fit(x, y, epochs=4, batch_size=64, verbose=0)
+    model.fit(x, y, epochs=12, batch_size=64, verbose=0)
 
 
 def last_fc_output(interp):
