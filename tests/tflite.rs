@@ -361,6 +361,36 @@ fn cli_import_eval_cost() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("deployed as int8"), "{text}");
+    // verify: the int8 network of the file, bit-exact in QEMU on the dataset's samples.
+    common::require_arm_tools();
+    let out = common::ok(
+        Command::new(nas)
+            .args(["verify", "--json", "--samples", "4", "--tflite"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dtype"], "int8", "{v}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["emulation"]["bit_exact"], 4);
+    // export: the int8 C kernel by default, the float view with --dtype f32.
+    for (dtype, int8) in [(None, true), (Some("f32"), false)] {
+        let kernel = dir.path().join(format!("k-{}", dtype.unwrap_or("default")));
+        let mut cmd = Command::new(nas);
+        cmd.args(["export", "--lang", "c", "--tflite"])
+            .arg(&model)
+            .arg("--out")
+            .arg(&kernel);
+        if let Some(d) = dtype {
+            cmd.args(["--dtype", d]);
+        }
+        common::ok(cmd.output().unwrap());
+        let c = std::fs::read_to_string(kernel.join("model.c")).unwrap();
+        assert_eq!(c.contains("model_infer_int8"), int8, "{dtype:?}");
+    }
     // --input-scale without a model file is refused.
     let out = Command::new(nas)
         .args(["cost", "--net", "x.json", "--input-scale", "1"])
