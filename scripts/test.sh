@@ -78,4 +78,7 @@ fi
 
 # Release profile: training through burn is far too slow unoptimised; the main job uses the
 # same profile, so dependencies are built once.
+# The QEMU plugin behind `nas verify`'s cycle estimate (a cdylib of the workspace, which
+# `cargo test` alone does not produce).
+cargo build --release -p nas-qemu-mix
 cargo test --release "$@"

@@ -56,6 +56,120 @@ pub struct Target {
     /// gets no project (the kernel itself still exports and verifies).
     #[serde(default)]
     pub board: Option<Board>,
+    /// The flash's cost for data reads at the profile's clock, for the cycle estimate of
+    /// `nas verify` ([`FlashTiming`]). A profile without one has its wait states unmodelled.
+    #[serde(default)]
+    pub flash_timing: Option<FlashTiming>,
+}
+
+/// Data reads from flash, as `nas verify`'s cycle estimate charges them: a fully associative
+/// LRU cache of `cache_lines` lines of `cache_line_bytes` in front of the flash (ST's ART
+/// accelerator's data cache, or the Cortex-M7's L1 D-cache; 0 lines: every read goes to the
+/// flash), each miss costing `miss_cycles` beyond the instruction's own cycles. Instruction
+/// fetches are taken as hidden by the instruction cache and prefetch (the kernels' loops are a
+/// few hundred bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlashTiming {
+    /// Wait states at the profile's clock (the reference manual's table).
+    pub wait_states: u32,
+    pub miss_cycles: u32,
+    pub cache_line_bytes: u32,
+    pub cache_lines: u32,
+    /// Where the figures come from.
+    pub source: String,
+}
+
+/// Cycles per instruction class of a core, from its technical reference manual, for the
+/// cycle estimate of `nas verify` (`nas::emulate::mix`). A load or store single that directly
+/// follows another pipelines (`load_pipelined`); a taken branch refills the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CoreTiming {
+    pub alu: f64,
+    pub mul: f64,
+    pub div: f64,
+    pub load: f64,
+    pub load_pipelined: f64,
+    pub store: f64,
+    pub store_pipelined: f64,
+    /// LDM/STM/PUSH/POP: `multi_base + multi_per_reg × registers`.
+    pub multi_base: f64,
+    pub multi_per_reg: f64,
+    pub branch_taken: f64,
+    pub branch_not_taken: f64,
+    /// BL (the M0+ pays one more cycle than for B).
+    pub call_taken: f64,
+    /// Extra cycles of an LDM/POP that loads the PC.
+    pub pc_load_refill: f64,
+    pub it: f64,
+    pub fpu: f64,
+    pub fpu_mac: f64,
+    pub fpu_div: f64,
+    /// Two adjacent independent instructions issue in one cycle (Cortex-M7).
+    pub dual_issue: bool,
+    /// The manual the figures are from, and what is assumed where it gives a range.
+    pub source: &'static str,
+}
+
+impl CoreTiming {
+    /// The timings of a GCC `-mcpu` core name, for the cores of the shipped profiles.
+    pub fn of(core: &str) -> Option<CoreTiming> {
+        let m4 = CoreTiming {
+            alu: 1.0,
+            mul: 1.0,
+            div: 12.0,
+            load: 2.0,
+            load_pipelined: 1.0,
+            store: 2.0,
+            store_pipelined: 1.0,
+            multi_base: 1.0,
+            multi_per_reg: 1.0,
+            branch_taken: 3.0,
+            branch_not_taken: 1.0,
+            call_taken: 3.0,
+            pc_load_refill: 2.0,
+            it: 1.0,
+            fpu: 1.0,
+            fpu_mac: 3.0,
+            fpu_div: 14.0,
+            dual_issue: false,
+            source: "Cortex-M4 TRM r0p1 §3.3.1 and FPU §7.2.3: 1 cycle for data processing, \
+                     multiplies and DSP MACs, 2 for LDR/STR (1 when pipelined after another), \
+                     1+N for LDM/STM/PUSH/POP, 1+P for a taken branch with P = 2 (the manual's \
+                     1-3), SDIV/UDIV at their worst 12, IT not folded (1); VFMA/VMLA 3, VDIV 14",
+        };
+        match core {
+            "cortex-m4" | "cortex-m3" => Some(m4),
+            "cortex-m0plus" | "cortex-m0" => Some(CoreTiming {
+                load_pipelined: 2.0,
+                store_pipelined: 2.0,
+                branch_taken: 2.0,
+                call_taken: 3.0,
+                pc_load_refill: 2.0,
+                div: 0.0,
+                it: 0.0,
+                source: "Cortex-M0+ TRM r0p1 §3.3 (two-stage pipeline): 1 cycle for data \
+                         processing and MULS (the single-cycle multiplier STM32G0 implements), 2 \
+                         for LDR/STR (no pipelining), 1+N for LDM/STM/PUSH/POP (3+N with PC), \
+                         2 for a taken B/BX, 3 for BL",
+                ..m4
+            }),
+            "cortex-m7" => Some(CoreTiming {
+                load: 1.0,
+                store: 1.0,
+                branch_taken: 2.0,
+                dual_issue: true,
+                source: "Cortex-M7: dual issue (two adjacent instructions in one cycle when \
+                         the second does not read the first's result and at most one of them \
+                         is a load, store or multiply), loads and stores 1 cycle from the L1 \
+                         cache or TCM, a taken branch 2 (the branch predictor's hits not \
+                         modelled); ARM publishes no cycle table for the M7, so these are an \
+                         estimate",
+                ..m4
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// A development board: which of nas's board-support files (`firmware/boards/<support>.c` and

@@ -317,6 +317,68 @@ impl KernelReport {
             "  (QEMU -icount with SysTick, {:.3} ticks per instruction; {:.2} s wall)",
             em.ticks_per_instruction, em.wall_seconds
         );
+        self.write_cycles(s, em);
+    }
+
+    /// The cycle estimate from the instruction mix, with its breakdown by class.
+    fn write_cycles(&self, s: &mut String, em: &Emulation) {
+        let (Some(c), Some(per_mac), Some(ms)) = (&em.cycles, em.cycles_per_mac, em.cycle_ms)
+        else {
+            if let Some(why) = &em.cycles_skipped {
+                let _ = writeln!(s, "  cycle estimate: none ({why})");
+            }
+            return;
+        };
+        let n = |v: f64| thousands(v.round() as u64);
+        let _ = writeln!(
+            s,
+            "  cycle estimate ({}): {} cycles per inference = {:.3} ms at {:.0} MHz, {:.2} cycles/MAC \
+             (an estimate from sample 0's executed instruction mix, not a measurement)",
+            c.core,
+            n(c.cycles),
+            ms,
+            c.cycles / (ms * 1e3),
+            per_mac
+        );
+        let parts: Vec<String> = c
+            .by_class
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} {} instr / {} cycles",
+                    serde_json::to_value(k.class)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    n(k.instructions),
+                    n(k.cycles)
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "    by class: {}", parts.join(", "));
+        let _ = writeln!(
+            s,
+            "    {} taken branches, {} pipelined loads/stores, {} flash data reads ({} cache misses: {} cycles){}",
+            n(c.taken_branches),
+            n(c.pipelined_accesses),
+            n(c.flash_reads),
+            n(c.flash_misses),
+            n(c.flash_cycles),
+            if c.dual_issue_saved > 0.0 {
+                format!(", {} cycles saved by dual issue", n(c.dual_issue_saved))
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(
+            s,
+            "    timings: {}{}",
+            c.core_source,
+            c.flash_source.as_ref().map_or(
+                "; flash wait states not modelled (no [flash_timing] in the profile)".to_string(),
+                |f| format!("; flash: {f}")
+            )
+        );
     }
 
     /// The verdict, with the violations when it does not fit.

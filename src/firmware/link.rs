@@ -137,6 +137,15 @@ pub(crate) fn link_for_chip(
     }
 }
 
+/// A linked firmware: its objects, the image linked for the chip, and the kernel's name (its
+/// entry point is `{kernel}_infer`).
+pub(crate) struct Built<'a> {
+    pub(crate) objects: &'a [String],
+    pub(crate) chip: &'a Linked,
+    pub(crate) image: &'a ElfImage,
+    pub(crate) kernel: &'a str,
+}
+
 /// Run the firmware under the profile's emulator: the chip's image when the emulator has the
 /// chip's memory map, else the same objects relinked at the emulator's addresses (checked to
 /// have the same sizes). Returns the harness's report, the run and which image ran.
@@ -144,19 +153,26 @@ pub(crate) fn run_emulator(
     d: &Path,
     target: &Target,
     emu: &crate::target::Emulator,
-    objects: &[String],
-    chip: &Linked,
-    image: &ElfImage,
+    built: &Built,
     timeout: Duration,
-) -> Result<(emulate::HarnessOutput, emulate::QemuRun, String)> {
+) -> Result<(
+    emulate::HarnessOutput,
+    emulate::QemuRun,
+    String,
+    std::result::Result<emulate::mix::CycleEstimate, String>,
+)> {
     emulate::check_qemu(&emu.machine)?;
+    let (objects, chip, image) = (built.objects, built.chip, built.image);
+    let infer_symbol = format!("{}_infer", built.kernel);
+    let infer_symbol = infer_symbol.as_str();
     let m = &target.memory;
     let flash_origin = emu.flash_origin.unwrap_or(m.flash_origin);
     let ram_origin = emu.ram_origin.unwrap_or(m.ram_origin);
-    let (elf, what) = if flash_origin == m.flash_origin && ram_origin == m.ram_origin {
+    let (elf, what, ran) = if flash_origin == m.flash_origin && ram_origin == m.ram_origin {
         (
             chip.elf.clone(),
             "the image linked for the chip".to_string(),
+            image.clone(),
         )
     } else {
         let flash = Region {
@@ -189,9 +205,67 @@ pub(crate) fn run_emulator(
         (
             l.elf,
             format!("relinked at flash {flash_origin:#x} / RAM {ram_origin:#x} (same objects and sizes)"),
+            emu_image,
         )
     };
     let run = emulate::run_qemu(&elf, &emu.machine, timeout, d)?;
     let report = emulate::parse(&run)?;
-    Ok((report, run, what))
+    let cycles = cycle_estimate(d, target, emu, &elf, &ran, infer_symbol, timeout);
+    Ok((report, run, what, cycles))
+}
+
+/// The image's instruction mix under QEMU with nas's plugin, in cycles on the profile's core
+/// (`Err`: why there is no estimate; the verification itself does not depend on it).
+fn cycle_estimate(
+    d: &Path,
+    target: &Target,
+    emu: &crate::target::Emulator,
+    elf: &Path,
+    image: &ElfImage,
+    infer_symbol: &str,
+    timeout: Duration,
+) -> std::result::Result<emulate::mix::CycleEstimate, String> {
+    use emulate::mix;
+    if crate::target::CoreTiming::of(&target.core).is_none() {
+        return Err(format!(
+            "no instruction timings for the core {}",
+            target.core
+        ));
+    }
+    let plugin = mix::plugin_path()?;
+    let on = image
+        .symbol(infer_symbol)
+        .ok_or_else(|| format!("no symbol {infer_symbol} in the image"))?
+        .addr;
+    // The kernel returns to main (the samples) or to the stack measurement.
+    let off: Vec<(u64, u64)> = image
+        .symbols
+        .iter()
+        .filter(|s| s.name == "main" || s.name.starts_with("nas_stack_peak"))
+        .map(|s| (s.addr, s.addr + s.size))
+        .collect();
+    let skip: Vec<(u64, u64)> = image
+        .sections
+        .iter()
+        .filter(|s| s.name == ".harness")
+        .map(|s| (s.vma, s.vma + s.size))
+        .collect();
+    if off.is_empty() || skip.is_empty() {
+        return Err("no harness code (main, .harness) found in the image".to_string());
+    }
+    let r = |x: Region| (x.origin, x.origin + x.length);
+    let gate = mix::Gate {
+        on,
+        off,
+        skip,
+        flash: r(image.flash),
+        ram: r(image.ram),
+        // The first sample's inference: the mix barely depends on the data, and the rest of
+        // the run then goes at full speed.
+        inferences: 1,
+    };
+    let flash = target.flash_timing.as_ref();
+    let m = mix::run(elf, &emu.machine, &plugin, &gate, flash, timeout, d)
+        .map_err(|e| format!("{e:#}"))?;
+    mix::estimate(&m, &target.core, flash).map_err(|e| format!("{e:#}"))
 }

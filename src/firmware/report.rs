@@ -118,6 +118,15 @@ pub struct Emulation {
     pub ticks_per_instruction: f64,
     pub stack_peak_bytes: Option<u64>,
     pub wall_seconds: f64,
+    /// The cycle estimate of one inference (sample 0's) from its executed instruction mix (QEMU with
+    /// nas's plugin, the core's timings and the profile's flash wait states): an estimate,
+    /// not a measurement (see `nas::emulate::mix`).
+    pub cycles: Option<crate::emulate::mix::CycleEstimate>,
+    pub cycles_per_mac: Option<f64>,
+    /// At the profile's clock.
+    pub cycle_ms: Option<f64>,
+    /// Why there is no cycle estimate.
+    pub cycles_skipped: Option<String>,
 }
 
 /// Everything `nas verify` found out about one kernel's firmware.

@@ -69,6 +69,7 @@ pub(crate) fn verify_in(
                 objects: &compiled.objects,
                 chip: &chip,
                 image: &image,
+                kernel: &compiled.kernel,
             };
             (
                 Some(emulate_and_compare(d, target, emu, lowered, opts, built)?),
@@ -131,13 +132,6 @@ fn emulator_to_run<'t>(
     }
 }
 
-/// The firmware as built for the chip: its objects, the linked image and what was read from it.
-struct Built<'a> {
-    objects: &'a [String],
-    chip: &'a Linked,
-    image: &'a ElfImage,
-}
-
 /// Run the firmware under QEMU and compare its logits with the host reference.
 fn emulate_and_compare(
     d: &Path,
@@ -147,17 +141,9 @@ fn emulate_and_compare(
     opts: &Options,
     built: Built,
 ) -> Result<Emulation> {
-    let (rep, run, what) = run_emulator(
-        d,
-        target,
-        emu,
-        built.objects,
-        built.chip,
-        built.image,
-        opts.timeout,
-    )
-    .context("running the firmware under QEMU")?;
-    compare(
+    let (rep, run, what, cycles) = run_emulator(d, target, emu, &built, opts.timeout)
+        .context("running the firmware under QEMU")?;
+    let e = compare(
         &|x: &[u8]| host_reference(lowered, opts.quant.as_deref(), x),
         &opts.samples,
         &rep,
@@ -166,6 +152,19 @@ fn emulate_and_compare(
         what,
         &lowered.plan,
     )
+    .map(|mut e| {
+        let macs = e.executed_macs.max(1) as f64;
+        match cycles {
+            Ok(c) => {
+                e.cycles_per_mac = Some(c.cycles / macs);
+                e.cycle_ms = Some(c.cycles / target.clock_hz as f64 * 1e3);
+                e.cycles = Some(c);
+            }
+            Err(why) => e.cycles_skipped = Some(why),
+        }
+        e
+    })?;
+    Ok(e)
 }
 
 /// The model's share of the image, against the estimate: the image less the harness and the
@@ -323,6 +322,10 @@ pub(crate) fn compare(
         ticks_per_instruction: rep.calibration.ticks_per_instruction(),
         stack_peak_bytes: rep.stack_peak_bytes,
         wall_seconds: run.wall.as_secs_f64(),
+        cycles: None,
+        cycles_per_mac: None,
+        cycle_ms: None,
+        cycles_skipped: None,
     })
 }
 
