@@ -5,7 +5,13 @@
 //! ```text
 //! cargo build --release            # builds the QEMU plugin too (target/release/libnas_qemu_mix.so)
 //! cargo run --release --example cycle_figures
+//! cargo run --release --example cycle_figures -- --cpi   # cycles per instruction, every profile
 //! ```
+//!
+//! `--cpi` prints, for every shipped profile with an emulator, the estimated cycles per
+//! executed instruction of the float and int8 C kernels over the three networks (those that fit
+//! the chip): the `cycles_per_instruction` of the profile's `[latency]` and `[latency_int8]`,
+//! which turn the instruction models into the cost model's latency.
 //!
 //! For the seed's smart start, the README's ISCX winner and `examples/specs/paper-sized.json`
 //! (the stand-in for the paper's int8 1D-CNN, which ST's X-CUBE-AI ran at 1.92 cycles per MAC
@@ -69,6 +75,68 @@ fn print(name: &str, dtype: &str, r: &KernelReport) -> Result<()> {
     Ok(())
 }
 
+/// Cycles per instruction of the float and int8 kernels on every profile.
+fn cpi(nets: &[(&str, NetSpec)], calib: &nas::data::Dataset, samples: &Samples) -> Result<()> {
+    for t in nas::target::builtin() {
+        if t.emulator.is_none() {
+            println!("{}: no emulator", t.name);
+            continue;
+        }
+        for int8 in [false, true] {
+            let mut ratios = Vec::new();
+            for (name, spec) in nets {
+                let weights = Weights::random(spec, 1);
+                let mut opts = Options::new(samples.clone());
+                opts.timeout = std::time::Duration::from_secs(900);
+                if int8 {
+                    opts.quant = Some(Arc::new(ptq(
+                        spec,
+                        &weights,
+                        calib,
+                        300,
+                        CalibrationMethod::MinMax,
+                    )?));
+                }
+                let r = firmware::verify(spec, &weights, &t, &t.limits(), &opts)?;
+                match r.emulation.as_ref().and_then(|e| e.cycles.as_ref()) {
+                    Some(c) => {
+                        println!(
+                            "  {} {} {name}: {:.0} instructions, {:.0} cycles, {:.3} cycles/instruction",
+                            t.name,
+                            if int8 { "int8" } else { "f32" },
+                            c.instructions,
+                            c.cycles,
+                            c.cycles / c.instructions
+                        );
+                        ratios.push(c.cycles / c.instructions);
+                    }
+                    None => println!(
+                        "  {} {name}: no estimate ({})",
+                        t.name,
+                        r.emulation_skipped
+                            .or(r.emulation.and_then(|e| e.cycles_skipped))
+                            .unwrap_or_default()
+                    ),
+                }
+            }
+            if !ratios.is_empty() {
+                let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+                let spread = ratios
+                    .iter()
+                    .map(|r| 100.0 * (r - mean).abs() / mean)
+                    .fold(0.0, f64::max);
+                println!(
+                    "{} {}: cycles_per_instruction = {mean:.3} (±{spread:.1} % over {} networks)",
+                    t.name,
+                    if int8 { "[latency_int8]" } else { "[latency]" },
+                    ratios.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let dir = nas::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7");
     let (calib, samples) = match nas::data::load_dir(&dir, &nas::data::LoadOptions::default()) {
@@ -100,6 +168,9 @@ fn main() -> Result<()> {
         ),
         ("paper-sized", spec("examples/specs/paper-sized.json")?),
     ];
+    if std::env::args().any(|a| a == "--cpi") {
+        return cpi(&nets, &calib, &samples);
+    }
     for (name, spec) in &nets {
         let weights = Weights::random(spec, 1);
         let q = Arc::new(ptq(spec, &weights, &calib, 300, CalibrationMethod::MinMax)?);

@@ -77,19 +77,29 @@ pub(super) fn table(log: &crate::project::log::BoardLog, path: &Path, v: &Verifi
     if let Some(em) = &v.primary.emulation {
         let _ = writeln!(
             s,
-            "  against QEMU's {} instructions per inference: {:.3} cycles per instruction \
-             (the latency estimate assumes 1)",
+            "  against QEMU's {} instructions per inference: {:.3} cycles per instruction",
             thousands(em.instructions_per_inference),
             mean / em.instructions_per_inference.max(1) as f64
         );
+        if let Some(c) = &em.cycles {
+            let _ = writeln!(
+                s,
+                "  the cycle estimate from QEMU's instruction mix: {} cycles ({:+.1} % against the board)",
+                thousands(c.cycles.round() as u64),
+                100.0 * (c.cycles - mean) / mean.max(1.0)
+            );
+        }
     }
-    if let Some(est) = v.primary.estimate.instructions {
+    if let (Some(est), Some(ms)) = (
+        v.primary.estimate.instructions,
+        v.primary.estimate.latency_ms,
+    ) {
         let _ = writeln!(
             s,
-            "  the latency estimate: {} instructions = {:.3} ms at {} Hz",
+            "  the cost model's latency: {} instructions, {:.3} ms at the profile's clock ({:+.1} % against the board)",
             thousands(est),
-            1e3 * est as f64 / log.clock_hz.max(1) as f64,
-            thousands(log.clock_hz)
+            ms,
+            100.0 * (ms - 1e3 * mean / log.clock_hz.max(1) as f64) / (1e3 * mean / log.clock_hz.max(1) as f64).max(1e-9)
         );
     }
     let labelled: Vec<_> = log

@@ -24,6 +24,9 @@ pub struct Estimate {
     /// that model's stated worst error in percent.
     pub instructions: Option<u64>,
     pub instructions_worst_error_pct: Option<f64>,
+    /// The cost model's latency: those instructions × the profile's cycles per instruction at
+    /// its clock.
+    pub latency_ms: Option<f64>,
 }
 
 /// The model's flash and RAM budgets next to the chip's memory.

@@ -248,6 +248,7 @@ fn estimate_report(estimate: &Cost) -> Estimate {
         stack_bytes: estimate.stack_bytes,
         instructions: estimate.instructions,
         instructions_worst_error_pct: estimate.latency_model.map(|l| l.worst_error_pct),
+        latency_ms: estimate.latency_ms,
     }
 }
 
