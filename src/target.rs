@@ -210,7 +210,8 @@ pub const BOARD_SUPPORT: &[&str] = &["nucleo-f401re", "disco-f746ng", "nucleo-g0
 /// The kernel's dot loop takes four filters at a time (one input load for four products); the
 /// last `out_channels % 4` filters of a layer go one by one, which costs more per MAC.
 /// Latency is `instructions × cycles_per_instruction / clock_hz`: the cycles per instruction are
-/// an assumption of the profile, not a measurement (QEMU counts instructions, not cycles).
+/// the profile's, from `nas verify`'s cycle estimate over its instruction count on the reference
+/// networks (`examples/cycle_figures.rs --cpi`): an estimate, not a measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Latency {
@@ -230,7 +231,7 @@ pub struct Latency {
     pub per_lookup: f64,
     #[serde(default = "lut_output_f32")]
     pub per_lut_output: f64,
-    /// Assumed average cycles per instruction on the chip.
+    /// Average cycles per instruction on the chip, by the cycle estimate (an estimate).
     pub cycles_per_instruction: f64,
     /// The calibration's worst relative error of the instruction estimate against QEMU, in
     /// percent (stated with the estimate, and checked by the tests; not used in it).

@@ -239,3 +239,46 @@ fn m7_dual_issue_pairs_independent_neighbours() {
     assert_eq!(e.dual_issue_saved, 1.0, "{e:#?}");
     assert_eq!(e.cycles, 4.0 + 2.0 - 1.0);
 }
+
+/// The cost model's latency (its instruction model × the profile's cycles per instruction) is
+/// the cycle estimate within the instruction model's stated error and the cycles per
+/// instruction's spread (±5.3 % over the reference networks), on a network neither saw with
+/// those weights.
+#[test]
+fn cost_model_latency_follows_the_cycle_estimate() {
+    use nas::firmware::{Options, Samples};
+    use nas::net::NetSpec;
+    common::require_arm_tools();
+    for (target, int8) in [
+        ("stm32f401re", true),
+        ("stm32f401re", false),
+        ("stm32f746ng", true),
+    ] {
+        let t = nas::target::resolve(target).unwrap();
+        let spec = NetSpec::smart_start(784, 12);
+        let w = nas::weights::Weights::random(&spec, 3);
+        let mut opts = Options::new(Samples::synthetic(2, 784));
+        if int8 {
+            let calib = nas::data::synthetic(200, 784, 12, 1);
+            let q = nas::quant::ptq(
+                &spec,
+                &w,
+                &calib,
+                200,
+                nas::quant::CalibrationMethod::MinMax,
+            )
+            .unwrap();
+            opts.quant = Some(std::sync::Arc::new(q));
+        }
+        let r = nas::firmware::verify(&spec, &w, &t, &t.limits(), &opts).unwrap();
+        let em = r.emulation.expect("emulated");
+        let (model, cycles) = (r.estimate.latency_ms.unwrap(), em.cycle_ms.unwrap());
+        let err = 100.0 * (model - cycles).abs() / cycles;
+        let bound = r.estimate.instructions_worst_error_pct.unwrap() + 5.3;
+        eprintln!("{target} int8={int8}: cost model {model:.3} ms, cycle estimate {cycles:.3} ms ({err:.1} %)");
+        assert!(
+            err <= bound,
+            "{target}: {model} ms vs {cycles} ms ({err:.1} % > {bound} %)"
+        );
+    }
+}

@@ -142,7 +142,7 @@ fn write_latency_row(c: &Cost, s: &mut String) {
     };
     let note = c.latency_model.map_or(String::new(), |m| {
         format!(
-            "at {} MHz assuming {} cycle(s)/instruction; instruction model within ±{:.1} % of QEMU",
+            "at {} MHz, {} cycles/instruction (cycle estimate); instruction model within ±{:.1} % of QEMU",
             c.clock_hz as f64 / 1e6,
             m.cycles_per_instruction,
             m.worst_error_pct
