@@ -508,24 +508,11 @@ pub fn run(
         r(gate.ram),
         gate.inferences,
     );
-    let elf_s = elf.to_str().context("firmware path is not UTF-8")?;
+    let mut args = super::machine_args(machine, elf)?;
+    args.extend(["-plugin".to_string(), plugin_arg]);
     let log = std::fs::File::create(workdir.join(format!("mix-{machine}.log")))?;
     let mut child = Command::new(QEMU)
-        .args([
-            "-M",
-            machine,
-            "-nographic",
-            "-monitor",
-            "none",
-            "-serial",
-            "null",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-kernel",
-            elf_s,
-            "-plugin",
-            &plugin_arg,
-        ])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

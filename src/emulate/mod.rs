@@ -64,16 +64,11 @@ pub struct QemuRun {
     pub command: String,
 }
 
-/// Run `elf` on `machine` with semihosting and instruction counting; kill it after `timeout`.
-/// Output goes to files in `workdir` (no pipes to fill up).
-pub fn run_qemu(elf: &Path, machine: &str, timeout: Duration, workdir: &Path) -> Result<QemuRun> {
-    let out_path = workdir.join(format!("qemu-{machine}.log"));
-    let out = std::fs::File::create(&out_path)
-        .with_context(|| format!("cannot create {}", out_path.display()))?;
-    let err = out.try_clone()?;
-    let icount = format!("shift={ICOUNT_SHIFT}");
+/// QEMU's arguments to run `elf` on `machine`: no display, monitor or serial port, semihosting
+/// to the host (the harness's output and exit status).
+pub(crate) fn machine_args(machine: &str, elf: &Path) -> Result<Vec<String>> {
     let elf = elf.to_str().context("firmware path is not UTF-8")?;
-    let args = [
+    Ok([
         "-M",
         machine,
         "-nographic",
@@ -81,13 +76,24 @@ pub fn run_qemu(elf: &Path, machine: &str, timeout: Duration, workdir: &Path) ->
         "none",
         "-serial",
         "null",
-        "-icount",
-        &icount,
         "-semihosting-config",
         "enable=on,target=native",
         "-kernel",
         elf,
-    ];
+    ]
+    .map(str::to_string)
+    .to_vec())
+}
+
+/// Run `elf` on `machine` with semihosting and instruction counting; kill it after `timeout`.
+/// Output goes to files in `workdir` (no pipes to fill up).
+pub fn run_qemu(elf: &Path, machine: &str, timeout: Duration, workdir: &Path) -> Result<QemuRun> {
+    let out_path = workdir.join(format!("qemu-{machine}.log"));
+    let out = std::fs::File::create(&out_path)
+        .with_context(|| format!("cannot create {}", out_path.display()))?;
+    let err = out.try_clone()?;
+    let mut args = machine_args(machine, elf)?;
+    args.extend(["-icount".to_string(), format!("shift={ICOUNT_SHIFT}")]);
     let command = format!("{QEMU} {}", args.join(" "));
     let start = Instant::now();
     let mut child = Command::new(QEMU)

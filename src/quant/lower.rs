@@ -107,6 +107,31 @@ pub struct QuantLowered {
     pub arena: Int8Arena,
 }
 
+impl QuantLayer {
+    /// A global average pooling from `input` to `output` parameters (the same for ours;
+    /// TFLite's MEAN has its own, and `mean` says how it requantizes): no constants.
+    pub fn global_pool(
+        input: QuantParams,
+        output: QuantParams,
+        mean: Option<super::MeanRequant>,
+    ) -> QuantLayer {
+        QuantLayer {
+            weights: Vec::new(),
+            bias: Vec::new(),
+            weight_scales: Vec::new(),
+            multiplier: Vec::new(),
+            shift: Vec::new(),
+            input,
+            output,
+            act_min: -128,
+            act_max: 127,
+            acc_bound: Vec::new(),
+            table: Vec::new(),
+            mean,
+        }
+    }
+}
+
 impl QuantLowered {
     /// Parameters of the logits (the dense layer's int8 output).
     pub fn output_params(&self) -> QuantParams {
@@ -141,20 +166,7 @@ pub fn quantize(lowered: &Lowered, ranges: &super::Ranges) -> Result<QuantLowere
                     msg,
                 })?
             }
-            Op::GlobalAvgPool { .. } => QuantLayer {
-                weights: Vec::new(),
-                bias: Vec::new(),
-                weight_scales: Vec::new(),
-                multiplier: Vec::new(),
-                shift: Vec::new(),
-                input,
-                output: input,
-                act_min: -128,
-                act_max: 127,
-                acc_bound: Vec::new(),
-                table: Vec::new(),
-                mean: None,
-            },
+            Op::GlobalAvgPool { .. } => QuantLayer::global_pool(input, input, None),
             Op::LutConv(_) => quantize_lut(consts, (lo, hi)).map_err(|msg| QuantError::Layer {
                 layer: layer.name.clone(),
                 msg,

@@ -340,20 +340,7 @@ fn int8_network(spec: &NetSpec, w: &Walked, input_scale: f32) -> Result<QuantLow
         "the MEAN's sums (up to {acc_max}) overflow the kernels' requantization (shift {})",
         mean.shift
     );
-    layers.push(QuantLayer {
-        weights: Vec::new(),
-        bias: Vec::new(),
-        weight_scales: Vec::new(),
-        multiplier: Vec::new(),
-        shift: Vec::new(),
-        input: last,
-        output: mean_out,
-        act_min: -128,
-        act_max: 127,
-        acc_bound: Vec::new(),
-        table: Vec::new(),
-        mean: Some(mean),
-    });
+    layers.push(QuantLayer::global_pool(last, mean_out, Some(mean)));
     let dense = int8_layer(&w.dense, false, "the dense head")?;
     ensure!(
         dense.input == mean_out,

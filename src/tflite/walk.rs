@@ -424,7 +424,14 @@ impl<'g, 'a> Walker<'g, 'a> {
         Ok(())
     }
 
-    fn int32_bias(&self, t: i32, n: usize, label: &str) -> Result<Vec<i32>> {
+    /// Bias tensor `t` of a layer with `n` outputs, read by `read` (int32 or f32).
+    fn bias<T>(
+        &self,
+        t: i32,
+        n: usize,
+        label: &str,
+        read: impl Fn(&Graph<'a>, &TensorInfo) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
         let t = self.g.tensor(t)?;
         ensure!(
             t.elements() == n,
@@ -432,22 +439,15 @@ impl<'g, 'a> Walker<'g, 'a> {
             t.label(),
             t.elements()
         );
-        self.g
-            .i32s(&t)
-            .with_context(|| format!("{label}: its bias"))
+        read(self.g, &t).with_context(|| format!("{label}: its bias"))
+    }
+
+    fn int32_bias(&self, t: i32, n: usize, label: &str) -> Result<Vec<i32>> {
+        self.bias(t, n, label, Graph::i32s)
     }
 
     fn f32_bias(&self, t: i32, n: usize, label: &str) -> Result<Vec<f32>> {
-        let t = self.g.tensor(t)?;
-        ensure!(
-            t.elements() == n,
-            "{label}: bias {} has {} values for {n} outputs",
-            t.label(),
-            t.elements()
-        );
-        self.g
-            .f32s(&t)
-            .with_context(|| format!("{label}: its bias"))
+        self.bias(t, n, label, Graph::f32s)
     }
 
     fn pool(
