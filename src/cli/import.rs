@@ -20,11 +20,12 @@ pub struct ImportArgs {
     /// The ONNX or TFLite model (a 1-D CNN: conv/BN/ReLU/pool blocks, global average
     /// pooling, dense); a .tflite file is recognised by its content
     pub model: PathBuf,
-    /// Output directory (created if needed): spec.json, weights.safetensors, import.json
+    /// Output directory (created if needed): spec.json, weights.safetensors, import.json (and
+    /// for TFLite model.tflite, the int8 network as the file holds it)
     #[arg(long)]
     pub out: PathBuf,
-    /// The graph's input is byte × this [default: the model's `nas.input_scale` metadata, else
-    /// 1 when the graph rescales its input itself, else 1/255]
+    /// The model's input is byte × this [default: ONNX: the model's `nas.input_scale` metadata,
+    /// else 1 when the graph rescales its input itself, else 1/255; TFLite: 1/255]
     #[arg(long, value_parser = super::positive_f32)]
     pub input_scale: Option<f32>,
     /// Target whose budgets the imported network is costed against

@@ -90,7 +90,8 @@ pub enum Command {
     /// Render a run's winner (or a spec + weights, or an ONNX model) as a C or no_std Rust
     /// kernel, or as ONNX
     Export(ExportArgs),
-    /// Import a trained 1D-CNN from an ONNX file (PyTorch, Keras + tf2onnx) as spec + weights
+    /// Import a trained 1D-CNN from an ONNX file (PyTorch, Keras + tf2onnx) or a TFLite file
+    /// (TensorFlow's converter, int8 or float) as spec + weights
     Import(ImportArgs),
     /// Cross-compile the kernel into firmware, measure flash/RAM from the ELF, run it in QEMU
     Verify(VerifyArgs),
