@@ -108,6 +108,35 @@ pub struct QuantLowered {
 }
 
 impl QuantLayer {
+    /// A conv or dense layer from `input` to `output` parameters with its per-channel vectors
+    /// empty, to be filled for `channels` channels; a fused ReLU (`relu`) clamps at the output's
+    /// zero point (TFLite's `CalculateActivationRangeQuantized`).
+    pub fn accumulating(
+        input: QuantParams,
+        output: QuantParams,
+        relu: bool,
+        channels: usize,
+    ) -> QuantLayer {
+        QuantLayer {
+            weights: Vec::new(),
+            bias: Vec::with_capacity(channels),
+            weight_scales: Vec::with_capacity(channels),
+            multiplier: Vec::with_capacity(channels),
+            shift: Vec::with_capacity(channels),
+            input,
+            output,
+            act_min: if relu {
+                output.zero_point.max(-128)
+            } else {
+                -128
+            },
+            act_max: 127,
+            acc_bound: Vec::with_capacity(channels),
+            table: Vec::new(),
+            mean: None,
+        }
+    }
+
     /// A global average pooling from `input` to `output` parameters (the same for ours;
     /// TFLite's MEAN has its own, and `mean` says how it requantizes): no constants.
     pub fn global_pool(
@@ -280,21 +309,7 @@ fn quantize_layer(
     let row = consts.weights.len() / channels.max(1);
     let mut q = QuantLayer {
         weights: Vec::with_capacity(consts.weights.len()),
-        bias: Vec::with_capacity(channels),
-        weight_scales: Vec::with_capacity(channels),
-        multiplier: Vec::with_capacity(channels),
-        shift: Vec::with_capacity(channels),
-        input,
-        output,
-        act_min: if relu {
-            output.zero_point.max(-128)
-        } else {
-            -128
-        },
-        act_max: 127,
-        acc_bound: Vec::with_capacity(channels),
-        table: Vec::new(),
-        mean: None,
+        ..QuantLayer::accumulating(input, output, relu, channels)
     };
     for c in 0..channels {
         let w = &consts.weights[c * row..(c + 1) * row];

@@ -259,20 +259,7 @@ fn int8_layer(c: &Consts, relu: bool, name: &str) -> Result<QuantLayer> {
         weights: w.clone(),
         bias: b.clone(),
         weight_scales: scales.clone(),
-        multiplier: Vec::with_capacity(channels),
-        shift: Vec::with_capacity(channels),
-        input,
-        output,
-        // TFLite's CalculateActivationRangeQuantized: a fused ReLU clamps at the zero point.
-        act_min: if relu {
-            output.zero_point.max(-128)
-        } else {
-            -128
-        },
-        act_max: 127,
-        acc_bound: Vec::with_capacity(channels),
-        table: Vec::new(),
-        mean: None,
+        ..QuantLayer::accumulating(input, output, relu, channels)
     };
     if relu {
         ensure!(
