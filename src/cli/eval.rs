@@ -43,13 +43,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let (spec, w) = (&spec, &w);
     let splits = test_splits(&a, own_data, seed, spec)?;
     let m = train::evaluate(spec, w, &splits.test)?;
-    let int8 = match fixed {
-        // An int8 TFLite model: its own int8 network, unless --dtype f32 asks for the float view.
-        Some(q) if a.dtype.dtype != Some(crate::net::Dtype::F32) => {
-            a.dtype.refuse_calibration("an int8 TFLite model")?;
-            Some(crate::quant::evaluate_int8(&q, &splits.test))
-        }
-        _ => int8_metrics(&a, spec, w, &splits)?,
+    let int8 = match a.dtype.own_int8(fixed.as_ref())? {
+        Some(q) => Some(crate::quant::evaluate_int8(q, &splits.test)),
+        None => int8_metrics(&a, spec, w, &splits)?,
     };
     if a.json {
         outln!(

@@ -44,12 +44,6 @@ pub fn run(a: ImportArgs) -> Result<()> {
         input_scale: a.input_scale,
     }
     .import()?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let spec_path = a.out.join("spec.json");
-    let weights_path = a.out.join("weights.safetensors");
-    crate::util::write_atomic(&spec_path, im.spec.to_json().as_bytes())?;
-    im.weights.save(&weights_path)?;
     let record = serde_json::json!({
         "source": path,
         "producer": im.producer,
@@ -58,20 +52,13 @@ pub fn run(a: ImportArgs) -> Result<()> {
         "graph_internal_scale": im.graph_internal_scale,
         "notes": im.notes,
     });
-    crate::util::write_atomic(
-        &a.out.join("import.json"),
-        serde_json::to_string_pretty(&record)?.as_bytes(),
-    )?;
+    let (spec_path, weights_path) = write_imported(&a.out, &im.spec, &im.weights, &record)?;
     let t = target::resolve(&a.target)?;
     let c = cost::cost(&plan::lower(&im.spec)?, &t, &t.limits());
     outln!(
         "{} ({}, input {:?} {:?}): {}",
         path.display(),
-        if im.producer.is_empty() {
-            "unknown producer"
-        } else {
-            &im.producer
-        },
+        producer_label(&im.producer),
         im.input_dims,
         im.layout,
         im.spec.summary()
@@ -90,6 +77,35 @@ pub fn run(a: ImportArgs) -> Result<()> {
         t.name
     )?;
     Ok(())
+}
+
+/// Write `spec.json`, `weights.safetensors` and `import.json` (`record`) to `out`, created if
+/// needed; returns the first two paths.
+fn write_imported(
+    out: &std::path::Path,
+    spec: &crate::net::NetSpec,
+    weights: &crate::weights::Weights,
+    record: &serde_json::Value,
+) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let spec_path = out.join("spec.json");
+    let weights_path = out.join("weights.safetensors");
+    crate::util::write_atomic(&spec_path, spec.to_json().as_bytes())?;
+    weights.save(&weights_path)?;
+    crate::util::write_atomic(
+        &out.join("import.json"),
+        serde_json::to_string_pretty(record)?.as_bytes(),
+    )?;
+    Ok((spec_path, weights_path))
+}
+
+/// A model's producer as printed.
+fn producer_label(producer: &str) -> &str {
+    if producer.is_empty() {
+        "unknown producer"
+    } else {
+        producer
+    }
 }
 
 /// The first bytes of the model file (enough for TFLite's file identifier).
@@ -113,15 +129,6 @@ fn run_tflite(a: &ImportArgs) -> Result<()> {
         input_scale: a.input_scale,
     }
     .import_tflite()?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let spec_path = a.out.join("spec.json");
-    let weights_path = a.out.join("weights.safetensors");
-    let model_path = a.out.join("model.tflite");
-    crate::util::write_atomic(&spec_path, im.spec.to_json().as_bytes())?;
-    im.weights.save(&weights_path)?;
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    crate::util::write_atomic(&model_path, &bytes)?;
     let int8 = im.int8.as_ref();
     let record = serde_json::json!({
         "source": path,
@@ -135,26 +142,22 @@ fn run_tflite(a: &ImportArgs) -> Result<()> {
         })),
         "notes": im.notes,
     });
-    crate::util::write_atomic(
-        &a.out.join("import.json"),
-        serde_json::to_string_pretty(&record)?.as_bytes(),
-    )?;
+    let (spec_path, weights_path) = write_imported(&a.out, &im.spec, &im.weights, &record)?;
+    let model_path = a.out.join("model.tflite");
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    crate::util::write_atomic(&model_path, &bytes)?;
     let dtype = if int8.is_some() {
         crate::net::Dtype::Int8
     } else {
         crate::net::Dtype::F32
     };
     let t = target::resolve(&a.target)?;
-    let means = int8.map_or(0, |q| q.requantizing_means());
+    let means = super::requantizing_means(int8, dtype);
     let c = cost::cost_deployed(&plan::lower(&im.spec)?, &t, &t.limits(), dtype, means);
     outln!(
         "{} ({}, {} input {:?}): {}",
         path.display(),
-        if im.producer.is_empty() {
-            "unknown producer"
-        } else {
-            &im.producer
-        },
+        producer_label(&im.producer),
         im.input_type,
         im.input_dims,
         im.spec.summary()

@@ -225,10 +225,7 @@ fn cost_cmd(a: CostArgs) -> Result<()> {
         Some(m) if m.int8.is_some() => crate::net::Dtype::Int8,
         _ => crate::net::Dtype::F32,
     });
-    let means = match (&imported, dtype) {
-        (Some(m), crate::net::Dtype::Int8) => m.int8.as_ref().map_or(0, |q| q.requantizing_means()),
-        _ => 0,
-    };
+    let means = requantizing_means(imported.as_ref().and_then(|m| m.int8.as_ref()), dtype);
     let spec = match (imported, &a.net) {
         (Some(m), _) => m.spec,
         (None, Some(net)) => read_spec(net)?,
@@ -500,11 +497,20 @@ impl LoadedModel {
         target: &Target,
         dtype: crate::net::Dtype,
     ) -> cost::Cost {
-        let means = match dtype {
-            crate::net::Dtype::Int8 => self.int8.as_ref().map_or(0, |q| q.requantizing_means()),
-            crate::net::Dtype::F32 => 0,
-        };
+        let means = requantizing_means(self.int8.as_ref(), dtype);
         cost::cost_deployed(plan, target, &self.limits, dtype, means)
+    }
+}
+
+/// The requantizing global averages the code-size model counts for a model deployed in
+/// `dtype` (an int8 TFLite model's MEAN; never in float).
+pub(super) fn requantizing_means(
+    int8: Option<&crate::quant::QuantLowered>,
+    dtype: crate::net::Dtype,
+) -> usize {
+    match dtype {
+        crate::net::Dtype::Int8 => int8.map_or(0, |q| q.requantizing_means()),
+        crate::net::Dtype::F32 => 0,
     }
 }
 

@@ -56,8 +56,21 @@ impl DtypeArgs {
         }
     }
 
+    /// An int8 TFLite model's own network (`int8`), unless `--dtype f32` asks for the float
+    /// view; calibration options are refused for it.
+    pub fn own_int8<'q>(&self, int8: Option<&'q QuantLowered>) -> Result<Option<&'q QuantLowered>> {
+        match int8 {
+            Some(q) if self.dtype != Some(Dtype::F32) => {
+                self.refuse_calibration("an int8 TFLite model")?;
+                note!("int8: the TFLite model's own quantization (scales, zero points, per-channel weights)");
+                Ok(Some(q))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Calibration options make no sense for a model quantized already (`what`).
-    pub fn refuse_calibration(&self, what: &str) -> Result<()> {
+    fn refuse_calibration(&self, what: &str) -> Result<()> {
         ensure!(
             self.calibration_data.is_none()
                 && self.calibration_percentile.is_none()
@@ -98,9 +111,7 @@ impl DtypeArgs {
         if self.resolve_for(m, run) == Dtype::F32 {
             return Ok(None);
         }
-        if let Some(q) = &m.int8 {
-            self.refuse_calibration("an int8 TFLite model")?;
-            note!("int8: the TFLite model's own quantization (scales, zero points, per-channel weights)");
+        if let Some(q) = self.own_int8(m.int8.as_ref())? {
             return Ok(Some(q.clone()));
         }
         let method = self.method()?;
