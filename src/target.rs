@@ -273,9 +273,14 @@ impl Latency {
 /// makes it execute (`net::int8::LatencyFeaturesInt8`):
 ///
 /// ```text
-/// per_word_mac · word MACs of four-filter groups + per_single_word_mac · word MACs of the
-///   remaining filters + per_call · window-group calls + per_output · requantized outputs
-///   + per_filter_output · outputs of filter-outer convs + base
+/// per_word_mac · word MACs of four-filter groups (with DSP: of 2 × 2 blocks)
+///   + per_single_word_mac · word MACs of the remaining filters (with DSP: of lone windows
+///   and the dense layer) + per_call · calls + per_output · requantized outputs
+///   + per_filter_output · outputs of filter-outer convs
+///   + per_rest_word_mac · word MACs of a last partial filter group (DSP)
+///   + per_col_word · words widened into columns (DSP)
+///   + per_avg_window · outputs of average-pooled convs, pooled windows included (DSP)
+///   + per_gap_value · values the global average pooling sums + base
 /// ```
 ///
 /// A word MAC is four byte products (one 32-bit weight word); calibrated like [`Latency`]
@@ -289,6 +294,18 @@ pub struct LatencyInt8 {
     pub per_call: f64,
     pub per_output: f64,
     pub per_filter_output: f64,
+    /// Word MACs of a last group of fewer than four filters and words widened into columns,
+    /// with DSP (0 without: the kernel has neither).
+    #[serde(default)]
+    pub per_rest_word_mac: f64,
+    #[serde(default)]
+    pub per_col_word: f64,
+    /// Outputs of average-pooled convs, pooled windows included (DSP; 0 without).
+    #[serde(default)]
+    pub per_avg_window: f64,
+    /// Values the global average pooling sums.
+    #[serde(default)]
+    pub per_gap_value: f64,
     pub base: f64,
     /// As [`Latency::per_embed_value`], for the int8 table.
     #[serde(default = "embed_value")]
@@ -304,20 +321,24 @@ pub struct LatencyInt8 {
 
 impl LatencyInt8 {
     /// The coefficients in the order of `net::int8::LatencyFeaturesInt8::row`.
-    pub fn coefficients(&self) -> [f64; 6] {
+    pub fn coefficients(&self) -> [f64; 10] {
         [
             self.per_word_mac,
             self.per_single_word_mac,
             self.per_call,
             self.per_output,
             self.per_filter_output,
+            self.per_rest_word_mac,
+            self.per_col_word,
+            self.per_avg_window,
+            self.per_gap_value,
             self.base,
         ]
     }
 
     /// Estimated instructions of one inference with the counts `row`, in the order of
     /// [`LatencyInt8::coefficients`], and the table work `t` of an input embedding.
-    pub fn instructions(&self, row: &[f64; 6], t: TableWork) -> u64 {
+    pub fn instructions(&self, row: &[f64; 10], t: TableWork) -> u64 {
         linear_model(&self.coefficients(), row)
             + embed_model(self.per_embed_value, t)
             + lut_model((self.per_lookup, self.per_lut_output), t)
@@ -441,8 +462,9 @@ pub struct CodeSize {
 /// The int8 C kernel's code-size model: a fixed part plus what each conv adds, by the
 /// `net::int8::CodeFeatures` it has (a filter-outer sweep, or a generic conv
 /// specialised to its configuration, whose size depends on its pooling, on windows that need
-/// the per-tap path and on a last group of fewer than four filters). A linear fit over
-/// measured ELFs, so single terms may be negative; `nas verify` reports the error.
+/// the per-tap path and on a last group of fewer than four filters), plus, on DSP cores, the
+/// column routines the generic convs share (once per network). A linear fit over measured
+/// ELFs, so single terms may be negative; `nas verify` reports the error.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CodeSizeInt8 {
@@ -453,6 +475,21 @@ pub struct CodeSizeInt8 {
     pub max_pool_bytes: i64,
     pub edge_bytes: i64,
     pub partial_group_bytes: i64,
+    /// With DSP: the column routines (widening, the 2 × 2 and lone-window dot products), where
+    /// a conv runs the generic way; the filter-pair and lone-filter routines of a last group
+    /// of 2-3 and of 1 or 3 filters, where one has such a group. 0 without DSP.
+    #[serde(default)]
+    pub columns_bytes: i64,
+    #[serde(default)]
+    pub rest_pair_bytes: i64,
+    #[serde(default)]
+    pub rest_single_bytes: i64,
+    /// With DSP: the lone-window routines, where a conv has a window without a pair, with a
+    /// whole filter group / with a last partial group.
+    #[serde(default)]
+    pub lone_bytes: i64,
+    #[serde(default)]
+    pub lone_rest_bytes: i64,
     /// The input embedding's copy loop, where the network has one.
     #[serde(default = "embed_code_bytes")]
     pub embed_bytes: i64,
@@ -483,13 +520,18 @@ impl Default for CodeSizeInt8 {
     /// The Cortex-M4 figures, for profiles that have not been measured.
     fn default() -> Self {
         CodeSizeInt8 {
-            base_bytes: 1529,
-            by_filter_bytes: 21,
+            base_bytes: 920,
+            by_filter_bytes: 212,
             conv_bytes: 228,
-            avg_pool_bytes: -199,
-            max_pool_bytes: -105,
-            edge_bytes: 16,
-            partial_group_bytes: 110,
+            avg_pool_bytes: 118,
+            max_pool_bytes: 25,
+            edge_bytes: 27,
+            partial_group_bytes: 84,
+            columns_bytes: 483,
+            rest_pair_bytes: 34,
+            rest_single_bytes: 27,
+            lone_bytes: 132,
+            lone_rest_bytes: 164,
             embed_bytes: embed_code_bytes(),
             lut_bytes: lut_code_bytes(),
             gap_mean_bytes: gap_mean_code_bytes(),

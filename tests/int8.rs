@@ -543,6 +543,77 @@ fn verify_int8_stm32f401re() {
     }
 }
 
+/// Networks that between them take every routine of the DSP column kernel: last filter groups
+/// of 1, 2 and 3 (the filter-pair and lone-filter routines), windows without a pair (odd
+/// output lengths, odd pool windows) with whole and partial groups, max and average pooling
+/// of odd and even windows, padding at both ends.
+fn column_variants() -> Vec<NetSpec> {
+    let b = |f, k, s, pad| Block::new(f, k, s, pad);
+    let nets = vec![
+        NetSpec::from_blocks(
+            784,
+            12,
+            vec![
+                b(7, 5, 4, Padding::Same),
+                b(11, 3, 1, Padding::Same).with_pool(PoolKind::Max, 3),
+            ],
+        ),
+        NetSpec::from_blocks(
+            784,
+            12,
+            vec![
+                b(6, 4, 3, Padding::Valid),
+                b(10, 3, 2, Padding::Same).with_pool(PoolKind::Avg, 2),
+                b(14, 3, 1, Padding::Same),
+            ],
+        ),
+        NetSpec::from_blocks(
+            784,
+            12,
+            vec![
+                b(5, 6, 4, Padding::Same),
+                b(17, 2, 2, Padding::Valid).with_pool(PoolKind::Avg, 3),
+                b(8, 3, 1, Padding::Same).with_pool(PoolKind::Max, 2),
+            ],
+        ),
+    ];
+    let mut all = nas::net::int8::CodeFeatures::default();
+    for spec in &nets {
+        spec.validate().unwrap();
+        let f = nas::net::int8::code_features(&nas::net::plan::lower(spec).unwrap(), true);
+        all.rest_pair |= f.rest_pair;
+        all.rest_single |= f.rest_single;
+        all.lone |= f.lone;
+        all.lone_rest |= f.lone_rest;
+        all.avg_pool += f.avg_pool;
+        all.max_pool += f.max_pool;
+        all.edges += f.edges;
+    }
+    assert_eq!(
+        (all.rest_pair, all.rest_single, all.lone, all.lone_rest),
+        (1, 1, 1, 1),
+        "the networks no longer cover every column routine"
+    );
+    assert!(
+        all.avg_pool >= 2 && all.max_pool >= 2 && all.edges >= 2,
+        "{all:?}"
+    );
+    nets
+}
+
+/// Every routine of the DSP column kernel, bit-exact on real samples, on the M4 and the M7,
+/// with instructions as the cost model says and flash within 5 % (3-5 KB networks, mostly
+/// code: the code model's ±150 B).
+#[test]
+fn verify_int8_column_kernel_variants() {
+    require_tools();
+    for (i, spec) in column_variants().iter().enumerate() {
+        for target in ["stm32f401re", "stm32f746ng"] {
+            verify_int8(spec, target, Lang::C, 20 + i as u64, 5.0);
+        }
+    }
+}
+
 /// The M7 (relinked for the emulator) and the M0+ (no DSP: the plain integer path).
 #[test]
 fn verify_int8_stm32f746ng_and_stm32g071rb() {
@@ -738,9 +809,11 @@ fn search_int8_costs_and_scores_int8() {
         assert_eq!(
             r["ram_bytes"].as_u64(),
             Some(
-                nas::net::plan::int8_arena(&plan).bytes as u64 + target.code_size_int8.stack_bytes
+                nas::net::plan::int8_arena(&plan).bytes as u64
+                    + target.code_size_int8.stack_bytes
+                    + 4 * nas::net::int8::column_words(&plan, target.has_dsp()) as u64
             ),
-            "RAM estimate = int8 arena + int8 stack: {r}"
+            "RAM estimate = int8 arena + int8 stack + the DSP kernel's columns: {r}"
         );
         let (a, b) = (
             r["flash_bytes"].as_f64().unwrap(),

@@ -100,7 +100,14 @@ fn write_totals(c: &Cost, s: &mut String) {
         "ram_bytes",
         c.ram_bytes,
         Some(lim.max_ram_bytes),
-        format!("(arena {} + stack {})", c.arena_bytes, c.stack_bytes),
+        if c.scratch_bytes > 0 {
+            format!(
+                "(arena {} + columns {} + stack {})",
+                c.arena_bytes, c.scratch_bytes, c.stack_bytes
+            )
+        } else {
+            format!("(arena {} + stack {})", c.arena_bytes, c.stack_bytes)
+        },
     );
     total_row(
         s,

@@ -2,7 +2,7 @@
 //! full (sizes, offsets, packed constants, window ranges, identifiers).
 
 use super::{render, sanitize_identifier, GeneratedFile, Lang, Provenance};
-use crate::net::int8::{by_filter, full_range, row4};
+use crate::net::int8::{by_filter, column_words, full_range, row4};
 use crate::net::plan::{self, ConvOp, Layer, Op};
 use crate::net::NetSpec;
 use crate::quant::kernel::{chan_consts, lookup_table_int8, pack_rows, ChanConsts};
@@ -145,6 +145,12 @@ struct Ctx {
     lut: bool,
     gap_plain: bool,
     gap_mean: bool,
+    /// Words of the C kernel's column buffer on DSP cores (0: no generic conv).
+    cols_words: usize,
+    /// Whether a generic conv ends in a group of 2 or 3 filters (a filter pair of it has
+    /// its own routine on DSP cores) / of 1 or 3 (a lone filter, likewise).
+    cols_pairs_rest: bool,
+    cols_single_rest: bool,
 }
 
 fn word_lines(words: &[u32], lang: Lang) -> Vec<String> {
@@ -570,6 +576,12 @@ fn context(
     let upper = name.to_ascii_uppercase();
     let rows = steps.iter().any(|s| s.op == "embed");
     let lut = steps.iter().any(|s| s.op == "lut_conv");
+    // Filters in the last group of each generic conv (0: whole groups of four).
+    let rests: Vec<usize> = convs
+        .iter()
+        .filter(|c| c.generic)
+        .map(|c| c.out_ch % 4)
+        .collect();
     let gap_plain = steps.iter().any(|s| s.op == "gap");
     let gap_mean = steps.iter().any(|s| s.op == "gap_mean");
     Ok(Ctx {
@@ -597,6 +609,9 @@ fn context(
         lut,
         gap_plain,
         gap_mean,
+        cols_words: column_words(plan, true),
+        cols_pairs_rest: rests.iter().any(|r| *r >= 2),
+        cols_single_rest: rests.iter().any(|r| r % 2 == 1),
     })
 }
 

@@ -22,7 +22,8 @@
 //!   execution, not a cycle measurement). Both are absent for a profile without a model.
 //!
 //! In int8 ([`Dtype::Int8`]) the arena holds the same tensors at one byte per element, placed
-//! by the same rule ([`crate::net::plan::int8_arena`]; the int8 kernels need no scratch), and
+//! by the same rule ([`crate::net::plan::int8_arena`]); on a DSP core the C kernel's column
+//! buffer ([`crate::net::int8::column_words`]) is RAM beside it (`scratch_bytes`), and
 //! the constants are the int8 weights, each row padded to whole 32-bit words, plus 16 bytes per
 //! output channel (int32 bias, multiplier and rounding, the shifts): the layout of
 //! [`crate::net::int8`]. The code-size model is the profile's `[code_size_int8]` and the
@@ -143,6 +144,10 @@ pub struct Cost {
     pub ram_bytes: u64,
     /// The stack of one inference included in `ram_bytes`.
     pub stack_bytes: u64,
+    /// Working memory beside the arena included in `ram_bytes`: the int8 C kernel's column
+    /// buffer on DSP cores ([`crate::net::int8::column_words`]); 0 otherwise.
+    #[serde(default)]
+    pub scratch_bytes: u64,
     pub weights_bytes: u64,
     pub code_bytes: u64,
     pub flash_bytes: u64,
@@ -241,7 +246,11 @@ pub fn cost_deployed(
         requantizing_means,
     );
     let flash_bytes = weights_bytes + code_bytes;
-    let ram_bytes = arena_bytes + stack_bytes;
+    let scratch_bytes = match dtype {
+        Dtype::F32 => 0,
+        Dtype::Int8 => 4 * crate::net::int8::column_words(plan, target.has_dsp()) as u64,
+    };
+    let ram_bytes = arena_bytes + stack_bytes + scratch_bytes;
     let flops = 2 * macs;
     let latency_features = latency_features(plan);
     let (instructions, latency_model) = match dtype {
@@ -255,7 +264,7 @@ pub fn cost_deployed(
         Dtype::Int8 => target
             .latency_int8
             .map(|m| {
-                let f = crate::net::int8::latency_features_int8(plan);
+                let f = crate::net::int8::latency_features_int8(plan, target.has_dsp());
                 let n = m.instructions(&f.row(), latency_features.table_work());
                 (n, m.into())
             })
@@ -293,6 +302,7 @@ pub fn cost_deployed(
         seed_ram_bytes: 4 * max_tensor,
         ram_bytes,
         stack_bytes,
+        scratch_bytes,
         weights_bytes,
         code_bytes,
         flash_bytes,
@@ -440,7 +450,7 @@ fn footprint(
             crate::net::int8::plan_constant_bytes(plan) as u64,
             crate::net::int8::CodeFeatures {
                 gap_mean: requantizing_means,
-                ..crate::net::int8::code_features(plan)
+                ..crate::net::int8::code_features(plan, target.has_dsp())
             }
             .code_bytes(&target.code_size_int8),
             target.code_size_int8.stack_bytes,

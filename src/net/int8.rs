@@ -41,6 +41,43 @@ pub fn by_filter(c: &ConvOp) -> bool {
     row4(c.kernel * c.in_channels) == 4 && c.pool.is_none()
 }
 
+/// Windows of a generic conv widened into 16-bit columns at a time on DSP cores: those of one
+/// pooled output, or of two when the pool window is odd (or there is no pooling), so that they
+/// come in pairs.
+pub fn column_windows(c: &ConvOp) -> usize {
+    match c.pool.map_or(1, |p| p.1) {
+        w if w % 2 == 1 => 2 * w,
+        w => w,
+    }
+}
+
+/// Whether a generic conv on a DSP core has a window without a pair: its last column set has
+/// an odd number of windows, which happens when the pool window is odd (or 1) and the
+/// output length odd.
+pub fn lone_window(c: &ConvOp) -> bool {
+    c.pool.map_or(1, |p| p.1) % 2 == 1 && c.out_len % 2 == 1
+}
+
+/// 32-bit words of the int8 C kernel's column buffer on a DSP core (0 elsewhere, or when no
+/// conv runs the generic way): [`column_windows`] windows of a row, each word of four bytes
+/// widened to two, columns stored in pairs; the largest over the plan's generic convs. It is
+/// RAM beside the arena.
+pub fn column_words(plan: &Plan, dsp: bool) -> usize {
+    if !dsp {
+        return 0;
+    }
+    plan.layers
+        .iter()
+        .filter_map(|l| match &l.op {
+            Op::Conv(c) if !by_filter(c) => {
+                Some(column_windows(c).div_ceil(2) * 4 * row4(c.kernel * c.in_channels) / 4)
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// What the int8 C kernel's code size depends on, counted over a plan's convs: filter-outer
 /// sweeps, generic convs (each a specialised copy of the generic conv), and among the generic
 /// ones those with average or max pooling, windows that reach into padding or past the input's
@@ -63,6 +100,20 @@ pub struct CodeFeatures {
     /// plain one: not in the plan, given by whoever holds the int8 network.
     #[serde(default)]
     pub gap_mean: usize,
+    /// On a DSP core (0 or 1 each): the column routines, present when a conv runs the
+    /// generic way; the routines for a last group of 2-3 filters and of 1 or 3.
+    #[serde(default)]
+    pub columns: usize,
+    #[serde(default)]
+    pub rest_pair: usize,
+    #[serde(default)]
+    pub rest_single: usize,
+    /// On a DSP core (0 or 1 each): a conv has a window without a pair (odd pool window and
+    /// odd output length), with a whole filter group / with a last partial group.
+    #[serde(default)]
+    pub lone: usize,
+    #[serde(default)]
+    pub lone_rest: usize,
 }
 
 impl CodeFeatures {
@@ -77,13 +128,18 @@ impl CodeFeatures {
             + m.partial_group_bytes * self.partial_group as i64
             + m.embed_bytes * self.embed as i64
             + m.lut_bytes * self.lut as i64
-            + m.gap_mean_bytes * self.gap_mean as i64;
+            + m.gap_mean_bytes * self.gap_mean as i64
+            + m.columns_bytes * self.columns as i64
+            + m.rest_pair_bytes * self.rest_pair as i64
+            + m.rest_single_bytes * self.rest_single as i64
+            + m.lone_bytes * self.lone as i64
+            + m.lone_rest_bytes * self.lone_rest as i64;
         v.max(0) as u64
     }
 }
 
-/// Count [`CodeFeatures`] over a plan.
-pub fn code_features(plan: &Plan) -> CodeFeatures {
+/// Count [`CodeFeatures`] over a plan, for a core with the DSP extension or without.
+pub fn code_features(plan: &Plan, dsp: bool) -> CodeFeatures {
     let mut f = CodeFeatures::default();
     for l in &plan.layers {
         match l.op {
@@ -108,8 +164,17 @@ pub fn code_features(plan: &Plan) -> CodeFeatures {
         if full_range(c) != (0, computed) {
             f.edges += 1;
         }
-        if c.out_channels % 4 != 0 {
+        let rest = c.out_channels % 4;
+        if rest != 0 {
             f.partial_group += 1;
+        }
+        if dsp {
+            let lone = lone_window(c);
+            f.columns = 1;
+            f.rest_pair |= usize::from(rest >= 2);
+            f.rest_single |= usize::from(rest % 2 == 1);
+            f.lone |= usize::from(lone && c.out_channels >= 4);
+            f.lone_rest |= usize::from(lone && rest != 0);
         }
     }
     f
@@ -117,7 +182,9 @@ pub fn code_features(plan: &Plan) -> CodeFeatures {
 
 /// What the int8 C kernel's instruction count depends on, counted over a plan (the terms of a
 /// profile's `[latency_int8]` model, [`crate::target::LatencyInt8`]). A "word MAC" is four
-/// byte products of a weight word (rows are padded to whole words, so padding is counted):
+/// byte products of a weight word (rows are padded to whole words, so padding is counted).
+///
+/// Without DSP (Cortex-M0+, the generic conv takes filters four at a time):
 /// - `word_macs_grouped`: words × filters in groups of four, which share each input word;
 /// - `word_macs_single`: the same for the filters of a last group of fewer than four, which
 ///   take the input word once each;
@@ -126,6 +193,21 @@ pub fn code_features(plan: &Plan) -> CodeFeatures {
 ///   included);
 /// - `filter_outputs`: outputs of filter-outer convs ([`by_filter`]: one word and one
 ///   requantization each, everything in registers).
+///
+/// With DSP the generic conv runs on widened columns, two filters × two windows per call
+/// ([`column_windows`]); the terms that differ:
+/// - `word_macs_grouped`: word MACs of those 2 × 2 blocks (filters of whole groups of four,
+///   windows in pairs);
+/// - `word_macs_single`: word MACs of a window left without a pair, and of the dense layer;
+/// - `word_macs_rest`: word MACs of a last group of fewer than four filters on window pairs
+///   (weights loaded one by one);
+/// - `calls`: calls of those routines (window pair or lone window × filter pair), and the
+///   dense layer's groups;
+/// - `col_words`: words widened into columns (windows × words of a row);
+/// - `avg_windows`: outputs of average-pooled convs, pooled windows included (each is
+///   requantized and summed into its pool's running sum).
+///
+/// On both, `gap_values`: the values the global average pooling sums (length × channels).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LatencyFeaturesInt8 {
     pub word_macs_grouped: u64,
@@ -133,53 +215,95 @@ pub struct LatencyFeaturesInt8 {
     pub calls: u64,
     pub outputs: u64,
     pub filter_outputs: u64,
+    pub word_macs_rest: u64,
+    pub col_words: u64,
+    pub avg_windows: u64,
+    pub gap_values: u64,
 }
 
 impl LatencyFeaturesInt8 {
     /// The features in the order of [`crate::target::LatencyInt8::coefficients`], the
     /// constant last.
-    pub fn row(&self) -> [f64; 6] {
+    pub fn row(&self) -> [f64; 10] {
         [
             self.word_macs_grouped as f64,
             self.word_macs_single as f64,
             self.calls as f64,
             self.outputs as f64,
             self.filter_outputs as f64,
+            self.word_macs_rest as f64,
+            self.col_words as f64,
+            self.avg_windows as f64,
+            self.gap_values as f64,
             1.0,
         ]
     }
 }
 
-/// Count [`LatencyFeaturesInt8`] over a plan.
-pub fn latency_features_int8(plan: &Plan) -> LatencyFeaturesInt8 {
+/// Count [`LatencyFeaturesInt8`] over a plan, for a core with the DSP extension or without.
+pub fn latency_features_int8(plan: &Plan, dsp: bool) -> LatencyFeaturesInt8 {
     let mut f = LatencyFeaturesInt8::default();
-    let mut generic = |windows: u64, row: usize, filters: usize| {
-        let (words, full) = ((row4(row) / 4) as u64, (filters / 4 * 4) as u64);
-        f.word_macs_grouped += windows * words * full;
-        f.word_macs_single += windows * words * (filters as u64 - full);
-        f.calls += windows * filters.div_ceil(4) as u64;
-        f.outputs += windows * filters as u64;
-    };
     for l in &plan.layers {
         match &l.op {
-            Op::Conv(c) if by_filter(c) => {}
-            Op::Conv(c) => {
-                let windows = c.pool.map_or(c.conv_len, |p| c.out_len * p.1) as u64;
-                generic(windows, c.kernel * c.in_channels, c.out_channels);
-            }
-            Op::Dense { inputs, outputs } => generic(1, *inputs, *outputs),
-            // Costed apart: `LatencyFeatures::lut_lookups`.
-            Op::Embed { .. } | Op::LutConv(_) | Op::GlobalAvgPool { .. } => {}
-        }
-    }
-    for l in &plan.layers {
-        if let Op::Conv(c) = &l.op {
-            if by_filter(c) {
+            Op::Conv(c) if by_filter(c) => {
                 f.filter_outputs += (c.conv_len * c.out_channels) as u64;
             }
+            Op::Conv(c) if dsp => columns_conv(&mut f, c),
+            Op::Conv(c) => {
+                let windows = c.pool.map_or(c.conv_len, |p| c.out_len * p.1) as u64;
+                groups_of_four(&mut f, windows, c.kernel * c.in_channels, c.out_channels);
+            }
+            Op::Dense { inputs, outputs } if dsp => {
+                let (words, full) = ((row4(*inputs) / 4) as u64, (outputs / 4 * 4) as u64);
+                f.word_macs_single += words * full;
+                f.word_macs_rest += words * (*outputs as u64 - full);
+                f.calls += outputs.div_ceil(4) as u64;
+                f.outputs += *outputs as u64;
+            }
+            Op::Dense { inputs, outputs } => groups_of_four(&mut f, 1, *inputs, *outputs),
+            Op::GlobalAvgPool { len, channels } => f.gap_values += (len * channels) as u64,
+            // Costed apart: `LatencyFeatures::lut_lookups`.
+            Op::Embed { .. } | Op::LutConv(_) => {}
         }
     }
     f
+}
+
+/// The generic conv without DSP (and the dense layer): `windows` × filters in groups of four.
+fn groups_of_four(f: &mut LatencyFeaturesInt8, windows: u64, row: usize, filters: usize) {
+    let (words, full) = ((row4(row) / 4) as u64, (filters / 4 * 4) as u64);
+    f.word_macs_grouped += windows * words * full;
+    f.word_macs_single += windows * words * (filters as u64 - full);
+    f.calls += windows * filters.div_ceil(4) as u64;
+    f.outputs += windows * filters as u64;
+}
+
+/// The generic conv with DSP: column sets of [`column_windows`] windows (fewer at the end),
+/// windows in pairs within a set, filters in pairs.
+fn columns_conv(f: &mut LatencyFeaturesInt8, c: &ConvOp) {
+    let pool = c.pool.map_or(1, |p| p.1);
+    let per_set = column_windows(c);
+    let windows = c.out_len * pool;
+    let (mut pairs, mut lone) = (0u64, 0u64);
+    let mut w = 0;
+    while w < windows {
+        let n = per_set.min(windows - w);
+        pairs += (n / 2) as u64;
+        lone += (n % 2) as u64;
+        w += n;
+    }
+    let words = (row4(c.kernel * c.in_channels) / 4) as u64;
+    let full = (c.out_channels / 4 * 4) as u64;
+    let rest = c.out_channels as u64 - full;
+    f.word_macs_grouped += 2 * pairs * words * full;
+    f.word_macs_single += lone * words * (full + rest);
+    f.word_macs_rest += 2 * pairs * words * rest;
+    f.calls += (pairs + lone) * c.out_channels.div_ceil(2) as u64;
+    f.outputs += (windows * c.out_channels) as u64;
+    f.col_words += windows as u64 * words;
+    if let Some((PoolKind::Avg, _)) = c.pool {
+        f.avg_windows += (windows * c.out_channels) as u64;
+    }
 }
 
 /// Flash bytes of a layer's int8 constants: packed weights plus [`CHAN_BYTES`] per output
