@@ -2,7 +2,7 @@
 //! full (sizes, offsets, packed constants, window ranges, identifiers).
 
 use super::{render, sanitize_identifier, GeneratedFile, Lang, Provenance};
-use crate::net::int8::{by_filter, column_words, full_range, row4};
+use crate::net::int8::{by_filter, column_words, conv_column_words, full_range, row4};
 use crate::net::plan::{self, ConvOp, Layer, Op};
 use crate::net::NetSpec;
 use crate::quant::kernel::{chan_consts, lookup_table_int8, pack_rows, ChanConsts};
@@ -145,7 +145,7 @@ struct Ctx {
     lut: bool,
     gap_plain: bool,
     gap_mean: bool,
-    /// Words of the C kernel's column buffer on DSP cores (0: no generic conv).
+    /// Words of the kernel's column buffer on DSP cores (0: no conv runs on columns).
     cols_words: usize,
     /// Whether a generic conv ends in a group of 2 or 3 filters (a filter pair of it has
     /// its own routine on DSP cores) / of 1 or 3 (a lone filter, likewise).
@@ -609,7 +609,19 @@ fn context(
         lut,
         gap_plain,
         gap_mean,
-        cols_words: column_words(plan, true),
+        // The Rust kernel runs every conv on columns with DSP (it has no filter-outer sweep).
+        cols_words: match lang {
+            Lang::C => column_words(plan, true),
+            Lang::Rust => plan
+                .layers
+                .iter()
+                .filter_map(|l| match &l.op {
+                    Op::Conv(c) => Some(conv_column_words(c)),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0),
+        },
         cols_pairs_rest: rests.iter().any(|r| *r >= 2),
         cols_single_rest: rests.iter().any(|r| r % 2 == 1),
     })

@@ -58,6 +58,12 @@ pub fn lone_window(c: &ConvOp) -> bool {
     c.pool.map_or(1, |p| p.1) % 2 == 1 && c.out_len % 2 == 1
 }
 
+/// 32-bit words of one conv's column set: [`column_windows`] windows of a row, each word of
+/// four bytes widened to two, columns stored in pairs.
+pub fn conv_column_words(c: &ConvOp) -> usize {
+    column_windows(c).div_ceil(2) * 4 * row4(c.kernel * c.in_channels) / 4
+}
+
 /// 32-bit words of the int8 C kernel's column buffer on a DSP core (0 elsewhere, or when no
 /// conv runs the generic way): [`column_windows`] windows of a row, each word of four bytes
 /// widened to two, columns stored in pairs; the largest over the plan's generic convs. It is
@@ -69,9 +75,7 @@ pub fn column_words(plan: &Plan, dsp: bool) -> usize {
     plan.layers
         .iter()
         .filter_map(|l| match &l.op {
-            Op::Conv(c) if !by_filter(c) => {
-                Some(column_windows(c).div_ceil(2) * 4 * row4(c.kernel * c.in_channels) / 4)
-            }
+            Op::Conv(c) if !by_filter(c) => Some(conv_column_words(c)),
             _ => None,
         })
         .max()
