@@ -292,12 +292,13 @@ fn main() -> Result<()> {
                 );
                 f.row().to_vec()
             } else {
-                let f = latency_features(&plan);
+                let f = latency_features(&plan, target.has_fpu());
                 eprintln!(
-                    "{:<12} net {i}: {:>9} MACs ({} one by one) {:>6} calls {:>7} outputs {} layers → {:>10} instructions",
+                    "{:<12} net {i}: {:>9} MACs ({} one by one, {} four elements at a time) {:>6} calls {:>7} outputs {} layers → {:>10} instructions",
                     target.name,
                     f.executed_macs(),
                     f.macs_single,
+                    f.macs_vector,
                     f.dot_calls,
                     f.conv_outputs,
                     f.layers,
@@ -332,6 +333,7 @@ fn main() -> Result<()> {
                 "per_call",
                 "per_output",
                 "per_layer",
+                "per_vector_mac",
                 "base",
             ]
         };

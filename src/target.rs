@@ -220,6 +220,10 @@ pub struct Latency {
     pub per_call: f64,
     pub per_output: f64,
     pub per_layer: f64,
+    /// MACs of four-filter groups that the FPU's four-element loop takes (cores with an FPU;
+    /// 0 without: the kernel has no such loop).
+    #[serde(default)]
+    pub per_vector_mac: f64,
     pub base: f64,
     /// Instructions per table value the input embedding copies (`len × dim` of them), outside
     /// the fitted terms (see [`EMBED_VALUE_INSTRUCTIONS`]).
@@ -240,20 +244,21 @@ pub struct Latency {
 
 impl Latency {
     /// The coefficients in the order of `net::cost::LatencyFeatures::row`.
-    pub fn coefficients(&self) -> [f64; 6] {
+    pub fn coefficients(&self) -> [f64; 7] {
         [
             self.per_mac,
             self.per_single_mac,
             self.per_call,
             self.per_output,
             self.per_layer,
+            self.per_vector_mac,
             self.base,
         ]
     }
 
     /// Estimated instructions of one inference with the counts `row`, in the order of
     /// [`Latency::coefficients`], and the table work `t` of an input embedding.
-    pub fn instructions(&self, row: &[f64; 6], t: TableWork) -> u64 {
+    pub fn instructions(&self, row: &[f64; 7], t: TableWork) -> u64 {
         linear_model(&self.coefficients(), row)
             + embed_model(self.per_embed_value, t)
             + lut_model((self.per_lookup, self.per_lut_output), t)
@@ -725,6 +730,16 @@ impl Target {
             l.check()?;
         }
         Ok(())
+    }
+
+    /// Whether the float C kernel is compiled for a hardware FPU (`-mfpu=…` without
+    /// `-mfloat-abi=soft` in the toolchain's flags): its dot products then load four elements
+    /// per VLDM.
+    pub fn has_fpu(&self) -> bool {
+        let f = &self.toolchain.cflags;
+        f.iter()
+            .any(|a| a.starts_with("-mfpu=") && a != "-mfpu=none")
+            && !f.iter().any(|a| a == "-mfloat-abi=soft")
     }
 
     /// Whether the core has the DSP extension (SMLAD and friends): Cortex-M4, M7, M33, M35P,

@@ -32,7 +32,7 @@
 
 use crate::net::plan::lower;
 use crate::net::plan::Int8Arena;
-use crate::net::plan::{Layer, Op, Plan, ELEM_BYTES};
+use crate::net::plan::{Buffer, Layer, Op, Plan, ELEM_BYTES};
 use crate::net::{Dtype, EmbeddingForm, NetSpec, SpecError};
 use crate::target::{Latency, LatencyInt8, Limits, TableWork, Target};
 use serde::{Deserialize, Serialize};
@@ -252,7 +252,7 @@ pub fn cost_deployed(
     };
     let ram_bytes = arena_bytes + stack_bytes + scratch_bytes;
     let flops = 2 * macs;
-    let latency_features = latency_features(plan);
+    let latency_features = latency_features(plan, target.has_fpu());
     let (instructions, latency_model) = match dtype {
         Dtype::F32 => target
             .latency
@@ -496,7 +496,9 @@ fn over_budget(checks: &[(BudgetKind, u64, Option<u64>)]) -> Vec<Violation> {
 /// What the latency model counts in a plan ([`latency_features`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LatencyFeatures {
-    /// Executed MACs (padded taps skipped, conv and dense) of filters taken four at a time.
+    /// Executed MACs (padded taps skipped, conv and dense) of filters taken four at a time,
+    /// element by element (on a core with an FPU: those the four-element loop leaves, the
+    /// first layer's raw bytes and each window's last `n % 4` elements).
     pub macs_grouped: u64,
     /// Executed MACs of the filters left over (`out_channels % 4`), taken one by one.
     pub macs_single: u64,
@@ -523,17 +525,22 @@ pub struct LatencyFeatures {
     pub lut_lookups: u64,
     #[serde(default)]
     pub lut_outputs: u64,
+    /// On a core with an FPU: MACs of four-filter groups on float inputs taken four elements
+    /// at a time (one VLDM each for the input and every filter).
+    #[serde(default)]
+    pub macs_vector: u64,
 }
 
 impl LatencyFeatures {
     /// The features in the order of [`Latency::coefficients`], the constant last.
-    pub fn row(&self) -> [f64; 6] {
+    pub fn row(&self) -> [f64; 7] {
         [
             self.macs_grouped as f64,
             self.macs_single as f64,
             self.dot_calls as f64,
             self.conv_outputs as f64,
             self.layers as f64,
+            self.macs_vector as f64,
             1.0,
         ]
     }
@@ -550,12 +557,13 @@ impl LatencyFeatures {
 
     /// All executed MACs.
     pub fn executed_macs(&self) -> u64 {
-        self.macs_grouped + self.macs_single
+        self.macs_grouped + self.macs_single + self.macs_vector
     }
 }
 
-/// What the latency model counts in a plan (see [`LatencyFeatures`] for the definitions).
-pub fn latency_features(plan: &Plan) -> LatencyFeatures {
+/// What the latency model counts in a plan (see [`LatencyFeatures`] for the definitions), for
+/// a core with an FPU (`fpu`: the float kernel's four-element loop) or without.
+pub fn latency_features(plan: &Plan, fpu: bool) -> LatencyFeatures {
     let mut f = LatencyFeatures {
         layers: plan
             .layers
@@ -590,10 +598,38 @@ pub fn latency_features(plan: &Plan) -> LatencyFeatures {
         // Filters go through the dot loop four at a time; the last out_ch % 4 one by one.
         let single = out_ch % 4;
         f.macs_single += macs / out_ch * single;
-        f.macs_grouped += macs / out_ch * (out_ch - single);
+        let grouped = macs / out_ch * (out_ch - single);
+        let vector = if fpu && !matches!(l.input, Buffer::Input { .. }) {
+            (out_ch - single) * vector_elements(l)
+        } else {
+            0
+        };
+        f.macs_vector += vector;
+        f.macs_grouped += grouped - vector;
         f.dot_calls += windows * (out_ch / 4 + single);
     }
     f
+}
+
+/// Elements of float input the four-element loop takes over all windows of a conv or dense
+/// layer: each window's products per filter rounded down to a multiple of four.
+fn vector_elements(l: &Layer) -> u64 {
+    match &l.op {
+        Op::Conv(c) => {
+            let computed = c.pool.map_or(c.conv_len, |p| c.out_len * p.1);
+            (0..computed)
+                .map(|o| {
+                    let start = (o * c.stride) as i64 - c.pad_left as i64;
+                    let taps = (0..c.kernel as i64)
+                        .filter(|j| (0..c.in_len as i64).contains(&(start + j)))
+                        .count();
+                    (taps * c.in_channels / 4 * 4) as u64
+                })
+                .sum()
+        }
+        Op::Dense { inputs, .. } => (inputs / 4 * 4) as u64,
+        _ => 0,
+    }
 }
 
 /// The latency budget's violation, in whole microseconds, if the estimate exceeds it. Without
@@ -908,7 +944,7 @@ mod tests {
         // windows, no padding; conv1 114 filters (28 groups + 2), k4 over 27 channels, avg-pool
         // 3 keeps 16 × 3 = 48 of its 49 windows; dense 114 → 12 (3 groups).
         let plan = lower(&NetSpec::smart_start(784, 12)).unwrap();
-        let f = latency_features(&plan);
+        let f = latency_features(&plan, false);
         let conv0 = 196 * 3; // taps × in_ch per filter
         let conv1 = 48 * 4 * 27;
         assert_eq!(f.macs_grouped, conv0 * 24 + conv1 * 112 + 114 * 12);
@@ -928,6 +964,7 @@ mod tests {
             per_call: 5.0,
             per_output: 20.0,
             per_layer: 100.0,
+            per_vector_mac: 1.0,
             base: 1000.0,
             per_embed_value: 3.0,
             per_lookup: 6.0,
@@ -935,12 +972,21 @@ mod tests {
             cycles_per_instruction: 1.5,
             worst_error_pct: 10.0,
         });
+        // The F401RE has an FPU: conv1's windows (108 products per filter, all inside the
+        // input) and the dense layer's 114 inputs go four at a time for the grouped filters;
+        // conv0 reads the raw bytes element by element.
+        assert!(t.has_fpu());
+        let v = latency_features(&plan, true);
+        assert_eq!(v.macs_vector, conv1 * 112 + 112 * 12);
+        assert_eq!(v.macs_grouped + v.macs_vector, f.macs_grouped);
+        assert_eq!(v.executed_macs(), f.executed_macs());
         let c = cost(&plan, &t, &t.limits());
-        let want = 2 * f.macs_grouped
-            + 10 * f.macs_single
-            + 5 * f.dot_calls
-            + 20 * f.conv_outputs
+        let want = 2 * v.macs_grouped
+            + 10 * v.macs_single
+            + 5 * v.dot_calls
+            + 20 * v.conv_outputs
             + 100 * 4
+            + v.macs_vector
             + 1000;
         assert_eq!(c.instructions, Some(want));
         // ms = instructions × CPI / clock × 1000, at the F401RE's 84 MHz.
