@@ -189,7 +189,19 @@ impl KernelReport {
             n(e.arena_bytes)
         );
         if b.kernel_ram_bytes > 0 {
-            let _ = writeln!(s, "  other kernel RAM  {:>10}", n(b.kernel_ram_bytes));
+            let _ = writeln!(
+                s,
+                "  other kernel RAM  {:>10}{}",
+                n(b.kernel_ram_bytes),
+                if e.scratch_bytes > 0 {
+                    format!(
+                        "  the DSP kernel's column buffer and statics (the cost model's columns: {})",
+                        n(e.scratch_bytes)
+                    )
+                } else {
+                    String::new()
+                }
+            );
         }
         let _ = writeln!(
             s,

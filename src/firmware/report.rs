@@ -20,6 +20,8 @@ pub struct Estimate {
     pub code_bytes: u64,
     pub arena_bytes: u64,
     pub stack_bytes: u64,
+    /// RAM beside the arena: the int8 C kernel's column buffer on DSP cores.
+    pub scratch_bytes: u64,
     /// Instructions per inference by the profile's `[latency]` model (of the C kernel), and
     /// that model's stated worst error in percent.
     pub instructions: Option<u64>,

@@ -246,6 +246,7 @@ fn estimate_report(estimate: &Cost) -> Estimate {
         code_bytes: estimate.code_bytes,
         arena_bytes: estimate.arena_bytes,
         stack_bytes: estimate.stack_bytes,
+        scratch_bytes: estimate.scratch_bytes,
         instructions: estimate.instructions,
         instructions_worst_error_pct: estimate.latency_model.map(|l| l.worst_error_pct),
         latency_ms: estimate.latency_ms,

@@ -617,13 +617,14 @@ fn vector_elements(l: &Layer) -> u64 {
     match &l.op {
         Op::Conv(c) => {
             let computed = c.pool.map_or(c.conv_len, |p| c.out_len * p.1);
+            // One interval of taps inside the input per window, no tap loop.
             (0..computed)
                 .map(|o| {
                     let start = (o * c.stride) as i64 - c.pad_left as i64;
-                    let taps = (0..c.kernel as i64)
-                        .filter(|j| (0..c.in_len as i64).contains(&(start + j)))
-                        .count();
-                    (taps * c.in_channels / 4 * 4) as u64
+                    let lo = start.max(0);
+                    let hi = (start + c.kernel as i64).min(c.in_len as i64);
+                    let taps = (hi - lo).max(0) as u64;
+                    taps * c.in_channels as u64 / 4 * 4
                 })
                 .sum()
         }
