@@ -549,34 +549,23 @@ fn verify_int8_stm32f401re() {
 /// of odd and even windows, padding at both ends.
 fn column_variants() -> Vec<NetSpec> {
     let b = |f, k, s, pad| Block::new(f, k, s, pad);
-    let nets = vec![
-        NetSpec::from_blocks(
-            784,
-            12,
-            vec![
-                b(7, 5, 4, Padding::Same),
-                b(11, 3, 1, Padding::Same).with_pool(PoolKind::Max, 3),
-            ],
-        ),
-        NetSpec::from_blocks(
-            784,
-            12,
-            vec![
-                b(6, 4, 3, Padding::Valid),
-                b(10, 3, 2, Padding::Same).with_pool(PoolKind::Avg, 2),
-                b(14, 3, 1, Padding::Same),
-            ],
-        ),
-        NetSpec::from_blocks(
-            784,
-            12,
-            vec![
-                b(5, 6, 4, Padding::Same),
-                b(17, 2, 2, Padding::Valid).with_pool(PoolKind::Avg, 3),
-                b(8, 3, 1, Padding::Same).with_pool(PoolKind::Max, 2),
-            ],
-        ),
-    ];
+    let nets = [
+        vec![
+            b(7, 5, 4, Padding::Same),
+            b(11, 3, 1, Padding::Same).with_pool(PoolKind::Max, 3),
+        ],
+        vec![
+            b(6, 4, 3, Padding::Valid),
+            b(10, 3, 2, Padding::Same).with_pool(PoolKind::Avg, 2),
+            b(14, 3, 1, Padding::Same),
+        ],
+        vec![
+            b(5, 6, 4, Padding::Same),
+            b(17, 2, 2, Padding::Valid).with_pool(PoolKind::Avg, 3),
+            b(8, 3, 1, Padding::Same).with_pool(PoolKind::Max, 2),
+        ],
+    ]
+    .map(|blocks| NetSpec::from_blocks(784, 12, blocks));
     let mut all = nas::net::int8::CodeFeatures::default();
     for spec in &nets {
         spec.validate().unwrap();
@@ -598,7 +587,7 @@ fn column_variants() -> Vec<NetSpec> {
         all.avg_pool >= 2 && all.max_pool >= 2 && all.edges >= 2,
         "{all:?}"
     );
-    nets
+    nets.to_vec()
 }
 
 /// Every routine of the DSP column kernel, bit-exact on real samples: C on the M4 and the M7,

@@ -2,7 +2,9 @@
 //! full (sizes, offsets, packed constants, window ranges, identifiers).
 
 use super::{render, sanitize_identifier, GeneratedFile, Lang, Provenance};
-use crate::net::int8::{by_filter, column_words, conv_column_words, full_range, row4};
+use crate::net::int8::{
+    by_filter, code_features, column_words, column_words_every_conv, full_range, row4,
+};
 use crate::net::plan::{self, ConvOp, Layer, Op};
 use crate::net::NetSpec;
 use crate::quant::kernel::{chan_consts, lookup_table_int8, pack_rows, ChanConsts};
@@ -576,12 +578,8 @@ fn context(
     let upper = name.to_ascii_uppercase();
     let rows = steps.iter().any(|s| s.op == "embed");
     let lut = steps.iter().any(|s| s.op == "lut_conv");
-    // Filters in the last group of each generic conv (0: whole groups of four).
-    let rests: Vec<usize> = convs
-        .iter()
-        .filter(|c| c.generic)
-        .map(|c| c.out_ch % 4)
-        .collect();
+    // Which routines the C kernel's column path needs on a DSP core.
+    let dsp_features = code_features(plan, true);
     let gap_plain = steps.iter().any(|s| s.op == "gap");
     let gap_mean = steps.iter().any(|s| s.op == "gap_mean");
     Ok(Ctx {
@@ -612,18 +610,10 @@ fn context(
         // The Rust kernel runs every conv on columns with DSP (it has no filter-outer sweep).
         cols_words: match lang {
             Lang::C => column_words(plan, true),
-            Lang::Rust => plan
-                .layers
-                .iter()
-                .filter_map(|l| match &l.op {
-                    Op::Conv(c) => Some(conv_column_words(c)),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0),
+            Lang::Rust => column_words_every_conv(plan),
         },
-        cols_pairs_rest: rests.iter().any(|r| *r >= 2),
-        cols_single_rest: rests.iter().any(|r| r % 2 == 1),
+        cols_pairs_rest: dsp_features.rest_pair == 1,
+        cols_single_rest: dsp_features.rest_single == 1,
     })
 }
 

@@ -579,16 +579,12 @@ pub fn latency_features(plan: &Plan, fpu: bool) -> LatencyFeatures {
         }
         if let Op::LutConv(c) = &l.op {
             f.lut_lookups += l.lookups();
-            let windows = c.pool.map_or(c.conv_len, |p| c.out_len * p.1);
-            f.lut_outputs += (windows * c.out_channels) as u64;
+            f.lut_outputs += (c.windows() * c.out_channels) as u64;
         }
         // (products per output, outputs per window, windows) of the kernel's dot loops.
         let (macs, out_ch, windows) = match &l.op {
             Op::Conv(c) => {
-                let windows = match c.pool {
-                    Some((_, size)) => c.out_len * size,
-                    None => c.conv_len,
-                } as u64;
+                let windows = c.windows() as u64;
                 f.conv_outputs += windows * c.out_channels as u64;
                 (l.executed_macs(), c.out_channels as u64, windows)
             }
@@ -615,19 +611,10 @@ pub fn latency_features(plan: &Plan, fpu: bool) -> LatencyFeatures {
 /// layer: each window's products per filter rounded down to a multiple of four.
 fn vector_elements(l: &Layer) -> u64 {
     match &l.op {
-        Op::Conv(c) => {
-            let computed = c.pool.map_or(c.conv_len, |p| c.out_len * p.1);
-            // One interval of taps inside the input per window, no tap loop.
-            (0..computed)
-                .map(|o| {
-                    let start = (o * c.stride) as i64 - c.pad_left as i64;
-                    let lo = start.max(0);
-                    let hi = (start + c.kernel as i64).min(c.in_len as i64);
-                    let taps = (hi - lo).max(0) as u64;
-                    taps * c.in_channels as u64 / 4 * 4
-                })
-                .sum()
-        }
+        Op::Conv(c) => c
+            .window_taps()
+            .map(|taps| taps * c.in_channels as u64 / 4 * 4)
+            .sum(),
         Op::Dense { inputs, .. } => (inputs / 4 * 4) as u64,
         _ => 0,
     }

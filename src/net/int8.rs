@@ -20,10 +20,7 @@ pub fn row4(row: usize) -> usize {
 /// `row4` bytes from the first tap on stay inside the input: the kernel reads them as whole
 /// words. `lo ≤ hi ≤` the positions the kernel computes.
 pub fn full_range(c: &ConvOp) -> (usize, usize) {
-    let computed = match c.pool {
-        Some((_, size)) => c.out_len * size,
-        None => c.conv_len,
-    };
+    let computed = c.windows();
     let r4 = row4(c.kernel * c.in_channels);
     let total = c.in_len * c.in_channels;
     let lo = c.pad_left.div_ceil(c.stride).min(computed);
@@ -65,17 +62,26 @@ pub fn conv_column_words(c: &ConvOp) -> usize {
 }
 
 /// 32-bit words of the int8 C kernel's column buffer on a DSP core (0 elsewhere, or when no
-/// conv runs the generic way): [`column_windows`] windows of a row, each word of four bytes
-/// widened to two, columns stored in pairs; the largest over the plan's generic convs. It is
-/// RAM beside the arena.
+/// conv runs the generic way): the largest [`conv_column_words`] over the plan's generic convs
+/// (filter-outer ones read no columns). It is RAM beside the arena.
 pub fn column_words(plan: &Plan, dsp: bool) -> usize {
     if !dsp {
         return 0;
     }
+    max_column_words(plan, |c| !by_filter(c))
+}
+
+/// The same for a kernel that runs every conv on columns (the Rust one, which has no
+/// filter-outer sweep), with DSP.
+pub fn column_words_every_conv(plan: &Plan) -> usize {
+    max_column_words(plan, |_| true)
+}
+
+fn max_column_words(plan: &Plan, on_columns: impl Fn(&ConvOp) -> bool) -> usize {
     plan.layers
         .iter()
         .filter_map(|l| match &l.op {
-            Op::Conv(c) if !by_filter(c) => Some(conv_column_words(c)),
+            Op::Conv(c) if on_columns(c) => Some(conv_column_words(c)),
             _ => None,
         })
         .max()
@@ -164,8 +170,7 @@ pub fn code_features(plan: &Plan, dsp: bool) -> CodeFeatures {
             Some((PoolKind::Max, _)) => f.max_pool += 1,
             None => {}
         }
-        let computed = c.pool.map_or(c.conv_len, |p| c.out_len * p.1);
-        if full_range(c) != (0, computed) {
+        if full_range(c) != (0, c.windows()) {
             f.edges += 1;
         }
         let rest = c.out_channels % 4;
@@ -254,8 +259,12 @@ pub fn latency_features_int8(plan: &Plan, dsp: bool) -> LatencyFeaturesInt8 {
             }
             Op::Conv(c) if dsp => columns_conv(&mut f, c),
             Op::Conv(c) => {
-                let windows = c.pool.map_or(c.conv_len, |p| c.out_len * p.1) as u64;
-                groups_of_four(&mut f, windows, c.kernel * c.in_channels, c.out_channels);
+                groups_of_four(
+                    &mut f,
+                    c.windows() as u64,
+                    c.kernel * c.in_channels,
+                    c.out_channels,
+                );
             }
             Op::Dense { inputs, outputs } if dsp => {
                 let (words, full) = ((row4(*inputs) / 4) as u64, (outputs / 4 * 4) as u64);
@@ -285,9 +294,8 @@ fn groups_of_four(f: &mut LatencyFeaturesInt8, windows: u64, row: usize, filters
 /// The generic conv with DSP: column sets of [`column_windows`] windows (fewer at the end),
 /// windows in pairs within a set, filters in pairs.
 fn columns_conv(f: &mut LatencyFeaturesInt8, c: &ConvOp) {
-    let pool = c.pool.map_or(1, |p| p.1);
     let per_set = column_windows(c);
-    let windows = c.out_len * pool;
+    let windows = c.windows();
     let (mut pairs, mut lone) = (0u64, 0u64);
     let mut w = 0;
     while w < windows {

@@ -70,6 +70,27 @@ pub struct ConvOp {
     pub batch_norm: bool,
 }
 
+impl ConvOp {
+    /// Conv positions the kernel computes: `out_len × pool` with pooling (the tail a pooling
+    /// window drops is not computed), else `conv_len`.
+    pub fn windows(&self) -> usize {
+        self.pool
+            .map_or(self.conv_len, |(_, size)| self.out_len * size)
+    }
+
+    /// Taps of each computed window that fall inside the input (the others are padding): j in
+    /// [0, kernel) with 0 <= o·stride − pad_left + j < in_len. One interval per window, no tap
+    /// loop.
+    pub fn window_taps(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.windows()).map(|o| {
+            let start = (o * self.stride) as i64 - self.pad_left as i64;
+            let lo = (-start).max(0);
+            let hi = (self.in_len as i64 - start).min(self.kernel as i64);
+            (hi - lo).max(0) as u64
+        })
+    }
+}
+
 /// One executed layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -191,20 +212,7 @@ impl Layer {
 /// Taps inside the input over every conv output the kernel computes (those in the tail a
 /// pooling window drops are not).
 fn executed_taps(c: &ConvOp) -> u64 {
-    let computed = match c.pool {
-        Some((_, size)) => c.out_len * size,
-        None => c.conv_len,
-    };
-    // Taps of output o that fall inside the input: j in [0, kernel) with
-    // 0 <= o·stride − pad_left + j < in_len. One interval per output, no tap loop.
-    (0..computed)
-        .map(|o| {
-            let start = (o * c.stride) as i64 - c.pad_left as i64;
-            let lo = (-start).max(0);
-            let hi = (c.in_len as i64 - start).min(c.kernel as i64);
-            (hi - lo).max(0) as u64
-        })
-        .sum()
+    c.window_taps().sum()
 }
 
 /// Lower a spec into a plan. Fails only for an invalid spec.
