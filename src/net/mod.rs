@@ -12,6 +12,7 @@
 pub mod cost;
 pub mod dtype;
 pub mod int8;
+pub mod latency;
 pub mod plan;
 pub mod shape;
 pub mod spec;
