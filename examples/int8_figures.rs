@@ -180,7 +180,7 @@ fn code_size_survey(data: &(nas::data::Dataset, Samples)) -> Result<()> {
             let r = verify_int8(spec, &target, data, false)?;
             let f = nas::net::int8::code_features(&nas::net::plan::lower(spec)?, target.has_dsp());
             println!(
-                "{} layers {} by_filter {} generic {} avg {} max {} edges {} partial {} columns {} rest_pair {} rest_single {} lone {} lone_rest {} code {} flash {} estimate {}",
+                "{} layers {} by_filter {} generic {} avg {} max {} edges {} partial {} columns {} rest_pair {} rest_single {} lone {} lone_rest {} plain_blocks {} code {} flash {} estimate {}",
                 target.name,
                 r.layers,
                 f.by_filter,
@@ -194,6 +194,7 @@ fn code_size_survey(data: &(nas::data::Dataset, Samples)) -> Result<()> {
                 f.rest_single,
                 f.lone,
                 f.lone_rest,
+                f.plain_blocks,
                 r.measured.code_bytes,
                 r.measured.flash_bytes,
                 r.estimate.flash_bytes
@@ -211,6 +212,7 @@ fn code_size_survey(data: &(nas::data::Dataset, Samples)) -> Result<()> {
                 f.rest_single as f64,
                 f.lone as f64,
                 f.lone_rest as f64,
+                f.plain_blocks as f64,
             ]);
             y.push(r.measured.code_bytes as f64);
         }
@@ -240,6 +242,7 @@ fn code_size_survey(data: &(nas::data::Dataset, Samples)) -> Result<()> {
             "rest_single_bytes",
             "lone_bytes",
             "lone_rest_bytes",
+            "plain_blocks_bytes",
         ]
         .iter()
         .zip(c)

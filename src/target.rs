@@ -495,6 +495,10 @@ pub struct CodeSizeInt8 {
     pub lone_bytes: i64,
     #[serde(default)]
     pub lone_rest_bytes: i64,
+    /// With DSP: the routine of the 2 × 2 blocks of a conv without pooling, where one has a
+    /// whole filter group.
+    #[serde(default)]
+    pub plain_blocks_bytes: i64,
     /// The input embedding's copy loop, where the network has one.
     #[serde(default = "embed_code_bytes")]
     pub embed_bytes: i64,
@@ -536,7 +540,8 @@ impl Default for CodeSizeInt8 {
             rest_pair_bytes: 34,
             rest_single_bytes: 27,
             lone_bytes: 132,
-            lone_rest_bytes: 164,
+            lone_rest_bytes: 154,
+            plain_blocks_bytes: 0,
             embed_bytes: embed_code_bytes(),
             lut_bytes: lut_code_bytes(),
             gap_mean_bytes: gap_mean_code_bytes(),

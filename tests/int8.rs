@@ -605,6 +605,75 @@ fn verify_int8_column_kernel_variants() {
     }
 }
 
+/// Without inline assembly (`MODEL_NO_ASM`, the path an unoptimised build takes): the DSP
+/// path's C loops, bit-exact on the M4 over networks that take every column routine and the
+/// filter-outer sweep.
+#[test]
+fn verify_int8_without_inline_assembly() {
+    require_tools();
+    let mut target = nas::target::resolve("stm32f401re").unwrap();
+    target.toolchain.cflags.push("-DMODEL_NO_ASM".into());
+    let mut specs = column_variants();
+    specs.push(NetSpec::smart_start(784, 12));
+    for (i, spec) in specs.iter().enumerate() {
+        let seed = 30 + i as u64;
+        let mut opts = Options::new(fw_samples(spec, 4));
+        opts.quant = Some(Arc::new(quantized(spec, seed)));
+        let weights = Weights::random(spec, seed);
+        let r = firmware::verify(spec, &weights, &target, &target.limits(), &opts).unwrap();
+        let em = r.emulation.as_ref().expect("emulated");
+        assert_eq!(
+            em.bit_exact,
+            em.samples,
+            "{}: not bit-exact",
+            spec.summary()
+        );
+    }
+}
+
+/// The generated C compiles without warnings for a DSP core unoptimised (-O0: no registers to
+/// spare for the inline assembly, which it then leaves out) and at -O3.
+#[test]
+fn int8_c_kernel_compiles_unoptimised() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let mut specs = column_variants();
+    specs.push(NetSpec::smart_start(784, 12));
+    for (i, spec) in specs.iter().enumerate() {
+        let q = quantized(spec, 40 + i as u64);
+        let files = generate_c_int8(spec, &q, "model", &Provenance::new("tests/int8.rs")).unwrap();
+        write_files(&files, dir.path()).unwrap();
+        for opt in ["-O0", "-O3"] {
+            let out = Command::new("arm-none-eabi-gcc")
+                .args([
+                    opt,
+                    "-Wall",
+                    "-Wextra",
+                    "-Werror",
+                    "-mcpu=cortex-m4",
+                    "-mthumb",
+                ])
+                .args([
+                    "-mfloat-abi=hard",
+                    "-mfpu=fpv4-sp-d16",
+                    "-c",
+                    "model.c",
+                    "-o",
+                    "model.o",
+                ])
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} at {opt}: {}",
+                spec.summary(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 /// The M7 (relinked for the emulator) and the M0+ (no DSP: the plain integer path).
 #[test]
 fn verify_int8_stm32f746ng_and_stm32g071rb() {

@@ -3,7 +3,8 @@
 
 use super::{render, sanitize_identifier, GeneratedFile, Lang, Provenance};
 use crate::net::int8::{
-    by_filter, code_features, column_words, column_words_every_conv, full_range, row4,
+    by_filter, code_features, column_words, column_words_every_conv, filter_outer_chunk,
+    full_range, row4,
 };
 use crate::net::plan::{self, ConvOp, Layer, Op};
 use crate::net::NetSpec;
@@ -73,6 +74,8 @@ struct ByFilterCtx {
     x_hi: usize,
     /// Byte offset in the output of the first full window's outputs.
     o_lo: usize,
+    /// Full windows widened into columns at a time on DSP cores.
+    chunk: usize,
 }
 
 #[derive(Serialize, Default)]
@@ -147,8 +150,10 @@ struct Ctx {
     lut: bool,
     gap_plain: bool,
     gap_mean: bool,
-    /// Words of the kernel's column buffer on DSP cores (0: no conv runs on columns).
+    /// Words of the kernel's column buffer on DSP cores (0: no conv reads columns).
     cols_words: usize,
+    /// Whether a conv runs the generic way on DSP cores (on columns).
+    cols_generic: bool,
     /// Whether a generic conv ends in a group of 2 or 3 filters (a filter pair of it has
     /// its own routine on DSP cores) / of 1 or 3 (a lone filter, likewise).
     cols_pairs_rest: bool,
@@ -445,6 +450,7 @@ fn conv_ctx(l: &Layer, c: &ConvOp, n: &Names) -> Result<ConvParts> {
             x_lo,
             x_hi: x_lo + (hi - lo) * step,
             o_lo: lo * c.out_channels,
+            chunk: filter_outer_chunk(c),
         }
     });
     Ok((conv, by))
@@ -612,6 +618,7 @@ fn context(
             Lang::C => column_words(plan, true),
             Lang::Rust => column_words_every_conv(plan),
         },
+        cols_generic: dsp_features.columns == 1,
         cols_pairs_rest: dsp_features.rest_pair == 1,
         cols_single_rest: dsp_features.rest_single == 1,
     })

@@ -33,9 +33,27 @@ pub fn full_range(c: &ConvOp) -> (usize, usize) {
 }
 
 /// Whether the conv runs filter-outer (a 4-byte row and no pooling: the weights and constants
-/// of one filter stay in registers across all positions).
+/// of one filter stay in registers across all positions; at most 255 filters, the outputs'
+/// stride being a store's immediate offset on DSP cores).
 pub fn by_filter(c: &ConvOp) -> bool {
-    row4(c.kernel * c.in_channels) == 4 && c.pool.is_none()
+    row4(c.kernel * c.in_channels) == 4 && c.pool.is_none() && c.out_channels <= 255
+}
+
+/// Full windows of a filter-outer conv widened into columns at a time on DSP cores (the
+/// widened input of one chunk serves every filter).
+pub const FILTER_OUTER_CHUNK: usize = 256;
+
+/// Windows of a filter-outer conv's column chunk: its full windows, at most
+/// [`FILTER_OUTER_CHUNK`] (and at least one, so that the buffer exists).
+pub fn filter_outer_chunk(c: &ConvOp) -> usize {
+    let (lo, hi) = full_range(c);
+    (hi - lo).clamp(1, FILTER_OUTER_CHUNK)
+}
+
+/// Chunks of a filter-outer conv's full windows.
+pub fn filter_outer_chunks(c: &ConvOp) -> usize {
+    let (lo, hi) = full_range(c);
+    (hi - lo).div_ceil(FILTER_OUTER_CHUNK)
 }
 
 /// Windows of a generic conv widened into 16-bit columns at a time on DSP cores: those of one
@@ -61,27 +79,32 @@ pub fn conv_column_words(c: &ConvOp) -> usize {
     column_windows(c).div_ceil(2) * 4 * row4(c.kernel * c.in_channels) / 4
 }
 
-/// 32-bit words of the int8 C kernel's column buffer on a DSP core (0 elsewhere, or when no
-/// conv runs the generic way): the largest [`conv_column_words`] over the plan's generic convs
-/// (filter-outer ones read no columns). It is RAM beside the arena.
+/// 32-bit words of the int8 C kernel's column buffer on a DSP core (0 elsewhere, or when the
+/// plan has no conv): the largest [`conv_column_words`] over the plan's generic convs, and two
+/// words (one widened input word) per window of a filter-outer conv's chunk. It is RAM beside
+/// the arena.
 pub fn column_words(plan: &Plan, dsp: bool) -> usize {
     if !dsp {
         return 0;
     }
-    max_column_words(plan, |c| !by_filter(c))
+    plan.layers
+        .iter()
+        .filter_map(|l| match &l.op {
+            Op::Conv(c) if by_filter(c) => Some(2 * filter_outer_chunk(c)),
+            Op::Conv(c) => Some(conv_column_words(c)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// The same for a kernel that runs every conv on columns (the Rust one, which has no
 /// filter-outer sweep), with DSP.
 pub fn column_words_every_conv(plan: &Plan) -> usize {
-    max_column_words(plan, |_| true)
-}
-
-fn max_column_words(plan: &Plan, on_columns: impl Fn(&ConvOp) -> bool) -> usize {
     plan.layers
         .iter()
         .filter_map(|l| match &l.op {
-            Op::Conv(c) if on_columns(c) => Some(conv_column_words(c)),
+            Op::Conv(c) => Some(conv_column_words(c)),
             _ => None,
         })
         .max()
@@ -124,6 +147,10 @@ pub struct CodeFeatures {
     pub lone: usize,
     #[serde(default)]
     pub lone_rest: usize,
+    /// On a DSP core (0 or 1): a generic conv without pooling and with a whole filter group,
+    /// whose 2 × 2 blocks requantize in their own routine.
+    #[serde(default)]
+    pub plain_blocks: usize,
 }
 
 impl CodeFeatures {
@@ -143,7 +170,8 @@ impl CodeFeatures {
             + m.rest_pair_bytes * self.rest_pair as i64
             + m.rest_single_bytes * self.rest_single as i64
             + m.lone_bytes * self.lone as i64
-            + m.lone_rest_bytes * self.lone_rest as i64;
+            + m.lone_rest_bytes * self.lone_rest as i64
+            + m.plain_blocks_bytes * self.plain_blocks as i64;
         v.max(0) as u64
     }
 }
@@ -184,6 +212,7 @@ pub fn code_features(plan: &Plan, dsp: bool) -> CodeFeatures {
             f.rest_single |= usize::from(rest % 2 == 1);
             f.lone |= usize::from(lone && c.out_channels >= 4);
             f.lone_rest |= usize::from(lone && rest != 0);
+            f.plain_blocks |= usize::from(c.pool.is_none() && c.out_channels >= 4);
         }
     }
     f
@@ -213,6 +242,8 @@ pub fn code_features(plan: &Plan, dsp: bool) -> CodeFeatures {
 /// - `calls`: calls of those routines (window pair or lone window × filter pair), and the
 ///   dense layer's groups;
 /// - `col_words`: words widened into columns (windows × words of a row);
+/// - filter-outer convs also widen their full windows (one word each, in `col_words`) and
+///   call their sweep once per filter and [`FILTER_OUTER_CHUNK`] windows (in `calls`);
 /// - `avg_windows`: outputs of average-pooled convs, pooled windows included (each is
 ///   requantized and summed into its pool's running sum).
 ///
@@ -256,6 +287,11 @@ pub fn latency_features_int8(plan: &Plan, dsp: bool) -> LatencyFeaturesInt8 {
         match &l.op {
             Op::Conv(c) if by_filter(c) => {
                 f.filter_outputs += (c.conv_len * c.out_channels) as u64;
+                if dsp {
+                    let (lo, hi) = full_range(c);
+                    f.calls += (filter_outer_chunks(c) * c.out_channels) as u64;
+                    f.col_words += (hi - lo) as u64;
+                }
             }
             Op::Conv(c) if dsp => columns_conv(&mut f, c),
             Op::Conv(c) => {
