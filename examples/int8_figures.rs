@@ -133,7 +133,7 @@ fn survey_networks() -> Vec<NetSpec> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(300);
     let b = |f, k, s, pad| Block::new(f, k, s, pad);
     // Networks whose first conv is not filter-outer (a row longer than one word), so that
-    // the fit tells that term from the base.
+    // the fit tells that term from the base, and networks that tell the column routines apart.
     let others = [
         vec![b(8, 5, 4, Padding::Same), b(30, 3, 2, Padding::Same)],
         vec![
@@ -153,6 +153,31 @@ fn survey_networks() -> Vec<NetSpec> {
             b(36, 3, 2, Padding::Same),
         ],
         vec![b(64, 8, 8, Padding::Same), b(17, 2, 2, Padding::Same)],
+        // Column routines apart: pooled convs only; unpooled only, of even and odd length;
+        // both, with a partial group; a filter-outer conv with padded windows.
+        vec![
+            b(8, 5, 2, Padding::Valid).with_pool(PoolKind::Max, 2),
+            b(16, 3, 1, Padding::Same).with_pool(PoolKind::Avg, 2),
+        ],
+        vec![b(8, 6, 4, Padding::Same), b(16, 3, 2, Padding::Same)],
+        vec![b(12, 5, 4, Padding::Valid), b(20, 3, 1, Padding::Same)],
+        vec![
+            b(7, 5, 4, Padding::Same),
+            b(11, 3, 1, Padding::Same).with_pool(PoolKind::Max, 3),
+        ],
+        vec![
+            b(8, 5, 4, Padding::Same),
+            b(16, 3, 1, Padding::Same).with_pool(PoolKind::Max, 3),
+        ],
+        vec![
+            b(8, 3, 1, Padding::Same),
+            b(16, 3, 2, Padding::Same).with_pool(PoolKind::Avg, 2),
+        ],
+        vec![
+            b(5, 6, 4, Padding::Same),
+            b(9, 2, 2, Padding::Valid).with_pool(PoolKind::Avg, 3),
+        ],
+        vec![b(13, 3, 2, Padding::Valid), b(6, 3, 1, Padding::Same)],
     ];
     let mut nets = vec![NetSpec::smart_start(784, 12), five];
     nets.extend(
@@ -160,7 +185,7 @@ fn survey_networks() -> Vec<NetSpec> {
             .into_iter()
             .map(|blocks| NetSpec::from_blocks(784, 12, blocks)),
     );
-    while nets.len() < 20 {
+    while nets.len() < 40 {
         let mut spec = NetSpec::smart_start(784, 12);
         for _ in 0..nets.len() % 5 + 1 {
             spec = nas::search::mutate(&spec, &mut rng, &space);
@@ -180,7 +205,7 @@ fn code_size_survey(data: &(nas::data::Dataset, Samples)) -> Result<()> {
             let r = verify_int8(spec, &target, data, false)?;
             let f = nas::net::int8::code_features(&nas::net::plan::lower(spec)?, target.has_dsp());
             println!(
-                "{} layers {} by_filter {} generic {} avg {} max {} edges {} partial {} columns {} rest_pair {} rest_single {} lone {} lone_rest {} plain_blocks {} code {} flash {} estimate {}",
+                "{} layers {} by_filter {} generic {} avg {} max {} edges {} partial {} columns {} rest_pair {} rest_single {} lone {} lone_rest {} plain_blocks {} plain_lone {} outer_edges {} partial_pooled {} pooled_blocks {} code {} flash {} estimate {}",
                 target.name,
                 r.layers,
                 f.by_filter,
@@ -195,6 +220,10 @@ fn code_size_survey(data: &(nas::data::Dataset, Samples)) -> Result<()> {
                 f.lone,
                 f.lone_rest,
                 f.plain_blocks,
+                f.plain_lone,
+                f.outer_edges,
+                f.partial_pooled,
+                f.pooled_blocks,
                 r.measured.code_bytes,
                 r.measured.flash_bytes,
                 r.estimate.flash_bytes
@@ -213,6 +242,10 @@ fn code_size_survey(data: &(nas::data::Dataset, Samples)) -> Result<()> {
                 f.lone as f64,
                 f.lone_rest as f64,
                 f.plain_blocks as f64,
+                f.plain_lone as f64,
+                f.outer_edges as f64,
+                f.partial_pooled as f64,
+                f.pooled_blocks as f64,
             ]);
             y.push(r.measured.code_bytes as f64);
         }
@@ -243,6 +276,10 @@ fn code_size_survey(data: &(nas::data::Dataset, Samples)) -> Result<()> {
             "lone_bytes",
             "lone_rest_bytes",
             "plain_blocks_bytes",
+            "plain_lone_bytes",
+            "outer_edge_bytes",
+            "partial_pooled_bytes",
+            "pooled_blocks_bytes",
         ]
         .iter()
         .zip(c)

@@ -499,6 +499,18 @@ pub struct CodeSizeInt8 {
     /// whole filter group.
     #[serde(default)]
     pub plain_blocks_bytes: i64,
+    /// With DSP: the routine of a conv without pooling for its window without a pair.
+    #[serde(default)]
+    pub plain_lone_bytes: i64,
+    /// A filter-outer conv with windows in the padding or past the input's end.
+    #[serde(default)]
+    pub outer_edge_bytes: i64,
+    /// With DSP: what a last partial filter group adds to a pooled conv.
+    #[serde(default)]
+    pub partial_pooled_bytes: i64,
+    /// With DSP: the 2 × 2 routine of pooled convs, where one has a whole filter group.
+    #[serde(default)]
+    pub pooled_blocks_bytes: i64,
     /// The input embedding's copy loop, where the network has one.
     #[serde(default = "embed_code_bytes")]
     pub embed_bytes: i64,
@@ -543,6 +555,10 @@ impl Default for CodeSizeInt8 {
             lone_bytes: 132,
             lone_rest_bytes: 154,
             plain_blocks_bytes: 0,
+            plain_lone_bytes: 0,
+            outer_edge_bytes: 0,
+            partial_pooled_bytes: 0,
+            pooled_blocks_bytes: 0,
             embed_bytes: embed_code_bytes(),
             lut_bytes: lut_code_bytes(),
             gap_mean_bytes: gap_mean_code_bytes(),

@@ -142,15 +142,30 @@ pub struct CodeFeatures {
     #[serde(default)]
     pub rest_single: usize,
     /// On a DSP core (0 or 1 each): a conv has a window without a pair (odd pool window and
-    /// odd output length), with a whole filter group / with a last partial group.
+    /// odd output length), pooled with a whole filter group / with a last partial group.
     #[serde(default)]
     pub lone: usize,
     #[serde(default)]
     pub lone_rest: usize,
-    /// On a DSP core (0 or 1): a generic conv without pooling and with a whole filter group,
-    /// whose 2 × 2 blocks requantize in their own routine.
+    /// On a DSP core (0 or 1 each): a generic conv without pooling and with a whole filter
+    /// group, whose 2 × 2 blocks requantize in their own routine; one whose window without a
+    /// pair (odd length) runs whole groups in theirs.
     #[serde(default)]
     pub plain_blocks: usize,
+    #[serde(default)]
+    pub plain_lone: usize,
+    /// On a DSP core: pooled generic convs with a last partial group (the pooled loop's
+    /// routines for one or two filters, which a conv of whole groups compiles away).
+    #[serde(default)]
+    pub partial_pooled: usize,
+    /// On a DSP core (0 or 1): a pooled generic conv with a whole filter group (the 2 × 2
+    /// routine that returns its accumulators to the pooling).
+    #[serde(default)]
+    pub pooled_blocks: usize,
+    /// Filter-outer convs with windows that reach into the padding or past the input's end
+    /// (the per-tap path, with its shared routines).
+    #[serde(default)]
+    pub outer_edges: usize,
 }
 
 impl CodeFeatures {
@@ -171,7 +186,11 @@ impl CodeFeatures {
             + m.rest_single_bytes * self.rest_single as i64
             + m.lone_bytes * self.lone as i64
             + m.lone_rest_bytes * self.lone_rest as i64
-            + m.plain_blocks_bytes * self.plain_blocks as i64;
+            + m.plain_blocks_bytes * self.plain_blocks as i64
+            + m.plain_lone_bytes * self.plain_lone as i64
+            + m.outer_edge_bytes * self.outer_edges as i64
+            + m.partial_pooled_bytes * self.partial_pooled as i64
+            + m.pooled_blocks_bytes * self.pooled_blocks as i64;
         v.max(0) as u64
     }
 }
@@ -190,6 +209,7 @@ pub fn code_features(plan: &Plan, dsp: bool) -> CodeFeatures {
         };
         if by_filter(c) {
             f.by_filter += 1;
+            f.outer_edges += usize::from(full_range(c) != (0, c.windows()));
             continue;
         }
         f.generic += 1;
@@ -210,7 +230,10 @@ pub fn code_features(plan: &Plan, dsp: bool) -> CodeFeatures {
             f.columns = 1;
             f.rest_pair |= usize::from(rest >= 2);
             f.rest_single |= usize::from(rest % 2 == 1);
-            f.lone |= usize::from(lone && c.out_channels >= 4);
+            f.lone |= usize::from(lone && c.pool.is_some() && c.out_channels >= 4);
+            f.plain_lone |= usize::from(lone && c.pool.is_none() && c.out_channels >= 4);
+            f.partial_pooled += usize::from(c.pool.is_some() && rest != 0);
+            f.pooled_blocks |= usize::from(c.pool.is_some() && c.out_channels >= 4);
             f.lone_rest |= usize::from(lone && rest != 0);
             f.plain_blocks |= usize::from(c.pool.is_none() && c.out_channels >= 4);
         }
