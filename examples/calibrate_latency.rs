@@ -334,6 +334,7 @@ fn main() -> Result<()> {
                 "per_output",
                 "per_layer",
                 "per_vector_mac",
+                "per_converted_byte",
                 "base",
             ]
         };

@@ -224,6 +224,9 @@ pub struct Latency {
     /// 0 without: the kernel has no such loop).
     #[serde(default)]
     pub per_vector_mac: f64,
+    /// Raw input bytes the first conv converts to float (once per window).
+    #[serde(default)]
+    pub per_converted_byte: f64,
     pub base: f64,
     /// Instructions per table value the input embedding copies (`len × dim` of them), outside
     /// the fitted terms (see [`EMBED_VALUE_INSTRUCTIONS`]).
@@ -244,7 +247,7 @@ pub struct Latency {
 
 impl Latency {
     /// The coefficients in the order of `net::cost::LatencyFeatures::row`.
-    pub fn coefficients(&self) -> [f64; 7] {
+    pub fn coefficients(&self) -> [f64; 8] {
         [
             self.per_mac,
             self.per_single_mac,
@@ -252,13 +255,14 @@ impl Latency {
             self.per_output,
             self.per_layer,
             self.per_vector_mac,
+            self.per_converted_byte,
             self.base,
         ]
     }
 
     /// Estimated instructions of one inference with the counts `row`, in the order of
     /// [`Latency::coefficients`], and the table work `t` of an input embedding.
-    pub fn instructions(&self, row: &[f64; 7], t: TableWork) -> u64 {
+    pub fn instructions(&self, row: &[f64; 8], t: TableWork) -> u64 {
         linear_model(&self.coefficients(), row)
             + embed_model(self.per_embed_value, t)
             + lut_model((self.per_lookup, self.per_lut_output), t)

@@ -103,6 +103,8 @@ pub(crate) struct Ctx {
     /// (`lut_conv`): the template then defines that function.
     pub(crate) rows: bool,
     pub(crate) lut: bool,
+    /// Floats of the C kernel's buffer for the first conv's window of raw bytes (0: none).
+    pub(crate) byte_row: usize,
 }
 
 pub(crate) fn layer_desc(l: &plan::Layer) -> String {
@@ -375,6 +377,7 @@ pub(crate) fn context(
         arena_bytes: plan.arena_bytes,
         arena_len: plan.arena_bytes / ELEM_BYTES,
         u8_scale: float_literal(crate::data::INPUT_SCALE, lang),
+        byte_row: crate::net::cost::byte_row_floats(plan),
         arrays,
         convs,
         steps,

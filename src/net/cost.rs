@@ -146,7 +146,8 @@ pub struct Cost {
     /// The stack of one inference included in `ram_bytes`.
     pub stack_bytes: u64,
     /// Working memory beside the arena included in `ram_bytes`: the int8 C kernel's column
-    /// buffer on DSP cores ([`crate::net::int8::column_words`]); 0 otherwise.
+    /// buffer on DSP cores ([`crate::net::int8::column_words`]), the float C kernel's row of
+    /// converted input bytes ([`byte_row_floats`]).
     #[serde(default)]
     pub scratch_bytes: u64,
     pub weights_bytes: u64,
@@ -248,7 +249,7 @@ pub fn cost_deployed(
     );
     let flash_bytes = weights_bytes + code_bytes;
     let scratch_bytes = match dtype {
-        Dtype::F32 => 0,
+        Dtype::F32 => (ELEM_BYTES * byte_row_floats(plan)) as u64,
         Dtype::Int8 => 4 * crate::net::int8::column_words(plan, target.has_dsp()) as u64,
     };
     let ram_bytes = arena_bytes + stack_bytes + scratch_bytes;
@@ -634,6 +635,19 @@ pub fn share(part: f64, whole: f64) -> String {
     }
 }
 
+/// Floats of the float C kernel's row buffer: the first conv's window of raw input bytes
+/// (`kernel × in_channels`), converted once for all its filters; 0 when no conv reads the raw
+/// bytes (an embedded input).
+pub fn byte_row_floats(plan: &Plan) -> usize {
+    plan.layers
+        .iter()
+        .find_map(|l| match (&l.op, &l.input) {
+            (Op::Conv(c), crate::net::plan::Buffer::Input { .. }) => Some(c.kernel * c.in_channels),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -818,6 +832,8 @@ mod tests {
         assert_eq!(f.dot_calls, 196 * (6 + 3) + 48 * (28 + 2) + 3);
         assert_eq!(f.conv_outputs, 196 * 27 + 48 * 114);
         assert_eq!(f.layers, 4);
+        // conv0 reads the raw bytes: each window's 3 taps converted once for all filters.
+        assert_eq!(f.converted_bytes, 196 * 3);
 
         let mut t = f401();
         t.latency = Some(crate::target::Latency {
@@ -827,6 +843,7 @@ mod tests {
             per_output: 20.0,
             per_layer: 100.0,
             per_vector_mac: 1.0,
+            per_converted_byte: 7.0,
             base: 1000.0,
             per_embed_value: 3.0,
             per_lookup: 6.0,
@@ -836,7 +853,7 @@ mod tests {
         });
         // The F401RE has an FPU: conv1's windows (108 products per filter, all inside the
         // input) and the dense layer's 114 inputs go four at a time for the grouped filters;
-        // conv0 reads the raw bytes element by element.
+        // conv0's 3-tap windows are too short for that loop.
         assert!(t.has_fpu());
         let v = latency_features(&plan, true);
         assert_eq!(v.macs_vector, conv1 * 112 + 112 * 12);
@@ -849,6 +866,7 @@ mod tests {
             + 20 * v.conv_outputs
             + 100 * 4
             + v.macs_vector
+            + 7 * 196 * 3
             + 1000;
         assert_eq!(c.instructions, Some(want));
         // ms = instructions × CPI / clock × 1000, at the F401RE's 84 MHz.

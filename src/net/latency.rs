@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LatencyFeatures {
     /// Executed MACs (padded taps skipped, conv and dense) of filters taken four at a time,
-    /// element by element (on a core with an FPU: those the four-element loop leaves, the
-    /// first layer's raw bytes and each window's last `n % 4` elements).
+    /// element by element (on a core with an FPU: those the four-element loop leaves, each
+    /// window's last `n % 4` elements).
     pub macs_grouped: u64,
     /// Executed MACs of the filters left over (`out_channels % 4`), taken one by one.
     pub macs_single: u64,
@@ -38,16 +38,20 @@ pub struct LatencyFeatures {
     pub lut_lookups: u64,
     #[serde(default)]
     pub lut_outputs: u64,
-    /// On a core with an FPU: MACs of four-filter groups on float inputs taken four elements
-    /// at a time (one VLDM each for the input and every filter).
+    /// On a core with an FPU: MACs of four-filter groups taken four elements at a time (one
+    /// VLDM each for the input and every filter).
     #[serde(default)]
     pub macs_vector: u64,
+    /// Raw input bytes the first conv converts to float, once per window for all its filters
+    /// (its window's taps on the input).
+    #[serde(default)]
+    pub converted_bytes: u64,
 }
 
 impl LatencyFeatures {
     /// The features in the order of [`crate::target::Latency::coefficients`], the constant
     /// last.
-    pub fn row(&self) -> [f64; 7] {
+    pub fn row(&self) -> [f64; 8] {
         [
             self.macs_grouped as f64,
             self.macs_single as f64,
@@ -55,6 +59,7 @@ impl LatencyFeatures {
             self.conv_outputs as f64,
             self.layers as f64,
             self.macs_vector as f64,
+            self.converted_bytes as f64,
             1.0,
         ]
     }
@@ -109,7 +114,10 @@ pub fn latency_features(plan: &Plan, fpu: bool) -> LatencyFeatures {
         let single = out_ch % 4;
         f.macs_single += macs / out_ch * single;
         let grouped = macs / out_ch * (out_ch - single);
-        let vector = if fpu && !matches!(l.input, Buffer::Input { .. }) {
+        if let (Op::Conv(c), Buffer::Input { .. }) = (&l.op, &l.input) {
+            f.converted_bytes += c.window_taps().sum::<u64>() * c.in_channels as u64;
+        }
+        let vector = if fpu {
             (out_ch - single) * vector_elements(l)
         } else {
             0
