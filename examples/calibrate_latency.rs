@@ -335,6 +335,8 @@ fn main() -> Result<()> {
                 "per_layer",
                 "per_vector_mac",
                 "per_converted_byte",
+                "per_pair_mac",
+                "per_window",
                 "base",
             ]
         };

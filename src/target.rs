@@ -227,6 +227,12 @@ pub struct Latency {
     /// Raw input bytes the first conv converts to float (once per window).
     #[serde(default)]
     pub per_converted_byte: f64,
+    /// Products of windows the FPU's loop takes in pairs (see `net::latency::window_elements`).
+    #[serde(default)]
+    pub per_pair_mac: f64,
+    /// Windows the convs compute (a pair counted once).
+    #[serde(default)]
+    pub per_window: f64,
     pub base: f64,
     /// Instructions per table value the input embedding copies (`len × dim` of them), outside
     /// the fitted terms (see [`EMBED_VALUE_INSTRUCTIONS`]).
@@ -247,7 +253,7 @@ pub struct Latency {
 
 impl Latency {
     /// The coefficients in the order of `net::cost::LatencyFeatures::row`.
-    pub fn coefficients(&self) -> [f64; 8] {
+    pub fn coefficients(&self) -> [f64; 10] {
         [
             self.per_mac,
             self.per_single_mac,
@@ -256,13 +262,15 @@ impl Latency {
             self.per_layer,
             self.per_vector_mac,
             self.per_converted_byte,
+            self.per_pair_mac,
+            self.per_window,
             self.base,
         ]
     }
 
     /// Estimated instructions of one inference with the counts `row`, in the order of
     /// [`Latency::coefficients`], and the table work `t` of an input embedding.
-    pub fn instructions(&self, row: &[f64; 8], t: TableWork) -> u64 {
+    pub fn instructions(&self, row: &[f64; 10], t: TableWork) -> u64 {
         linear_model(&self.coefficients(), row)
             + embed_model(self.per_embed_value, t)
             + lut_model((self.per_lookup, self.per_lut_output), t)

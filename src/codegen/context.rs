@@ -103,7 +103,8 @@ pub(crate) struct Ctx {
     /// (`lut_conv`): the template then defines that function.
     pub(crate) rows: bool,
     pub(crate) lut: bool,
-    /// Floats of the C kernel's buffer for the first conv's window of raw bytes (0: none).
+    /// Floats of one window of raw bytes in the C kernel's buffer for the first conv (0: no
+    /// conv reads them); the buffer holds two with an FPU.
     pub(crate) byte_row: usize,
 }
 
@@ -377,7 +378,7 @@ pub(crate) fn context(
         arena_bytes: plan.arena_bytes,
         arena_len: plan.arena_bytes / ELEM_BYTES,
         u8_scale: float_literal(crate::data::INPUT_SCALE, lang),
-        byte_row: crate::net::cost::byte_row_floats(plan),
+        byte_row: crate::net::cost::first_conv_row(plan),
         arrays,
         convs,
         steps,

@@ -249,7 +249,7 @@ pub fn cost_deployed(
     );
     let flash_bytes = weights_bytes + code_bytes;
     let scratch_bytes = match dtype {
-        Dtype::F32 => (ELEM_BYTES * byte_row_floats(plan)) as u64,
+        Dtype::F32 => (ELEM_BYTES * byte_row_floats(plan, target.has_fpu())) as u64,
         Dtype::Int8 => 4 * crate::net::int8::column_words(plan, target.has_dsp()) as u64,
     };
     let ram_bytes = arena_bytes + stack_bytes + scratch_bytes;
@@ -636,9 +636,14 @@ pub fn share(part: f64, whole: f64) -> String {
 }
 
 /// Floats of the float C kernel's row buffer: the first conv's window of raw input bytes
-/// (`kernel × in_channels`), converted once for all its filters; 0 when no conv reads the raw
-/// bytes (an embedded input).
-pub fn byte_row_floats(plan: &Plan) -> usize {
+/// (`kernel × in_channels`; two windows on a core with an FPU, which takes windows in pairs),
+/// converted once for all its filters; 0 when no conv reads the raw bytes (an embedded input).
+pub fn byte_row_floats(plan: &Plan, fpu: bool) -> usize {
+    (1 + usize::from(fpu)) * first_conv_row(plan)
+}
+
+/// The first conv's row (`kernel × in_channels`) when it reads the raw input bytes, else 0.
+pub fn first_conv_row(plan: &Plan) -> usize {
     plan.layers
         .iter()
         .find_map(|l| match (&l.op, &l.input) {
@@ -844,6 +849,8 @@ mod tests {
             per_layer: 100.0,
             per_vector_mac: 1.0,
             per_converted_byte: 7.0,
+            per_pair_mac: 0.5,
+            per_window: 3.0,
             base: 1000.0,
             per_embed_value: 3.0,
             per_lookup: 6.0,
@@ -851,14 +858,18 @@ mod tests {
             cycles_per_instruction: 1.5,
             worst_error_pct: 10.0,
         });
-        // The F401RE has an FPU: conv1's windows (108 products per filter, all inside the
-        // input) and the dense layer's 114 inputs go four at a time for the grouped filters;
-        // conv0's 3-tap windows are too short for that loop.
+        // The F401RE has an FPU: conv1's 48 windows (108 products per filter, all inside the
+        // input, so all alike) go in 24 pairs through its 29 groups of filters (the last, of
+        // 2, run as 4); the dense layer's 114 inputs go four at a time (112 of them) for its
+        // 12 filters; conv0's 3-tap windows are too short for either loop.
         assert!(t.has_fpu());
         let v = latency_features(&plan, true);
-        assert_eq!(v.macs_vector, conv1 * 112 + 112 * 12);
-        assert_eq!(v.macs_grouped + v.macs_vector, f.macs_grouped);
-        assert_eq!(v.executed_macs(), f.executed_macs());
+        assert_eq!(v.macs_pair, 24 * 2 * 108 * 4 * 29);
+        assert_eq!(v.macs_vector, 112 * 12);
+        assert_eq!(v.macs_grouped, conv0 * 24 + 2 * 12);
+        assert_eq!(v.macs_single, conv0 * 3);
+        assert_eq!(v.dot_calls, 196 * (6 + 3) + 24 * 29 + 3);
+        assert_eq!((f.conv_windows, v.conv_windows), (196 + 48, 196 + 24));
         let c = cost(&plan, &t, &t.limits());
         let want = 2 * v.macs_grouped
             + 10 * v.macs_single
@@ -867,6 +878,8 @@ mod tests {
             + 100 * 4
             + v.macs_vector
             + 7 * 196 * 3
+            + v.macs_pair / 2
+            + 3 * (196 + 24)
             + 1000;
         assert_eq!(c.instructions, Some(want));
         // ms = instructions × CPI / clock × 1000, at the F401RE's 84 MHz.

@@ -2,7 +2,7 @@
 //! profile's `[latency]` model ([`crate::target::Latency`]), fitted to QEMU counts by
 //! `examples/calibrate_latency.rs`. The int8 kernel's are in [`crate::net::int8`].
 
-use crate::net::plan::{Buffer, Layer, Op, Plan};
+use crate::net::plan::{Buffer, ConvOp, Op, Plan};
 use crate::target::TableWork;
 use serde::{Deserialize, Serialize};
 
@@ -46,12 +46,21 @@ pub struct LatencyFeatures {
     /// (its window's taps on the input).
     #[serde(default)]
     pub converted_bytes: u64,
+    /// On a core with an FPU: the products of windows taken in pairs ([`window_elements`]),
+    /// both windows, every group of four filters counted whole (a last group of fewer runs as
+    /// four).
+    #[serde(default)]
+    pub macs_pair: u64,
+    /// Windows the convs compute, a pair of them counted once (each has its taps worked out
+    /// and, for the first conv, its bytes converted).
+    #[serde(default)]
+    pub conv_windows: u64,
 }
 
 impl LatencyFeatures {
     /// The features in the order of [`crate::target::Latency::coefficients`], the constant
     /// last.
-    pub fn row(&self) -> [f64; 8] {
+    pub fn row(&self) -> [f64; 10] {
         [
             self.macs_grouped as f64,
             self.macs_single as f64,
@@ -60,6 +69,8 @@ impl LatencyFeatures {
             self.layers as f64,
             self.macs_vector as f64,
             self.converted_bytes as f64,
+            self.macs_pair as f64,
+            self.conv_windows as f64,
             1.0,
         ]
     }
@@ -74,7 +85,8 @@ impl LatencyFeatures {
         }
     }
 
-    /// All executed MACs.
+    /// The MACs the dot routines take one window at a time (all executed MACs on a core
+    /// without an FPU; with one, those of windows in pairs are in `macs_pair`).
     pub fn executed_macs(&self) -> u64 {
         self.macs_grouped + self.macs_single + self.macs_vector
     }
@@ -100,44 +112,60 @@ pub fn latency_features(plan: &Plan, fpu: bool) -> LatencyFeatures {
             f.lut_lookups += l.lookups();
             f.lut_outputs += (c.windows() * c.out_channels) as u64;
         }
-        // (products per output, outputs per window, windows) of the kernel's dot loops.
-        let (macs, out_ch, windows) = match &l.op {
-            Op::Conv(c) => {
-                let windows = c.windows() as u64;
-                f.conv_outputs += windows * c.out_channels as u64;
-                (l.executed_macs(), c.out_channels as u64, windows)
-            }
-            Op::Dense { outputs, .. } => (l.executed_macs(), *outputs as u64, 1),
-            Op::Embed { .. } | Op::LutConv(_) | Op::GlobalAvgPool { .. } => continue,
-        };
-        // Filters go through the dot loop four at a time; the last out_ch % 4 one by one.
-        let single = out_ch % 4;
-        f.macs_single += macs / out_ch * single;
-        let grouped = macs / out_ch * (out_ch - single);
         if let (Op::Conv(c), Buffer::Input { .. }) = (&l.op, &l.input) {
             f.converted_bytes += c.window_taps().sum::<u64>() * c.in_channels as u64;
         }
-        let vector = if fpu {
-            (out_ch - single) * vector_elements(l)
-        } else {
-            0
+        // Products per filter of each window the dot routines take alone, and of each pair.
+        let (out_ch, (alone, pairs)) = match &l.op {
+            Op::Conv(c) => {
+                f.conv_outputs += (c.windows() * c.out_channels) as u64;
+                (c.out_channels as u64, window_elements(c, fpu))
+            }
+            Op::Dense { inputs, outputs } => (*outputs as u64, (vec![*inputs as u64], vec![])),
+            Op::Embed { .. } | Op::LutConv(_) | Op::GlobalAvgPool { .. } => continue,
         };
-        f.macs_vector += vector;
-        f.macs_grouped += grouped - vector;
-        f.dot_calls += windows * (out_ch / 4 + single);
+        if let Op::Conv(_) = l.op {
+            f.conv_windows += (alone.len() + pairs.len()) as u64;
+        }
+        // Filters go through the dot loop four at a time; the last out_ch % 4 one by one.
+        let single = out_ch % 4;
+        for n in alone {
+            let vector = if fpu {
+                (out_ch - single) * (n / 4 * 4)
+            } else {
+                0
+            };
+            f.macs_single += n * single;
+            f.macs_vector += vector;
+            f.macs_grouped += n * (out_ch - single) - vector;
+            f.dot_calls += out_ch / 4 + single;
+        }
+        for n in pairs {
+            f.macs_pair += 2 * n * 4 * out_ch.div_ceil(4);
+            f.dot_calls += out_ch.div_ceil(4);
+        }
     }
     f
 }
 
-/// Elements of float input the four-element loop takes over all windows of a conv or dense
-/// layer: each window's products per filter rounded down to a multiple of four.
-fn vector_elements(l: &Layer) -> u64 {
-    match &l.op {
-        Op::Conv(c) => c
-            .window_taps()
-            .map(|taps| taps * c.in_channels as u64 / 4 * 4)
-            .sum(),
-        Op::Dense { inputs, .. } => (inputs / 4 * 4) as u64,
-        _ => 0,
+/// Products per filter (taps inside the input × input channels) of each computed window of a
+/// conv, split into those the float kernel takes alone and, on a core with an FPU, those it
+/// takes in pairs: consecutive windows with the same taps and at least four products, paired
+/// greedily from the first window (as the C kernel's loop does).
+pub fn window_elements(c: &ConvOp, fpu: bool) -> (Vec<u64>, Vec<u64>) {
+    let ranges: Vec<(i64, i64)> = c.window_tap_ranges().collect();
+    let ch = c.in_channels as u64;
+    let (mut alone, mut pairs) = (Vec::new(), Vec::new());
+    let mut q = 0;
+    while q < ranges.len() {
+        let n = (ranges[q].1 - ranges[q].0).max(0) as u64 * ch;
+        if fpu && n >= 4 && q + 1 < ranges.len() && ranges[q + 1] == ranges[q] {
+            pairs.push(n);
+            q += 2;
+        } else {
+            alone.push(n);
+            q += 1;
+        }
     }
+    (alone, pairs)
 }

@@ -82,11 +82,18 @@ impl ConvOp {
     /// [0, kernel) with 0 <= o·stride − pad_left + j < in_len. One interval per window, no tap
     /// loop.
     pub fn window_taps(&self) -> impl Iterator<Item = u64> + '_ {
+        self.window_tap_ranges()
+            .map(|(lo, hi)| (hi - lo).max(0) as u64)
+    }
+
+    /// The same taps as intervals `[lo, hi)` of tap indices (empty when `hi <= lo`).
+    pub fn window_tap_ranges(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         (0..self.windows()).map(|o| {
             let start = (o * self.stride) as i64 - self.pad_left as i64;
-            let lo = (-start).max(0);
-            let hi = (self.in_len as i64 - start).min(self.kernel as i64);
-            (hi - lo).max(0) as u64
+            (
+                (-start).max(0),
+                (self.in_len as i64 - start).min(self.kernel as i64),
+            )
         })
     }
 }
