@@ -101,8 +101,13 @@ fn write_totals(c: &Cost, s: &mut String) {
         c.ram_bytes,
         Some(lim.max_ram_bytes),
         if c.scratch_bytes > 0 {
+            // The int8 DSP kernel's widened columns, or the float kernel's converted input bytes.
+            let what = match c.dtype {
+                crate::net::Dtype::Int8 => "columns",
+                crate::net::Dtype::F32 => "byte rows",
+            };
             format!(
-                "(arena {} + columns {} + stack {})",
+                "(arena {} + {what} {} + stack {})",
                 c.arena_bytes, c.scratch_bytes, c.stack_bytes
             )
         } else {

@@ -195,7 +195,7 @@ impl KernelReport {
                 n(b.kernel_ram_bytes),
                 if e.scratch_bytes > 0 {
                     format!(
-                        "  the DSP kernel's column buffer and statics (the cost model's columns: {})",
+                        "  the kernel's working buffers and statics (the cost model's: {})",
                         n(e.scratch_bytes)
                     )
                 } else {
