@@ -665,6 +665,24 @@ fn c_kernel_cross_compiles_for_cortex_m4() {
                 .arg(&obj),
             "arm-none-eabi-gcc",
         );
+        // Unoptimised (the inline assembly's registers) and fully optimised builds compile too.
+        for opt in ["-O0", "-O3"] {
+            run_ok(
+                Command::new(gcc)
+                    .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", opt])
+                    .args([
+                        "-mcpu=cortex-m4",
+                        "-mthumb",
+                        "-mfloat-abi=hard",
+                        "-mfpu=fpv4-sp-d16",
+                    ])
+                    .args(["-ffp-contract=off", "-c"])
+                    .arg(tmp.path().join("model.c"))
+                    .arg("-o")
+                    .arg(tmp.path().join(format!("model{i}{opt}.o"))),
+                "arm-none-eabi-gcc",
+            );
+        }
         let bytes = std::fs::read(&obj).unwrap();
         let file = object::File::parse(&*bytes).unwrap();
         let section_of = |name: &str| {
