@@ -87,24 +87,27 @@ pub fn column_words(plan: &Plan, dsp: bool) -> usize {
     if !dsp {
         return 0;
     }
-    plan.layers
-        .iter()
-        .filter_map(|l| match &l.op {
-            Op::Conv(c) if by_filter(c) => Some(2 * filter_outer_chunk(c)),
-            Op::Conv(c) => Some(conv_column_words(c)),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0)
+    max_over_convs(plan, |c| {
+        if by_filter(c) {
+            2 * filter_outer_chunk(c)
+        } else {
+            conv_column_words(c)
+        }
+    })
 }
 
 /// The same for a kernel that runs every conv on columns (the Rust one, which has no
 /// filter-outer sweep), with DSP.
 pub fn column_words_every_conv(plan: &Plan) -> usize {
+    max_over_convs(plan, conv_column_words)
+}
+
+/// The largest `words` over the plan's convs, 0 without one.
+fn max_over_convs(plan: &Plan, words: impl Fn(&ConvOp) -> usize) -> usize {
     plan.layers
         .iter()
         .filter_map(|l| match &l.op {
-            Op::Conv(c) => Some(conv_column_words(c)),
+            Op::Conv(c) => Some(words(c)),
             _ => None,
         })
         .max()

@@ -118,15 +118,14 @@ pub fn latency_features(plan: &Plan, fpu: bool) -> LatencyFeatures {
         // Products per filter of each window the dot routines take alone, and of each pair.
         let (out_ch, (alone, pairs)) = match &l.op {
             Op::Conv(c) => {
+                let (alone, pairs) = window_elements(c, fpu);
                 f.conv_outputs += (c.windows() * c.out_channels) as u64;
-                (c.out_channels as u64, window_elements(c, fpu))
+                f.conv_windows += (alone.len() + pairs.len()) as u64;
+                (c.out_channels as u64, (alone, pairs))
             }
             Op::Dense { inputs, outputs } => (*outputs as u64, (vec![*inputs as u64], vec![])),
             Op::Embed { .. } | Op::LutConv(_) | Op::GlobalAvgPool { .. } => continue,
         };
-        if let Op::Conv(_) = l.op {
-            f.conv_windows += (alone.len() + pairs.len()) as u64;
-        }
         // Filters go through the dot loop four at a time; the last out_ch % 4 one by one.
         let single = out_ch % 4;
         for n in alone {
