@@ -6,7 +6,12 @@
 //! cargo build --release            # builds the QEMU plugin too (target/release/libnas_qemu_mix.so)
 //! cargo run --release --example cycle_figures
 //! cargo run --release --example cycle_figures -- --cpi   # cycles per instruction, every profile
+//! cargo run --release --example cycle_figures -- --rust  # the Rust kernels instead of the C ones
+//! NAS_FIGURES_KEEP=/tmp/keep cargo run --release --example cycle_figures   # keep each build
 //! ```
+//!
+//! `NAS_FIGURES_KEEP` keeps every firmware build (ELF, map, QEMU's instruction mix) under
+//! `<dir>/<network>-<dtype>-<target>` for profiling.
 //!
 //! `--cpi` prints, for every shipped profile with an emulator, the estimated cycles per
 //! executed instruction of the float and int8 C kernels over the three networks (those that fit
@@ -21,7 +26,7 @@
 //! has it. Needs `arm-none-eabi-gcc`, newlib and `qemu-system-arm`.
 
 use anyhow::{Context, Result};
-use nas::firmware::{self, KernelReport, Options, Samples};
+use nas::firmware::{self, KernelReport, Lang, Options, Samples};
 use nas::net::NetSpec;
 use nas::quant::{ptq, CalibrationMethod};
 use nas::weights::Weights;
@@ -45,8 +50,9 @@ fn print(name: &str, dtype: &str, r: &KernelReport) -> Result<()> {
         .as_ref()
         .with_context(|| format!("no cycle estimate: {:?}", em.cycles_skipped))?;
     println!(
-        "{name} {dtype} on {} ({}): {} MACs, {} instructions ({:.2}/MAC), estimated {:.0} cycles \
+        "{name} {dtype} {:?} on {} ({}): {} MACs, {} instructions ({:.2}/MAC), estimated {:.0} cycles \
          ({:.2}/MAC, {:.2} ms at the profile's clock); flash {} B",
+        r.lang,
         r.target,
         r.core,
         em.executed_macs,
@@ -73,6 +79,12 @@ fn print(name: &str, dtype: &str, r: &KernelReport) -> Result<()> {
         c.dual_issue_saved
     );
     Ok(())
+}
+
+/// Where to keep the build of `name` in `dtype` on `target`, when `NAS_FIGURES_KEEP` says.
+fn keep(name: &str, dtype: &str, target: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("NAS_FIGURES_KEEP")?;
+    Some(std::path::PathBuf::from(dir).join(format!("{}-{dtype}-{target}", name.replace(' ', "-"))))
 }
 
 /// Cycles per instruction of the float and int8 kernels on every profile.
@@ -171,11 +183,18 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--cpi") {
         return cpi(&nets, &calib, &samples);
     }
+    let lang = if std::env::args().any(|a| a == "--rust") {
+        Lang::Rust
+    } else {
+        Lang::C
+    };
     for (name, spec) in &nets {
         let weights = Weights::random(spec, 1);
         let q = Arc::new(ptq(spec, &weights, &calib, 300, CalibrationMethod::MinMax)?);
         let f401 = nas::target::resolve("stm32f401re")?;
-        let opts = Options::new(samples.clone());
+        let mut opts = Options::new(samples.clone());
+        opts.lang = lang;
+        opts.build_dir = keep(name, "f32", "stm32f401re");
         print(
             name,
             "f32",
@@ -184,7 +203,9 @@ fn main() -> Result<()> {
         for target in ["stm32f401re", "stm32f746ng", "stm32g071rb"] {
             let t = nas::target::resolve(target)?;
             let mut opts = Options::new(samples.clone());
+            opts.lang = lang;
             opts.quant = Some(q.clone());
+            opts.build_dir = keep(name, "int8", target);
             opts.timeout = std::time::Duration::from_secs(600);
             print(
                 name,

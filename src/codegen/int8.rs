@@ -3,8 +3,8 @@
 
 use super::{render, sanitize_identifier, GeneratedFile, Lang, Provenance};
 use crate::net::int8::{
-    by_filter, code_features, column_words, column_words_every_conv, filter_outer_chunk,
-    full_range, row4,
+    by_filter, code_features, column_words, filter_outer_chunk, full_range, row4,
+    FILTER_OUTER_CHUNK,
 };
 use crate::net::plan::{self, ConvOp, Layer, Op};
 use crate::net::NetSpec;
@@ -152,6 +152,8 @@ struct Ctx {
     gap_mean: bool,
     /// Words of the kernel's column buffer on DSP cores (0: no conv reads columns).
     cols_words: usize,
+    /// Full windows of a filter-outer conv widened at a time (the Rust kernel's constant).
+    filter_outer_chunk: usize,
     /// Whether a conv runs the generic way on DSP cores (on columns).
     cols_generic: bool,
     /// Whether a generic conv ends in a group of 2 or 3 filters (a filter pair of it has
@@ -409,7 +411,7 @@ fn conv_ctx(l: &Layer, c: &ConvOp, n: &Names) -> Result<ConvParts> {
     }
     let cfg = n.cfg(&l.name);
     let avg = matches!(c.pool, Some((crate::net::PoolKind::Avg, _)));
-    let filter_outer = by_filter(c) && n.lang == Lang::C;
+    let filter_outer = by_filter(c);
     let conv = ConvCtx {
         ident: cfg.clone(),
         comment: desc.clone(),
@@ -614,10 +616,8 @@ fn context(
         gap_plain,
         gap_mean,
         // The Rust kernel runs every conv on columns with DSP (it has no filter-outer sweep).
-        cols_words: match lang {
-            Lang::C => column_words(plan, true),
-            Lang::Rust => column_words_every_conv(plan),
-        },
+        cols_words: column_words(plan, true),
+        filter_outer_chunk: FILTER_OUTER_CHUNK,
         cols_generic: dsp_features.columns == 1,
         cols_pairs_rest: dsp_features.rest_pair == 1,
         cols_single_rest: dsp_features.rest_single == 1,

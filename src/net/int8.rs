@@ -96,12 +96,6 @@ pub fn column_words(plan: &Plan, dsp: bool) -> usize {
     })
 }
 
-/// The same for a kernel that runs every conv on columns (the Rust one, which has no
-/// filter-outer sweep), with DSP.
-pub fn column_words_every_conv(plan: &Plan) -> usize {
-    max_over_convs(plan, conv_column_words)
-}
-
 /// The largest `words` over the plan's convs, 0 without one.
 fn max_over_convs(plan: &Plan, words: impl Fn(&ConvOp) -> usize) -> usize {
     plan.layers
