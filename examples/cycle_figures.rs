@@ -51,7 +51,7 @@ fn print(name: &str, dtype: &str, r: &KernelReport) -> Result<()> {
         .with_context(|| format!("no cycle estimate: {:?}", em.cycles_skipped))?;
     println!(
         "{name} {dtype} {:?} on {} ({}): {} MACs, {} instructions ({:.2}/MAC), estimated {:.0} cycles \
-         ({:.2}/MAC, {:.2} ms at the profile's clock); flash {} B",
+         ({:.2}/MAC, {:.2} ms at the profile's clock); flash {} B; bit-exact {}/{}",
         r.lang,
         r.target,
         r.core,
@@ -61,7 +61,9 @@ fn print(name: &str, dtype: &str, r: &KernelReport) -> Result<()> {
         c.cycles,
         em.cycles_per_mac.unwrap_or(0.0),
         em.cycle_ms.unwrap_or(0.0),
-        r.measured.flash_bytes
+        r.measured.flash_bytes,
+        em.bit_exact,
+        em.samples
     );
     let parts: Vec<String> = c
         .by_class

@@ -710,9 +710,10 @@ fn c_kernel_cross_compiles_for_cortex_m4() {
     }
 }
 
-/// The generated crate builds for thumbv7em-none-eabihf, and a firmware-style binary that calls
-/// all three entry points links with a panic handler that references an undefined symbol: the
-/// link fails if any panic path survives optimisation on the inference path.
+/// The generated crates (float; int8 with and without the DSP routines) build for
+/// thumbv7em-none-eabihf, and a firmware-style binary that calls every entry point links with a
+/// panic handler that references an undefined symbol: the link fails if any panic path
+/// survives optimisation on the inference path.
 #[test]
 fn rust_kernel_builds_for_thumbv7em_without_panics() {
     let installed = || {
@@ -737,22 +738,53 @@ fn rust_kernel_builds_for_thumbv7em_without_panics() {
         installed,
         "the Rust target thumbv7em-none-eabihf is not installed: run `rustup target add thumbv7em-none-eabihf`"
     );
-    let tmp = tempdir();
     let spec = NetSpec::smart_start(784, 12);
     let w = Weights::random(&spec, 11);
-    write_files(
-        &generate_rust(&spec, &w, "model", &note()).unwrap(),
-        &tmp.path().join("model"),
+    let float = generate_rust(&spec, &w, "model", &note()).unwrap();
+    assert_builds_without_panics(
+        &float,
+        "",
+        "infer_f32(arena, &black_box([0.0f32; model::INPUT_LEN]), &mut logits);",
+    );
+    // The int8 crate, with the DSP routines (M4/M7/M33) and without (the portable loops).
+    // The README's winner adds convs without pooling (the 2 × 2 blocks, a lone window, last
+    // groups of two and one filters) to the smart start's filter-outer and pooled convs.
+    let winner = nas::cli::read_spec(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/specs/iscx-f401re-winner.json"),
     )
     .unwrap();
+    let calib = nas::data::synthetic(64, 784, 12, 1);
+    let int8_call = "infer_int8(arena, &input, &mut [0i8; model::NUM_CLASSES]);";
+    for spec in [spec, winner] {
+        let w = Weights::random(&spec, 11);
+        let method = nas::quant::CalibrationMethod::MinMax;
+        let q = nas::quant::ptq(&spec, &w, &calib, 64, method).unwrap();
+        let int8 = nas::codegen::int8::generate_rust_int8(&spec, &q, "model", &note()).unwrap();
+        assert_builds_without_panics(&int8, "features = [\"dsp\"]", int8_call);
+        assert_builds_without_panics(&int8, "", int8_call);
+    }
+}
+
+/// Build the kernel crate `files` (with the dependency options `features`) for thumbv7em, then
+/// a firmware-style binary that calls `infer`, `predict` and `model::<other>`, linked with a
+/// panic handler that references an undefined symbol.
+fn assert_builds_without_panics(
+    files: &[nas::codegen::GeneratedFile],
+    features: &str,
+    other: &str,
+) {
+    let tmp = tempdir();
+    write_files(files, &tmp.path().join("model")).unwrap();
     let fw = tmp.path().join("fw");
     std::fs::create_dir_all(fw.join("src")).unwrap();
     std::fs::write(
         fw.join("Cargo.toml"),
-        "[package]\nname = \"fw\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-         [dependencies]\nmodel = { path = \"../model\" }\n\n[workspace]\n\n\
-         [profile.release]\nopt-level = \"s\"\npanic = \"abort\"\ncodegen-units = 1\nlto = true\n\n\
-         [profile.dev]\npanic = \"abort\"\n",
+        format!(
+            "[package]\nname = \"fw\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+             [dependencies]\nmodel = {{ path = \"../model\", {features} }}\n\n[workspace]\n\n\
+             [profile.release]\nopt-level = \"s\"\npanic = \"abort\"\ncodegen-units = 1\nlto = true\n\n\
+             [profile.dev]\npanic = \"abort\"\n"
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -780,13 +812,13 @@ pub extern "C" fn _start() -> ! {
     let mut logits = [0.0f32; model::NUM_CLASSES];
     model::infer(arena, &input, &mut logits);
     black_box(&logits);
-    let input_f = black_box([0.0f32; model::INPUT_LEN]);
-    model::infer_f32(arena, &input_f, &mut logits);
+    model::OTHER
     black_box(&logits);
     black_box(model::predict(arena, &input));
     loop {}
 }
-"#,
+"#
+        .replace("OTHER", other),
     )
     .unwrap();
     let target_dir = tmp.path().join("target");
@@ -824,7 +856,7 @@ pub extern "C" fn _start() -> ! {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !err.contains("nas_inference_path_can_panic"),
-        "the inference path can panic:\n{err}"
+        "the inference path can panic ({features}):\n{err}"
     );
     assert!(out.status.success(), "firmware-style build failed:\n{err}");
 }

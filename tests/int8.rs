@@ -695,11 +695,12 @@ fn verify_int8_stm32f746ng_and_stm32g071rb() {
     verify_int8(&random_spec(7), "stm32g071rb", Lang::C, 3, 30.0);
 }
 
-/// The int8 no_std Rust kernel in the same firmware harness: bit-exact on the M4 and the M0+.
+/// The int8 no_std Rust kernel in the same firmware harness: bit-exact on the M4, the M7 (the
+/// same assembly routines, another core) and the M0+ (the portable loops).
 #[test]
 fn verify_int8_rust_kernel() {
     require_tools();
-    for target in ["stm32f401re", "stm32g071rb"] {
+    for target in ["stm32f401re", "stm32f746ng", "stm32g071rb"] {
         let r = verify_int8(&NetSpec::smart_start(784, 12), target, Lang::Rust, 1, 100.0);
         assert_eq!(r.lang, Lang::Rust);
     }
