@@ -7,8 +7,15 @@
 //! cargo run --release --example cycle_figures
 //! cargo run --release --example cycle_figures -- --cpi   # cycles per instruction, every profile
 //! cargo run --release --example cycle_figures -- --rust  # the Rust kernels instead of the C ones
+//! cargo run --release --example cycle_figures -- --layers  # issue 19's layers a, b, c alone
 //! NAS_FIGURES_KEEP=/tmp/keep cargo run --release --example cycle_figures   # keep each build
 //! ```
+//!
+//! `--layers` prints, on the F401RE's M4 in float32 and int8, the three single-conv networks
+//! the kernel work is measured on (each conv then global average pooling and a 12-class dense
+//! layer, per MAC of the whole network, synthetic inputs): layer a (784 × 1 → 27 filters, k3
+//! s4), b (49 × 27 → 114, k4 s4) and c (196 × 27 → 114, k4 s1), each the network's first layer
+//! (in float it reads raw bytes). `--rust` combines with it.
 //!
 //! `NAS_FIGURES_KEEP` keeps every firmware build (ELF, map, QEMU's instruction mix) under
 //! `<dir>/<network>-<dtype>-<target>` for profiling.
@@ -151,7 +158,67 @@ fn cpi(nets: &[(&str, NetSpec)], calib: &nas::data::Dataset, samples: &Samples) 
     Ok(())
 }
 
+/// The single-conv network of `--layers`: a `len × ch` input, one `same` conv, GAP and dense.
+fn layer(len: usize, ch: usize, filters: usize, kernel: usize, stride: usize) -> Result<NetSpec> {
+    let mut spec = NetSpec::from_blocks(
+        len,
+        12,
+        vec![nas::net::Block::new(
+            filters,
+            kernel,
+            stride,
+            nas::net::Padding::Same,
+        )],
+    );
+    spec.input_channels = ch;
+    spec.correct(&nas::net::SearchSpace::default());
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// `--layers`: layers a, b and c on the F401RE in float32 and int8, in `lang`.
+fn layers(lang: Lang) -> Result<()> {
+    let f401 = nas::target::resolve("stm32f401re")?;
+    for (name, spec) in [
+        ("layer a", layer(784, 1, 27, 3, 4)?),
+        ("layer b", layer(49, 27, 114, 4, 4)?),
+        ("layer c", layer(196, 27, 114, 4, 1)?),
+    ] {
+        let n_in = spec.input_len * spec.input_channels;
+        let weights = Weights::random(&spec, 3);
+        let calib = nas::data::synthetic(300, n_in, 12, 1);
+        let q = Arc::new(ptq(
+            &spec,
+            &weights,
+            &calib,
+            300,
+            CalibrationMethod::MinMax,
+        )?);
+        for quant in [None, Some(q)] {
+            let mut opts = Options::new(Samples::synthetic(2, n_in));
+            opts.lang = lang;
+            let dtype = if quant.is_some() { "int8" } else { "f32" };
+            opts.quant = quant;
+            opts.build_dir = keep(name, dtype, "stm32f401re");
+            print(
+                name,
+                dtype,
+                &firmware::verify(&spec, &weights, &f401, &f401.limits(), &opts)?,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
+    let lang = if std::env::args().any(|a| a == "--rust") {
+        Lang::Rust
+    } else {
+        Lang::C
+    };
+    if std::env::args().any(|a| a == "--layers") {
+        return layers(lang);
+    }
     let dir = nas::data::shared_data_dir().join("iscx-vpn2016-12class-sessionl7");
     let (calib, samples) = match nas::data::load_dir(&dir, &nas::data::LoadOptions::default()) {
         Ok(s) => {
@@ -185,11 +252,6 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--cpi") {
         return cpi(&nets, &calib, &samples);
     }
-    let lang = if std::env::args().any(|a| a == "--rust") {
-        Lang::Rust
-    } else {
-        Lang::C
-    };
     for (name, spec) in &nets {
         let weights = Weights::random(spec, 1);
         let q = Arc::new(ptq(spec, &weights, &calib, 300, CalibrationMethod::MinMax)?);
