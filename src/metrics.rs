@@ -107,6 +107,13 @@ pub fn cross_entropy(logits: &[f32], labels: &[u8], classes: usize) -> f64 {
     total / labels.len().max(1) as f64
 }
 
+/// The softmax probability of class `k` for one row of logits.
+pub fn softmax_at(row: &[f32], k: usize) -> f64 {
+    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+    (row[k] as f64 - m).exp() / sum
+}
+
 /// Metrics (with loss) from logits.
 pub fn from_logits(logits: &[f32], labels: &[u8], classes: usize) -> Metrics {
     let mut m = from_predictions(labels, &argmax_rows(logits, classes), classes);

@@ -920,6 +920,52 @@ fn search_int8_costs_and_scores_int8() {
         "nas eval --dtype int8",
     );
     assert!(out.contains("int8 (post-training quantization)"), "{out}");
+    // --predictions: one row per test sample, of the deployed (int8) model: as many right as
+    // its test accuracy says; the float model's with --dtype f32.
+    for dtype in ["int8", "f32"] {
+        let csv = tmp.path().join(format!("pred-{dtype}.csv"));
+        let out = run_ok(
+            nas()
+                .args([
+                    "eval",
+                    "--json",
+                    "--calibration-samples",
+                    "100",
+                    "--dtype",
+                    dtype,
+                ])
+                .arg("--run")
+                .arg(&run)
+                .arg("--predictions")
+                .arg(&csv),
+            "nas eval --predictions",
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("index,label,predicted,correct,confidence")
+        );
+        let rows: Vec<Vec<String>> = lines
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect();
+        let samples = v["test"]["samples"].as_u64().unwrap() as usize;
+        assert_eq!(rows.len(), samples, "{dtype}");
+        let mut right = 0;
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(r[0], i.to_string());
+            assert_eq!(r[3] == "1", r[1] == r[2], "{r:?}");
+            right += usize::from(r[3] == "1");
+            let p: f64 = r[4].parse().unwrap();
+            assert!(p > 0.0 && p <= 1.0, "{r:?}");
+        }
+        let acc = v["test"]["accuracy"].as_f64().unwrap();
+        assert!(
+            (right as f64 / samples as f64 - acc).abs() < 1e-9,
+            "{dtype}: {right} of {samples} right, accuracy {acc}"
+        );
+    }
     // export and eval default to the run's dtype.
     let dir = tmp.path().join("export");
     run_ok(

@@ -8,7 +8,7 @@ use crate::search::rundir::ModelDir;
 use crate::search::{load_data, DataSource};
 use crate::train;
 use crate::weights::Weights;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,12 @@ pub struct EvalArgs {
     /// float ones
     #[command(flatten)]
     pub dtype: super::quant::DtypeArgs,
+    /// Write the deployed model's prediction for every test sample to this CSV file: `index`
+    /// (the sample's position in the test split: the order of the t10k file, or of the split
+    /// held out of a single images file), `label`, `predicted`, `correct` (0/1) and
+    /// `confidence` (the predicted class's softmax probability)
+    #[arg(long, value_name = "FILE")]
+    pub predictions: Option<PathBuf>,
 }
 
 /// `nas eval`: the delivered model's test metrics and confusion matrix.
@@ -42,11 +48,37 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let (spec, w, name, own_data, seed, fixed) = load_model(&a)?;
     let (spec, w) = (&spec, &w);
     let splits = test_splits(&a, own_data, seed, spec)?;
-    let m = train::evaluate(spec, w, &splits.test)?;
-    let int8 = match a.dtype.own_int8(fixed.as_ref())? {
-        Some(q) => Some(crate::quant::evaluate_int8(q, &splits.test)),
-        None => int8_metrics(&a, spec, w, &splits)?,
+    let test = &splits.test;
+    let float_logits = train::model::infer_logits(spec, w, &test.samples, test.n())?;
+    let m = crate::metrics::from_logits(&float_logits, &test.labels, spec.classes);
+    let calibrated;
+    let quantized = match a.dtype.own_int8(fixed.as_ref())? {
+        Some(q) => Some(q),
+        None => {
+            calibrated = int8_model(&a, spec, w, &splits)?;
+            calibrated.as_ref()
+        }
     };
+    let int8_outputs = quantized.map(|q| crate::quant::infer_int8(q, test));
+    let int8 = quantized
+        .zip(int8_outputs.as_ref())
+        .map(|(q, outs)| crate::quant::int8_metrics(outs, &test.labels, q.plan.classes));
+    if let Some(path) = &a.predictions {
+        // What is deployed: the int8 kernel's argmax with --dtype int8, else the float one.
+        let rows: Vec<(usize, &[f32])> = match &int8_outputs {
+            Some(outs) => outs.iter().map(|o| (o.predict(), &o.logits[..])).collect(),
+            None => float_logits
+                .chunks_exact(spec.classes)
+                .map(|row| (crate::metrics::argmax(row), row))
+                .collect(),
+        };
+        write_predictions(path, &test.labels, &rows)?;
+        note!(
+            "wrote the predictions for {} test samples to {}",
+            rows.len(),
+            path.display()
+        );
+    }
     if a.json {
         outln!(
             "{}",
@@ -166,14 +198,14 @@ fn test_splits(
     Ok(splits)
 }
 
-/// With int8: the post-training-quantized model's test metrics, calibrated on
+/// With int8: the post-training-quantized model, calibrated on
 /// --calibration-data, else the run's training split, else the evaluated data's.
-fn int8_metrics(
+fn int8_model(
     a: &EvalArgs,
     spec: &NetSpec,
     w: &Weights,
     splits: &Splits,
-) -> Result<Option<Metrics>> {
+) -> Result<Option<crate::quant::QuantLowered>> {
     Ok(match a.dtype.resolve(a.run.as_deref()) {
         crate::net::Dtype::F32 => None,
         crate::net::Dtype::Int8 => {
@@ -200,10 +232,30 @@ fn int8_metrics(
                 "int8: calibrating activation ranges on {} samples of {what}",
                 a.dtype.calibration_samples.min(calib.n())
             );
-            let q = crate::quant::ptq(spec, w, &calib, a.dtype.calibration_samples, method)?;
-            Some(crate::quant::evaluate_int8(&q, &splits.test))
+            Some(crate::quant::ptq(
+                spec,
+                w,
+                &calib,
+                a.dtype.calibration_samples,
+                method,
+            )?)
         }
     })
+}
+
+/// `--predictions`: one CSV row per test sample, `rows[i]` its predicted class and logits.
+fn write_predictions(path: &Path, labels: &[u8], rows: &[(usize, &[f32])]) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut csv = String::from("index,label,predicted,correct,confidence\n");
+    for (i, (&label, &(pred, logits))) in labels.iter().zip(rows).enumerate() {
+        let _ = writeln!(
+            csv,
+            "{i},{label},{pred},{},{:.4}",
+            u8::from(label as usize == pred),
+            crate::metrics::softmax_at(logits, pred)
+        );
+    }
+    std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The metrics and confusion matrix as tables, and the int8 figures next to the float ones.

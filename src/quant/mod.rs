@@ -54,12 +54,17 @@ pub fn ptq(
 /// the kernels' `predict`), the loss is computed on the dequantized logits. Runs the int8 host
 /// reference on every sample, on all cores.
 pub fn evaluate_int8(q: &QuantLowered, data: &crate::data::Dataset) -> crate::metrics::Metrics {
+    int8_metrics(&infer_int8(q, data), &data.labels, q.plan.classes)
+}
+
+/// The int8 host reference's outputs for every sample of `data`, in order, on all cores.
+pub fn infer_int8(q: &QuantLowered, data: &crate::data::Dataset) -> Vec<Int8Output> {
     let n = data.n();
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
         .clamp(1, 8);
     let chunk = n.div_ceil(threads).max(1);
-    let outs: Vec<Int8Output> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = (0..n)
             .step_by(chunk)
             .map(|start| {
@@ -74,16 +79,15 @@ pub fn evaluate_int8(q: &QuantLowered, data: &crate::data::Dataset) -> crate::me
             .into_iter()
             .flat_map(|h| h.join().expect("int8 evaluation thread"))
             .collect()
-    });
+    })
+}
+
+/// The metrics of int8 outputs `outs` against `labels` (see [`evaluate_int8`]).
+pub fn int8_metrics(outs: &[Int8Output], labels: &[u8], classes: usize) -> crate::metrics::Metrics {
     let pred: Vec<u8> = outs.iter().map(|o| o.predict() as u8).collect();
     let logits: Vec<f32> = outs.iter().flat_map(|o| o.logits.iter().copied()).collect();
-    let classes = q.plan.classes;
-    let mut m = crate::metrics::from_predictions(&data.labels, &pred, classes);
-    m.loss = Some(crate::metrics::cross_entropy(
-        &logits,
-        &data.labels,
-        classes,
-    ));
+    let mut m = crate::metrics::from_predictions(labels, &pred, classes);
+    m.loss = Some(crate::metrics::cross_entropy(&logits, labels, classes));
     m
 }
 
