@@ -1,7 +1,8 @@
 //! Measure the generated kernel's code size (model flash − weights) with `nas verify`'s ELF
 //! analysis for networks of 1 to 5 blocks on every shipped profile, and print for each the
-//! least-squares `[code_size]` line (`base_bytes + per_layer_bytes × layers`) that never
-//! under-estimates the 2-5-block networks: the figures in `targets/*.toml`.
+//! least-squares `[code_size]` line (`base_bytes + per_layer_bytes × layers`, plus
+//! `sweep_bytes + sweep_tap_bytes × kernel` when the first conv is swept) that never under-estimates the 2-5-block
+//! networks: the figures in `targets/*.toml`.
 //!
 //! ```text
 //! cargo run --release --example calibrate_code_size                    # C kernel, every profile
@@ -64,7 +65,41 @@ fn main() -> Result<()> {
         "{} kernel: [code_size] per profile (bytes of model flash − weights; layers = blocks + 2)",
         lang.label()
     );
+    // Code bytes of one network on `target`, and whether its first conv is swept.
+    let measure =
+        |spec: &NetSpec, target: &nas::target::Target, seed: u64| -> Result<(f64, bool)> {
+            let weights = Weights::random(spec, seed);
+            let mut opts = Options::new(Samples::synthetic(1, 784));
+            opts.emulate = false;
+            opts.lang = lang;
+            let r = firmware::verify(spec, &weights, target, &target.limits(), &opts)
+                .with_context(|| format!("{} on {}", spec.summary(), target.name))?;
+            let plan = nas::net::plan::lower(spec)?;
+            Ok((
+                r.measured.code_bytes as f64,
+                nas::net::latency::swept_conv(&plan).is_some(),
+            ))
+        };
     for target in targets {
+        // What the first conv's filter-outer sweep adds (C, cores with an FPU), by its kernel
+        // k: sweep_bytes + sweep_tap_bytes × k, from networks that differ only in that kernel:
+        // 3 and 4 (swept) or 5 (not).
+        let first = |k: usize| -> Result<f64> {
+            let second = Block::new(24, 4, 2, Padding::Valid).with_pool(PoolKind::Max, 2);
+            Ok(measure(
+                &net(vec![Block::new(16, k, 2, Padding::Same), second])?,
+                &target,
+                1,
+            )?
+            .0)
+        };
+        let (k3, k4, k5) = (first(3)?, first(4)?, first(5)?);
+        let (sweep, sweep_tap) = if lang == Lang::C {
+            let tap = k4 - k3;
+            (k3 - k5 - 3.0 * tap, tap)
+        } else {
+            (0.0, 0.0)
+        };
         let mut points = Vec::new();
         for depth in 1..=shapes.len() {
             for variant in 0..2 {
@@ -73,13 +108,14 @@ fn main() -> Result<()> {
                     blocks.rotate_left(depth.min(2) - 1);
                 }
                 let spec = net(blocks)?;
-                let weights = Weights::random(&spec, depth as u64);
-                let mut opts = Options::new(Samples::synthetic(1, 784));
-                opts.emulate = false;
-                opts.lang = lang;
-                let r = firmware::verify(&spec, &weights, &target, &target.limits(), &opts)
-                    .with_context(|| format!("{} on {}", spec.summary(), target.name))?;
-                points.push((r.layers as f64, r.measured.code_bytes as f64));
+                let layers = nas::net::plan::lower(&spec)?.layers.len() as f64;
+                let (bytes, swept) = measure(&spec, &target, depth as u64)?;
+                // The fit is of the code without the sweep.
+                let k = spec.blocks[0].kernel as f64;
+                points.push((
+                    layers,
+                    bytes - if swept { sweep + sweep_tap * k } else { 0.0 },
+                ));
             }
         }
         // One-block networks are left out of the fit: with a single conv call the compiler
@@ -110,11 +146,13 @@ fn main() -> Result<()> {
             .map(|(x, y)| base + slope * x - y)
             .fold(0.0, f64::max);
         println!(
-            "{:<12} {:<14} base_bytes = {:.0}, per_layer_bytes = {:.0} (over-estimate at most {:.0} B; {:.0} B for one block) from {:?}",
+            "{:<12} {:<14} base_bytes = {:.0}, per_layer_bytes = {:.0}, sweep_bytes = {:.0}, sweep_tap_bytes = {:.0} (over-estimate at most {:.0} B; {:.0} B for one block) from {:?}",
             target.name,
             target.core,
             base,
             slope,
+            sweep,
+            sweep_tap,
             worst,
             one_block,
             points

@@ -337,6 +337,8 @@ fn main() -> Result<()> {
                 "per_converted_byte",
                 "per_pair_mac",
                 "per_window",
+                "per_sweep_mac",
+                "per_sweep_group",
                 "base",
             ]
         };

@@ -233,6 +233,12 @@ pub struct Latency {
     /// Windows the convs compute (a pair counted once).
     #[serde(default)]
     pub per_window: f64,
+    /// Products, and window × filter-group steps, of the first conv's filter-outer sweep
+    /// (cores with an FPU; see `net::latency::sweep_windows`).
+    #[serde(default)]
+    pub per_sweep_mac: f64,
+    #[serde(default)]
+    pub per_sweep_group: f64,
     pub base: f64,
     /// Instructions per table value the input embedding copies (`len × dim` of them), outside
     /// the fitted terms (see [`EMBED_VALUE_INSTRUCTIONS`]).
@@ -253,7 +259,7 @@ pub struct Latency {
 
 impl Latency {
     /// The coefficients in the order of `net::cost::LatencyFeatures::row`.
-    pub fn coefficients(&self) -> [f64; 10] {
+    pub fn coefficients(&self) -> [f64; 12] {
         [
             self.per_mac,
             self.per_single_mac,
@@ -264,13 +270,15 @@ impl Latency {
             self.per_converted_byte,
             self.per_pair_mac,
             self.per_window,
+            self.per_sweep_mac,
+            self.per_sweep_group,
             self.base,
         ]
     }
 
     /// Estimated instructions of one inference with the counts `row`, in the order of
     /// [`Latency::coefficients`], and the table work `t` of an input embedding.
-    pub fn instructions(&self, row: &[f64; 10], t: TableWork) -> u64 {
+    pub fn instructions(&self, row: &[f64; 12], t: TableWork) -> u64 {
         linear_model(&self.coefficients(), row)
             + embed_model(self.per_embed_value, t)
             + lut_model((self.per_lookup, self.per_lut_output), t)
@@ -472,6 +480,13 @@ pub struct CodeSize {
     /// What a lookup-table conv changes beyond its `per_layer_bytes`.
     #[serde(default = "lut_code_bytes_f32")]
     pub lut_bytes: i64,
+    /// What the first conv's filter-outer sweep adds when the plan has one
+    /// (`net::latency::swept_conv`): `sweep_bytes + sweep_tap_bytes × kernel` (its tap loop is
+    /// unrolled). On cores with an FPU; 0 without, where the code is compiled out.
+    #[serde(default = "sweep_code_bytes_f32")]
+    pub sweep_bytes: i64,
+    #[serde(default = "sweep_tap_code_bytes_f32")]
+    pub sweep_tap_bytes: i64,
     #[serde(default = "default_stack")]
     pub stack_bytes: u64,
 }
@@ -601,6 +616,17 @@ fn lut_code_bytes_f32() -> i64 {
     -350
 }
 
+/// The float kernel's first-conv sweep on the Cortex-M4 (arm-none-eabi-gcc 12.2 -Os, measured
+/// by `examples/calibrate_code_size.rs`).
+fn sweep_code_bytes_f32() -> i64 {
+    264
+}
+
+/// The same sweep's code per tap of its kernel.
+fn sweep_tap_code_bytes_f32() -> i64 {
+    60
+}
+
 fn default_stack() -> u64 {
     128
 }
@@ -612,6 +638,8 @@ impl Default for CodeSize {
             per_layer_bytes: 64,
             embed_bytes: embed_code_bytes_f32(),
             lut_bytes: lut_code_bytes_f32(),
+            sweep_bytes: sweep_code_bytes_f32(),
+            sweep_tap_bytes: sweep_tap_code_bytes_f32(),
             stack_bytes: default_stack(),
         }
     }

@@ -304,6 +304,37 @@ fn stm32f401re_smart_start_three_block_and_paper_sized() {
     eprintln!("stm32f401re: worst estimate error {worst:.2} %");
 }
 
+/// First convs that the float kernel sweeps filter by filter (one channel of raw bytes, at
+/// most 4 taps, no pooling) with padded windows at both ends or at one, and a last group of
+/// fewer than four filters: bit-exact, and the estimates within bounds, on the M4 and M7 (the
+/// smart start's sweep, no padding, is in the tests above).
+#[test]
+fn first_conv_sweep_with_padded_windows() {
+    let nets = [
+        net(vec![
+            Block::new(6, 4, 1, Padding::Same),
+            Block::new(16, 3, 4, Padding::Same).with_pool(PoolKind::Max, 2),
+        ]),
+        net(vec![
+            Block::new(5, 3, 2, Padding::Same),
+            Block::new(12, 4, 4, Padding::Valid),
+        ]),
+        net(vec![
+            Block::new(9, 2, 2, Padding::Valid),
+            Block::new(12, 4, 4, Padding::Same).with_pool(PoolKind::Avg, 2),
+        ]),
+    ];
+    for (i, spec) in nets.iter().enumerate() {
+        let plan = nas::net::plan::lower(spec).unwrap();
+        let swept = nas::net::latency::swept_conv(&plan).expect("a swept first conv");
+        let windows = nas::net::latency::sweep_windows(swept).unwrap();
+        assert!(!windows.is_empty(), "{}", spec.summary());
+        for target in ["stm32f401re", "stm32f746ng"] {
+            check(spec, target, 41 + i as u64, 2);
+        }
+    }
+}
+
 #[test]
 fn stm32f746ng_relinked_for_the_emulator() {
     let mut worst: f64 = 0.0;

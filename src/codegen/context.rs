@@ -106,6 +106,9 @@ pub(crate) struct Ctx {
     /// Floats of one window of raw bytes in the C kernel's buffer for the first conv (0: no
     /// conv reads them); the buffer holds two with an FPU.
     pub(crate) byte_row: usize,
+    /// The first conv's kernel when the float C kernel sweeps it filter by filter on a core
+    /// with an FPU (`net::latency::sweep_windows`; 0: no conv is swept).
+    pub(crate) sweep_k: usize,
 }
 
 pub(crate) fn layer_desc(l: &plan::Layer) -> String {
@@ -379,6 +382,7 @@ pub(crate) fn context(
         arena_len: plan.arena_bytes / ELEM_BYTES,
         u8_scale: float_literal(crate::data::INPUT_SCALE, lang),
         byte_row: crate::net::cost::first_conv_row(plan),
+        sweep_k: crate::net::latency::swept_conv(plan).map_or(0, |c| c.kernel),
         arrays,
         convs,
         steps,

@@ -475,7 +475,9 @@ fn float_code_bytes(plan: &Plan, m: &crate::target::CodeSize) -> u64 {
     let v = m.base_bytes as i64
         + m.per_layer_bytes as i64 * plan.layers.len() as i64
         + m.embed_bytes * count(false)
-        + m.lut_bytes * count(true);
+        + m.lut_bytes * count(true)
+        + crate::net::latency::swept_conv(plan)
+            .map_or(0, |c| m.sweep_bytes + m.sweep_tap_bytes * c.kernel as i64);
     v.max(0) as u64
 }
 
@@ -851,6 +853,8 @@ mod tests {
             per_converted_byte: 7.0,
             per_pair_mac: 0.5,
             per_window: 3.0,
+            per_sweep_mac: 1.5,
+            per_sweep_group: 40.0,
             base: 1000.0,
             per_embed_value: 3.0,
             per_lookup: 6.0,
@@ -861,25 +865,31 @@ mod tests {
         // The F401RE has an FPU: conv1's 48 windows (108 products per filter, all inside the
         // input, so all alike) go in 24 pairs through its 29 groups of filters (the last, of
         // 2, run as 4); the dense layer's 114 inputs go four at a time (112 of them) for its
-        // 12 filters; conv0's 3-tap windows are too short for either loop.
+        // 12 filters; conv0's 3-tap windows, too short for either loop, are swept filter by
+        // filter: all 196 (none has a padded tap), 7 groups of four (the last, of 3, as 4),
+        // none of them in the other terms.
         assert!(t.has_fpu());
         let v = latency_features(&plan, true);
         assert_eq!(v.macs_pair, 24 * 2 * 108 * 4 * 29);
         assert_eq!(v.macs_vector, 112 * 12);
-        assert_eq!(v.macs_grouped, conv0 * 24 + 2 * 12);
-        assert_eq!(v.macs_single, conv0 * 3);
-        assert_eq!(v.dot_calls, 196 * (6 + 3) + 24 * 29 + 3);
-        assert_eq!((f.conv_windows, v.conv_windows), (196 + 48, 196 + 24));
+        assert_eq!(v.macs_grouped, 2 * 12);
+        assert_eq!(v.macs_single, 0);
+        assert_eq!((v.sweep_groups, v.sweep_macs), (196 * 7, 196 * 7 * 4 * 3));
+        assert_eq!(v.dot_calls, 24 * 29 + 3);
+        assert_eq!(v.conv_outputs, 48 * 114);
+        assert_eq!(v.converted_bytes, 0);
+        assert_eq!((f.conv_windows, v.conv_windows), (196 + 48, 24));
+        assert_eq!((f.sweep_groups, f.sweep_macs), (0, 0));
         let c = cost(&plan, &t, &t.limits());
         let want = 2 * v.macs_grouped
-            + 10 * v.macs_single
             + 5 * v.dot_calls
             + 20 * v.conv_outputs
             + 100 * 4
             + v.macs_vector
-            + 7 * 196 * 3
             + v.macs_pair / 2
-            + 3 * (196 + 24)
+            + 3 * 24
+            + (1.5 * v.sweep_macs as f64) as u64
+            + 40 * v.sweep_groups
             + 1000;
         assert_eq!(c.instructions, Some(want));
         // ms = instructions × CPI / clock × 1000, at the F401RE's 84 MHz.

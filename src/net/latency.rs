@@ -5,6 +5,7 @@
 use crate::net::plan::{Buffer, ConvOp, Op, Plan};
 use crate::target::TableWork;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 /// What the latency model counts in a plan ([`latency_features`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -55,12 +56,20 @@ pub struct LatencyFeatures {
     /// and, for the first conv, its bytes converted).
     #[serde(default)]
     pub conv_windows: u64,
+    /// On a core with an FPU: products of the first conv's filter-outer sweep
+    /// ([`sweep_windows`]), every group of four filters counted whole.
+    #[serde(default)]
+    pub sweep_macs: u64,
+    /// Window × filter-group steps of that sweep (each converts the window's bytes, then
+    /// biases and stores four outputs).
+    #[serde(default)]
+    pub sweep_groups: u64,
 }
 
 impl LatencyFeatures {
     /// The features in the order of [`crate::target::Latency::coefficients`], the constant
     /// last.
-    pub fn row(&self) -> [f64; 10] {
+    pub fn row(&self) -> [f64; 12] {
         [
             self.macs_grouped as f64,
             self.macs_single as f64,
@@ -71,6 +80,8 @@ impl LatencyFeatures {
             self.converted_bytes as f64,
             self.macs_pair as f64,
             self.conv_windows as f64,
+            self.sweep_macs as f64,
+            self.sweep_groups as f64,
             1.0,
         ]
     }
@@ -112,14 +123,29 @@ pub fn latency_features(plan: &Plan, fpu: bool) -> LatencyFeatures {
             f.lut_lookups += l.lookups();
             f.lut_outputs += (c.windows() * c.out_channels) as u64;
         }
+        // The windows a first conv's sweep takes (with an FPU), outside every other term.
+        let swept = match (&l.op, &l.input) {
+            (Op::Conv(c), Buffer::Input { .. }) if fpu => sweep_windows(c).unwrap_or(0..0),
+            _ => 0..0,
+        };
         if let (Op::Conv(c), Buffer::Input { .. }) = (&l.op, &l.input) {
-            f.converted_bytes += c.window_taps().sum::<u64>() * c.in_channels as u64;
+            let groups = c.out_channels.div_ceil(4) as u64;
+            f.sweep_groups += swept.len() as u64 * groups;
+            f.sweep_macs += swept.len() as u64 * groups * 4 * c.kernel as u64;
+            let taps: u64 = c
+                .window_taps()
+                .enumerate()
+                .filter(|(q, _)| !swept.contains(q))
+                .map(|(_, n)| n)
+                .sum();
+            f.converted_bytes += taps * c.in_channels as u64;
         }
         // Products per filter of each window the dot routines take alone, and of each pair.
         let (out_ch, (alone, pairs)) = match &l.op {
             Op::Conv(c) => {
-                let (alone, pairs) = window_elements(c, fpu);
-                f.conv_outputs += (c.windows() * c.out_channels) as u64;
+                let (alone, pairs) = window_elements(c, fpu, swept.clone());
+                let computed = c.windows() - swept.len();
+                f.conv_outputs += (computed * c.out_channels) as u64;
                 f.conv_windows += (alone.len() + pairs.len()) as u64;
                 (c.out_channels as u64, (alone, pairs))
             }
@@ -147,16 +173,50 @@ pub fn latency_features(plan: &Plan, fpu: bool) -> LatencyFeatures {
     f
 }
 
+/// The windows of a conv that reads the raw input bytes which the float kernel (on a core with
+/// an FPU) sweeps filter by filter, four filters' weights held in registers: a conv with one
+/// input channel, at most four taps and no pooling (the seed's smart start: k3 s4), whose
+/// windows are too short for the four-element loops. `None` for any other conv; else the
+/// windows whose taps all lie inside the input (the others take the generic path).
+pub fn sweep_windows(c: &ConvOp) -> Option<Range<usize>> {
+    if c.in_channels != 1 || c.kernel > SWEEP_MAX_KERNEL || c.pool.is_some() {
+        return None;
+    }
+    let full = |(lo, hi): (i64, i64)| lo == 0 && hi == c.kernel as i64;
+    let ranges: Vec<(i64, i64)> = c.window_tap_ranges().collect();
+    let q0 = ranges.iter().position(|&r| full(r)).unwrap_or(ranges.len());
+    let q1 = ranges.iter().rposition(|&r| full(r)).map_or(q0, |q| q + 1);
+    Some(q0..q1)
+}
+
+/// The conv that the float kernel sweeps ([`sweep_windows`]): the first conv, when it reads
+/// the raw input bytes and qualifies.
+pub fn swept_conv(plan: &Plan) -> Option<&ConvOp> {
+    plan.layers.iter().find_map(|l| match (&l.op, &l.input) {
+        (Op::Conv(c), Buffer::Input { .. }) => sweep_windows(c).map(|_| c),
+        _ => None,
+    })
+}
+
+/// The longest kernel of a first conv that the float kernel sweeps (four filters × this many
+/// weights stay in FPU registers).
+pub const SWEEP_MAX_KERNEL: usize = 4;
+
 /// Products per filter (taps inside the input × input channels) of each computed window of a
 /// conv, split into those the float kernel takes alone and, on a core with an FPU, those it
 /// takes in pairs: consecutive windows with the same taps and at least four products, paired
-/// greedily from the first window (as the C kernel's loop does).
-pub fn window_elements(c: &ConvOp, fpu: bool) -> (Vec<u64>, Vec<u64>) {
+/// greedily from the first window (as the C kernel's loop does). The windows in `swept` are
+/// left out (a first conv's sweep takes them, see [`sweep_windows`]).
+pub fn window_elements(c: &ConvOp, fpu: bool, swept: Range<usize>) -> (Vec<u64>, Vec<u64>) {
     let ranges: Vec<(i64, i64)> = c.window_tap_ranges().collect();
     let ch = c.in_channels as u64;
     let (mut alone, mut pairs) = (Vec::new(), Vec::new());
     let mut q = 0;
     while q < ranges.len() {
+        if swept.contains(&q) {
+            q = swept.end;
+            continue;
+        }
         let n = (ranges[q].1 - ranges[q].0).max(0) as u64 * ch;
         if fpu && n >= 4 && q + 1 < ranges.len() && ranges[q + 1] == ranges[q] {
             pairs.push(n);
