@@ -21,36 +21,13 @@
 //! argument `--seed N` after the paths changes it).
 
 use anyhow::{bail, Context, Result};
+use nas::data::conflicts::{ceiling, label_counts, majority, masked};
 use nas::data::{load_dir, LoadOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 /// DNS header length: ID, flags, four counts.
 const HEADER: usize = 12;
-
-/// The length of the DNS query message at the start of `b` (one question, no records, a
-/// standard query's flags), or `None` when `b` does not start with one.
-fn query_len(b: &[u8]) -> Option<usize> {
-    let header = b.get(..HEADER)?;
-    let flags_ok = matches!(header[2..4], [0x00 | 0x01, 0x00]);
-    if !flags_ok || header[4..12] != [0, 1, 0, 0, 0, 0, 0, 0] {
-        return None;
-    }
-    let mut i = HEADER;
-    loop {
-        let label = *b.get(i)? as usize;
-        if label == 0 {
-            break;
-        }
-        if label > 63 {
-            return None;
-        }
-        i += 1 + label;
-    }
-    // The name's final zero, then type and class.
-    let end = i + 1 + 4;
-    (end <= b.len()).then_some(end)
-}
 
 /// The query name of the DNS message at the start of `b` (dotted labels).
 fn query_name(b: &[u8]) -> String {
@@ -64,20 +41,6 @@ fn query_name(b: &[u8]) -> String {
         i += 1 + l as usize;
     }
     labels.join(".")
-}
-
-/// `sample` with the transaction ID of each DNS query message of a leading chain of them
-/// zeroed, and the number of messages in the chain.
-fn masked(sample: &[u8]) -> (Vec<u8>, usize) {
-    let mut b = sample.to_vec();
-    let (mut at, mut messages) = (0, 0);
-    while let Some(n) = query_len(&b[at..]) {
-        b[at] = 0;
-        b[at + 1] = 0;
-        at += n;
-        messages += 1;
-    }
-    (b, messages)
 }
 
 /// What a group's bytes are, in a few words.
@@ -156,17 +119,10 @@ fn main() -> Result<()> {
     let splits = load_dir(dir, &opts)?;
     let (train, test) = (&splits.train, &splits.test);
 
-    // Training samples by masked bytes: how often under each label.
-    let mut seen: HashMap<Vec<u8>, BTreeMap<u8, usize>> = HashMap::new();
-    for i in 0..train.n() {
-        *seen
-            .entry(masked(train.sample(i)).0)
-            .or_default()
-            .entry(train.labels[i])
-            .or_default() += 1;
-    }
+    let seen = label_counts(train);
+    let c = ceiling(train, test);
 
-    // Test samples whose bytes say less than their label: grouped by masked bytes.
+    // The test samples whose bytes say less than their label, grouped by masked bytes.
     struct Group {
         what: String,
         train: BTreeMap<u8, usize>,
@@ -174,36 +130,21 @@ fn main() -> Result<()> {
         test: BTreeMap<u8, usize>,
     }
     let mut groups: HashMap<Vec<u8>, Group> = HashMap::new();
-    let mut ambiguous = vec![false; test.n()];
-    let mut best_right = vec![true; test.n()];
-    for i in 0..test.n() {
+    for i in (0..test.n()).filter(|&i| c.ambiguous[i]) {
         let (key, messages) = masked(test.sample(i));
-        let Some(counts) = seen.get(&key) else {
-            continue;
-        };
-        let label = test.labels[i];
-        if counts.len() == 1 && counts.contains_key(&label) {
-            continue;
-        }
-        // The majority label in training (the smallest on ties).
-        let best = counts
-            .iter()
-            .max_by_key(|&(&l, &c)| (c, std::cmp::Reverse(l)))
-            .map(|(&l, _)| l)
-            .expect("a seen key has a label");
-        ambiguous[i] = true;
-        best_right[i] = best == label;
+        let counts = &seen[&key];
         let g = groups.entry(key).or_insert_with(|| Group {
             what: describe(test.sample(i), messages),
             train: counts.clone(),
-            best,
+            best: majority(counts).unwrap_or(0),
             test: BTreeMap::new(),
         });
-        *g.test.entry(label).or_default() += 1;
+        *g.test.entry(test.labels[i]).or_default() += 1;
     }
 
     let n = test.n();
-    let lost = best_right.iter().filter(|&&r| !r).count();
+    let lost = c.lost();
+    let (ambiguous, oracle_lost) = (&c.ambiguous, c.oracle_lost);
     let n_amb = ambiguous.iter().filter(|&&a| a).count();
     println!(
         "{}: {n} test samples; {n_amb} of them have bytes that the training split also holds \
@@ -238,12 +179,6 @@ fn main() -> Result<()> {
             }
         }
     }
-    // One answer per group of identical (masked) bytes, chosen knowing the test labels: what
-    // no classifier of the masked bytes can beat.
-    let oracle_lost: usize = groups
-        .values()
-        .map(|g| g.test.values().sum::<usize>() - g.test.values().max().copied().unwrap_or(0))
-        .sum();
     println!(
         "even choosing each group's answer by its test labels: at most {} right ({:.2} %)",
         n - oracle_lost,

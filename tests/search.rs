@@ -465,33 +465,44 @@ fn a_torn_event_line_is_written_again() {
     assert_eq!(std::fs::read_to_string(&events).unwrap(), whole);
 }
 
+/// `nas train` of `examples/specs/smart-start.json` on ISCX into `dir` with the options
+/// `extra`: its `--json` summary.
+fn train_smart_start(dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/specs/smart-start.json");
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        "--net".into(),
+        spec.display().to_string(),
+        "--data".into(),
+        iscx().display().to_string(),
+        "--out".into(),
+        dir.display().to_string(),
+        "--json".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    serde_json::from_slice(&ok(nas(&args)).stdout).unwrap()
+}
+
 #[test]
 fn train_restores_the_best_epoch_and_writes_a_run_like_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("trained");
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/specs/smart-start.json");
-    let out = ok(nas(&[
-        "train",
-        "--net",
-        spec.to_str().unwrap(),
-        "--data",
-        iscx().to_str().unwrap(),
-        "--limit-per-class",
-        "40",
-        "--epochs",
-        "6",
-        "--patience",
-        "2",
-        "--steps-per-epoch",
-        "4",
-        "--batch-size",
-        "32",
-        "--out",
-        dir.to_str().unwrap(),
-        "--json",
-    ]
-    .map(String::from)));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = train_smart_start(
+        &dir,
+        &[
+            "--limit-per-class",
+            "40",
+            "--epochs",
+            "6",
+            "--patience",
+            "2",
+            "--steps-per-epoch",
+            "4",
+            "--batch-size",
+            "32",
+        ],
+    );
     let rec = &s["record"];
     let history = rec["history"].as_array().unwrap();
     let best = rec["best_epoch"].as_u64().unwrap() as usize;
@@ -539,6 +550,58 @@ fn train_restores_the_best_epoch_and_writes_a_run_like_directory() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a training"));
 }
 
+/// `--relabel-conflicts`: the training split's samples whose bytes (DNS IDs masked) occur
+/// under several labels get their group's majority label; the run says how many and records
+/// the option; the test split is the file's. `nas data inspect` counts the same groups and the
+/// ceiling they set on ISCX.
+#[test]
+fn relabel_conflicts_is_logged_recorded_and_inspected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("trained");
+    let s = train_smart_start(
+        &dir,
+        &[
+            "--relabel-conflicts",
+            "--limit-per-class",
+            "300",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+        ],
+    );
+    assert_eq!(s["test"]["samples"], 3244);
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("--relabel-conflicts:"))
+        .unwrap_or_else(|| panic!("no relabel line in {log}"));
+    // Among the first 300 samples per class the `wpad` lookups of Chat, Email and File meet.
+    let changed: usize = line
+        .split("--relabel-conflicts: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(changed > 0, "{line}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("train.json")).unwrap()).unwrap();
+    assert_eq!(cfg["data"]["relabel_conflicts"], true, "{cfg}");
+
+    let inspect = ok(nas(&[
+        "data",
+        "inspect",
+        iscx().to_str().unwrap(),
+        "--json",
+    ]
+    .map(String::from)));
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let c = &v["conflicts"];
+    assert_eq!(c["train_relabelled_by_majority"], 1619, "{c}");
+    assert_eq!(c["test_ambiguous"], 863, "{c}");
+    assert_eq!(c["test_ceiling_lost"], 187, "{c}");
+}
+
 /// `nas train --qat-epochs`: post-training and QAT int8 figures in the summary, the directory
 /// deploys int8 (export defaults to the int8 kernel), and the delivered weights are the ones
 /// that validated better in int8.
@@ -546,29 +609,21 @@ fn train_restores_the_best_epoch_and_writes_a_run_like_directory() {
 fn train_with_qat_reports_int8_figures_and_deploys_int8() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("qat");
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/specs/smart-start.json");
-    let out = ok(nas(&[
-        "train",
-        "--net",
-        spec.to_str().unwrap(),
-        "--data",
-        iscx().to_str().unwrap(),
-        "--limit-per-class",
-        "30",
-        "--epochs",
-        "2",
-        "--steps-per-epoch",
-        "4",
-        "--batch-size",
-        "32",
-        "--qat-epochs",
-        "2",
-        "--out",
-        dir.to_str().unwrap(),
-        "--json",
-    ]
-    .map(String::from)));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = train_smart_start(
+        &dir,
+        &[
+            "--limit-per-class",
+            "30",
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "4",
+            "--batch-size",
+            "32",
+            "--qat-epochs",
+            "2",
+        ],
+    );
     let q = &s["int8"];
     assert_eq!(q["qat_epochs"], 2, "{s}");
     for k in ["ptq_val", "ptq_test", "qat_val", "qat_test"] {

@@ -160,6 +160,7 @@ fn test_splits(
         (Some(p), _) => DataSource::Dir {
             path: p.clone(),
             limit_per_class: None,
+            relabel_conflicts: false,
         },
         (None, Some(d)) => d,
         (None, None) => bail!("--onnx and --tflite need --data DIR: the dataset to evaluate on"),

@@ -302,12 +302,26 @@ fn inspect_cmd(dir: &std::path::Path, json: bool) -> Result<()> {
     let train = data::summarize(&splits.train);
     let test = data::summarize(&splits.test);
     let names = data::classes::read_class_names(dir)?;
+    // Samples whose bytes (DNS transaction IDs masked) occur under several labels.
+    let mut relabelled = splits.train.clone();
+    let conflicts = data::conflicts::relabel_conflicts(&mut relabelled);
+    let ceiling = data::conflicts::ceiling(&splits.train, &splits.test);
+    let ambiguous = ceiling.ambiguous.iter().filter(|&&a| a).count();
     if json {
         outln!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"train": train, "test": test, "test_held_out": splits.test_held_out, "class_names": names})
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "train": train, "test": test, "test_held_out": splits.test_held_out,
+                "class_names": names,
+                "conflicts": {
+                    "train_groups": conflicts.groups,
+                    "train_samples": conflicts.samples,
+                    "train_relabelled_by_majority": conflicts.changed,
+                    "test_ambiguous": ambiguous,
+                    "test_ceiling_lost": ceiling.lost(),
+                    "test_ceiling_accuracy": ceiling.accuracy(),
+                },
+            }))?
         )?;
     } else {
         if let Some(names) = &names {
@@ -331,6 +345,17 @@ fn inspect_cmd(dir: &std::path::Path, json: bool) -> Result<()> {
             ""
         };
         outln!("test split{how}:\n{test}")?;
+        outln!(
+            "\nsame bytes, several labels (DNS-format query IDs masked): {} training samples in {} \
+             groups,\n{} of them not under their group's majority label (`--relabel-conflicts` on \
+             search and\ntrain gives them that label); {ambiguous} test samples have bytes that \
+             training holds under\nanother label: no classifier of the bytes gets more than \
+             {:.2} % of the test split right",
+            conflicts.samples,
+            conflicts.groups,
+            conflicts.changed,
+            100.0 * ceiling.accuracy()
+        )?;
     }
     Ok(())
 }

@@ -67,6 +67,11 @@ const IDENTITY: &[(&str, &str, &str)] = &[
         "--limit-per-class",
         "/data/limit_per_class",
     ),
+    (
+        "relabel_conflicts",
+        "--relabel-conflicts",
+        "/data/relabel_conflicts",
+    ),
     ("no_inherit", "--no-inherit", "/inherit"),
     ("max_params", "--max-params", "/limits/max_params"),
     ("max_flops", "--max-flops", "/limits/max_flops"),
@@ -252,6 +257,12 @@ pub struct SearchFlags {
     /// Use at most this many training samples per class (quick runs on real data)
     #[arg(long, value_parser = super::at_least_one)]
     pub limit_per_class: Option<usize>,
+    /// Give every training sample whose bytes (DNS-format queries' random transaction IDs
+    /// masked) occur under several labels the most frequent of them: background sessions that
+    /// belong to no class (Windows' LLMNR lookups for `wpad`, SSDP) then teach one answer
+    /// instead of noise. The test split is never changed; `nas data inspect` counts them.
+    #[arg(long, requires = "data")]
+    pub relabel_conflicts: bool,
     /// Do not start children from their parent's trained weights for unchanged leading blocks
     #[arg(long)]
     pub no_inherit: bool,
@@ -394,6 +405,7 @@ fn build_config(a: &SearchArgs) -> Result<RunConfig> {
             path: std::fs::canonicalize(p)
                 .with_context(|| format!("dataset directory {} not found", p.display()))?,
             limit_per_class: a.limit_per_class,
+            relabel_conflicts: a.relabel_conflicts,
         },
         None => DataSource::Synthetic { seed: a.seed },
     };
@@ -814,6 +826,7 @@ mod tests {
         cfg.data = DataSource::Dir {
             path: "d".into(),
             limit_per_class: None,
+            relabel_conflicts: true,
         };
         let v = serde_json::to_value(&cfg).unwrap();
         for (id, _, at) in IDENTITY {

@@ -62,6 +62,12 @@ pub struct TrainArgs {
     /// Use at most this many training samples per class (quick runs)
     #[arg(long, value_parser = super::at_least_one)]
     pub limit_per_class: Option<usize>,
+    /// Give every training sample whose bytes (DNS-format queries' random transaction IDs
+    /// masked) occur under several labels the most frequent of them: background sessions that
+    /// belong to no class (Windows' LLMNR lookups for `wpad`, SSDP) then teach one answer
+    /// instead of noise. The test split is never changed; `nas data inspect` counts them.
+    #[arg(long)]
+    pub relabel_conflicts: bool,
     /// Cap the steps of an epoch (quick runs)
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
@@ -91,6 +97,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         path: std::fs::canonicalize(&a.data)
             .with_context(|| format!("dataset directory {} not found", a.data.display()))?,
         limit_per_class: a.limit_per_class,
+        relabel_conflicts: a.relabel_conflicts,
     };
     let init = match &a.init {
         Some(p) => Weights::load(p)?,

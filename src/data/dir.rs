@@ -239,6 +239,7 @@ fn load_train_test(
         test: test_ds,
         test_held_out: false,
         synthetic: false,
+        relabelled: None,
     })
 }
 
@@ -262,6 +263,7 @@ fn load_held_out(
         test,
         test_held_out: true,
         synthetic: false,
+        relabelled: None,
     })
 }
 

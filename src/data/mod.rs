@@ -14,6 +14,8 @@
 //! * a deterministic synthetic dataset shaped like session bytes, for tests and for runs
 //!   without the real data ([`synthetic`], [`synthetic_splits`]);
 //! * per-class statistics ([`summarize`], [`DatasetSummary`]);
+//! * samples whose bytes occur under several labels, and the ceiling they set
+//!   ([`conflicts`]);
 //! * where a run's data comes from ([`DataSource`], recorded in its configuration) and
 //!   loading it again ([`load_data`]).
 //!
@@ -38,6 +40,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 pub mod classes;
+pub mod conflicts;
 mod dir;
 mod idx;
 pub mod pcap;
@@ -391,6 +394,9 @@ pub struct Splits {
     pub test_held_out: bool,
     /// True when the data came from [`synthetic`] rather than from files.
     pub synthetic: bool,
+    /// What relabelling the training split's conflicting samples changed, when the source
+    /// asked for it ([`DataSource`]'s `relabel_conflicts`).
+    pub relabelled: Option<conflicts::Relabelled>,
 }
 
 /// How [`load_dir`] reads a dataset directory.

@@ -13,6 +13,10 @@ pub enum DataSource {
     Dir {
         path: PathBuf,
         limit_per_class: Option<usize>,
+        /// Training samples whose bytes occur under several labels get the most frequent one
+        /// ([`super::conflicts::relabel_conflicts`]; the test split is left as it is).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        relabel_conflicts: bool,
     },
     Synthetic {
         seed: u64,
@@ -26,14 +30,19 @@ pub fn load_data(source: &DataSource, seed: u64) -> Result<Splits> {
         DataSource::Dir {
             path,
             limit_per_class,
+            relabel_conflicts,
         } => {
             let opts = LoadOptions {
                 limit_per_class: *limit_per_class,
                 seed,
                 ..LoadOptions::default()
             };
-            load_dir(path, &opts)
-                .with_context(|| format!("cannot load the dataset {}", path.display()))?
+            let mut splits = load_dir(path, &opts)
+                .with_context(|| format!("cannot load the dataset {}", path.display()))?;
+            if *relabel_conflicts {
+                splits.relabelled = Some(super::conflicts::relabel_conflicts(&mut splits.train));
+            }
+            splits
         }
     })
 }

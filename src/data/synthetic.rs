@@ -210,5 +210,6 @@ pub fn synthetic_splits(seed: u64) -> Splits {
         test,
         test_held_out: true,
         synthetic: true,
+        relabelled: None,
     }
 }

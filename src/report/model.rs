@@ -541,13 +541,19 @@ fn describe_data(data: &search::DataSource) -> Result<(String, bool, Option<Vec<
         search::DataSource::Dir {
             path,
             limit_per_class,
+            relabel_conflicts,
         } => (
             format!(
-                "{}{}",
+                "{}{}{}",
                 path.display(),
                 limit_per_class.map_or(String::new(), |n| format!(
                     " (at most {n} train samples per class)"
-                ))
+                )),
+                if *relabel_conflicts {
+                    " (conflicting training labels relabelled to their majority)"
+                } else {
+                    ""
+                }
             ),
             false,
             crate::data::classes::read_class_names(path)?,

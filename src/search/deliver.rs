@@ -372,6 +372,9 @@ pub fn train_spec(
         say(line);
         out.log(line)
     };
+    if let Some(r) = &splits.relabelled {
+        log(&r.describe(tr.n()))?;
+    }
     log(&format!(
         "training {} on {} train samples ({} held out for early stopping), up to {} epochs, batch {}",
         spec.summary(),

@@ -185,6 +185,9 @@ fn announce(run: &Run, splits: &Splits, resumed: bool) -> Result<()> {
         cfg.limits.max_flash_bytes,
         cfg.limits.max_ram_bytes
     ))?;
+    if let Some(r) = &splits.relabelled {
+        run.log(&r.describe(splits.train.n()))?;
+    }
     if let DataSource::Dir { path, .. } = &cfg.data {
         if let Some(names) = data::classes::read_class_names(path)? {
             let list: Vec<String> = names
