@@ -284,19 +284,32 @@ fn slurm_driver_killed_mid_array_resumes_and_retries_failures() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let out = ok(nas(
-        &[
-            "search",
-            "--resume",
-            run.to_str().unwrap(),
-            "--executor",
-            "slurm",
-            "--quiet",
-            "--json",
-        ]
-        .map(String::from),
-        &env,
-    ));
+    // The killed driver's lock goes with the last of its open files: a resume a moment later
+    // may still be told the run is in use (and to wait), so it waits a little.
+    let resume = || {
+        nas(
+            &[
+                "search",
+                "--resume",
+                run.to_str().unwrap(),
+                "--executor",
+                "slurm",
+                "--quiet",
+                "--json",
+            ]
+            .map(String::from),
+            &env,
+        )
+    };
+    let mut out = resume();
+    for _ in 0..50 {
+        if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("is in use") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        out = resume();
+    }
+    let out = ok(out);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["complete"], true);
     assert_eq!(summary["candidates"], 7);
