@@ -100,18 +100,20 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<u8> {
 pub fn cross_entropy(logits: &[f32], labels: &[u8], classes: usize) -> f64 {
     let mut total = 0.0f64;
     for (row, &y) in logits.chunks_exact(classes).zip(labels) {
-        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
-        total += lse - row[y as usize] as f64;
+        total += log_sum_exp(row) - row[y as usize] as f64;
     }
     total / labels.len().max(1) as f64
 }
 
+/// `ln Σ exp(v)` over one row of logits, computed from its largest value (no overflow).
+fn log_sum_exp(row: &[f32]) -> f64 {
+    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
+}
+
 /// The softmax probability of class `k` for one row of logits.
 pub fn softmax_at(row: &[f32], k: usize) -> f64 {
-    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
-    (row[k] as f64 - m).exp() / sum
+    (row[k] as f64 - log_sum_exp(row)).exp()
 }
 
 /// Metrics (with loss) from logits.

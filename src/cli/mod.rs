@@ -33,6 +33,7 @@ mod board_log;
 mod eval;
 mod export;
 mod import;
+mod inspect;
 pub mod out;
 mod pcap;
 pub mod quant;
@@ -54,9 +55,9 @@ pub use train::TrainArgs;
 pub use verify::VerifyArgs;
 
 use crate::net::{cost, plan, NetSpec};
+use crate::target;
 use crate::target::{Limits, Target};
 use crate::weights::Weights;
-use crate::{data, target};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -212,7 +213,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cost(a) => cost_cmd(a),
         Command::Targets(a) => targets_cmd(a),
         Command::Report(a) => report::run(a),
-        Command::Data(DataCommand::Inspect { dir, json }) => inspect_cmd(&dir, json),
+        Command::Data(DataCommand::Inspect { dir, json }) => inspect::run(&dir, json),
         Command::Data(DataCommand::FromPcap(a)) => pcap::run(a),
         Command::Bench(a) => bench::run(a),
     }
@@ -294,69 +295,6 @@ fn targets_cmd(a: TargetsArgs) -> Result<()> {
     }
     outln!("\nLeft: the chip. Middle: the model's budgets (flash and RAM after the application's reserve).")?;
     outln!("Use --target NAME, an alias, or a path to your own TOML profile (see targets/ in the repository).")?;
-    Ok(())
-}
-
-fn inspect_cmd(dir: &std::path::Path, json: bool) -> Result<()> {
-    let splits = data::load_dir(dir, &data::LoadOptions::default())?;
-    let train = data::summarize(&splits.train);
-    let test = data::summarize(&splits.test);
-    let names = data::classes::read_class_names(dir)?;
-    // Samples whose bytes (DNS transaction IDs masked) occur under several labels.
-    let mut relabelled = splits.train.clone();
-    let conflicts = data::conflicts::relabel_conflicts(&mut relabelled);
-    let ceiling = data::conflicts::ceiling(&splits.train, &splits.test);
-    let ambiguous = ceiling.ambiguous.iter().filter(|&&a| a).count();
-    if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "train": train, "test": test, "test_held_out": splits.test_held_out,
-                "class_names": names,
-                "conflicts": {
-                    "train_groups": conflicts.groups,
-                    "train_samples": conflicts.samples,
-                    "train_relabelled_by_majority": conflicts.changed,
-                    "test_ambiguous": ambiguous,
-                    "test_ceiling_lost": ceiling.lost(),
-                    "test_ceiling_accuracy": ceiling.accuracy(),
-                },
-            }))?
-        )?;
-    } else {
-        if let Some(names) = &names {
-            outln!("classes (classes.json):")?;
-            for (i, n) in names.iter().enumerate() {
-                outln!("{i:>6}  {n}")?;
-            }
-            if names.len() != splits.train.classes {
-                outln!(
-                    "note: classes.json names {} classes, the labels use {}",
-                    names.len(),
-                    splits.train.classes
-                )?;
-            }
-            outln!()?;
-        }
-        outln!("train split:\n{train}")?;
-        let how = if splits.test_held_out {
-            " (held out from the single pair, stratified)"
-        } else {
-            ""
-        };
-        outln!("test split{how}:\n{test}")?;
-        outln!(
-            "\nsame bytes, several labels (DNS-format query IDs masked): {} training samples in {} \
-             groups,\n{} of them not under their group's majority label (`--relabel-conflicts` on \
-             search and\ntrain gives them that label); {ambiguous} test samples have bytes that \
-             training holds under\nanother label: no classifier of the bytes gets more than \
-             {:.2} % of the test split right",
-            conflicts.samples,
-            conflicts.groups,
-            conflicts.changed,
-            100.0 * ceiling.accuracy()
-        )?;
-    }
     Ok(())
 }
 

@@ -85,27 +85,35 @@ pub struct Relabelled {
     pub changed: usize,
 }
 
+/// The groups of `ds`'s samples whose masked bytes occur under several labels, and how many
+/// of their samples [`relabel_conflicts`] would change.
+pub fn count_conflicts(ds: &Dataset) -> Relabelled {
+    summarize(&label_counts(ds))
+}
+
+fn summarize(seen: &HashMap<Vec<u8>, BTreeMap<u8, usize>>) -> Relabelled {
+    let mut r = Relabelled::default();
+    for counts in seen.values().filter(|c| c.len() > 1) {
+        let total: usize = counts.values().sum();
+        r.groups += 1;
+        r.samples += total;
+        r.changed += total - counts.values().max().copied().unwrap_or(0);
+    }
+    r
+}
+
 /// Gives every sample of `ds` whose masked bytes occur under several labels the most frequent
 /// of them (for a training split: the Bayes answer for those bytes, instead of noise the
 /// network cannot fit).
 pub fn relabel_conflicts(ds: &mut Dataset) -> Relabelled {
     let seen = label_counts(ds);
-    let mut r = Relabelled::default();
-    for counts in seen.values().filter(|c| c.len() > 1) {
-        r.groups += 1;
-        r.samples += counts.values().sum::<usize>();
-    }
     for i in 0..ds.n() {
         let counts = &seen[&masked(ds.sample(i)).0];
         if counts.len() > 1 {
-            let best = majority(counts).expect("a group has a label");
-            if ds.labels[i] != best {
-                ds.labels[i] = best;
-                r.changed += 1;
-            }
+            ds.labels[i] = majority(counts).expect("a group has a label");
         }
     }
-    r
+    summarize(&seen)
 }
 
 /// How much of a test split no classifier of the bytes can get right ([`ceiling`]).
@@ -226,7 +234,9 @@ mod tests {
         let other = queries("smtp", &[9]);
         // Four `wpad` pairs: label 0 three times, 1 once; one sample of its own.
         let mut train = dataset(&[a(1), a(2), a(3), a(4), other.clone()], &[0, 0, 1, 0, 2]);
+        let counted = count_conflicts(&train);
         let r = relabel_conflicts(&mut train);
+        assert_eq!(counted, r);
         assert_eq!(
             r,
             Relabelled {
